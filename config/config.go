@@ -1,0 +1,156 @@
+// Package config reads rtemu's settings from flags and the environment. Every
+// flag has an environment variable; a flag given on the command line wins.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/rtemu-dev/rtemu/sandbox"
+)
+
+// Config is what rtemu serve runs with.
+type Config struct {
+	Addr      string
+	SSHAddr   string
+	DataDir   string
+	Ephemeral bool
+	Templates []sandbox.Template
+	APIKeys   []string
+	AuthOff   bool
+}
+
+// DefaultTemplates are the templates known without any --template flag.
+var DefaultTemplates = []sandbox.Template{{Name: "base-ubuntu", Image: "ubuntu:24.04"}}
+
+// Usage is one row of the flag ↔ environment table.
+type Usage struct{ Flag, Env, Default, Meaning string }
+
+// Table is the flag ↔ environment table (the README shows the same).
+var Table = []Usage{
+	{"--addr", "RTEMU_ADDR", "127.0.0.1:7070", "REST API address"},
+	{"--ssh-addr", "RTEMU_SSH_ADDR", "127.0.0.1:2222", "SSH gateway address"},
+	{"--data-dir", "RTEMU_DATA_DIR", "$XDG_DATA_HOME/rtemu or ~/.local/share/rtemu", "SQLite database, SSH host key, workspaces"},
+	{"--ephemeral", "RTEMU_EPHEMERAL", "false", "state in a temporary dir removed at exit; every container removed at exit"},
+	{"--template NAME=IMAGE", "RTEMU_TEMPLATES=NAME=IMAGE,...", "base-ubuntu=ubuntu:24.04", "template → Docker image (repeatable)"},
+	{"--api-key KEY", "RTEMU_API_KEYS=KEY,...", "none", "strict mode: only these keys (repeatable)"},
+	{"--auth off", "RTEMU_AUTH=off", "on", "accept requests with any or no key"},
+}
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// Parse reads flags from args (without the program and subcommand names)
+// and the environment through getenv.
+func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	cfg := Config{Addr: "127.0.0.1:7070", SSHAddr: "127.0.0.1:2222"}
+	fs := flag.NewFlagSet("rtemu serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var templates, keys listFlag
+	var auth, ephemeral string
+	fs.StringVar(&cfg.Addr, "addr", envOr(getenv, "RTEMU_ADDR", cfg.Addr), "REST API address")
+	fs.StringVar(&cfg.SSHAddr, "ssh-addr", envOr(getenv, "RTEMU_SSH_ADDR", cfg.SSHAddr), "SSH gateway address")
+	fs.StringVar(&cfg.DataDir, "data-dir", getenv("RTEMU_DATA_DIR"), "data directory")
+	fs.StringVar(&ephemeral, "ephemeral", getenv("RTEMU_EPHEMERAL"), "temporary state, containers removed at exit")
+	fs.Var(&templates, "template", "NAME=IMAGE (repeatable)")
+	fs.Var(&keys, "api-key", "accept only this key (repeatable)")
+	fs.StringVar(&auth, "auth", envOr(getenv, "RTEMU_AUTH", "on"), "on or off")
+	// --ephemeral works as a bare boolean flag too.
+	for i, a := range args {
+		if a == "--ephemeral" || a == "-ephemeral" {
+			args = append(append(append([]string{}, args[:i]...), "--ephemeral=true"), args[i+1:]...)
+			break
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	var err error
+	if ephemeral != "" {
+		if cfg.Ephemeral, err = strconv.ParseBool(ephemeral); err != nil {
+			return cfg, fmt.Errorf("--ephemeral / RTEMU_EPHEMERAL: %q is not true or false", ephemeral)
+		}
+	}
+	switch strings.ToLower(auth) {
+	case "on", "":
+	case "off":
+		cfg.AuthOff = true
+	default:
+		return cfg, fmt.Errorf("--auth / RTEMU_AUTH: %q is not on or off", auth)
+	}
+	if len(keys) == 0 {
+		keys = splitList(getenv("RTEMU_API_KEYS"))
+	}
+	cfg.APIKeys = keys
+	if len(templates) == 0 {
+		templates = splitList(getenv("RTEMU_TEMPLATES"))
+	}
+	if cfg.Templates, err = parseTemplates(templates); err != nil {
+		return cfg, err
+	}
+	if cfg.DataDir == "" && !cfg.Ephemeral {
+		cfg.DataDir, err = defaultDataDir(getenv)
+	}
+	return cfg, err
+}
+
+func envOr(getenv func(string) string, key, def string) string {
+	if v := getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// parseTemplates lays NAME=IMAGE pairs over the defaults.
+func parseTemplates(pairs []string) ([]sandbox.Template, error) {
+	out := append([]sandbox.Template(nil), DefaultTemplates...)
+	for _, p := range pairs {
+		name, image, ok := strings.Cut(p, "=")
+		name, image = strings.TrimSpace(name), strings.TrimSpace(image)
+		if !ok || name == "" || image == "" || strings.ContainsAny(name, " /") {
+			return nil, fmt.Errorf("--template %q: want NAME=IMAGE, e.g. base-ubuntu=ubuntu:24.04", p)
+		}
+		replaced := false
+		for i := range out {
+			if out[i].Name == name {
+				out[i].Image, replaced = image, true
+			}
+		}
+		if !replaced {
+			out = append(out, sandbox.Template{Name: name, Image: image})
+		}
+	}
+	return out, nil
+}
+
+func defaultDataDir(getenv func(string) string) (string, error) {
+	if x := getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "rtemu"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", errors.New("no --data-dir given and no home directory to default to")
+	}
+	return filepath.Join(home, ".local", "share", "rtemu"), nil
+}

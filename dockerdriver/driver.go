@@ -1,0 +1,363 @@
+// Package dockerdriver runs sandboxes as Docker containers. It speaks the
+// lifecycle service's words (Create, Start, Pause, Exec, DialPort, Remove,
+// List) and handles the Docker traps once, here, so nobody above has to:
+// exec exit codes read after draining, stdcopy demultiplexing, no exec-kill
+// API, and paused containers that refuse exec, kill and stop.
+package dockerdriver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/jsonmessage"
+)
+
+var (
+	// ErrNotFound: the container or image does not exist.
+	ErrNotFound = errors.New("not found in the Docker engine")
+	// ErrNotRunning: the container exists but is paused or stopped, so it
+	// cannot run a command.
+	ErrNotRunning = errors.New("container is not running")
+	// ErrUnavailable: the Docker engine does not answer.
+	ErrUnavailable = errors.New("docker engine unavailable")
+)
+
+// Driver is a Docker Engine client in the lifecycle service's terms.
+type Driver struct {
+	cli  *client.Client
+	host string
+}
+
+// New connects the way the Docker CLI does: DOCKER_HOST, then the current
+// context (DOCKER_CONTEXT or ~/.docker/config.json), then the default socket.
+// The API version is negotiated, so old engines (API 1.41) work.
+func New() (*Driver, error) {
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	host, err := contextHost()
+	if err != nil {
+		return nil, err
+	}
+	if host != "" {
+		opts = append(opts, client.WithHost(host))
+	}
+	cli, err := client.NewClientWithOpts(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	return &Driver{cli: cli, host: cli.DaemonHost()}, nil
+}
+
+// Close releases the client's connections.
+func (d *Driver) Close() error { return d.cli.Close() }
+
+// Host is the engine address in use, e.g. unix:///var/run/docker.sock.
+func (d *Driver) Host() string { return d.host }
+
+// wrap turns Docker client errors into this package's sentinels, keeping the
+// original text for logs.
+func wrap(err error, what string) error {
+	switch {
+	case err == nil:
+		return nil
+	case cerrdefs.IsNotFound(err):
+		return fmt.Errorf("%s: %w: %v", what, ErrNotFound, err)
+	case client.IsErrConnectionFailed(err):
+		return fmt.Errorf("%s: %w: %v", what, ErrUnavailable, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// EngineInfo describes the engine rtemu talks to.
+type EngineInfo struct {
+	Version    string `json:"version"`
+	APIVersion string `json:"apiVersion"`
+	OS         string `json:"os"`
+	Host       string `json:"host"`
+	CPUs       int    `json:"cpus"`
+}
+
+// Ping checks that the engine answers and says which one it is.
+func (d *Driver) Ping(ctx context.Context) (EngineInfo, error) {
+	v, err := d.cli.Info(ctx)
+	if err != nil {
+		// Whatever stops the engine from answering (no socket, a timeout,
+		// a proxy error) means the same to a caller: it is unavailable.
+		return EngineInfo{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return EngineInfo{Version: v.ServerVersion, APIVersion: d.cli.ClientVersion(), OS: v.OSType + "/" + v.Architecture, Host: d.host, CPUs: v.NCPU}, nil
+}
+
+// ImagePresent reports whether the image is in the engine's local store.
+func (d *Driver) ImagePresent(ctx context.Context, ref string) (bool, error) {
+	_, err := d.cli.ImageInspect(ctx, ref)
+	if cerrdefs.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, wrap(err, "inspect image "+ref)
+	}
+	return true, nil
+}
+
+// Pull fetches an image, calling progress with each status line the engine
+// reports (already de-duplicated per layer, so a log stays readable).
+func (d *Driver) Pull(ctx context.Context, ref string, progress func(string)) error {
+	rc, err := d.cli.ImagePull(ctx, ref, image.PullOptions{})
+	if err != nil {
+		return wrap(err, "pull "+ref)
+	}
+	defer rc.Close()
+	dec := json.NewDecoder(rc)
+	last := map[string]string{}
+	for {
+		var m jsonmessage.JSONMessage
+		if err := dec.Decode(&m); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("pull %s: reading progress: %w", ref, err)
+		}
+		if m.Error != nil {
+			return fmt.Errorf("pull %s: %s", ref, m.Error.Message)
+		}
+		if progress != nil && last[m.ID] != m.Status {
+			last[m.ID] = m.Status
+			line := m.Status
+			if m.ID != "" {
+				line = m.ID + ": " + m.Status
+			}
+			progress(line)
+		}
+	}
+}
+
+// ContainerSpec is what a sandbox container is made from.
+type ContainerSpec struct {
+	Name        string
+	Image       string
+	Hostname    string
+	Labels      map[string]string
+	Env         []string
+	NanoCPUs    int64
+	MemoryBytes int64
+	PidsLimit   int64
+	// WorkingDir is created by the engine at start when the image lacks it,
+	// which is how every sandbox gets an empty /workspace.
+	WorkingDir string
+}
+
+// keepAlive keeps a container running whatever the image's own command is.
+// docker-init (Init: true) is PID 1, so orphans of exec'd commands are reaped
+// (moby/moby#34683).
+var keepAlive = []string{"/bin/sh", "-c", "while :; do sleep 86400; done"}
+
+// Create makes (but does not start) a container.
+func (d *Driver) Create(ctx context.Context, spec ContainerSpec) error {
+	init := true
+	pids := spec.PidsLimit
+	cfg := &container.Config{
+		Image:      spec.Image,
+		Hostname:   spec.Hostname,
+		Env:        spec.Env,
+		Labels:     spec.Labels,
+		WorkingDir: spec.WorkingDir,
+		Entrypoint: keepAlive[:1],
+		Cmd:        keepAlive[1:],
+	}
+	host := &container.HostConfig{
+		Init: &init,
+		// Never privileged, never the Docker socket: a sandbox must not reach
+		// the host or its siblings.
+		Privileged: false,
+		Resources: container.Resources{
+			NanoCPUs:  spec.NanoCPUs,
+			Memory:    spec.MemoryBytes,
+			PidsLimit: &pids,
+		},
+	}
+	_, err := d.cli.ContainerCreate(ctx, cfg, host, nil, nil, spec.Name)
+	return wrap(err, "create container "+spec.Name)
+}
+
+// Start starts a created container.
+func (d *Driver) Start(ctx context.Context, name string) error {
+	return wrap(d.cli.ContainerStart(ctx, name, container.StartOptions{}), "start "+name)
+}
+
+// Pause freezes every process of the container (cgroup freezer): memory and
+// state are kept for as long as the engine keeps the container.
+func (d *Driver) Pause(ctx context.Context, name string) error {
+	return wrap(d.cli.ContainerPause(ctx, name), "pause "+name)
+}
+
+// Unpause thaws a paused container.
+func (d *Driver) Unpause(ctx context.Context, name string) error {
+	return wrap(d.cli.ContainerUnpause(ctx, name), "unpause "+name)
+}
+
+// Remove force-removes a container. Removing one that is already gone is not
+// an error.
+func (d *Driver) Remove(ctx context.Context, name string) error {
+	// A frozen container cannot be killed (moby/moby#15853): thaw it first.
+	if st, err := d.Inspect(ctx, name); err == nil && st.Paused {
+		if err := d.Unpause(ctx, name); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	err := d.cli.ContainerRemove(ctx, name, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if cerrdefs.IsNotFound(err) {
+		return nil
+	}
+	// A removal already under way (say, two deletes racing) ends the same.
+	if err != nil && strings.Contains(err.Error(), "already in progress") {
+		return nil
+	}
+	return wrap(err, "remove "+name)
+}
+
+// State is what the engine says of one container.
+type State struct {
+	Running   bool
+	Paused    bool
+	Status    string // created, running, paused, exited, dead, ...
+	ExitCode  int
+	StartedAt time.Time
+	IP        string
+	Labels    map[string]string
+	// Limits as applied by the engine.
+	NanoCPUs    int64
+	MemoryBytes int64
+	PidsLimit   int64
+	Env         []string
+	WorkingDir  string
+	Privileged  bool
+	Init        bool
+}
+
+// Inspect returns the container's state; ErrNotFound when it does not exist.
+func (d *Driver) Inspect(ctx context.Context, name string) (State, error) {
+	c, err := d.cli.ContainerInspect(ctx, name)
+	if err != nil {
+		return State{}, wrap(err, "inspect "+name)
+	}
+	st := State{Labels: c.Config.Labels, Env: c.Config.Env, WorkingDir: c.Config.WorkingDir}
+	if c.State != nil {
+		st.Running, st.Paused, st.Status, st.ExitCode = c.State.Running, c.State.Paused, c.State.Status, c.State.ExitCode
+		st.StartedAt, _ = time.Parse(time.RFC3339Nano, c.State.StartedAt)
+	}
+	if c.HostConfig != nil {
+		st.NanoCPUs, st.MemoryBytes, st.Privileged = c.HostConfig.NanoCPUs, c.HostConfig.Memory, c.HostConfig.Privileged
+		if c.HostConfig.PidsLimit != nil {
+			st.PidsLimit = *c.HostConfig.PidsLimit
+		}
+		st.Init = c.HostConfig.Init != nil && *c.HostConfig.Init
+	}
+	if c.NetworkSettings != nil {
+		st.IP = c.NetworkSettings.IPAddress
+		for _, n := range c.NetworkSettings.Networks {
+			if st.IP == "" && n != nil {
+				st.IP = n.IPAddress
+			}
+		}
+	}
+	return st, nil
+}
+
+// Container is one entry of List.
+type Container struct {
+	ID     string
+	Name   string
+	Labels map[string]string
+	State  string // created, running, paused, exited, dead, ...
+}
+
+// List returns every container (running or not) carrying all the labels.
+func (d *Driver) List(ctx context.Context, labels map[string]string) ([]Container, error) {
+	f := filters.NewArgs()
+	for k, v := range labels {
+		f.Add("label", k+"="+v)
+	}
+	cs, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	if err != nil {
+		return nil, wrap(err, "list containers")
+	}
+	out := make([]Container, 0, len(cs))
+	for _, c := range cs {
+		name := c.ID
+		if len(c.Names) > 0 {
+			name = strings.TrimPrefix(c.Names[0], "/")
+		}
+		out = append(out, Container{ID: c.ID, Name: name, Labels: c.Labels, State: string(c.State)})
+	}
+	return out, nil
+}
+
+// Event is a container event from the engine.
+type Event struct {
+	Action   string // die, destroy, oom, pause, unpause, start, ...
+	Name     string
+	Labels   map[string]string
+	ExitCode int
+}
+
+// Watch streams container events for containers carrying all the labels
+// until ctx ends or the connection breaks; the error channel says which.
+func (d *Driver) Watch(ctx context.Context, labels map[string]string) (<-chan Event, <-chan error) {
+	f := filters.NewArgs(filters.Arg("type", string(events.ContainerEventType)))
+	for k, v := range labels {
+		f.Add("label", k+"="+v)
+	}
+	msgs, errs := d.cli.Events(ctx, events.ListOptions{Filters: f})
+	out := make(chan Event)
+	outErr := make(chan error, 1)
+	go func() {
+		defer close(out)
+		for {
+			select {
+			case m := <-msgs:
+				ev := Event{Action: string(m.Action), Name: m.Actor.Attributes["name"], Labels: m.Actor.Attributes}
+				ev.ExitCode, _ = strconv.Atoi(m.Actor.Attributes["exitCode"])
+				select {
+				case out <- ev:
+				case <-ctx.Done():
+					outErr <- ctx.Err()
+					return
+				}
+			case err := <-errs:
+				outErr <- wrap(err, "docker events")
+				return
+			}
+		}
+	}()
+	return out, outErr
+}
+
+// DialPort opens a TCP connection to a port inside the container. It is the
+// one way rtemu reaches a sandbox's ports (SSH -L, dev URLs), so a route for
+// engines whose container IPs the host cannot reach belongs here.
+func (d *Driver) DialPort(ctx context.Context, name string, port int) (net.Conn, error) {
+	st, err := d.Inspect(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Running || st.Paused {
+		return nil, fmt.Errorf("dial %s:%d: %w", name, port, ErrNotRunning)
+	}
+	if st.IP == "" {
+		return nil, fmt.Errorf("dial %s:%d: container has no IP address", name, port)
+	}
+	var dialer net.Dialer
+	return dialer.DialContext(ctx, "tcp", net.JoinHostPort(st.IP, strconv.Itoa(port)))
+}

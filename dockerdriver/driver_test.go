@@ -1,0 +1,206 @@
+package dockerdriver_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rtemu-dev/rtemu/dockerdriver"
+	"github.com/rtemu-dev/rtemu/emulatortest"
+)
+
+// newContainer starts a container of the test image and removes it at the
+// end of the test.
+func newContainer(t *testing.T) (*dockerdriver.Driver, string) {
+	t.Helper()
+	emulatortest.SkipIfNoDocker(t)
+	ctx := context.Background()
+	img, err := emulatortest.TestImage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := dockerdriver.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	name := "rtemu-drivertest-" + hex.EncodeToString(b)
+	t.Cleanup(func() {
+		if err := d.Remove(context.Background(), name); err != nil {
+			t.Errorf("remove: %v", err)
+		}
+		d.Close()
+	})
+	spec := dockerdriver.ContainerSpec{
+		Name: name, Image: img, Labels: map[string]string{"rtemu.drivertest": "1"},
+		Env: []string{"FROM_SPEC=yes"}, NanoCPUs: 1e9, MemoryBytes: 256 << 20, PidsLimit: 100, WorkingDir: "/workspace",
+	}
+	if err := d.Create(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	return d, name
+}
+
+func run(t *testing.T, d *dockerdriver.Driver, ctx context.Context, name, cmd string) (string, string, int, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code, err := d.Exec(ctx, name, dockerdriver.ExecSpec{Cmd: []string{"/bin/sh", "-c", cmd}, Stdout: &out, Stderr: &errb})
+	return out.String(), errb.String(), code, err
+}
+
+func TestCreateAppliesSpec(t *testing.T) {
+	t.Parallel()
+	d, name := newContainer(t)
+	st, err := d.Inspect(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Running || st.NanoCPUs != 1e9 || st.MemoryBytes != 256<<20 || st.PidsLimit != 100 || st.Privileged || !st.Init {
+		t.Fatalf("state = %+v", st)
+	}
+	if st.Labels["rtemu.drivertest"] != "1" {
+		t.Fatalf("labels = %v", st.Labels)
+	}
+	out, _, code, err := run(t, d, context.Background(), name, `pwd; echo $FROM_SPEC; ls -A /workspace | wc -l`)
+	if err != nil || code != 0 || out != "/workspace\nyes\n0\n" {
+		t.Fatalf("out=%q code=%d err=%v", out, code, err)
+	}
+	cs, err := d.List(context.Background(), map[string]string{"rtemu.drivertest": "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, c := range cs {
+		found = found || c.Name == name
+	}
+	if !found {
+		t.Fatalf("List did not find %s in %v", name, cs)
+	}
+}
+
+func TestExec(t *testing.T) {
+	t.Parallel()
+	d, name := newContainer(t)
+	tests := []struct {
+		name, cmd      string
+		stdout, stderr string
+		code           int
+	}{
+		{"ok", "echo hi", "hi\n", "", 0},
+		{"streams apart", "echo out; echo err >&2", "out\n", "err\n", 0},
+		{"exit 3", "exit 3", "", "", 3},
+		{"not found", "no-such-command-here", "", "", 127},
+		{"killed", "kill -9 $$", "", "", 137},
+		{"large output", "yes x | head -c 3000000", strings.Repeat("x\n", 1500000), "", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, errOut, code, err := run(t, d, context.Background(), name, tt.cmd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if code != tt.code || out != tt.stdout || (tt.stderr != "" && errOut != tt.stderr) {
+				t.Fatalf("code=%d stdout=%.40q stderr=%q; want %d %.40q %q", code, out, errOut, tt.code, tt.stdout, tt.stderr)
+			}
+		})
+	}
+}
+
+func TestExecStdin(t *testing.T) {
+	t.Parallel()
+	d, name := newContainer(t)
+	var out bytes.Buffer
+	in := strings.Repeat("line\n", 10000)
+	code, err := d.Exec(context.Background(), name, dockerdriver.ExecSpec{
+		Cmd: []string{"/bin/sh", "-c", "wc -l"}, Stdin: strings.NewReader(in), Stdout: &out,
+	})
+	if err != nil || code != 0 || strings.TrimSpace(out.String()) != "10000" {
+		t.Fatalf("out=%q code=%d err=%v", out.String(), code, err)
+	}
+}
+
+func TestExecCancelKillsProcessTree(t *testing.T) {
+	t.Parallel()
+	d, name := newContainer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	out, _, _, err := run(t, d, ctx, name, `echo started; (sleep 300; echo child) & sleep 301`)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want deadline exceeded", err)
+	}
+	if out != "started\n" {
+		t.Fatalf("output so far = %q", out)
+	}
+	t.Logf("cancel took %v", time.Since(start))
+	if el := time.Since(start); el > 3*time.Second {
+		t.Errorf("cancel took %v", el)
+	}
+	ps, _, _, err := run(t, d, context.Background(), name, `ps -o args | grep -c '^sleep 30[01]'`)
+	if err != nil || strings.TrimSpace(ps) != "0" {
+		t.Fatalf("processes left: %q (err %v)", ps, err)
+	}
+}
+
+func TestExecBackgroundProcessDoesNotHold(t *testing.T) {
+	t.Parallel()
+	d, name := newContainer(t)
+	start := time.Now()
+	_, _, code, err := run(t, d, context.Background(), name, `sleep 60 & echo started`)
+	if err != nil || code != 0 {
+		t.Fatalf("code=%d err=%v", code, err)
+	}
+	if el := time.Since(start); el > 1500*time.Millisecond {
+		t.Errorf("exec with a background child took %v", el)
+	}
+	ps, _, _, _ := run(t, d, context.Background(), name, `ps -o args | grep -c '^sleep 60'`)
+	if strings.TrimSpace(ps) != "1" {
+		t.Fatalf("background process should still run; ps count %q", ps)
+	}
+}
+
+func TestPausedContainer(t *testing.T) {
+	t.Parallel()
+	d, name := newContainer(t)
+	ctx := context.Background()
+	if err := d.Pause(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := d.Inspect(ctx, name)
+	if !st.Paused {
+		t.Fatalf("not paused: %+v", st)
+	}
+	if _, _, _, err := run(t, d, ctx, name, "true"); !errors.Is(err, dockerdriver.ErrNotRunning) {
+		t.Fatalf("exec in paused container: err = %v, want ErrNotRunning", err)
+	}
+	// Remove must thaw it first; the cleanup removes it while paused.
+}
+
+func TestNotFound(t *testing.T) {
+	t.Parallel()
+	emulatortest.SkipIfNoDocker(t)
+	d, err := dockerdriver.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := d.Inspect(context.Background(), "rtemu-no-such-container"); !errors.Is(err, dockerdriver.ErrNotFound) {
+		t.Fatalf("err = %v", err)
+	}
+	if err := d.Remove(context.Background(), "rtemu-no-such-container"); err != nil {
+		t.Fatalf("removing a missing container: %v", err)
+	}
+	ok, err := d.ImagePresent(context.Background(), "rtemu-test/none:missing")
+	if err != nil || ok {
+		t.Fatalf("ImagePresent = %v, %v", ok, err)
+	}
+}

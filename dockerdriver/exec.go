@@ -1,0 +1,242 @@
+package dockerdriver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/pkg/stdcopy"
+)
+
+// WindowSize is a terminal size in characters.
+type WindowSize struct{ Rows, Cols uint }
+
+// ExecSpec describes one command run in a container.
+type ExecSpec struct {
+	Cmd        []string
+	Env        []string
+	WorkingDir string
+	Tty        bool
+	// Size is the terminal's size at start (Tty only), so the first prompt
+	// already has the right width.
+	Size *WindowSize
+	// Resize delivers window changes (Tty only).
+	Resize <-chan WindowSize
+	// Stdin, when set, is copied to the command; its EOF closes the
+	// command's stdin.
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer // ignored with Tty: a terminal has one stream
+}
+
+// execMarker is the environment variable that tags every process an exec
+// starts. Docker has no API to kill an exec (moby/moby#35703), and the
+// container's PID 1 must not be killed, so a cancelled exec is ended by a
+// second exec that kills every process whose environment carries the tag:
+// the command, its children, and whatever they left in the background.
+const execMarker = "RTEMU_EXEC_ID"
+
+// killByMarker is run with the tag as $0. It loops because a dying shell may
+// have forked in between.
+const killByMarker = `t="` + execMarker + `=$0"
+for i in 1 2 3 4 5; do
+  found=
+  for p in /proc/[0-9]*; do
+    [ "$p" = "/proc/$$" ] && continue
+    if grep -qs "$t" "$p/environ"; then kill -9 "${p#/proc/}" 2>/dev/null; found=1; fi
+  done
+  [ -z "$found" ] && exit 0
+done`
+
+// Exec runs a command in a running container and returns its exit code.
+//
+// When ctx ends first, every process the command started is killed and the
+// error is ctx.Err(); the output written so far stays written. A paused or
+// stopped container gives ErrNotRunning.
+func (d *Driver) Exec(ctx context.Context, name string, spec ExecSpec) (int, error) {
+	tag := newTag()
+	opts := container.ExecOptions{
+		Cmd:          spec.Cmd,
+		Env:          append(append([]string{}, spec.Env...), execMarker+"="+tag),
+		WorkingDir:   spec.WorkingDir,
+		Tty:          spec.Tty,
+		AttachStdin:  spec.Stdin != nil,
+		AttachStdout: true,
+		AttachStderr: true,
+	}
+	if spec.Tty && spec.Size != nil {
+		opts.ConsoleSize = &[2]uint{spec.Size.Rows, spec.Size.Cols}
+	}
+	created, err := d.cli.ContainerExecCreate(ctx, name, opts)
+	if err != nil {
+		if cerrdefs.IsConflict(err) {
+			// "Container … is paused, unpause the container before exec"
+			// or "… is not running" (moby/moby#9672).
+			return -1, fmt.Errorf("exec in %s: %w", name, ErrNotRunning)
+		}
+		return -1, wrap(err, "exec in "+name)
+	}
+	att, err := d.cli.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{Tty: spec.Tty, ConsoleSize: opts.ConsoleSize})
+	if err != nil {
+		if cerrdefs.IsConflict(err) {
+			return -1, fmt.Errorf("exec in %s: %w", name, ErrNotRunning)
+		}
+		return -1, wrap(err, "exec attach in "+name)
+	}
+	defer att.Close()
+
+	if spec.Stdin != nil {
+		go func() {
+			_, _ = io.Copy(att.Conn, spec.Stdin)
+			// EOF on the client's stdin becomes EOF on the command's.
+			_ = att.CloseWrite()
+		}()
+	}
+	if spec.Tty {
+		go d.followResize(ctx, created.ID, spec.Resize)
+	}
+
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		stdout, stderr := orDiscard(spec.Stdout), orDiscard(spec.Stderr)
+		if spec.Tty {
+			_, _ = io.Copy(stdout, att.Reader)
+		} else {
+			// Without a TTY the stream is multiplexed; demultiplex it.
+			_, _ = stdcopy.StdCopy(stdout, stderr, att.Reader)
+		}
+	}()
+
+	// A command that leaves a background process holding its stdout keeps
+	// the stream open after it exits (the engine gives up only after a few
+	// seconds). Watch the exec, and once it has exited give the stream a
+	// moment to flush, then close it.
+	exited := make(chan struct{})
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go d.watchExit(watchCtx, created.ID, exited)
+
+	select {
+	case <-drained:
+	case <-exited:
+		select {
+		case <-drained:
+		case <-time.After(200 * time.Millisecond):
+			att.Close()
+			<-drained
+		case <-ctx.Done():
+		}
+	case <-ctx.Done():
+	}
+	if ctx.Err() != nil {
+		d.killExec(name, tag)
+		att.Close()
+		<-drained
+		return -1, ctx.Err()
+	}
+	stopWatch()
+	return d.exitCode(ctx, created.ID)
+}
+
+// exitCode reads the exit code once the output is drained. The engine marks
+// an exec stopped asynchronously after its stream closes, and an exec that
+// has not started inspects as "not running, exit 0", so poll until Running is
+// false (testcontainers-go's DockerContainer.Exec does the same).
+func (d *Driver) exitCode(ctx context.Context, execID string) (int, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for wait := time.Millisecond; ; wait = min(wait*2, 50*time.Millisecond) {
+		ins, err := d.cli.ContainerExecInspect(ctx, execID)
+		if err != nil {
+			return -1, wrap(err, "exec inspect")
+		}
+		if !ins.Running {
+			return ins.ExitCode, nil
+		}
+		if time.Now().After(deadline) {
+			return -1, errors.New("exec inspect: command still running after its output ended")
+		}
+		select {
+		case <-ctx.Done():
+			return -1, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (d *Driver) watchExit(ctx context.Context, execID string, exited chan<- struct{}) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			ins, err := d.cli.ContainerExecInspect(ctx, execID)
+			if err == nil && !ins.Running && ins.Pid != 0 {
+				close(exited)
+				return
+			}
+		}
+	}
+}
+
+// killExec ends every process tagged by one exec. It runs on its own
+// deadline: the caller's context has usually just ended.
+func (d *Driver) killExec(name, tag string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	created, err := d.cli.ContainerExecCreate(ctx, name, container.ExecOptions{
+		Cmd: []string{"/bin/sh", "-c", killByMarker, tag},
+	})
+	if err != nil {
+		return
+	}
+	att, err := d.cli.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{})
+	if err != nil {
+		return
+	}
+	_, _ = io.Copy(io.Discard, att.Reader)
+	att.Close()
+	_, _ = d.exitCode(ctx, created.ID)
+}
+
+func (d *Driver) followResize(ctx context.Context, execID string, sizes <-chan WindowSize) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case s, ok := <-sizes:
+			if !ok {
+				return
+			}
+			// A resize can race the exec's start; retry briefly.
+			for i := 0; i < 5; i++ {
+				err := d.cli.ContainerExecResize(ctx, execID, container.ResizeOptions{Height: s.Rows, Width: s.Cols})
+				if err == nil || ctx.Err() != nil {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	}
+}
+
+func newTag() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func orDiscard(w io.Writer) io.Writer {
+	if w == nil {
+		return io.Discard
+	}
+	return w
+}

@@ -1,0 +1,57 @@
+package emulator
+
+import (
+	"crypto/subtle"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+)
+
+// keyPattern is the shape of a Runtools API key.
+var keyPattern = regexp.MustCompile(`^rt_(live|test)_[A-Za-z0-9]{32}$`)
+
+// authenticate checks X-API-Key or Authorization: Bearer. Without strict
+// keys any well-formed key is accepted; with authOff anything is.
+func authenticate(strict []string, authOff bool) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if authOff || c.Path() == "/health" {
+				return next(c)
+			}
+			key := apiKey(c.Request())
+			switch {
+			case key == "":
+				return &apiError{status: http.StatusUnauthorized, code: "unauthorized",
+					message: "authentication required: send X-API-Key: KEY or Authorization: Bearer KEY"}
+			case !keyPattern.MatchString(key):
+				return &apiError{status: http.StatusUnauthorized, code: "invalid_token",
+					message: "unrecognized token format: an API key is rt_live_ or rt_test_ followed by 32 letters and digits"}
+			case len(strict) > 0 && !oneOf(key, strict):
+				return &apiError{status: http.StatusUnauthorized, code: "invalid_token",
+					message: "API key not found or revoked"}
+			}
+			return next(c)
+		}
+	}
+}
+
+func apiKey(r *http.Request) string {
+	if k := strings.TrimSpace(r.Header.Get("X-API-Key")); k != "" {
+		return k
+	}
+	auth := r.Header.Get("Authorization")
+	if len(auth) > 7 && strings.EqualFold(auth[:7], "bearer ") {
+		return strings.TrimSpace(auth[7:])
+	}
+	return ""
+}
+
+func oneOf(key string, keys []string) bool {
+	found := 0
+	for _, k := range keys {
+		found |= subtle.ConstantTimeCompare([]byte(key), []byte(k))
+	}
+	return found == 1
+}

@@ -1,0 +1,169 @@
+package emulator_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rtemu-dev/rtemu/emulatortest"
+)
+
+// client talks to a test rtemu as an SDK would: real HTTP on loopback.
+type client struct {
+	t   *testing.T
+	srv *emulatortest.Server
+	key string
+}
+
+func newClient(t *testing.T, opts ...emulatortest.Option) *client {
+	t.Helper()
+	emulatortest.SkipIfNoDocker(t)
+	srv := emulatortest.New(t, opts...)
+	return &client{t: t, srv: srv, key: srv.APIKey}
+}
+
+// response is a decoded answer.
+type response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+	JSON   map[string]any
+}
+
+// Data is the envelope's data as an object.
+func (r response) Data() map[string]any {
+	d, _ := r.JSON["data"].(map[string]any)
+	return d
+}
+
+// List is the envelope's data as an array of objects.
+func (r response) List() []map[string]any {
+	raw, _ := r.JSON["data"].([]any)
+	out := make([]map[string]any, 0, len(raw))
+	for _, x := range raw {
+		m, _ := x.(map[string]any)
+		out = append(out, m)
+	}
+	return out
+}
+
+// ErrCode is the error envelope's code ("" when there is none).
+func (r response) ErrCode() string {
+	e, _ := r.JSON["error"].(map[string]any)
+	s, _ := e["code"].(string)
+	return s
+}
+
+// do sends a request; body may be nil, a string (sent as is) or a value
+// (sent as JSON).
+func (c *client) do(method, path string, body any, headers ...string) response {
+	c.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		js, err := json.Marshal(b)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		rd = bytes.NewReader(js)
+	}
+	req, err := http.NewRequest(method, c.srv.URL+path, rd)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.key != "" {
+		req.Header.Set("X-API-Key", c.key)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i+1] == "" {
+			req.Header.Del(headers[i])
+		} else {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	r := response{Status: resp.StatusCode, Header: resp.Header, Body: raw}
+	_ = json.Unmarshal(raw, &r.JSON)
+	return r
+}
+
+// must sends a request and fails the test unless the status is want.
+func (c *client) must(want int, method, path string, body any) response {
+	c.t.Helper()
+	r := c.do(method, path, body)
+	if r.Status != want {
+		c.t.Fatalf("%s %s: status %d, want %d; body %s", method, path, r.Status, want, r.Body)
+	}
+	return r
+}
+
+// create makes a sandbox and waits until it is running.
+func (c *client) create(body map[string]any) map[string]any {
+	c.t.Helper()
+	if body == nil {
+		body = map[string]any{}
+	}
+	if _, ok := body["template"]; !ok {
+		body["template"] = "base-ubuntu"
+	}
+	r := c.must(http.StatusCreated, "POST", "/v1/sandboxes", body)
+	return c.waitStatus(r.Data()["id"].(string), "running")
+}
+
+// waitStatus polls a sandbox until it has the status, with a deadline.
+func (c *client) waitStatus(id, status string) map[string]any {
+	c.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	var last map[string]any
+	for time.Now().Before(deadline) {
+		r := c.do("GET", "/v1/sandboxes/"+id, nil)
+		if r.Status == http.StatusOK {
+			last = r.Data()
+			if last["status"] == status {
+				return last
+			}
+			if s := last["status"]; s == "failed" && status != "failed" {
+				c.t.Fatalf("sandbox %s failed: %v", id, last["error"])
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.t.Fatalf("sandbox %s did not become %s; last %v", id, status, last)
+	return nil
+}
+
+// exec runs a command through the API and returns the result object.
+func (c *client) exec(id string, body map[string]any) map[string]any {
+	c.t.Helper()
+	return c.must(http.StatusOK, "POST", "/v1/sandboxes/"+id+"/exec", body).Data()
+}
+
+// sh runs a shell command and returns its stdout, failing on a non-zero exit.
+func (c *client) sh(id, cmd string) string {
+	c.t.Helper()
+	res := c.exec(id, map[string]any{"command": cmd})
+	if res["exitCode"].(float64) != 0 {
+		c.t.Fatalf("%q: exit %v, stderr %q", cmd, res["exitCode"], res["stderr"])
+	}
+	return res["stdout"].(string)
+}

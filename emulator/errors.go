@@ -1,0 +1,181 @@
+package emulator
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/rtemu-dev/rtemu/sandbox"
+)
+
+// envelope is every successful answer: {"data": …, "meta": {"requestId": …}}.
+type envelope struct {
+	Data any  `json:"data"`
+	Meta meta `json:"meta"`
+}
+
+type meta struct {
+	RequestID  string  `json:"requestId"`
+	HasMore    *bool   `json:"hasMore,omitempty"`
+	NextCursor *string `json:"nextCursor,omitempty"`
+}
+
+// listEnvelope carries the pagination both where the hosted docs put it
+// (meta) and where its OpenAPI document does (top level).
+type listEnvelope struct {
+	Data       any     `json:"data"`
+	Meta       meta    `json:"meta"`
+	HasMore    bool    `json:"hasMore"`
+	NextCursor *string `json:"nextCursor"`
+}
+
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code      string        `json:"code"`
+	Message   string        `json:"message"`
+	RequestID string        `json:"requestId"`
+	Details   []fieldDetail `json:"details,omitempty"`
+}
+
+type fieldDetail struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// apiError is an error the HTTP layer itself finds (auth, body, media type).
+type apiError struct {
+	status  int
+	code    string
+	message string
+	details []fieldDetail
+}
+
+func (e *apiError) Error() string { return e.message }
+
+func badRequest(field, msg string) error {
+	return &apiError{status: http.StatusBadRequest, code: "bad_request", message: "invalid request",
+		details: []fieldDetail{{Field: field, Message: msg}}}
+}
+
+func reply(c echo.Context, status int, data any) error {
+	return c.JSON(status, envelope{Data: data, Meta: meta{RequestID: requestIDOf(c)}})
+}
+
+func replyList(c echo.Context, data any, hasMore bool, next string) error {
+	var nc *string
+	if next != "" {
+		nc = &next
+	}
+	return c.JSON(http.StatusOK, listEnvelope{
+		Data: data, HasMore: hasMore, NextCursor: nc,
+		Meta: meta{RequestID: requestIDOf(c), HasMore: &hasMore, NextCursor: nc},
+	})
+}
+
+var kindStatus = map[sandbox.Kind]struct {
+	status int
+	code   string
+}{
+	sandbox.KindInvalid:     {http.StatusBadRequest, "bad_request"},
+	sandbox.KindNotFound:    {http.StatusNotFound, "not_found"},
+	sandbox.KindConflict:    {http.StatusConflict, "conflict"},
+	sandbox.KindUnavailable: {http.StatusServiceUnavailable, "docker_unavailable"},
+}
+
+// handleError is the one place where errors become the contract's envelope.
+func (a *api) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var (
+		out    = errorDetail{RequestID: requestIDOf(c)}
+		status int
+		ae     *apiError
+		se     *sandbox.Error
+		he     *echo.HTTPError
+		mbe    *http.MaxBytesError
+	)
+	switch {
+	case errors.As(err, &ae):
+		status, out.Code, out.Message, out.Details = ae.status, ae.code, ae.message, ae.details
+	case errors.As(err, &se):
+		m := kindStatus[se.Kind]
+		status, out.Code, out.Message = m.status, m.code, se.Message
+		if se.Code != "" {
+			out.Code = se.Code
+		}
+		for _, d := range se.Details {
+			out.Details = append(out.Details, fieldDetail{Field: d.Field, Message: d.Message})
+		}
+		if se.Kind == sandbox.KindUnavailable {
+			a.log.Warn("docker engine unavailable", "requestId", out.RequestID, "err", err)
+		}
+	case errors.As(err, &mbe):
+		status, out.Code, out.Message = http.StatusRequestEntityTooLarge, "payload_too_large",
+			"request body is larger than the limit of 1 MiB"
+	case errors.As(err, &he):
+		status = he.Code
+		switch he.Code {
+		case http.StatusNotFound:
+			out.Code, out.Message = "not_found", "no such endpoint: "+c.Request().Method+" "+c.Request().URL.Path
+		case http.StatusMethodNotAllowed:
+			out.Code, out.Message = "method_not_allowed", c.Request().Method+" is not allowed on "+c.Request().URL.Path
+		case http.StatusRequestEntityTooLarge:
+			out.Code, out.Message = "payload_too_large", "request body too large"
+		default:
+			out.Code, out.Message = "bad_request", http.StatusText(he.Code)
+		}
+	default:
+		status, out.Code, out.Message = http.StatusInternalServerError, "internal_error",
+			"internal error (request "+out.RequestID+"; rtemu's log has the cause)"
+		a.log.Error("internal error", "requestId", out.RequestID, "method", c.Request().Method,
+			"path", c.Request().URL.Path, "err", err)
+	}
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(status)
+		return
+	}
+	_ = c.JSON(status, errorBody{Error: out})
+}
+
+const requestIDKey = "rtemu.requestId"
+
+func requestIDOf(c echo.Context) string {
+	id, _ := c.Get(requestIDKey).(string)
+	return id
+}
+
+// requestID gives every request an id, returned in X-Request-Id and in the
+// envelope.
+func requestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		b := make([]byte, 10)
+		_, _ = rand.Read(b)
+		id := "req_" + hex.EncodeToString(b)
+		c.Set(requestIDKey, id)
+		c.Response().Header().Set("X-Request-Id", id)
+		return next(c)
+	}
+}
+
+// logRequests writes one line a request. It never logs headers or bodies:
+// they carry keys and passwords.
+func (a *api) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		a.log.Info("request", "method", c.Request().Method, "path", c.Request().URL.Path,
+			"status", c.Response().Status, "ms", time.Since(start).Milliseconds(), "requestId", requestIDOf(c))
+		return nil
+	}
+}

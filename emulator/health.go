@@ -1,0 +1,50 @@
+package emulator
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+)
+
+type healthResponse struct {
+	Status  string `json:"status"`
+	Docker  string `json:"docker"`
+	Version string `json:"version"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// health needs no key and answers bare JSON, as load balancers and test
+// fixtures poll it.
+func (a *api) health(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 3*time.Second)
+	defer cancel()
+	if _, err := a.svc.EngineInfo(ctx); err != nil {
+		return c.JSON(http.StatusServiceUnavailable, healthResponse{
+			Status: "unavailable", Docker: "unavailable", Version: a.version,
+			Reason: "the Docker engine does not answer: start it, or point DOCKER_HOST at one",
+		})
+	}
+	return c.JSON(http.StatusOK, healthResponse{Status: "ok", Docker: "ok", Version: a.version})
+}
+
+type templateJSON struct {
+	Name         string `json:"name"`
+	Slug         string `json:"slug"`
+	Image        string `json:"image"`
+	ImagePresent bool   `json:"imagePresent"`
+}
+
+func (a *api) listTemplates(c echo.Context) error {
+	ctx := c.Request().Context()
+	out := []templateJSON{}
+	for _, t := range a.svc.Templates() {
+		present, err := a.svc.ImagePresent(ctx, t.Image)
+		if err != nil {
+			return err
+		}
+		out = append(out, templateJSON{Name: t.Name, Slug: t.Name, Image: t.Image, ImagePresent: present})
+	}
+	return reply(c, http.StatusOK, out)
+}

@@ -1,0 +1,119 @@
+package emulatortest
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
+)
+
+// busyboxPaths are where a static busybox is looked for (Debian's
+// busybox-static installs /bin/busybox).
+var busyboxPaths = []string{"/bin/busybox", "/usr/bin/busybox"}
+
+var (
+	imageOnce sync.Once
+	imageRef  string
+	imageErr  error
+)
+
+// TestImage returns a small local image for sandboxes, made offline: a
+// rootfs holding the host's static busybox and its applets, imported into
+// the engine. It is built once per content (the tag is a hash of the
+// busybox binary) and never pulled. The image has no /workspace, so tests
+// see that rtemu makes it.
+func TestImage(ctx context.Context) (string, error) {
+	imageOnce.Do(func() { imageRef, imageErr = buildTestImage(ctx) })
+	return imageRef, imageErr
+}
+
+func buildTestImage(ctx context.Context) (string, error) {
+	var bin []byte
+	var binPath string
+	for _, p := range busyboxPaths {
+		if b, err := os.ReadFile(p); err == nil {
+			bin, binPath = b, p
+			break
+		}
+	}
+	if bin == nil {
+		return "", errors.New("no static busybox on this machine: apt-get install busybox-static")
+	}
+	sum := sha256.Sum256(bin)
+	ref := "rtemu-test/busybox:" + hex.EncodeToString(sum[:6])
+
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return "", err
+	}
+	defer cli.Close()
+	if _, err := cli.ImageInspect(ctx, ref); err == nil {
+		return ref, nil
+	}
+	out, err := exec.CommandContext(ctx, binPath, "--list").Output()
+	if err != nil {
+		return "", fmt.Errorf("busybox --list: %w", err)
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(writeRootfs(pw, bin, strings.Fields(string(out)))) }()
+	rc, err := cli.ImageImport(ctx, image.ImportSource{Source: pr, SourceName: "-"}, ref, image.ImportOptions{})
+	if err != nil {
+		return "", fmt.Errorf("import test image: %w", err)
+	}
+	defer rc.Close()
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		return "", fmt.Errorf("import test image: %w", err)
+	}
+	return ref, nil
+}
+
+func writeRootfs(w io.Writer, busybox []byte, applets []string) error {
+	tw := tar.NewWriter(w)
+	dir := func(name string, mode int64) error {
+		return tw.WriteHeader(&tar.Header{Name: name + "/", Typeflag: tar.TypeDir, Mode: mode})
+	}
+	file := func(name string, mode int64, data []byte) error {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: mode, Size: int64(len(data))}); err != nil {
+			return err
+		}
+		_, err := tw.Write(data)
+		return err
+	}
+	for _, d := range []string{"bin", "etc", "root", "tmp", "proc", "sys", "dev", "usr", "usr/bin", "var", "run"} {
+		mode := int64(0o755)
+		if d == "tmp" {
+			mode = 0o1777
+		}
+		if err := dir(d, mode); err != nil {
+			return err
+		}
+	}
+	if err := file("bin/busybox", 0o755, busybox); err != nil {
+		return err
+	}
+	for _, a := range applets {
+		if a == "busybox" {
+			continue
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: "bin/" + a, Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777}); err != nil {
+			return err
+		}
+	}
+	if err := file("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")); err != nil {
+		return err
+	}
+	if err := file("etc/group", 0o644, []byte("root:x:0:\nnogroup:x:65534:\n")); err != nil {
+		return err
+	}
+	return tw.Close()
+}

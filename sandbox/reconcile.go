@@ -1,0 +1,209 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rtemu-dev/rtemu/dockerdriver"
+)
+
+// reconcile makes the records and the engine agree, after a start or a lost
+// event stream, when anything may have happened in between:
+//   - a sandbox caught in creating is finished (or fails);
+//   - a sandbox caught in destroying is destroyed;
+//   - a sandbox caught in pausing or resuming takes the container's state;
+//   - a sandbox whose container vanished or stopped is error;
+//   - a container of this instance with no live record is removed.
+func (s *Service) reconcile(ctx context.Context) error {
+	info, err := s.engine.Ping(ctx)
+	if err != nil {
+		return s.engineErr(err)
+	}
+	s.hostCPUs.Store(int64(info.CPUs))
+	containers, err := s.engine.List(ctx, map[string]string{LabelInstance: s.instance})
+	if err != nil {
+		return s.engineErr(err)
+	}
+	byName := make(map[string]dockerdriver.Container, len(containers))
+	for _, c := range containers {
+		byName[c.Name] = c
+	}
+	live, err := s.store.LiveSandboxes(ctx)
+	if err != nil {
+		return err
+	}
+	for _, sb := range live {
+		c, has := byName[sb.ContainerName()]
+		delete(byName, sb.ContainerName())
+		switch sb.Status {
+		case StatusCreating:
+			if has && c.State == "running" {
+				if _, err := s.transition(ctx, sb.ID, StatusRunning, nil); err == nil {
+					s.event(ctx, sb.ID, "running", "info", "Sandbox running", nil)
+				}
+				continue
+			}
+			if has {
+				if err := s.engine.Remove(ctx, c.Name); err != nil {
+					return s.engineErr(err)
+				}
+			}
+			s.log.Info("finishing a sandbox caught in creating", "sandbox", sb.ID)
+			s.goBackground(func(ctx context.Context) { s.provision(ctx, sb) })
+		case StatusDestroying:
+			if _, err := s.destroy(ctx, sb); err != nil {
+				return err
+			}
+		case StatusFailed:
+			if has {
+				if err := s.engine.Remove(ctx, c.Name); err != nil {
+					return s.engineErr(err)
+				}
+			}
+		case StatusRunning, StatusPausing, StatusPaused, StatusResuming:
+			if !has {
+				s.markError(ctx, sb.ID, "the sandbox's container is gone (removed outside rtemu)")
+				continue
+			}
+			s.settle(ctx, sb, c.State, 0)
+		}
+	}
+	for _, c := range byName {
+		s.log.Info("removing a container with no sandbox record", "container", c.Name)
+		if err := s.engine.Remove(ctx, c.Name); err != nil {
+			return s.engineErr(err)
+		}
+	}
+	return nil
+}
+
+// settle records what the engine says a live sandbox's container is doing.
+func (s *Service) settle(ctx context.Context, sb *Sandbox, state string, exitCode int) {
+	var to Status
+	switch state {
+	case "running":
+		to = StatusRunning
+	case "paused":
+		to = StatusPaused
+	default:
+		s.markError(ctx, sb.ID, fmt.Sprintf("the sandbox's container stopped outside rtemu (state %s, exit code %d)", state, exitCode))
+		return
+	}
+	if sb.Status == to {
+		return
+	}
+	now := s.now()
+	if _, err := s.transition(ctx, sb.ID, to, func(x *Sandbox) {
+		if to == StatusPaused {
+			x.PausedAt = &now
+		} else {
+			x.ResumedAt = &now
+		}
+	}); err == nil {
+		s.log.Info("sandbox state taken from the engine", "sandbox", sb.ID, "status", to)
+	}
+}
+
+// watch follows the engine's events for this instance's containers, so that
+// a container killed, paused or removed behind rtemu's back shows in its
+// sandbox within moments. When the stream breaks it reconnects and
+// reconciles, since events may have been missed.
+func (s *Service) watch(ctx context.Context, reconciled bool) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		connected := time.Now()
+		evs, errs := s.engine.Watch(ctx, map[string]string{LabelInstance: s.instance})
+		if !reconciled {
+			// Subscribed first, so nothing falls between the two.
+			if err := s.reconcile(ctx); err != nil && ctx.Err() == nil {
+				s.log.Debug("reconcile failed", "err", err)
+			}
+		}
+		reconciled = false
+	stream:
+		for {
+			select {
+			case ev, ok := <-evs:
+				if !ok {
+					break stream
+				}
+				s.onEvent(ctx, ev)
+			case err := <-errs:
+				if ctx.Err() == nil {
+					s.log.Warn("engine event stream ended; reconnecting", "err", err)
+				}
+				break stream
+			}
+		}
+		if time.Since(connected) > time.Minute {
+			backoff = 100 * time.Millisecond
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (s *Service) onEvent(ctx context.Context, ev dockerdriver.Event) {
+	id := ev.Labels[LabelSandbox]
+	if id == "" {
+		return
+	}
+	sb, err := s.store.GetSandbox(ctx, id)
+	if err != nil {
+		return
+	}
+	// Only settled states are compared with the engine: in every other state
+	// rtemu itself is acting on the container and expects its events.
+	if sb.Status != StatusRunning && sb.Status != StatusPaused {
+		return
+	}
+	switch ev.Action {
+	case "die", "oom":
+		s.markError(ctx, sb.ID, fmt.Sprintf("the sandbox's container stopped outside rtemu (exit code %d)", ev.ExitCode))
+	case "destroy":
+		s.markError(ctx, sb.ID, "the sandbox's container was removed outside rtemu")
+	case "pause":
+		s.settle(ctx, sb, "paused", 0)
+	case "unpause":
+		s.settle(ctx, sb, "running", 0)
+	}
+}
+
+// DestroyAll removes every container of this instance and marks every live
+// sandbox destroyed (used by --ephemeral at exit).
+func (s *Service) DestroyAll(ctx context.Context) error {
+	live, err := s.store.LiveSandboxes(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, sb := range live {
+		if sb.Status != StatusDestroying {
+			if _, err := s.transition(ctx, sb.ID, StatusDestroying, nil); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		if _, err := s.destroy(ctx, sb); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// Containers of this instance with no live record (say, one being
+	// provisioned as rtemu stops).
+	cs, err := s.engine.List(ctx, map[string]string{LabelInstance: s.instance})
+	if err != nil {
+		return errors.Join(append(errs, s.engineErr(err))...)
+	}
+	for _, c := range cs {
+		if err := s.engine.Remove(ctx, c.Name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,689 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/rtemu-dev/rtemu/dockerdriver"
+)
+
+// Engine is what the service needs of a container engine.
+// *dockerdriver.Driver implements it.
+type Engine interface {
+	Ping(ctx context.Context) (dockerdriver.EngineInfo, error)
+	ImagePresent(ctx context.Context, ref string) (bool, error)
+	Pull(ctx context.Context, ref string, progress func(string)) error
+	Create(ctx context.Context, spec dockerdriver.ContainerSpec) error
+	Start(ctx context.Context, name string) error
+	Pause(ctx context.Context, name string) error
+	Unpause(ctx context.Context, name string) error
+	Remove(ctx context.Context, name string) error
+	Inspect(ctx context.Context, name string) (dockerdriver.State, error)
+	List(ctx context.Context, labels map[string]string) ([]dockerdriver.Container, error)
+	Watch(ctx context.Context, labels map[string]string) (<-chan dockerdriver.Event, <-chan error)
+	Exec(ctx context.Context, name string, spec dockerdriver.ExecSpec) (int, error)
+	DialPort(ctx context.Context, name string, port int) (net.Conn, error)
+}
+
+// Store errors the service understands.
+var (
+	ErrNoRecord  = errors.New("no such record")
+	ErrNameTaken = errors.New("name taken")
+)
+
+// Store keeps sandbox records durably. *store.Store implements it.
+type Store interface {
+	InsertSandbox(ctx context.Context, sb *Sandbox) error
+	GetSandbox(ctx context.Context, id string) (*Sandbox, error)
+	SandboxByName(ctx context.Context, name string) (*Sandbox, error)
+	// UpdateSandbox applies fn to the record and writes it back in one
+	// transaction; an error from fn aborts it and is returned as is.
+	UpdateSandbox(ctx context.Context, id string, fn func(*Sandbox) error) (*Sandbox, error)
+	ListSandboxes(ctx context.Context, f ListFilter, afterSeq int64) ([]*Sandbox, bool, error)
+	// LiveSandboxes returns every sandbox not destroyed.
+	LiveSandboxes(ctx context.Context) ([]*Sandbox, error)
+	AddEvent(ctx context.Context, ev Event) error
+}
+
+// Labels rtemu puts on every container it makes.
+const (
+	LabelSandbox  = "rtemu.sandbox"
+	LabelInstance = "rtemu.instance"
+	LabelTemplate = "rtemu.template"
+)
+
+// Config wires a Service.
+type Config struct {
+	Store  Store
+	Engine Engine
+	// InstanceID tells this rtemu's containers (same data dir) from others'.
+	InstanceID string
+	Templates  []Template
+	Logger     *slog.Logger
+	// PidsLimit caps the processes of one sandbox.
+	PidsLimit int64
+}
+
+// Service owns sandboxes: their records, their containers and every
+// transition between their states.
+type Service struct {
+	store     Store
+	engine    Engine
+	instance  string
+	templates map[string]Template
+	order     []string
+	log       *slog.Logger
+	pidsLimit int64
+
+	hostCPUs atomic.Int64 // the engine's CPUs, to clamp vcpus to what Docker accepts
+
+	ctx    context.Context // the service's lifetime; background work stops with it
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	pulls  singleflight.Group
+	now    func() time.Time
+}
+
+// New makes a Service. Start begins its background work.
+func New(cfg Config) *Service {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Service{
+		store: cfg.Store, engine: cfg.Engine, instance: cfg.InstanceID, log: cfg.Logger,
+		templates: map[string]Template{}, pidsLimit: cfg.PidsLimit,
+		ctx: ctx, cancel: cancel, now: func() time.Time { return time.Now().UTC() },
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.pidsLimit == 0 {
+		s.pidsLimit = 4096
+	}
+	for _, t := range cfg.Templates {
+		if _, dup := s.templates[t.Name]; !dup {
+			s.order = append(s.order, t.Name)
+		}
+		s.templates[t.Name] = t
+	}
+	return s
+}
+
+// Start reconciles the records with the engine, then watches the engine's
+// events in the background. When the engine does not answer yet, rtemu
+// still starts (/health says why) and reconciles once it does.
+func (s *Service) Start(ctx context.Context) error {
+	reconciled := false
+	if err := s.reconcile(ctx); err == nil {
+		reconciled = true
+	} else if !errors.Is(err, ErrUnavailable) {
+		return err
+	} else {
+		s.log.Warn("the Docker engine does not answer; rtemu will reconcile once it does", "err", err)
+	}
+	s.goBackground(func(ctx context.Context) { s.watch(ctx, reconciled) })
+	return nil
+}
+
+// Close stops the background work and waits for it. Containers are left
+// running: a restart of rtemu finds them again.
+func (s *Service) Close() {
+	s.cancel()
+	s.wg.Wait()
+}
+
+func (s *Service) goBackground(fn func(ctx context.Context)) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		fn(s.ctx)
+	}()
+}
+
+// Instance is the id this rtemu labels its containers with.
+func (s *Service) Instance() string { return s.instance }
+
+// Templates lists the configured templates in the order they were given.
+func (s *Service) Templates() []Template {
+	out := make([]Template, 0, len(s.order))
+	for _, n := range s.order {
+		out = append(out, s.templates[n])
+	}
+	return out
+}
+
+// EngineInfo reports on the container engine.
+func (s *Service) EngineInfo(ctx context.Context) (dockerdriver.EngineInfo, error) {
+	info, err := s.engine.Ping(ctx)
+	if err != nil {
+		return info, unavailable(err)
+	}
+	return info, nil
+}
+
+// ImagePresent says whether a template's image is in the engine.
+func (s *Service) ImagePresent(ctx context.Context, image string) (bool, error) {
+	ok, err := s.engine.ImagePresent(ctx, image)
+	return ok, s.engineErr(err)
+}
+
+func newID() string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return "sandbox-" + string(b)
+}
+
+// Create records a new sandbox as creating and makes its container in the
+// background.
+func (s *Service) Create(ctx context.Context, p CreateParams) (*Sandbox, error) {
+	res, idle, err := validateCreate(&p)
+	if err != nil {
+		return nil, err
+	}
+	tpl, ok := s.templates[p.Template]
+	if !ok {
+		names := append([]string(nil), s.order...)
+		sort.Strings(names)
+		return nil, &Error{Kind: KindInvalid, Message: "invalid request", Details: []FieldError{{
+			Field: "template", Message: fmt.Sprintf("unknown template %q; configured: %v (map more with --template NAME=IMAGE)", p.Template, names)}}}
+	}
+	if len(p.Mounts) > 0 {
+		// Workspaces do not exist yet in this build: every one is unknown.
+		var v invalid
+		for i, m := range p.Mounts {
+			v.add(fmt.Sprintf("mounts[%d].workspaceId", i), "workspace %s not found", m.WorkspaceID)
+		}
+		return nil, v.err()
+	}
+	now := s.now()
+	sb := &Sandbox{
+		ID: newID(), Name: p.Name, Template: tpl.Name, Image: tpl.Image, Status: StatusCreating,
+		Tags: nonNil(p.Tags), Resources: res, Env: p.Env, Mounts: p.Mounts, Metadata: p.Metadata,
+		IdleTimeout: idle, SSHKeys: p.SSHKeys, SSHKeysSet: p.SSHKeysSet,
+		CreatedAt: now, UpdatedAt: now,
+	}
+	if sb.Env == nil {
+		sb.Env = map[string]string{}
+	}
+	if p.ProjectID != nil {
+		sb.ProjectID = *p.ProjectID
+	}
+	if p.RootPassword != nil {
+		h, err := bcrypt.GenerateFromPassword([]byte(*p.RootPassword), bcrypt.DefaultCost)
+		if err != nil {
+			return nil, fmt.Errorf("hash root password: %w", err)
+		}
+		sb.RootPasswordHash = string(h)
+	}
+	if err := s.store.InsertSandbox(ctx, sb); err != nil {
+		if errors.Is(err, ErrNameTaken) {
+			return nil, conflict("a sandbox named %q already exists", p.Name)
+		}
+		return nil, err
+	}
+	s.event(ctx, sb.ID, "created", "info", "Sandbox created", map[string]any{"template": sb.Template})
+	s.goBackground(func(ctx context.Context) { s.provision(ctx, sb) })
+	return sb, nil
+}
+
+func nonNil[T any](v []T) []T {
+	if v == nil {
+		return []T{}
+	}
+	return v
+}
+
+// provision makes and starts a sandbox's container, then marks it running
+// (or failed). It runs in the background and again, for sandboxes caught in
+// creating, at start.
+func (s *Service) provision(ctx context.Context, sb *Sandbox) {
+	log := s.log.With("sandbox", sb.ID)
+	err := s.makeContainer(ctx, sb, log)
+	if ctx.Err() != nil {
+		// rtemu is shutting down: the sandbox stays creating and the next
+		// start finishes it.
+		return
+	}
+	if err != nil {
+		log.Warn("sandbox failed", "err", err)
+		_ = s.engine.Remove(ctx, sb.ContainerName())
+		if _, terr := s.transition(ctx, sb.ID, StatusFailed, func(x *Sandbox) { x.Error = err.Error() }); terr == nil {
+			s.event(ctx, sb.ID, "failed", "error", "Sandbox failed to start", map[string]any{"error": err.Error()})
+		}
+		return
+	}
+	if _, err := s.transition(ctx, sb.ID, StatusRunning, nil); err != nil {
+		// Destroyed while it was being made: the container is ours to remove.
+		log.Info("sandbox changed while starting; removing its container", "err", err)
+		_ = s.engine.Remove(ctx, sb.ContainerName())
+		return
+	}
+	s.event(ctx, sb.ID, "running", "info", "Sandbox running", nil)
+	log.Info("sandbox running")
+}
+
+func (s *Service) makeContainer(ctx context.Context, sb *Sandbox, log *slog.Logger) error {
+	if err := s.ensureImage(ctx, sb, log); err != nil {
+		return err
+	}
+	mem, _ := ParseSize(sb.Resources.Memory)
+	cpus := sb.Resources.VCPUs
+	if host := int(s.hostCPUs.Load()); host > 0 && cpus > host {
+		// Docker refuses a CPU limit above the host's CPUs; the sandbox
+		// still reports what was asked for.
+		cpus = host
+	}
+	env := make([]string, 0, len(sb.Env))
+	for k, v := range sb.Env {
+		env = append(env, k+"="+v)
+	}
+	sort.Strings(env)
+	spec := dockerdriver.ContainerSpec{
+		Name:  sb.ContainerName(),
+		Image: sb.Image,
+		// The hostname is the id: a sandbox's shell prompt says which one it is.
+		Hostname: sb.ID[len("sandbox-"):],
+		Labels: map[string]string{
+			LabelSandbox: sb.ID, LabelInstance: s.instance, LabelTemplate: sb.Template,
+		},
+		Env:         env,
+		NanoCPUs:    int64(cpus) * 1e9,
+		MemoryBytes: mem,
+		PidsLimit:   s.pidsLimit,
+		WorkingDir:  WorkspacePath,
+	}
+	if err := s.engine.Create(ctx, spec); err != nil {
+		return fmt.Errorf("create container: %w", err)
+	}
+	if err := s.engine.Start(ctx, spec.Name); err != nil {
+		return fmt.Errorf("start container: %w", err)
+	}
+	return nil
+}
+
+// ensureImage pulls the sandbox's image when the engine lacks it. Creates
+// that need the same image share one pull.
+func (s *Service) ensureImage(ctx context.Context, sb *Sandbox, log *slog.Logger) error {
+	present, err := s.engine.ImagePresent(ctx, sb.Image)
+	if err != nil {
+		return err
+	}
+	if present {
+		return nil
+	}
+	_, err, _ = s.pulls.Do(sb.Image, func() (any, error) {
+		log.Info("pulling template image", "template", sb.Template, "image", sb.Image)
+		last := time.Time{}
+		err := s.engine.Pull(ctx, sb.Image, func(line string) {
+			if time.Since(last) > time.Second {
+				last = time.Now()
+				log.Info("pull progress", "image", sb.Image, "status", line)
+			}
+		})
+		if err == nil {
+			log.Info("pulled template image", "image", sb.Image)
+		}
+		return nil, err
+	})
+	if err != nil {
+		return fmt.Errorf("image %s for template %s is not present and could not be pulled (%v); "+
+			"load or build it, or map the template to a local image with --template %s=IMAGE",
+			sb.Image, sb.Template, err, sb.Template)
+	}
+	return nil
+}
+
+// transition moves a sandbox to a new status if the state machine allows it
+// from the status it has now, applying mutate in the same write.
+func (s *Service) transition(ctx context.Context, id string, to Status, mutate func(*Sandbox)) (*Sandbox, error) {
+	return s.store.UpdateSandbox(ctx, id, func(sb *Sandbox) error {
+		if !canTransition(sb.Status, to) {
+			return conflict("sandbox %s is %s and cannot become %s", sb.ID, sb.Status, to)
+		}
+		sb.Status = to
+		sb.UpdatedAt = s.now()
+		if mutate != nil {
+			mutate(sb)
+		}
+		return nil
+	})
+}
+
+// Get finds a sandbox by id or by name.
+func (s *Service) Get(ctx context.Context, ref string) (*Sandbox, error) {
+	if idPattern.MatchString(ref) {
+		sb, err := s.store.GetSandbox(ctx, ref)
+		if err == nil {
+			return sb, nil
+		}
+		if !errors.Is(err, ErrNoRecord) {
+			return nil, err
+		}
+	}
+	sb, err := s.store.SandboxByName(ctx, ref)
+	if errors.Is(err, ErrNoRecord) {
+		return nil, notFound("Sandbox")
+	}
+	return sb, err
+}
+
+// List returns one page of sandboxes, newest first.
+func (s *Service) List(ctx context.Context, f ListFilter) (Page[*Sandbox], error) {
+	if err := validateList(&f); err != nil {
+		return Page[*Sandbox]{}, err
+	}
+	var after int64
+	if f.Cursor != "" {
+		b, err := base64.RawURLEncoding.DecodeString(f.Cursor)
+		if err == nil {
+			after, err = strconv.ParseInt(string(b), 10, 64)
+		}
+		if err != nil || after <= 0 {
+			return Page[*Sandbox]{}, &Error{Kind: KindInvalid, Message: "invalid request",
+				Details: []FieldError{{Field: "cursor", Message: "not a cursor this API returned"}}}
+		}
+	}
+	items, more, err := s.store.ListSandboxes(ctx, f, after)
+	if err != nil {
+		return Page[*Sandbox]{}, err
+	}
+	p := Page[*Sandbox]{Items: items, HasMore: more}
+	if more && len(items) > 0 {
+		p.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(items[len(items)-1].Seq, 10)))
+	}
+	return p, nil
+}
+
+// Update renames a sandbox or moves it to another project.
+func (s *Service) Update(ctx context.Context, ref string, p UpdateParams) (*Sandbox, error) {
+	if err := validateUpdate(p); err != nil {
+		return nil, err
+	}
+	sb, err := s.Get(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	sb, err = s.store.UpdateSandbox(ctx, sb.ID, func(x *Sandbox) error {
+		if x.Status == StatusDestroyed || x.Status == StatusDestroying {
+			return conflict("sandbox %s is %s", x.ID, x.Status)
+		}
+		if p.Name != nil {
+			x.Name = *p.Name
+		}
+		if p.ProjectID != nil {
+			x.ProjectID = *p.ProjectID
+		}
+		x.UpdatedAt = s.now()
+		return nil
+	})
+	if errors.Is(err, ErrNameTaken) {
+		return nil, conflict("a sandbox named %q already exists", *p.Name)
+	}
+	return sb, err
+}
+
+// Delete destroys a sandbox: its container is removed, its record stays as
+// destroyed. With async the removal happens in the background and the
+// sandbox is returned as destroying.
+func (s *Service) Delete(ctx context.Context, ref string, async bool) (*Sandbox, error) {
+	sb, err := s.Get(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	switch sb.Status {
+	case StatusDestroyed:
+		return sb, nil
+	case StatusDestroying:
+		if async {
+			return sb, nil
+		}
+	default:
+		sb, err = s.transition(ctx, sb.ID, StatusDestroying, nil)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if async {
+		s.goBackground(func(ctx context.Context) {
+			if _, err := s.destroy(ctx, sb); err != nil {
+				s.log.Warn("background destroy failed; it is retried at the next start", "sandbox", sb.ID, "err", err)
+			}
+		})
+		return sb, nil
+	}
+	return s.destroy(ctx, sb)
+}
+
+func (s *Service) destroy(ctx context.Context, sb *Sandbox) (*Sandbox, error) {
+	if err := s.engine.Remove(ctx, sb.ContainerName()); err != nil {
+		return nil, s.engineErr(err)
+	}
+	out, err := s.store.UpdateSandbox(ctx, sb.ID, func(x *Sandbox) error {
+		if x.Status == StatusDestroyed {
+			return nil
+		}
+		if !canTransition(x.Status, StatusDestroyed) {
+			return conflict("sandbox %s is %s", x.ID, x.Status)
+		}
+		now := s.now()
+		x.Status, x.UpdatedAt, x.DestroyedAt = StatusDestroyed, now, &now
+		return nil
+	})
+	if err == nil {
+		s.event(ctx, sb.ID, "destroyed", "info", "Sandbox destroyed", nil)
+	}
+	return out, err
+}
+
+// Pause freezes a running sandbox. The engine has frozen it by the time Pause
+// returns; the status it returns is the hosted API's ("pausing", or "paused"
+// when it already was).
+func (s *Service) Pause(ctx context.Context, ref string) (Status, *Sandbox, error) {
+	return s.freeze(ctx, ref, freezeOp{
+		from: StatusRunning, via: StatusPausing, to: StatusPaused, verb: "paused",
+		do: s.engine.Pause, undo: StatusRunning,
+		stamp: func(x *Sandbox, t time.Time) { x.PausedAt = &t },
+	})
+}
+
+// Resume thaws a paused sandbox; its processes continue where they were.
+func (s *Service) Resume(ctx context.Context, ref string) (Status, *Sandbox, error) {
+	return s.freeze(ctx, ref, freezeOp{
+		from: StatusPaused, via: StatusResuming, to: StatusRunning, verb: "resumed",
+		do: s.engine.Unpause, undo: StatusPaused,
+		stamp: func(x *Sandbox, t time.Time) { x.ResumedAt = &t },
+	})
+}
+
+type freezeOp struct {
+	from, via, to, undo Status
+	verb                string
+	do                  func(context.Context, string) error
+	stamp               func(*Sandbox, time.Time)
+}
+
+// freeze runs pause or resume: from → via (written first), the engine call,
+// then via → to. A failed engine call goes back to where it was.
+func (s *Service) freeze(ctx context.Context, ref string, op freezeOp) (Status, *Sandbox, error) {
+	sb, err := s.Get(ctx, ref)
+	if err != nil {
+		return "", nil, err
+	}
+	switch sb.Status {
+	case op.to, op.via:
+		// Already there (or on the way): repeats are harmless.
+		return sb.Status, sb, nil
+	case op.from:
+	default:
+		return "", nil, conflict("sandbox %s is %s; only a %s sandbox can be %s", sb.ID, sb.Status, op.from, op.verb)
+	}
+	if _, err := s.store.UpdateSandbox(ctx, sb.ID, func(x *Sandbox) error {
+		if x.Status != op.from {
+			return conflict("sandbox %s is %s; only a %s sandbox can be %s", x.ID, x.Status, op.from, op.verb)
+		}
+		x.Status, x.UpdatedAt = op.via, s.now()
+		return nil
+	}); err != nil {
+		return "", nil, err
+	}
+	if err := op.do(ctx, sb.ContainerName()); err != nil {
+		_, _ = s.transition(context.WithoutCancel(ctx), sb.ID, op.undo, nil)
+		if errors.Is(err, dockerdriver.ErrNotFound) {
+			s.markError(context.WithoutCancel(ctx), sb.ID, "the sandbox's container is gone")
+			return "", nil, conflict("sandbox %s has lost its container", sb.ID)
+		}
+		return "", nil, s.engineErr(err)
+	}
+	out, err := s.transition(ctx, sb.ID, op.to, func(x *Sandbox) { op.stamp(x, x.UpdatedAt) })
+	if err != nil {
+		return "", nil, err
+	}
+	s.event(ctx, sb.ID, op.verb, "info", "Sandbox "+op.verb, nil)
+	return op.via, out, nil
+}
+
+// Exec runs a shell command in a running sandbox and waits for it.
+func (s *Service) Exec(ctx context.Context, ref string, p ExecParams) (ExecResult, error) {
+	sb, err := s.Get(ctx, ref)
+	if err != nil {
+		return ExecResult{}, err
+	}
+	if err := validateExec(&p); err != nil {
+		return ExecResult{}, err
+	}
+	if err := runnable(sb); err != nil {
+		return ExecResult{}, err
+	}
+	env := make([]string, 0, len(p.Env))
+	for k, v := range p.Env {
+		env = append(env, k+"="+v)
+	}
+	sort.Strings(env)
+	stdout, stderr := &cappedBuffer{max: MaxExecOutput}, &cappedBuffer{max: MaxExecOutput}
+	runCtx, cancel := context.WithTimeout(ctx, p.Timeout)
+	defer cancel()
+	start := time.Now()
+	code, err := s.engine.Exec(runCtx, sb.ContainerName(), dockerdriver.ExecSpec{
+		// cd in the shell rather than through the engine's WorkingDir, so a
+		// missing cwd is the command's failure (exit 2 and a message on
+		// stderr), as it is on a real machine, not an engine error.
+		Cmd:    []string{"/bin/sh", "-c", `cd -- "$1" && exec /bin/sh -c "$2"`, "sh", p.Cwd, p.Command},
+		Env:    env,
+		Stdout: stdout,
+		Stderr: stderr,
+	})
+	res := ExecResult{ExitCode: code, Duration: time.Since(start)}
+	res.Stdout, res.StdoutTruncated = stdout.result()
+	res.Stderr, res.StderrTruncated = stderr.result()
+	switch {
+	case err == nil:
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		res.ExitCode, res.TimedOut = 124, true
+	case errors.Is(err, dockerdriver.ErrNotRunning):
+		if cur, gerr := s.store.GetSandbox(ctx, sb.ID); gerr == nil {
+			sb = cur
+		}
+		if rerr := runnable(sb); rerr != nil {
+			return ExecResult{}, rerr
+		}
+		return ExecResult{}, conflict("sandbox %s is not running", sb.ID)
+	default:
+		return ExecResult{}, s.engineErr(err)
+	}
+	s.event(ctx, sb.ID, "exec", "info", "Command executed", map[string]any{
+		"command": truncate(p.Command, 200), "exitCode": res.ExitCode, "durationMs": res.Duration.Milliseconds(), "timedOut": res.TimedOut,
+	})
+	return res, nil
+}
+
+// runnable says why a sandbox cannot run a command now, if it cannot.
+func runnable(sb *Sandbox) error {
+	switch sb.Status {
+	case StatusRunning:
+		return nil
+	case StatusPaused, StatusPausing:
+		return conflict("sandbox %s is %s; resume it first (POST /v1/sandboxes/%s/resume)", sb.ID, sb.Status, sb.ID)
+	}
+	return conflict("sandbox %s is %s, not running", sb.ID, sb.Status)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// engineErr turns an engine failure into the service's terms.
+func (s *Service) engineErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, dockerdriver.ErrUnavailable) {
+		return unavailable(err)
+	}
+	return err
+}
+
+func (s *Service) markError(ctx context.Context, id, why string) {
+	if _, err := s.transition(ctx, id, StatusError, func(x *Sandbox) { x.Error = why }); err == nil {
+		s.log.Warn("sandbox in error", "sandbox", id, "reason", why)
+		s.event(ctx, id, "error", "error", "Sandbox error", map[string]any{"error": why})
+	}
+}
+
+// event appends to a sandbox's activity feed. The feed is informational: a
+// failure to write it is logged, never returned.
+func (s *Service) event(ctx context.Context, sandboxID, typ, severity, title string, attrs map[string]any) {
+	if attrs == nil {
+		attrs = map[string]any{}
+	}
+	ev := Event{ID: "evt_" + newID()[len("sandbox-"):], SandboxID: sandboxID, Type: typ, Severity: severity,
+		Title: title, Attributes: attrs, CreatedAt: s.now()}
+	if err := s.store.AddEvent(context.WithoutCancel(ctx), ev); err != nil {
+		s.log.Warn("could not record activity", "sandbox", sandboxID, "event", typ, "err", err)
+	}
+}
+
+// cappedBuffer keeps the first max bytes written to it and notes whether
+// more came.
+type cappedBuffer struct {
+	max       int
+	mu        sync.Mutex
+	buf       []byte
+	truncated bool
+}
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := len(p)
+	if room := b.max - len(b.buf); room < n {
+		b.truncated = true
+		p = p[:max(room, 0)]
+	}
+	b.buf = append(b.buf, p...)
+	// Claim every byte: a short write would stop the copy feeding us.
+	return n, nil
+}
+
+func (b *cappedBuffer) result() (string, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf), b.truncated
+}

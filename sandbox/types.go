@@ -1,0 +1,194 @@
+// Package sandbox is rtemu's lifecycle service: it owns sandboxes and their
+// state transitions. The HTTP API and the SSH gateway both call it; it alone
+// talks to the store and the container engine, and it alone holds the rules.
+package sandbox
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Status is where a sandbox is in its lifecycle.
+type Status string
+
+const (
+	StatusCreating   Status = "creating"
+	StatusRunning    Status = "running"
+	StatusPausing    Status = "pausing"
+	StatusPaused     Status = "paused"
+	StatusResuming   Status = "resuming"
+	StatusDestroying Status = "destroying"
+	StatusDestroyed  Status = "destroyed"
+	StatusFailed     Status = "failed"
+	StatusError      Status = "error"
+)
+
+// Statuses lists every status, in lifecycle order.
+var Statuses = []Status{StatusCreating, StatusRunning, StatusPausing, StatusPaused, StatusResuming,
+	StatusDestroying, StatusDestroyed, StatusFailed, StatusError}
+
+// transitions is the state machine: the statuses each status may move to.
+// Every status change goes through Service.transition, which checks it here.
+// running ↔ paused directly records a pause or unpause the engine was seen
+// doing outside rtemu; pausing → running and resuming → paused undo an
+// engine call that failed.
+var transitions = map[Status][]Status{
+	StatusCreating:   {StatusRunning, StatusFailed, StatusDestroying, StatusError},
+	StatusRunning:    {StatusPausing, StatusPaused, StatusDestroying, StatusError},
+	StatusPausing:    {StatusPaused, StatusRunning, StatusDestroying, StatusError},
+	StatusPaused:     {StatusResuming, StatusRunning, StatusDestroying, StatusError},
+	StatusResuming:   {StatusRunning, StatusPaused, StatusDestroying, StatusError},
+	StatusDestroying: {StatusDestroyed},
+	StatusFailed:     {StatusDestroying},
+	StatusError:      {StatusDestroying},
+	StatusDestroyed:  {},
+}
+
+func canTransition(from, to Status) bool {
+	for _, s := range transitions[from] {
+		if s == to {
+			return true
+		}
+	}
+	return false
+}
+
+// Resources is what a sandbox asked for. Memory and Disk keep the caller's
+// spelling ("4GB", "1024MiB"); the byte counts are derived from them.
+type Resources struct {
+	VCPUs  int
+	Memory string
+	Disk   string
+}
+
+// Mount places a workspace inside a sandbox.
+type Mount struct {
+	WorkspaceID string
+	Path        string
+	ReadOnly    bool
+}
+
+// Sandbox is one sandbox record.
+type Sandbox struct {
+	// Seq orders sandboxes by creation; cursors are built from it.
+	Seq              int64
+	ID               string
+	Name             string // "" = no name
+	Template         string
+	Image            string // the image the template named at create
+	Status           Status
+	Tags             []string
+	Resources        Resources
+	Env              map[string]string
+	Mounts           []Mount
+	Metadata         json.RawMessage // nil = none
+	ProjectID        string          // "" = none
+	IdleTimeout      int             // seconds; 0 = never
+	SSHKeys          []string        // public keys or key ids
+	SSHKeysSet       bool            // false: every registered key is allowed
+	RootPasswordHash string
+	Error            string
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
+	PausedAt         *time.Time
+	ResumedAt        *time.Time
+	DestroyedAt      *time.Time
+	LastActivityAt   *time.Time
+}
+
+// ContainerName is the engine's name for the sandbox's container. It is
+// derived from the id, so no container id has to be stored.
+func (s *Sandbox) ContainerName() string { return "rtemu-" + s.ID }
+
+// SSHAuthMethod says how the sandbox may be reached over SSH.
+func (s *Sandbox) SSHAuthMethod() string {
+	key := len(s.SSHKeys) > 0
+	pw := s.RootPasswordHash != ""
+	switch {
+	case key && pw:
+		return "key+password"
+	case key:
+		return "key"
+	case pw:
+		return "password"
+	}
+	return "none"
+}
+
+// Event is one entry of a sandbox's activity feed.
+type Event struct {
+	ID         string
+	SandboxID  string
+	Type       string // created, running, failed, paused, resumed, exec, destroyed, ...
+	Severity   string // info, warning, error
+	Title      string
+	Attributes map[string]any
+	CreatedAt  time.Time
+}
+
+// CreateParams is a create request, already decoded from the wire.
+type CreateParams struct {
+	Template     string
+	Name         string
+	Tags         []string
+	VCPUs        *int
+	Memory       *string
+	Disk         *string
+	Env          map[string]string
+	IdleTimeout  *int
+	Mounts       []Mount
+	SSHKeys      []string
+	SSHKeysSet   bool
+	RootPassword *string
+	Metadata     json.RawMessage
+	ProjectID    *string
+}
+
+// UpdateParams is a PATCH: nil fields are left alone; a set field holding ""
+// clears the value.
+type UpdateParams struct {
+	Name      *string
+	ProjectID *string
+}
+
+// ListFilter selects sandboxes for List.
+type ListFilter struct {
+	Statuses        []Status // empty: every status but destroyed
+	Tags            []string // all must match
+	Template        string
+	ExcludeTemplate string
+	Limit           int    // 1..MaxListLimit
+	Cursor          string // from a previous page's NextCursor
+}
+
+// Page is one page of a list.
+type Page[T any] struct {
+	Items      []T
+	HasMore    bool
+	NextCursor string
+}
+
+// ExecParams is one command to run.
+type ExecParams struct {
+	Command string
+	Cwd     string
+	Env     map[string]string
+	Timeout time.Duration
+}
+
+// ExecResult is what a finished command gave.
+type ExecResult struct {
+	Stdout          string
+	Stderr          string
+	StdoutTruncated bool
+	StderrTruncated bool
+	ExitCode        int
+	TimedOut        bool
+	Duration        time.Duration
+}
+
+// Template maps a template name to an image.
+type Template struct {
+	Name  string
+	Image string
+}

@@ -1,0 +1,129 @@
+// Package server wires rtemu together: store, engine, lifecycle service and
+// the listeners. main uses it to serve; tests use it to run rtemu in-process.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/rtemu-dev/rtemu/config"
+	"github.com/rtemu-dev/rtemu/dockerdriver"
+	"github.com/rtemu-dev/rtemu/emulator"
+	"github.com/rtemu-dev/rtemu/sandbox"
+	"github.com/rtemu-dev/rtemu/store"
+)
+
+// Server is a running rtemu.
+type Server struct {
+	// URL is the API's base URL, e.g. http://127.0.0.1:7070.
+	URL string
+	// DataDir is where the state lives.
+	DataDir string
+
+	cfg     config.Config
+	log     *slog.Logger
+	store   *store.Store
+	driver  *dockerdriver.Driver
+	svc     *sandbox.Service
+	httpSrv *http.Server
+	served  chan error
+	// removeAll makes Close remove every container (--ephemeral, tests).
+	removeAll bool
+}
+
+// RemoveContainersOnClose makes Close remove every container this rtemu
+// made, as --ephemeral does, while keeping the data dir.
+func (s *Server) RemoveContainersOnClose() { s.removeAll = true }
+
+// Start opens the state, reconciles it with the engine and starts serving.
+func Start(ctx context.Context, cfg config.Config, version string, log *slog.Logger) (_ *Server, err error) {
+	s := &Server{cfg: cfg, log: log, DataDir: cfg.DataDir, served: make(chan error, 1), removeAll: cfg.Ephemeral}
+	defer func() {
+		if err != nil {
+			s.closeState()
+		}
+	}()
+	if cfg.Ephemeral {
+		if s.DataDir, err = os.MkdirTemp("", "rtemu-ephemeral-"); err != nil {
+			return nil, err
+		}
+	} else if err := os.MkdirAll(s.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	if s.store, err = store.Open(ctx, filepath.Join(s.DataDir, "rtemu.db")); err != nil {
+		return nil, err
+	}
+	if s.driver, err = dockerdriver.New(); err != nil {
+		return nil, err
+	}
+	s.svc = sandbox.New(sandbox.Config{
+		Store: s.store, Engine: s.driver, InstanceID: s.store.InstanceID(),
+		Templates: cfg.Templates, Logger: log,
+	})
+	if err := s.svc.Start(ctx); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		s.svc.Close()
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	s.URL = "http://" + ln.Addr().String()
+	s.httpSrv = &http.Server{
+		Handler: emulator.New(emulator.Config{
+			Service: s.svc, Version: version, APIKeys: cfg.APIKeys, AuthOff: cfg.AuthOff, Logger: log,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	go func() { s.served <- s.httpSrv.Serve(ln) }()
+	log.Info("rtemu serving", "api", s.URL, "dataDir", s.DataDir, "docker", s.driver.Host(),
+		"instance", s.store.InstanceID(), "ephemeral", cfg.Ephemeral)
+	return s, nil
+}
+
+// Service is the lifecycle service (for tests and front doors).
+func (s *Server) Service() *sandbox.Service { return s.svc }
+
+// Done reports the HTTP server stopping on its own.
+func (s *Server) Done() <-chan error { return s.served }
+
+// Close stops serving, finishes background work and, with --ephemeral,
+// removes every container and the state.
+func (s *Server) Close(ctx context.Context) error {
+	var errs []error
+	if s.httpSrv != nil {
+		if err := s.httpSrv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+	}
+	if s.svc != nil {
+		s.svc.Close()
+		if s.removeAll {
+			errs = append(errs, s.svc.DestroyAll(ctx))
+		}
+	}
+	errs = append(errs, s.closeState())
+	return errors.Join(errs...)
+}
+
+func (s *Server) closeState() error {
+	var errs []error
+	if s.store != nil {
+		errs = append(errs, s.store.Close())
+	}
+	if s.driver != nil {
+		errs = append(errs, s.driver.Close())
+	}
+	if s.cfg.Ephemeral && s.DataDir != "" {
+		errs = append(errs, os.RemoveAll(s.DataDir))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,402 @@
+// Package store keeps rtemu's state in SQLite (modernc.org/sqlite, WAL). It
+// is the only package with SQL; it takes and returns the service's domain
+// values.
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/rtemu-dev/rtemu/sandbox"
+)
+
+// Store is an open database. Writes go through one connection (SQLite has
+// one writer at a time, and this removes SQLITE_BUSY in practice); reads use
+// a small pool that WAL lets run beside the writer.
+type Store struct {
+	w, r     *sql.DB
+	instance string
+}
+
+// Open opens (creating if needed) the database file and migrates it.
+func Open(ctx context.Context, path string) (*Store, error) {
+	// modernc reads pragmas only in the _pragma=name(value) form; mattn-style
+	// _busy_timeout is silently ignored. synchronous(NORMAL) in WAL mode
+	// keeps every committed transaction through a crash of the process.
+	q := url.Values{}
+	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(NORMAL)", "foreign_keys(1)"} {
+		q.Add("_pragma", p)
+	}
+	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+	w, err := sql.Open("sqlite", dsn+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetConnMaxIdleTime(0)
+	r, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(4)
+	s := &Store{w: w, r: r}
+	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if s.instance, err = s.instanceID(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+// InstanceID is this database's id, made at its creation: the containers of
+// one data dir carry it as a label.
+func (s *Store) InstanceID() string { return s.instance }
+
+var migrations = []string{
+	`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+	CREATE TABLE sandboxes (
+		seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+		id         TEXT NOT NULL UNIQUE,
+		name       TEXT,
+		template   TEXT NOT NULL,
+		status     TEXT NOT NULL,
+		tags       TEXT NOT NULL DEFAULT '[]',
+		data       TEXT NOT NULL,
+		created_at TEXT NOT NULL,
+		updated_at TEXT NOT NULL
+	);
+	CREATE UNIQUE INDEX sandboxes_live_name ON sandboxes(name) WHERE name IS NOT NULL AND status <> 'destroyed';
+	CREATE INDEX sandboxes_status ON sandboxes(status);
+	CREATE TABLE events (
+		seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+		id         TEXT NOT NULL UNIQUE,
+		sandbox_id TEXT NOT NULL,
+		type       TEXT NOT NULL,
+		severity   TEXT NOT NULL,
+		title      TEXT NOT NULL,
+		attributes TEXT NOT NULL,
+		created_at TEXT NOT NULL
+	);
+	CREATE INDEX events_sandbox ON events(sandbox_id, seq);`,
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer tx.Rollback()
+	var version int
+	if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&version); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("the database is of a newer rtemu (schema %d; this one knows %d)", version, len(migrations))
+	}
+	for i := version; i < len(migrations); i++ {
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, len(migrations))); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return tx.Commit()
+}
+
+func (s *Store) instanceID(ctx context.Context) (string, error) {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	if _, err := s.w.ExecContext(ctx, `INSERT OR IGNORE INTO meta(key, value) VALUES ('instance', ?)`, hex.EncodeToString(b)); err != nil {
+		return "", fmt.Errorf("instance id: %w", err)
+	}
+	var id string
+	err := s.w.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'instance'`).Scan(&id)
+	return id, err
+}
+
+// record is the JSON kept in sandboxes.data: every field not queried by SQL.
+type record struct {
+	Image            string            `json:"image"`
+	Resources        resources         `json:"resources"`
+	Env              map[string]string `json:"env"`
+	Mounts           []mount           `json:"mounts"`
+	Metadata         json.RawMessage   `json:"metadata,omitempty"`
+	ProjectID        string            `json:"projectId,omitempty"`
+	IdleTimeout      int               `json:"idleTimeout"`
+	SSHKeys          []string          `json:"sshKeys,omitempty"`
+	SSHKeysSet       bool              `json:"sshKeysSet,omitempty"`
+	RootPasswordHash string            `json:"rootPasswordHash,omitempty"`
+	Error            string            `json:"error,omitempty"`
+	PausedAt         *time.Time        `json:"pausedAt,omitempty"`
+	ResumedAt        *time.Time        `json:"resumedAt,omitempty"`
+	DestroyedAt      *time.Time        `json:"destroyedAt,omitempty"`
+	LastActivityAt   *time.Time        `json:"lastActivityAt,omitempty"`
+}
+
+type resources struct {
+	VCPUs  int    `json:"vcpus"`
+	Memory string `json:"memory"`
+	Disk   string `json:"disk"`
+}
+
+type mount struct {
+	WorkspaceID string `json:"workspaceId"`
+	Path        string `json:"path"`
+	ReadOnly    bool   `json:"readOnly"`
+}
+
+const sandboxCols = `seq, id, name, template, status, tags, data, created_at, updated_at`
+
+func encodeSandbox(sb *sandbox.Sandbox) (tags, data string, err error) {
+	r := record{
+		Image: sb.Image, Resources: resources(sb.Resources), Env: sb.Env, Metadata: sb.Metadata,
+		ProjectID: sb.ProjectID, IdleTimeout: sb.IdleTimeout, SSHKeys: sb.SSHKeys, SSHKeysSet: sb.SSHKeysSet,
+		RootPasswordHash: sb.RootPasswordHash, Error: sb.Error, PausedAt: sb.PausedAt, ResumedAt: sb.ResumedAt,
+		DestroyedAt: sb.DestroyedAt, LastActivityAt: sb.LastActivityAt,
+	}
+	for _, m := range sb.Mounts {
+		r.Mounts = append(r.Mounts, mount(m))
+	}
+	t := sb.Tags
+	if t == nil {
+		t = []string{}
+	}
+	tb, err := json.Marshal(t)
+	if err != nil {
+		return "", "", err
+	}
+	db, err := json.Marshal(r)
+	return string(tb), string(db), err
+}
+
+type scanner interface{ Scan(...any) error }
+
+func scanSandbox(row scanner) (*sandbox.Sandbox, error) {
+	var (
+		sb                          sandbox.Sandbox
+		name                        sql.NullString
+		status, tags, data, created string
+		updated                     string
+	)
+	if err := row.Scan(&sb.Seq, &sb.ID, &name, &sb.Template, &status, &tags, &data, &created, &updated); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, sandbox.ErrNoRecord
+		}
+		return nil, err
+	}
+	sb.Name, sb.Status = name.String, sandbox.Status(status)
+	var r record
+	if err := json.Unmarshal([]byte(tags), &sb.Tags); err != nil {
+		return nil, fmt.Errorf("sandbox %s: tags: %w", sb.ID, err)
+	}
+	if err := json.Unmarshal([]byte(data), &r); err != nil {
+		return nil, fmt.Errorf("sandbox %s: data: %w", sb.ID, err)
+	}
+	sb.Image, sb.Resources, sb.Env, sb.Metadata = r.Image, sandbox.Resources(r.Resources), r.Env, r.Metadata
+	sb.ProjectID, sb.IdleTimeout, sb.SSHKeys, sb.SSHKeysSet = r.ProjectID, r.IdleTimeout, r.SSHKeys, r.SSHKeysSet
+	sb.RootPasswordHash, sb.Error = r.RootPasswordHash, r.Error
+	sb.PausedAt, sb.ResumedAt, sb.DestroyedAt, sb.LastActivityAt = r.PausedAt, r.ResumedAt, r.DestroyedAt, r.LastActivityAt
+	sb.Mounts = make([]sandbox.Mount, 0, len(r.Mounts))
+	for _, m := range r.Mounts {
+		sb.Mounts = append(sb.Mounts, sandbox.Mount(m))
+	}
+	if sb.Env == nil {
+		sb.Env = map[string]string{}
+	}
+	var err error
+	if sb.CreatedAt, err = time.Parse(time.RFC3339Nano, created); err != nil {
+		return nil, err
+	}
+	if sb.UpdatedAt, err = time.Parse(time.RFC3339Nano, updated); err != nil {
+		return nil, err
+	}
+	return &sb, nil
+}
+
+func nullName(n string) any {
+	if n == "" {
+		return nil
+	}
+	return n
+}
+
+func ts(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// isUnique says whether err is a UNIQUE constraint violation.
+func isUnique(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && (se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+// InsertSandbox writes a new sandbox and sets its Seq.
+func (s *Store) InsertSandbox(ctx context.Context, sb *sandbox.Sandbox) error {
+	tags, data, err := encodeSandbox(sb)
+	if err != nil {
+		return err
+	}
+	res, err := s.w.ExecContext(ctx, `INSERT INTO sandboxes(id, name, template, status, tags, data, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		sb.ID, nullName(sb.Name), sb.Template, string(sb.Status), tags, data, ts(sb.CreatedAt), ts(sb.UpdatedAt))
+	if isUnique(err) {
+		return sandbox.ErrNameTaken
+	}
+	if err != nil {
+		return fmt.Errorf("insert sandbox: %w", err)
+	}
+	sb.Seq, err = res.LastInsertId()
+	return err
+}
+
+// GetSandbox reads one sandbox by id.
+func (s *Store) GetSandbox(ctx context.Context, id string) (*sandbox.Sandbox, error) {
+	return scanSandbox(s.r.QueryRowContext(ctx, `SELECT `+sandboxCols+` FROM sandboxes WHERE id = ?`, id))
+}
+
+// SandboxByName reads the live (not destroyed) sandbox with that name.
+func (s *Store) SandboxByName(ctx context.Context, name string) (*sandbox.Sandbox, error) {
+	return scanSandbox(s.r.QueryRowContext(ctx,
+		`SELECT `+sandboxCols+` FROM sandboxes WHERE name = ? AND status <> 'destroyed'`, name))
+}
+
+// UpdateSandbox reads, changes and writes one sandbox in a transaction.
+func (s *Store) UpdateSandbox(ctx context.Context, id string, fn func(*sandbox.Sandbox) error) (*sandbox.Sandbox, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("update sandbox: %w", err)
+	}
+	defer tx.Rollback()
+	sb, err := scanSandbox(tx.QueryRowContext(ctx, `SELECT `+sandboxCols+` FROM sandboxes WHERE id = ?`, id))
+	if err != nil {
+		return nil, err
+	}
+	if err := fn(sb); err != nil {
+		return nil, err
+	}
+	tags, data, err := encodeSandbox(sb)
+	if err != nil {
+		return nil, err
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE sandboxes SET name = ?, status = ?, tags = ?, data = ?, updated_at = ? WHERE id = ?`,
+		nullName(sb.Name), string(sb.Status), tags, data, ts(sb.UpdatedAt), id)
+	if isUnique(err) {
+		return nil, sandbox.ErrNameTaken
+	}
+	if err != nil {
+		return nil, fmt.Errorf("update sandbox: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("update sandbox: %w", err)
+	}
+	return sb, nil
+}
+
+// ListSandboxes returns up to f.Limit sandboxes older than afterSeq (0: from
+// the newest), newest first, and whether more follow.
+func (s *Store) ListSandboxes(ctx context.Context, f sandbox.ListFilter, afterSeq int64) ([]*sandbox.Sandbox, bool, error) {
+	var (
+		where []string
+		args  []any
+	)
+	if len(f.Statuses) == 0 {
+		where = append(where, `status <> 'destroyed'`)
+	} else {
+		ph := make([]string, len(f.Statuses))
+		for i, st := range f.Statuses {
+			ph[i] = "?"
+			args = append(args, string(st))
+		}
+		where = append(where, `status IN (`+strings.Join(ph, ",")+`)`)
+	}
+	for _, t := range f.Tags {
+		where = append(where, `EXISTS (SELECT 1 FROM json_each(sandboxes.tags) WHERE value = ?)`)
+		args = append(args, t)
+	}
+	if f.Template != "" {
+		where = append(where, `template = ?`)
+		args = append(args, f.Template)
+	}
+	if f.ExcludeTemplate != "" {
+		where = append(where, `template <> ?`)
+		args = append(args, f.ExcludeTemplate)
+	}
+	if afterSeq > 0 {
+		where = append(where, `seq < ?`)
+		args = append(args, afterSeq)
+	}
+	args = append(args, f.Limit+1)
+	rows, err := s.r.QueryContext(ctx, `SELECT `+sandboxCols+` FROM sandboxes WHERE `+
+		strings.Join(where, " AND ")+` ORDER BY seq DESC LIMIT ?`, args...)
+	if err != nil {
+		return nil, false, fmt.Errorf("list sandboxes: %w", err)
+	}
+	defer rows.Close()
+	out := make([]*sandbox.Sandbox, 0, f.Limit)
+	for rows.Next() {
+		sb, err := scanSandbox(rows)
+		if err != nil {
+			return nil, false, err
+		}
+		out = append(out, sb)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, err
+	}
+	more := len(out) > f.Limit
+	if more {
+		out = out[:f.Limit]
+	}
+	return out, more, nil
+}
+
+// LiveSandboxes returns every sandbox that is not destroyed, oldest first.
+func (s *Store) LiveSandboxes(ctx context.Context) ([]*sandbox.Sandbox, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+sandboxCols+` FROM sandboxes WHERE status <> 'destroyed' ORDER BY seq`)
+	if err != nil {
+		return nil, fmt.Errorf("live sandboxes: %w", err)
+	}
+	defer rows.Close()
+	var out []*sandbox.Sandbox
+	for rows.Next() {
+		sb, err := scanSandbox(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sb)
+	}
+	return out, rows.Err()
+}
+
+// AddEvent appends to a sandbox's activity feed.
+func (s *Store) AddEvent(ctx context.Context, ev sandbox.Event) error {
+	attrs, err := json.Marshal(ev.Attributes)
+	if err != nil {
+		return err
+	}
+	_, err = s.w.ExecContext(ctx, `INSERT INTO events(id, sandbox_id, type, severity, title, attributes, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`, ev.ID, ev.SandboxID, ev.Type, ev.Severity, ev.Title, string(attrs), ts(ev.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("add event: %w", err)
+	}
+	return nil
+}
