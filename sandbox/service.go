@@ -94,6 +94,7 @@ type Service struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	pulls  singleflight.Group
+	act    activity
 	now    func() time.Time
 }
 
@@ -104,6 +105,7 @@ func New(cfg Config) *Service {
 		store: cfg.Store, engine: cfg.Engine, instance: cfg.InstanceID, log: cfg.Logger,
 		templates: map[string]Template{}, pidsLimit: cfg.PidsLimit,
 		ctx: ctx, cancel: cancel, now: func() time.Time { return time.Now().UTC() },
+		act: activity{open: map[string]int{}, last: map[string]time.Time{}, written: map[string]time.Time{}},
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -575,6 +577,7 @@ func (s *Service) Exec(ctx context.Context, ref string, p ExecParams) (ExecResul
 	}
 	sort.Strings(env)
 	stdout, stderr := &cappedBuffer{max: MaxExecOutput}, &cappedBuffer{max: MaxExecOutput}
+	defer s.BeginActivity(ctx, sb.ID)()
 	runCtx, cancel := context.WithTimeout(ctx, p.Timeout)
 	defer cancel()
 	start := time.Now()
