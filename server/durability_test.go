@@ -1,0 +1,425 @@
+package server_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rtemu-dev/rtemu/dockerdriver"
+	"github.com/rtemu-dev/rtemu/emulatortest"
+	"github.com/rtemu-dev/rtemu/sandbox"
+	"github.com/rtemu-dev/rtemu/store"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// rtemuBinary builds rtemu once per test run: durability is tested on a
+// real process that can be killed with SIGKILL.
+func rtemuBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "rtemu-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "rtemu")
+		out, err := exec.Command("go", "build", "-o", binPath, "github.com/rtemu-dev/rtemu").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// proc is an rtemu process.
+type proc struct {
+	t   *testing.T
+	cmd *exec.Cmd
+	url string
+	log *bytes.Buffer
+}
+
+var apiLine = regexp.MustCompile(`API (http://127\.0\.0\.1:\d+)`)
+
+func startRtemu(t *testing.T, dataDir string) *proc {
+	t.Helper()
+	img, err := emulatortest.TestImage(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(rtemuBinary(t), "serve", "--addr", "127.0.0.1:0", "--ssh-addr", "127.0.0.1:0",
+		"--data-dir", dataDir, "--template", "base-ubuntu="+img)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{t: t, cmd: cmd, log: &bytes.Buffer{}}
+	cmd.Stderr = p.log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.kill() })
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if m := apiLine.FindStringSubmatch(sc.Text()); m != nil {
+				found <- m[1]
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case p.url = <-found:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("rtemu did not start; log:\n%s", p.log)
+	}
+	return p
+}
+
+// kill ends rtemu with SIGKILL: no shutdown code runs.
+func (p *proc) kill() {
+	if p.cmd.ProcessState == nil {
+		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+		_ = p.cmd.Wait()
+	}
+}
+
+func (p *proc) do(method, path string, body any) (int, map[string]any) {
+	p.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, p.url+path, rd)
+	req.Header.Set("X-API-Key", emulatortest.APIKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	data, _ := out["data"].(map[string]any)
+	return resp.StatusCode, data
+}
+
+func (p *proc) status(id string) string {
+	_, d := p.do("GET", "/v1/sandboxes/"+id, nil)
+	s, _ := d["status"].(string)
+	return s
+}
+
+func (p *proc) waitStatus(id, want string, within time.Duration) {
+	p.t.Helper()
+	deadline := time.Now().Add(within)
+	last := ""
+	for time.Now().Before(deadline) {
+		if last = p.status(id); last == want {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.t.Fatalf("sandbox %s is %q, want %q; rtemu log:\n%s", id, last, want, p.log)
+}
+
+func driver(t *testing.T) *dockerdriver.Driver {
+	t.Helper()
+	d, err := dockerdriver.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// instanceContainers lists the containers of the rtemu that owns dataDir,
+// and removes them all when the test ends.
+func instanceContainers(t *testing.T, dataDir string) func() []dockerdriver.Container {
+	t.Helper()
+	d := driver(t)
+	instance := ""
+	list := func() []dockerdriver.Container {
+		if instance == "" {
+			st, err := store.Open(context.Background(), filepath.Join(dataDir, "rtemu.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			instance = st.InstanceID()
+			st.Close()
+		}
+		cs, err := d.List(context.Background(), map[string]string{sandbox.LabelInstance: instance})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cs
+	}
+	t.Cleanup(func() {
+		if instance == "" {
+			return
+		}
+		cs, _ := d.List(context.Background(), map[string]string{sandbox.LabelInstance: instance})
+		for _, c := range cs {
+			_ = d.Remove(context.Background(), c.Name)
+		}
+	})
+	return list
+}
+
+// TestKillDuringChurn kills rtemu with SIGKILL while sandboxes are being
+// created, paused and deleted, restarts it on the same data dir, and checks
+// that nothing acknowledged was lost and nothing leaked.
+func TestKillDuringChurn(t *testing.T) {
+	emulatortest.SkipIfNoDocker(t)
+	t.Parallel()
+	for round, killAfter := range []time.Duration{300 * time.Millisecond, 1200 * time.Millisecond, 2500 * time.Millisecond} {
+		t.Run(fmt.Sprintf("kill after %v", killAfter), func(t *testing.T) {
+			dataDir := t.TempDir()
+			containers := instanceContainers(t, dataDir)
+			p := startRtemu(t, dataDir)
+
+			type acked struct {
+				created, paused, deleted bool
+			}
+			var (
+				mu   sync.Mutex
+				acks = map[string]*acked{}
+				wg   sync.WaitGroup
+			)
+			stop := make(chan struct{})
+			for w := 0; w < 4; w++ {
+				wg.Add(1)
+				go func(w int) {
+					defer wg.Done()
+					for i := 0; ; i++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						code, d := p.do("POST", "/v1/sandboxes", map[string]any{"template": "base-ubuntu",
+							"name": fmt.Sprintf("r%d-w%d-%d", round, w, i), "resources": map[string]any{"vcpus": 1, "memory": "128MB"}})
+						if code != 201 {
+							return
+						}
+						id := d["id"].(string)
+						a := &acked{created: true}
+						mu.Lock()
+						acks[id] = a
+						mu.Unlock()
+						for p.status(id) == "creating" {
+							time.Sleep(20 * time.Millisecond)
+						}
+						if i%3 == 0 {
+							continue // left running
+						}
+						if code, _ := p.do("POST", "/v1/sandboxes/"+id+"/pause", nil); code == 200 {
+							mu.Lock()
+							a.paused = true
+							mu.Unlock()
+						} else {
+							return
+						}
+						if i%3 == 1 {
+							continue // left paused
+						}
+						if code, _ := p.do("DELETE", "/v1/sandboxes/"+id, nil); code == 200 {
+							mu.Lock()
+							a.deleted = true
+							mu.Unlock()
+						} else {
+							return
+						}
+					}
+				}(w)
+			}
+			time.Sleep(killAfter)
+			p.kill()
+			close(stop)
+			wg.Wait()
+
+			p = startRtemu(t, dataDir)
+			mu.Lock()
+			defer mu.Unlock()
+			if len(acks) == 0 {
+				t.Fatal("no sandbox was created before the kill")
+			}
+			settled := map[string]bool{"running": true, "paused": true, "destroyed": true, "failed": true, "error": true}
+			for id, a := range acks {
+				deadline := time.Now().Add(60 * time.Second)
+				st := p.status(id)
+				for !settled[st] && time.Now().Before(deadline) {
+					time.Sleep(50 * time.Millisecond)
+					st = p.status(id)
+				}
+				switch {
+				case st == "":
+					t.Errorf("%s: acknowledged create lost", id)
+				case a.deleted && st != "destroyed":
+					t.Errorf("%s: acknowledged delete, status %s", id, st)
+				case a.paused && !a.deleted && st != "paused" && st != "destroyed":
+					t.Errorf("%s: acknowledged pause, status %s", id, st)
+				case !settled[st]:
+					t.Errorf("%s: still %s after restart", id, st)
+				case st == "error" || st == "failed":
+					t.Errorf("%s: %s after restart (nothing happened behind rtemu's back)", id, st)
+				}
+			}
+			// The records and the engine agree, and nothing leaked.
+			byName := map[string]dockerdriver.Container{}
+			for _, c := range containers() {
+				byName[c.Name] = c
+			}
+			_, list := p.list()
+			live := map[string]bool{}
+			for _, sb := range list {
+				id, st := sb["id"].(string), sb["status"].(string)
+				live["rtemu-"+id] = true
+				c, ok := byName["rtemu-"+id]
+				switch {
+				case !ok:
+					t.Errorf("%s is %s but has no container", id, st)
+				case st == "running" && c.State != "running", st == "paused" && c.State != "paused":
+					t.Errorf("%s is %s but its container is %s", id, st, c.State)
+				}
+			}
+			for name := range byName {
+				if !live[name] {
+					t.Errorf("leaked container %s", name)
+				}
+			}
+			t.Logf("%d sandboxes acknowledged before the kill; %d live after restart", len(acks), len(list))
+		})
+	}
+}
+
+func (p *proc) list() (int, []map[string]any) {
+	req, _ := http.NewRequest("GET", p.url+"/v1/sandboxes", nil)
+	req.Header.Set("X-API-Key", emulatortest.APIKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Data []map[string]any `json:"data"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out.Data
+}
+
+// TestReconcileAtStart changes the engine and the records behind a dead
+// rtemu's back and checks what the restarted rtemu makes of it.
+func TestReconcileAtStart(t *testing.T) {
+	emulatortest.SkipIfNoDocker(t)
+	t.Parallel()
+	ctx := context.Background()
+	dataDir := t.TempDir()
+	containers := instanceContainers(t, dataDir)
+	d := driver(t)
+	p := startRtemu(t, dataDir)
+
+	create := func(name string) string {
+		code, data := p.do("POST", "/v1/sandboxes", map[string]any{"template": "base-ubuntu", "name": name})
+		if code != 201 {
+			t.Fatalf("create %s: %d", name, code)
+		}
+		id := data["id"].(string)
+		p.waitStatus(id, "running", 30*time.Second)
+		return id
+	}
+	vanished, kept, paused := create("vanished"), create("kept"), create("paused")
+	if code, _ := p.do("POST", "/v1/sandboxes/"+paused+"/pause", nil); code != 200 {
+		t.Fatal("pause failed")
+	}
+	p.waitStatus(paused, "paused", 10*time.Second)
+	p.kill()
+
+	// Behind its back: a container removed, an orphan container of this
+	// instance with no record, and a record caught in creating.
+	if err := d.Remove(ctx, "rtemu-"+vanished); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, filepath.Join(dataDir, "rtemu.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, _ := emulatortest.TestImage(ctx)
+	orphan := "rtemu-sandbox-orphan000000"
+	if err := d.Create(ctx, dockerdriver.ContainerSpec{Name: orphan, Image: img,
+		Labels: map[string]string{sandbox.LabelInstance: st.InstanceID(), sandbox.LabelSandbox: "sandbox-orphan000000"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(ctx, orphan); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	caught := &sandbox.Sandbox{ID: "sandbox-caught000000", Template: "base-ubuntu", Image: img, Status: sandbox.StatusCreating,
+		Resources: sandbox.Resources{VCPUs: 1, Memory: "256MB", Disk: "10GB"}, Env: map[string]string{"CAUGHT": "yes"},
+		CreatedAt: now, UpdatedAt: now}
+	if err := st.InsertSandbox(ctx, caught); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	p = startRtemu(t, dataDir)
+	p.waitStatus(vanished, "error", 10*time.Second)
+	if _, data := p.do("GET", "/v1/sandboxes/"+vanished, nil); !strings.Contains(data["error"].(string), "gone") {
+		t.Errorf("error message %v", data["error"])
+	}
+	if s := p.status(kept); s != "running" {
+		t.Errorf("kept is %s", s)
+	}
+	if s := p.status(paused); s != "paused" {
+		t.Errorf("paused is %s", s)
+	}
+	p.waitStatus(caught.ID, "running", 30*time.Second)
+	for _, c := range containers() {
+		if c.Name == orphan {
+			t.Errorf("orphan container not removed")
+		}
+	}
+	if code, data := p.do("POST", "/v1/sandboxes/"+caught.ID+"/exec", map[string]any{"command": "echo $CAUGHT"}); code != 200 || data["stdout"] != "yes\n" {
+		t.Errorf("exec in the finished sandbox: %d %v", code, data)
+	}
+
+	// Killed behind rtemu's back while it runs: error within seconds.
+	start := time.Now()
+	if err := exec.Command("docker", "kill", "rtemu-"+kept).Run(); err != nil {
+		t.Fatal(err)
+	}
+	p.waitStatus(kept, "error", 5*time.Second)
+	t.Logf("container kill noticed in %v", time.Since(start))
+	// An error sandbox can still be deleted, and its container goes.
+	if code, _ := p.do("DELETE", "/v1/sandboxes/"+kept, nil); code != 200 {
+		t.Fatalf("delete of error sandbox: %d", code)
+	}
+	for _, c := range containers() {
+		if c.Name == "rtemu-"+kept {
+			t.Errorf("container of deleted error sandbox left")
+		}
+	}
+}
