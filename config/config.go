@@ -148,8 +148,12 @@ func defaultDataDir(getenv func(string) string) (string, error) {
 	if x := getenv("XDG_DATA_HOME"); x != "" {
 		return filepath.Join(x, "rtemu"), nil
 	}
-	home, err := os.UserHomeDir()
-	if err != nil {
+	home := getenv("HOME")
+	var err error
+	if home == "" {
+		home, err = os.UserHomeDir()
+	}
+	if err != nil || home == "" {
 		return "", errors.New("no --data-dir given and no home directory to default to")
 	}
 	return filepath.Join(home, ".local", "share", "rtemu"), nil

@@ -1,0 +1,62 @@
+package config
+
+import (
+	"io"
+	"reflect"
+	"testing"
+
+	"github.com/rtemu-dev/rtemu/sandbox"
+)
+
+func TestParse(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want func(*Config)
+	}{
+		{"defaults", nil, map[string]string{"HOME": "/home/u"}, func(c *Config) {}},
+		{"xdg data home", nil, map[string]string{"XDG_DATA_HOME": "/xdg"}, func(c *Config) { c.DataDir = "/xdg/rtemu" }},
+		{"env", nil, map[string]string{"HOME": "/home/u", "RTEMU_ADDR": "127.0.0.1:9", "RTEMU_SSH_ADDR": "127.0.0.1:10",
+			"RTEMU_DATA_DIR": "/d", "RTEMU_TEMPLATES": "base-ubuntu=busybox, desktop-ubuntu=desk:1", "RTEMU_API_KEYS": "k1,k2", "RTEMU_AUTH": "off"},
+			func(c *Config) {
+				c.Addr, c.SSHAddr, c.DataDir, c.AuthOff, c.APIKeys = "127.0.0.1:9", "127.0.0.1:10", "/d", true, []string{"k1", "k2"}
+				c.Templates = []sandbox.Template{{Name: "base-ubuntu", Image: "busybox"}, {Name: "desktop-ubuntu", Image: "desk:1"}}
+			}},
+		{"flags win over env", []string{"--addr", "127.0.0.1:1", "--template", "x=img", "--api-key", "k3", "--auth", "on", "--data-dir", "/f"},
+			map[string]string{"HOME": "/home/u", "RTEMU_ADDR": "127.0.0.1:9", "RTEMU_TEMPLATES": "y=z", "RTEMU_API_KEYS": "k1", "RTEMU_AUTH": "off"},
+			func(c *Config) {
+				c.Addr, c.APIKeys, c.DataDir = "127.0.0.1:1", []string{"k3"}, "/f"
+				c.Templates = append(c.Templates, sandbox.Template{Name: "x", Image: "img"})
+			}},
+		{"ephemeral bare flag", []string{"--ephemeral"}, map[string]string{"HOME": "/home/u"}, func(c *Config) { c.Ephemeral, c.DataDir = true, "" }},
+		{"ephemeral env", nil, map[string]string{"HOME": "/home/u", "RTEMU_EPHEMERAL": "true"}, func(c *Config) { c.Ephemeral, c.DataDir = true, "" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := Config{Addr: "127.0.0.1:7070", SSHAddr: "127.0.0.1:2222", DataDir: "/home/u/.local/share/rtemu",
+				Templates: DefaultTemplates}
+			tt.want(&want)
+			got, err := Parse(tt.args, func(k string) string { return tt.env[k] }, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("got  %+v\nwant %+v", got, want)
+			}
+		})
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"--template", "noequals"}, {"--template", "=img"}, {"--template", "a b=img"}, {"--auth", "maybe"},
+		{"--ephemeral=perhaps"}, {"--no-such-flag"}, {"stray"},
+	} {
+		if _, err := Parse(args, func(string) string { return "" }, io.Discard); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+}
