@@ -16,12 +16,16 @@ import (
 //   - a sandbox caught in pausing or resuming takes the container's state;
 //   - a sandbox whose container vanished or stopped is error;
 //   - a container of this instance with no live record is removed.
-func (s *Service) reconcile(ctx context.Context) error {
+func (s *Service) reconcile(ctx context.Context) (err error) {
+	s.reconcileMu.Lock()
+	defer s.reconcileMu.Unlock()
 	info, err := s.engine.Ping(ctx)
 	if err != nil {
+		s.engineUp.Store(false)
 		return s.engineErr(err)
 	}
 	s.hostCPUs.Store(int64(info.CPUs))
+	defer func() { s.engineUp.Store(err == nil) }()
 	containers, err := s.engine.List(ctx, map[string]string{LabelInstance: s.instance})
 	if err != nil {
 		return s.engineErr(err)
@@ -39,6 +43,9 @@ func (s *Service) reconcile(ctx context.Context) error {
 		delete(byName, sb.ContainerName())
 		switch sb.Status {
 		case StatusCreating:
+			if s.isProvisioning(sb.ID) {
+				continue // this rtemu is making it now
+			}
 			if has && c.State == "running" {
 				if _, err := s.transition(ctx, sb.ID, StatusRunning, nil); err == nil {
 					s.event(ctx, sb.ID, "running", "info", "Sandbox running", nil)
@@ -51,7 +58,7 @@ func (s *Service) reconcile(ctx context.Context) error {
 				}
 			}
 			s.log.Info("finishing a sandbox caught in creating", "sandbox", sb.ID)
-			s.goBackground(func(ctx context.Context) { s.provision(ctx, sb) })
+			s.startProvision(sb)
 		case StatusDestroying:
 			if _, err := s.destroy(ctx, sb); err != nil {
 				return err
@@ -131,6 +138,7 @@ func (s *Service) watch(ctx context.Context, reconciled bool) {
 				}
 				s.onEvent(ctx, ev)
 			case err := <-errs:
+				s.engineUp.Store(false)
 				if ctx.Err() == nil {
 					s.log.Warn("engine event stream ended; reconnecting", "err", err)
 				}

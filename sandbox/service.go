@@ -89,12 +89,17 @@ type Service struct {
 	pidsLimit int64
 
 	hostCPUs atomic.Int64 // the engine's CPUs, to clamp vcpus to what Docker accepts
+	engineUp atomic.Bool  // the last reconcile worked and the event stream is connected
 
 	ctx    context.Context // the service's lifetime; background work stops with it
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	pulls  singleflight.Group
 	act    activity
+
+	reconcileMu  sync.Mutex      // one reconcile at a time
+	provMu       sync.Mutex      // guards provisioning
+	provisioning map[string]bool // sandboxes whose container is being made now
 	now    func() time.Time
 }
 
@@ -105,7 +110,8 @@ func New(cfg Config) *Service {
 		store: cfg.Store, engine: cfg.Engine, instance: cfg.InstanceID, log: cfg.Logger,
 		templates: map[string]Template{}, pidsLimit: cfg.PidsLimit,
 		ctx: ctx, cancel: cancel, now: func() time.Time { return time.Now().UTC() },
-		act: activity{open: map[string]int{}, last: map[string]time.Time{}, written: map[string]time.Time{}},
+		act:          activity{open: map[string]int{}, last: map[string]time.Time{}, written: map[string]time.Time{}},
+		provisioning: map[string]bool{},
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -197,6 +203,13 @@ func (s *Service) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 	if err != nil {
 		return nil, err
 	}
+	if !s.engineUp.Load() {
+		// Known down: ask once more, and refuse rather than accept a
+		// sandbox that can only fail.
+		if err := s.reconcile(ctx); err != nil {
+			return nil, s.engineErr(err)
+		}
+	}
 	tpl, ok := s.templates[p.Template]
 	if !ok {
 		names := append([]string(nil), s.order...)
@@ -239,8 +252,33 @@ func (s *Service) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 		return nil, err
 	}
 	s.event(ctx, sb.ID, "created", "info", "Sandbox created", map[string]any{"template": sb.Template})
-	s.goBackground(func(ctx context.Context) { s.provision(ctx, sb) })
+	s.startProvision(sb)
 	return sb, nil
+}
+
+// startProvision makes a sandbox's container in the background, unless that
+// is already under way.
+func (s *Service) startProvision(sb *Sandbox) {
+	s.provMu.Lock()
+	defer s.provMu.Unlock()
+	if s.provisioning[sb.ID] {
+		return
+	}
+	s.provisioning[sb.ID] = true
+	s.goBackground(func(ctx context.Context) {
+		defer func() {
+			s.provMu.Lock()
+			delete(s.provisioning, sb.ID)
+			s.provMu.Unlock()
+		}()
+		s.provision(ctx, sb)
+	})
+}
+
+func (s *Service) isProvisioning(id string) bool {
+	s.provMu.Lock()
+	defer s.provMu.Unlock()
+	return s.provisioning[id]
 }
 
 func nonNil[T any](v []T) []T {

@@ -3,6 +3,8 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"net/http"
 	"net"
 	"os"
 	"os/exec"
@@ -107,5 +109,56 @@ func TestEphemeral(t *testing.T) {
 	}
 	if _, err := driver(t).Inspect(context.Background(), "rtemu-"+id); err == nil {
 		t.Errorf("container of %s still there", id)
+	}
+}
+
+// TestHealthWithoutDocker: rtemu starts when no engine answers, and /health
+// says so with a 503.
+func TestHealthWithoutDocker(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command(rtemuBinary(t), "--addr", "127.0.0.1:0", "--ssh-addr", "127.0.0.1:0", "--data-dir", t.TempDir())
+	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix:///nonexistent/docker.sock")
+	p := &proc{t: t, cmd: cmd, log: &bytes.Buffer{}}
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = p.log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.kill)
+	line := make([]byte, 512)
+	n, _ := stdout.Read(line)
+	m := regexp.MustCompile(`API (http://\S+),`).FindStringSubmatch(string(line[:n]))
+	if m == nil {
+		t.Fatalf("start line %q; log %s", line[:n], p.log)
+	}
+	resp, err := http.Get(m[1] + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var h map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&h)
+	if resp.StatusCode != 503 || h["docker"] != "unavailable" || h["reason"] == "" {
+		t.Fatalf("health %d %v", resp.StatusCode, h)
+	}
+	p.url = m[1]
+	if code, _ := p.do("GET", "/v1/sandboxes/sandbox-000000000000/exec", nil); code != 405 {
+		t.Errorf("routing without docker: %d", code)
+	}
+	// A create is refused (nothing recorded) rather than accepted to fail.
+	req, _ := http.NewRequest("POST", p.url+"/v1/sandboxes", strings.NewReader(`{"template":"base-ubuntu"}`))
+	req.Header.Set("X-API-Key", emulatortest.APIKey)
+	cresp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cresp.Body.Close()
+	var body struct{ Error struct{ Code string } }
+	_ = json.NewDecoder(cresp.Body).Decode(&body)
+	if cresp.StatusCode != 503 || body.Error.Code != "docker_unavailable" {
+		t.Fatalf("create without docker: %d %+v", cresp.StatusCode, body)
+	}
+	if _, list := p.list(); len(list) != 0 {
+		t.Fatalf("sandboxes recorded: %v", list)
 	}
 }
