@@ -100,7 +100,7 @@ type Service struct {
 	reconcileMu  sync.Mutex      // one reconcile at a time
 	provMu       sync.Mutex      // guards provisioning
 	provisioning map[string]bool // sandboxes whose container is being made now
-	now    func() time.Time
+	now          func() time.Time
 }
 
 // New makes a Service. Start begins its background work.
