@@ -36,7 +36,7 @@ func (s *Service) Touch(ctx context.Context, id string) {
 	}
 	s.act.mu.Unlock()
 	if persist {
-		_, _ = s.store.UpdateSandbox(context.WithoutCancel(ctx), id, func(x *Sandbox) error {
+		_, _ = s.update(context.WithoutCancel(ctx), id, func(x *Sandbox) error {
 			x.LastActivityAt = &now
 			return nil
 		})

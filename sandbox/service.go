@@ -91,11 +91,12 @@ type Service struct {
 	hostCPUs atomic.Int64 // the engine's CPUs, to clamp vcpus to what Docker accepts
 	engineUp atomic.Bool  // the last reconcile worked and the event stream is connected
 
-	ctx    context.Context // the service's lifetime; background work stops with it
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	pulls  singleflight.Group
-	act    activity
+	ctx     context.Context // the service's lifetime; background work stops with it
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	pulls   singleflight.Group
+	act     activity
+	changes changes
 
 	reconcileMu  sync.Mutex      // one reconcile at a time
 	provMu       sync.Mutex      // guards provisioning
@@ -245,7 +246,7 @@ func (s *Service) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 		}
 		sb.RootPasswordHash = string(h)
 	}
-	if err := s.store.InsertSandbox(ctx, sb); err != nil {
+	if err := s.insert(ctx, sb); err != nil {
 		if errors.Is(err, ErrNameTaken) {
 			return nil, conflict("a sandbox named %q already exists", p.Name)
 		}
@@ -388,10 +389,28 @@ func (s *Service) ensureImage(ctx context.Context, sb *Sandbox, log *slog.Logger
 	return nil
 }
 
+// insert and update write a sandbox record and tell watchers about it. All
+// of the service's writes of sandboxes go through them.
+func (s *Service) insert(ctx context.Context, sb *Sandbox) error {
+	if err := s.store.InsertSandbox(ctx, sb); err != nil {
+		return err
+	}
+	s.Publish(Change{Kind: "sandbox", ID: sb.ID, Status: sb.Status})
+	return nil
+}
+
+func (s *Service) update(ctx context.Context, id string, fn func(*Sandbox) error) (*Sandbox, error) {
+	sb, err := s.store.UpdateSandbox(ctx, id, fn)
+	if err == nil {
+		s.Publish(Change{Kind: "sandbox", ID: sb.ID, Status: sb.Status})
+	}
+	return sb, err
+}
+
 // transition moves a sandbox to a new status if the state machine allows it
 // from the status it has now, applying mutate in the same write.
 func (s *Service) transition(ctx context.Context, id string, to Status, mutate func(*Sandbox)) (*Sandbox, error) {
-	return s.store.UpdateSandbox(ctx, id, func(sb *Sandbox) error {
+	return s.update(ctx, id, func(sb *Sandbox) error {
 		if !canTransition(sb.Status, to) {
 			return conflict("sandbox %s is %s and cannot become %s", sb.ID, sb.Status, to)
 		}
@@ -458,7 +477,7 @@ func (s *Service) Update(ctx context.Context, ref string, p UpdateParams) (*Sand
 	if err != nil {
 		return nil, err
 	}
-	sb, err = s.store.UpdateSandbox(ctx, sb.ID, func(x *Sandbox) error {
+	sb, err = s.update(ctx, sb.ID, func(x *Sandbox) error {
 		if x.Status == StatusDestroyed || x.Status == StatusDestroying {
 			return conflict("sandbox %s is %s", x.ID, x.Status)
 		}
@@ -513,7 +532,7 @@ func (s *Service) destroy(ctx context.Context, sb *Sandbox) (*Sandbox, error) {
 	if err := s.engine.Remove(ctx, sb.ContainerName()); err != nil {
 		return nil, s.engineErr(err)
 	}
-	out, err := s.store.UpdateSandbox(ctx, sb.ID, func(x *Sandbox) error {
+	out, err := s.update(ctx, sb.ID, func(x *Sandbox) error {
 		if x.Status == StatusDestroyed {
 			return nil
 		}
@@ -572,7 +591,7 @@ func (s *Service) freeze(ctx context.Context, ref string, op freezeOp) (Status, 
 	default:
 		return "", nil, conflict("sandbox %s is %s; only a %s sandbox can be %s", sb.ID, sb.Status, op.from, op.verb)
 	}
-	if _, err := s.store.UpdateSandbox(ctx, sb.ID, func(x *Sandbox) error {
+	if _, err := s.update(ctx, sb.ID, func(x *Sandbox) error {
 		if x.Status != op.from {
 			return conflict("sandbox %s is %s; only a %s sandbox can be %s", x.ID, x.Status, op.from, op.verb)
 		}
