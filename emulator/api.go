@@ -28,43 +28,76 @@ type api struct {
 	svc     *sandbox.Service
 	version string
 	log     *slog.Logger
+	gate    *gate
 }
 
 // New returns the API as an http.Handler.
 func New(cfg Config) http.Handler {
-	a := &api{svc: cfg.Service, version: cfg.Version, log: cfg.Logger}
+	a := &api{svc: cfg.Service, version: cfg.Version, log: cfg.Logger, gate: newGate()}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = a.handleError
-	e.Use(requestID, a.logRequests, limitBody(maxBody), authenticate(cfg.APIKeys, cfg.AuthOff))
-	a.routes(e)
+	e.Use(requestID, a.versionHeader, a.logRequests, limitBody(maxBody), authenticate(cfg.APIKeys, cfg.AuthOff))
+	for _, r := range a.routes() {
+		mw := []echo.MiddlewareFunc{operation(r.op)}
+		if !r.control {
+			mw = append(mw, a.gate.shared, a.injectFaults)
+		}
+		e.Add(r.method, r.path, r.handler, mw...)
+	}
 	return e
 }
 
-// routes registers the whole API surface, top to bottom.
-func (a *api) routes(e *echo.Echo) {
-	e.GET("/health", a.health)
+// route is one endpoint. op names it for fault injection (sandbox.create,
+// …); control marks rtemu's own endpoints, which faults and the reset gate
+// leave alone.
+type route struct {
+	method, path, op string
+	handler          echo.HandlerFunc
+	control          bool
+}
 
-	v1 := e.Group("/v1")
-	v1.GET("/templates", a.listTemplates)
+// routes is the whole API surface, top to bottom.
+func (a *api) routes() []route {
+	rs := []route{
+		{http.MethodGet, "/health", "health", a.health, true},
+		{http.MethodGet, "/v1/templates", "template.list", a.listTemplates, false},
 
-	v1.POST("/sandboxes", a.createSandbox)
-	v1.GET("/sandboxes", a.listSandboxes)
-	v1.GET("/sandboxes/:id", a.getSandbox)
-	v1.PATCH("/sandboxes/:id", a.updateSandbox)
-	v1.DELETE("/sandboxes/:id", a.deleteSandbox)
-	v1.POST("/sandboxes/:id/pause", a.pauseSandbox)
-	v1.POST("/sandboxes/:id/resume", a.resumeSandbox)
-	v1.POST("/sandboxes/:id/exec", a.exec)
+		{http.MethodPost, "/v1/sandboxes", "sandbox.create", a.createSandbox, false},
+		{http.MethodGet, "/v1/sandboxes", "sandbox.list", a.listSandboxes, false},
+		{http.MethodGet, "/v1/sandboxes/:id", "sandbox.get", a.getSandbox, false},
+		{http.MethodPatch, "/v1/sandboxes/:id", "sandbox.update", a.updateSandbox, false},
+		{http.MethodDelete, "/v1/sandboxes/:id", "sandbox.delete", a.deleteSandbox, false},
+		{http.MethodPost, "/v1/sandboxes/:id/pause", "sandbox.pause", a.pauseSandbox, false},
+		{http.MethodPost, "/v1/sandboxes/:id/resume", "sandbox.resume", a.resumeSandbox, false},
+		{http.MethodPost, "/v1/sandboxes/:id/exec", "sandbox.exec", a.exec, false},
 
-	// Upstream endpoints this build does not serve yet answer 501, naming
-	// the operation, rather than a bare 404.
-	for _, r := range notImplemented {
-		e.Add(r.method, r.path, notImplementedHandler(r.operation))
+		{http.MethodPost, "/_emulator/reset", "emulator.reset", a.reset, true},
+		{http.MethodGet, "/_emulator/faults", "emulator.faults.list", a.listFaults, true},
+		{http.MethodPost, "/_emulator/faults", "emulator.faults.arm", a.armFault, true},
+		{http.MethodDelete, "/_emulator/faults", "emulator.faults.clear", a.clearFaults, true},
+		{http.MethodGet, "/_emulator/operations", "emulator.operations", a.listOperations, true},
 	}
+	// Upstream endpoints this build does not serve answer 501, naming the
+	// operation, rather than a bare 404.
+	for _, r := range notImplemented {
+		rs = append(rs, route{r.method, r.path, "unimplemented", notImplementedHandler(r.operation), true})
+	}
+	return rs
+}
+
+// operations lists the operation names faults can be armed for.
+func (a *api) operations() []string {
+	var ops []string
+	for _, r := range a.routes() {
+		if !r.control {
+			ops = append(ops, r.op)
+		}
+	}
+	return ops
 }
 
 var notImplemented = []struct{ method, path, operation string }{

@@ -56,6 +56,8 @@ type Store interface {
 	// LiveSandboxes returns every sandbox not destroyed.
 	LiveSandboxes(ctx context.Context) ([]*Sandbox, error)
 	AddEvent(ctx context.Context, ev Event) error
+	// Reset deletes every record of every resource.
+	Reset(ctx context.Context) error
 }
 
 // Labels rtemu puts on every container it makes.
@@ -97,6 +99,10 @@ type Service struct {
 	pulls   singleflight.Group
 	act     activity
 	changes changes
+	faults  faults
+
+	resetMu    sync.Mutex
+	resetHooks []ResetHook
 
 	reconcileMu  sync.Mutex      // one reconcile at a time
 	provMu       sync.Mutex      // guards provisioning
@@ -319,6 +325,13 @@ func (s *Service) provision(ctx context.Context, sb *Sandbox) {
 }
 
 func (s *Service) makeContainer(ctx context.Context, sb *Sandbox, log *slog.Logger) error {
+	if f, ok := s.TakeFault("sandbox.create", FaultFailAsync); ok {
+		msg := f.Message
+		if msg == "" {
+			msg = "injected fault (fail-async)"
+		}
+		return fmt.Errorf("%s: %s", f.ID, msg)
+	}
 	if err := s.ensureImage(ctx, sb, log); err != nil {
 		return err
 	}

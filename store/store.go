@@ -400,3 +400,34 @@ func (s *Store) AddEvent(ctx context.Context, ev sandbox.Event) error {
 	}
 	return nil
 }
+
+// Reset deletes every row of every table but meta (which holds this data
+// dir's instance id). The tables are read from the schema, so a table a
+// later migration adds is cleared too.
+func (s *Store) Reset(ctx context.Context) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("reset: %w", err)
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT IN ('meta', 'sqlite_sequence') AND name NOT LIKE 'sqlite_%'`)
+	if err != nil {
+		return fmt.Errorf("reset: %w", err)
+	}
+	var tables []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return err
+		}
+		tables = append(tables, n)
+	}
+	rows.Close()
+	for _, t := range tables {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM "`+strings.ReplaceAll(t, `"`, `""`)+`"`); err != nil {
+			return fmt.Errorf("reset %s: %w", t, err)
+		}
+	}
+	return tx.Commit()
+}

@@ -1,0 +1,156 @@
+package emulator
+
+import (
+	"context"
+	"net/http"
+	"sync"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/rtemu-dev/rtemu/sandbox"
+)
+
+// gate lets /_emulator/reset run alone: every API request holds it shared;
+// reset ends the requests in flight (their contexts are cancelled), then
+// holds it exclusively.
+type gate struct {
+	mu     sync.RWMutex
+	genMu  sync.Mutex
+	gen    context.Context
+	cancel context.CancelFunc
+}
+
+func newGate() *gate {
+	g := &gate{}
+	g.gen, g.cancel = context.WithCancel(context.Background())
+	return g
+}
+
+func (g *gate) shared(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		g.genMu.Lock()
+		gen := g.gen
+		g.genMu.Unlock()
+		g.mu.RLock()
+		defer g.mu.RUnlock()
+		ctx, cancel := context.WithCancel(c.Request().Context())
+		defer cancel()
+		stop := context.AfterFunc(gen, cancel)
+		defer stop()
+		c.SetRequest(c.Request().WithContext(ctx))
+		return next(c)
+	}
+}
+
+func (g *gate) exclusive(fn func() error) error {
+	g.genMu.Lock()
+	old := g.cancel
+	g.gen, g.cancel = context.WithCancel(context.Background())
+	g.genMu.Unlock()
+	old()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return fn()
+}
+
+const operationKey = "rtemu.operation"
+
+func operation(op string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			c.Set(operationKey, op)
+			return next(c)
+		}
+	}
+}
+
+var statusCodes = map[int]string{
+	400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict",
+	413: "payload_too_large", 415: "unsupported_media_type", 429: "rate_limited", 503: "docker_unavailable",
+}
+
+// injectFaults delays or fails an operation as the armed faults say.
+func (a *api) injectFaults(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		op, _ := c.Get(operationKey).(string)
+		if f, ok := a.svc.TakeFault(op, sandbox.FaultLatency); ok {
+			sandbox.Delay(c.Request().Context(), f)
+		}
+		if f, ok := a.svc.TakeFault(op, sandbox.FaultError); ok {
+			code := f.Code
+			if code == "" {
+				if code = statusCodes[f.Status]; code == "" {
+					code = "internal_error"
+				}
+			}
+			msg := f.Message
+			if msg == "" {
+				msg = "injected fault " + f.ID + " for " + op
+			}
+			return &apiError{status: f.Status, code: code, message: msg}
+		}
+		return next(c)
+	}
+}
+
+func (a *api) versionHeader(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		c.Response().Header().Set("X-Rtemu-Version", a.version)
+		return next(c)
+	}
+}
+
+func (a *api) reset(c echo.Context) error {
+	var removed int
+	err := a.gate.exclusive(func() error {
+		var err error
+		removed, err = a.svc.Reset(c.Request().Context())
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return reply(c, http.StatusOK, map[string]any{"reset": true, "sandboxesRemoved": removed})
+}
+
+// faultJSON is a fault on the wire.
+type faultJSON struct {
+	ID        string `json:"id"`
+	Operation string `json:"operation"`
+	Mode      string `json:"mode"`
+	Status    int    `json:"status,omitempty"`
+	Code      string `json:"code,omitempty"`
+	Message   string `json:"message,omitempty"`
+	Ms        int    `json:"ms,omitempty"`
+	Count     int    `json:"count"`
+	Fired     int    `json:"fired"`
+}
+
+func (a *api) listFaults(c echo.Context) error {
+	out := []faultJSON{}
+	for _, f := range a.svc.Faults() {
+		out = append(out, faultJSON(f))
+	}
+	return reply(c, http.StatusOK, out)
+}
+
+func (a *api) armFault(c echo.Context) error {
+	var f faultJSON
+	if err := decodeJSON(c, &f, false); err != nil {
+		return err
+	}
+	armed, err := a.svc.ArmFault(sandbox.Fault(f), a.operations())
+	if err != nil {
+		return err
+	}
+	return reply(c, http.StatusCreated, faultJSON(armed))
+}
+
+func (a *api) clearFaults(c echo.Context) error {
+	a.svc.ClearFaults()
+	return reply(c, http.StatusOK, map[string]any{"cleared": true})
+}
+
+func (a *api) listOperations(c echo.Context) error {
+	return reply(c, http.StatusOK, a.operations())
+}
