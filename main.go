@@ -31,12 +31,12 @@ func run(args []string) int {
 	case "version":
 		fmt.Println("rtemu", version)
 		return 0
-	case "serve", "doctor":
+	case "serve", "doctor", "env":
 	case "help":
-		fmt.Println("usage: rtemu [serve|doctor|version] [flags]; rtemu serve -h lists the flags")
+		fmt.Println("usage: rtemu [serve|doctor|env|version] [flags]; rtemu serve -h lists the flags")
 		return 0
 	default:
-		fmt.Fprintf(os.Stderr, "rtemu: unknown command %q (serve, doctor, version)\n", cmd)
+		fmt.Fprintf(os.Stderr, "rtemu: unknown command %q (serve, doctor, env, version)\n", cmd)
 		return 2
 	}
 	cfg, err := config.Parse(args, os.Getenv, os.Stderr)
@@ -46,6 +46,9 @@ func run(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if cmd == "env" {
+		return printEnv(ctx, cfg)
+	}
 	if cmd == "doctor" {
 		if !server.Doctor(ctx, cfg, os.Stdout) {
 			return 1
@@ -71,5 +74,24 @@ func run(args []string) int {
 		log.Error("shutdown", "err", err)
 		return 1
 	}
+	return 0
+}
+
+// localKey is the key `rtemu env` hands out when any well-formed key works.
+const localKey = "rt_test_rtemu000000000000000000000000000"
+
+// printEnv prints the shell lines that point the SDK at the rtemu running on
+// the configured data dir: eval "$(rtemu env)".
+func printEnv(ctx context.Context, cfg config.Config) int {
+	r, err := server.FindRunning(ctx, cfg.DataDir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "rtemu:", err)
+		return 1
+	}
+	key := localKey
+	if len(cfg.APIKeys) > 0 {
+		key = cfg.APIKeys[0]
+	}
+	fmt.Printf("export RUNTOOLS_API_URL=%s RUNTOOLS_API_KEY=%s\n", r.URL, key)
 	return 0
 }

@@ -162,3 +162,32 @@ func TestHealthWithoutDocker(t *testing.T) {
 		t.Fatalf("sandboxes recorded: %v", list)
 	}
 }
+
+// TestEnvCommand: `rtemu env` prints the lines that point the SDK at the
+// running rtemu of a data dir, and fails when none runs.
+func TestEnvCommand(t *testing.T) {
+	emulatortest.SkipIfNoDocker(t)
+	t.Parallel()
+	dataDir := t.TempDir()
+	instanceContainers(t, dataDir)
+	p := startRtemu(t, dataDir)
+	out, err := exec.Command(rtemuBinary(t), "env", "--data-dir", dataDir).Output()
+	if err != nil {
+		t.Fatalf("rtemu env: %v", err)
+	}
+	m := regexp.MustCompile(`^export RUNTOOLS_API_URL=(\S+) RUNTOOLS_API_KEY=(rt_test_[A-Za-z0-9]{32})\n$`).FindStringSubmatch(string(out))
+	if m == nil || m[1] != p.url {
+		t.Fatalf("rtemu env printed %q; rtemu is at %s", out, p.url)
+	}
+	req, _ := http.NewRequest("GET", m[1]+"/v1/sandboxes", nil)
+	req.Header.Set("X-API-Key", m[2])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("the printed URL and key do not work: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	p.kill()
+	if err := exec.Command(rtemuBinary(t), "env", "--data-dir", dataDir).Run(); err == nil {
+		t.Fatal("rtemu env succeeded with no rtemu running")
+	}
+}

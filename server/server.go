@@ -84,6 +84,9 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	go func() { s.served <- s.httpSrv.Serve(ln) }()
+	if err := writeRunning(s.DataDir, Running{URL: s.URL, SSHAddr: cfg.SSHAddr, PID: os.Getpid(), Version: version}); err != nil {
+		log.Warn("could not write the state file for `rtemu env`", "err", err)
+	}
 	log.Info("rtemu serving", "api", s.URL, "dataDir", s.DataDir, "docker", s.driver.Host(),
 		"instance", s.store.InstanceID(), "ephemeral", cfg.Ephemeral)
 	return s, nil
@@ -109,6 +112,9 @@ func (s *Server) Close(ctx context.Context) error {
 		if s.removeAll {
 			errs = append(errs, s.svc.DestroyAll(ctx))
 		}
+	}
+	if s.DataDir != "" {
+		_ = os.Remove(filepath.Join(s.DataDir, stateFile))
 	}
 	errs = append(errs, s.closeState())
 	return errors.Join(errs...)
