@@ -4,13 +4,15 @@
 //	srv := emulatortest.New(t)
 //	// point a client at srv.URL with srv.APIKey
 //
-// The server listens on 127.0.0.1 with an ephemeral port, keeps its state in
-// the test's temporary directory, maps every template to a small offline
-// image, and removes every container it made when the test ends.
+// The server listens on 127.0.0.1 with ephemeral ports, keeps its state in
+// a temporary directory, maps every template to a small offline image, and
+// removes every container it made when the test ends.
 package emulatortest
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"log/slog"
 	"testing"
 	"time"
@@ -31,31 +33,40 @@ type Server struct {
 	APIKey string
 }
 
-// Option changes how New starts rtemu.
-type Option func(*config.Config)
+// settings is what the options change.
+type settings struct {
+	cfg    config.Config
+	logOut io.Writer
+}
+
+// Option changes how rtemu is started.
+type Option func(*settings)
 
 // WithTemplate maps a template to an image; "" means TestImage. By default
 // base-ubuntu and desktop-ubuntu map to TestImage.
 func WithTemplate(name, image string) Option {
-	return func(c *config.Config) {
-		for i := range c.Templates {
-			if c.Templates[i].Name == name {
-				c.Templates[i].Image = image
+	return func(s *settings) {
+		for i := range s.cfg.Templates {
+			if s.cfg.Templates[i].Name == name {
+				s.cfg.Templates[i].Image = image
 				return
 			}
 		}
-		c.Templates = append(c.Templates, sandbox.Template{Name: name, Image: image})
+		s.cfg.Templates = append(s.cfg.Templates, sandbox.Template{Name: name, Image: image})
 	}
 }
 
 // WithAPIKeys turns on strict mode with these keys.
-func WithAPIKeys(keys ...string) Option { return func(c *config.Config) { c.APIKeys = keys } }
+func WithAPIKeys(keys ...string) Option { return func(s *settings) { s.cfg.APIKeys = keys } }
 
 // WithAuthOff accepts requests with any key or none.
-func WithAuthOff() Option { return func(c *config.Config) { c.AuthOff = true } }
+func WithAuthOff() Option { return func(s *settings) { s.cfg.AuthOff = true } }
 
 // WithDataDir keeps the state in dir (to restart rtemu on the same state).
-func WithDataDir(dir string) Option { return func(c *config.Config) { c.DataDir = dir } }
+func WithDataDir(dir string) Option { return func(s *settings) { s.cfg.DataDir = dir } }
+
+// WithLog sends rtemu's warnings and errors to w.
+func WithLog(w io.Writer) Option { return func(s *settings) { s.logOut = w } }
 
 // SkipIfNoDocker skips the test when no Docker engine answers.
 func SkipIfNoDocker(t testing.TB) {
@@ -77,42 +88,63 @@ func SkipIfNoDocker(t testing.TB) {
 // missing.
 func New(t testing.TB, opts ...Option) *Server {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	img, err := TestImage(ctx)
+	opts = append([]Option{WithLog(t.Output()), WithDataDir(t.TempDir())}, opts...)
+	srv, err := Start(context.Background(), opts...)
 	if err != nil {
 		t.Fatalf("emulatortest: %v", err)
 	}
-	cfg := config.Config{
-		Addr:      "127.0.0.1:0",
-		SSHAddr:   "127.0.0.1:0",
-		DataDir:   t.TempDir(),
-		Templates: []sandbox.Template{{Name: "base-ubuntu", Image: img}, {Name: "desktop-ubuntu", Image: img}},
-	}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	for i := range cfg.Templates {
-		if cfg.Templates[i].Image == "" {
-			cfg.Templates[i].Image = img
-		}
-	}
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv, err := server.Start(ctx, cfg, "test", log)
-	if err != nil {
-		t.Fatalf("emulatortest: start rtemu: %v", err)
-	}
-	srv.RemoveContainersOnClose()
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := srv.Close(ctx); err != nil {
+		if err := srv.Close(); err != nil {
 			t.Errorf("emulatortest: stop rtemu: %v", err)
 		}
 	})
-	key := APIKey
-	if len(cfg.APIKeys) > 0 {
-		key = cfg.APIKeys[0]
+	return srv
+}
+
+// Start starts rtemu outside a test (in an example, a TestMain or a tool).
+// Close stops it and removes its containers, and its state unless
+// WithDataDir was given.
+func Start(ctx context.Context, opts ...Option) (*Server, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	img, err := TestImage(ctx)
+	if err != nil {
+		return nil, err
 	}
-	return &Server{Server: srv, APIKey: key}
+	s := settings{
+		cfg: config.Config{
+			Addr:      "127.0.0.1:0",
+			SSHAddr:   "127.0.0.1:0",
+			Templates: []sandbox.Template{{Name: "base-ubuntu", Image: img}, {Name: "desktop-ubuntu", Image: img}},
+		},
+		logOut: io.Discard,
+	}
+	for _, o := range opts {
+		o(&s)
+	}
+	for i := range s.cfg.Templates {
+		if s.cfg.Templates[i].Image == "" {
+			s.cfg.Templates[i].Image = img
+		}
+	}
+	// No data dir: a temporary one, removed at Close.
+	s.cfg.Ephemeral = s.cfg.DataDir == ""
+	log := slog.New(slog.NewTextHandler(s.logOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	srv, err := server.Start(ctx, s.cfg, "test", log)
+	if err != nil {
+		return nil, fmt.Errorf("start rtemu: %w", err)
+	}
+	srv.RemoveContainersOnClose()
+	key := APIKey
+	if len(s.cfg.APIKeys) > 0 {
+		key = s.cfg.APIKeys[0]
+	}
+	return &Server{Server: srv, APIKey: key}, nil
+}
+
+// Close stops rtemu and removes every container it made.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return s.Server.Close(ctx)
 }
