@@ -64,6 +64,7 @@ type route struct {
 func (a *api) routes() []route {
 	rs := []route{
 		{http.MethodGet, "/health", "health", a.health, true},
+		{http.MethodGet, "/openapi.json", "openapi", a.openAPI, true},
 		{http.MethodGet, "/v1/templates", "template.list", a.listTemplates, false},
 
 		{http.MethodPost, "/v1/sandboxes", "sandbox.create", a.createSandbox, false},

@@ -17,7 +17,7 @@ var keyPattern = regexp.MustCompile(`^rt_(live|test)_[A-Za-z0-9]{32}$`)
 func authenticate(strict []string, authOff bool) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			if authOff || c.Path() == "/health" {
+			if authOff || c.Path() == "/health" || c.Path() == "/openapi.json" {
 				return next(c)
 			}
 			key := apiKey(c.Request())

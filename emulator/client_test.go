@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -62,19 +61,23 @@ func (r response) ErrCode() string {
 // (sent as JSON).
 func (c *client) do(method, path string, body any, headers ...string) response {
 	c.t.Helper()
-	var rd io.Reader
+	var raw []byte
 	switch b := body.(type) {
 	case nil:
 	case string:
-		rd = strings.NewReader(b)
+		raw = []byte(b)
 	case []byte:
-		rd = bytes.NewReader(b)
+		raw = b
 	default:
 		js, err := json.Marshal(b)
 		if err != nil {
 			c.t.Fatal(err)
 		}
-		rd = bytes.NewReader(js)
+		raw = js
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(raw)
 	}
 	req, err := http.NewRequest(method, c.srv.URL+path, rd)
 	if err != nil {
@@ -98,12 +101,13 @@ func (c *client) do(method, path string, body any, headers ...string) response {
 		c.t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
+	respBody, err := io.ReadAll(resp.Body)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	r := response{Status: resp.StatusCode, Header: resp.Header, Body: raw}
-	_ = json.Unmarshal(raw, &r.JSON)
+	checkOpenAPI(c.t, c.srv.URL, req, raw, resp, respBody)
+	r := response{Status: resp.StatusCode, Header: resp.Header, Body: respBody}
+	_ = json.Unmarshal(respBody, &r.JSON)
 	return r
 }
 
