@@ -22,17 +22,20 @@ type Config struct {
 	// AuthOff accepts requests with any key or none.
 	AuthOff bool
 	Logger  *slog.Logger
+	// DevURLs serves GET /v1/sandboxes/{id}/url; nil answers 501.
+	DevURLs *DevURLs
 }
 
 type api struct {
 	svc     *sandbox.Service
 	version string
 	log     *slog.Logger
+	devURLs *DevURLs
 }
 
 // New returns the API as an http.Handler.
 func New(cfg Config) http.Handler {
-	a := &api{svc: cfg.Service, version: cfg.Version, log: cfg.Logger}
+	a := &api{svc: cfg.Service, version: cfg.Version, log: cfg.Logger, devURLs: cfg.DevURLs}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -59,6 +62,9 @@ func (a *api) routes(e *echo.Echo) {
 	v1.POST("/sandboxes/:id/pause", a.pauseSandbox)
 	v1.POST("/sandboxes/:id/resume", a.resumeSandbox)
 	v1.POST("/sandboxes/:id/exec", a.exec)
+	v1.GET("/sandboxes/:id/url", a.devURL)
+	v1.GET("/sandboxes/:id/stats", a.sandboxStats)
+	v1.GET("/sandboxes/:id/activity", a.sandboxActivity)
 
 	// Upstream endpoints this build does not serve yet answer 501, naming
 	// the operation, rather than a bare 404.
@@ -68,11 +74,8 @@ func (a *api) routes(e *echo.Echo) {
 }
 
 var notImplemented = []struct{ method, path, operation string }{
-	{http.MethodGet, "/v1/sandboxes/:id/url", "sandbox dev URLs"},
 	{http.MethodGet, "/v1/sandboxes/:id/ssh", "sandbox SSH connection info"},
 	{http.MethodGet, "/v1/sandboxes/:id/vnc", "sandbox VNC connection info"},
-	{http.MethodGet, "/v1/sandboxes/:id/stats", "sandbox stats"},
-	{http.MethodGet, "/v1/sandboxes/:id/activity", "sandbox activity"},
 	{http.MethodGet, "/v1/ssh-keys", "SSH keys"},
 	{http.MethodPost, "/v1/ssh-keys", "SSH keys"},
 	{http.MethodDelete, "/v1/ssh-keys/:id", "SSH keys"},
