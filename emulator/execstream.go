@@ -207,4 +207,3 @@ func wholeRunes(b []byte) int {
 	}
 	return len(b)
 }
-
