@@ -266,7 +266,7 @@ func (d *DevURLs) forget(sandboxID string) {
 }
 
 // hostRoute matches N-<sandbox id or name>.localhost.
-var hostRoute = regexp.MustCompile(`^([0-9]{1,5})-([A-Za-z0-9][A-Za-z0-9._-]*)\.localhost\.?$`)
+var hostRoute = regexp.MustCompile(`(?i)^([0-9]{1,5})-([A-Za-z0-9][A-Za-z0-9._-]*)\.localhost\.?$`)
 
 // Front routes requests for N-<id>.localhost to the sandbox before the API
 // (and its authentication) sees them; every other request goes to api.

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -70,7 +71,8 @@ func (s *Service) idlePause(ctx context.Context, sb *Sandbox, idle time.Duration
 	op := s.pauseOp()
 	op.quiet = true
 	if _, _, err := s.freeze(ctx, sb.ID, op); err != nil {
-		if ctx.Err() == nil {
+		// A conflict is a race with a user's own pause, resume or delete.
+		if ctx.Err() == nil && !errors.Is(err, ErrConflict) {
 			s.log.Warn("idle pause failed", "sandbox", sb.ID, "err", err)
 		}
 		return
