@@ -134,14 +134,18 @@ func TestExecStream(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		var cancelled bool
-		for _, e := range c.activity(id) {
-			if e["eventType"] == "exec" && e["attributes"].(map[string]any)["cancelled"] == true {
-				cancelled = true
+		// The feed is written once the engine call returns, moments after
+		// the kill.
+		for cancelled := false; !cancelled; time.Sleep(50 * time.Millisecond) {
+			evs := c.activity(id)
+			for _, e := range evs {
+				if e["eventType"] == "exec" && e["attributes"].(map[string]any)["cancelled"] == true {
+					cancelled = true
+				}
 			}
-		}
-		if !cancelled {
-			t.Errorf("no cancelled exec in the feed: %v", eventTypes(c.activity(id)))
+			if !cancelled && time.Now().After(deadline) {
+				t.Fatalf("no cancelled exec in the feed: %v", eventTypes(evs))
+			}
 		}
 	})
 }
