@@ -24,36 +24,38 @@ type Stats struct {
 	StartedAt     time.Time
 }
 
-// cpuSampleWindow is the time between the two samples CPU use is computed
-// from. A one-shot stats call carries no previous sample (precpu_stats is
-// empty), and the streaming call's own second sample takes a full second.
-const cpuSampleWindow = 250 * time.Millisecond
-
 // Stats samples a container's CPU, memory and disk use. It works on a paused
 // container too (its CPU use is then zero).
+//
+// It takes one to two seconds: CPU use needs two samples, and the engine
+// samples once a second. A one-shot stats call (ContainerStatsOneShot)
+// carries no previous sample and still waits for the engine's next one, so
+// two of them are no faster than one primed call.
 func (d *Driver) Stats(ctx context.Context, name string) (Stats, error) {
-	first, err := d.statsOnce(ctx, name)
+	type inspected struct {
+		res container.InspectResponse
+		err error
+	}
+	sized := make(chan inspected, 1)
+	go func() {
+		// Computing the size walks the container's layer: do it meanwhile.
+		res, _, err := d.cli.ContainerInspectWithRaw(ctx, name, true)
+		sized <- inspected{res, err}
+	}()
+	st, err := d.statsPrimed(ctx, name)
+	ins := <-sized
 	if err != nil {
 		return Stats{}, err
 	}
-	select {
-	case <-ctx.Done():
-		return Stats{}, ctx.Err()
-	case <-time.After(cpuSampleWindow):
-	}
-	second, err := d.statsOnce(ctx, name)
-	if err != nil {
-		return Stats{}, err
-	}
-	ins, _, err := d.cli.ContainerInspectWithRaw(ctx, name, true)
-	if err != nil {
-		return Stats{}, wrap(err, "inspect "+name)
+	if ins.err != nil {
+		return Stats{}, wrap(ins.err, "inspect "+name)
 	}
 	var out Stats
-	if dt := second.Read.Sub(first.Read); dt > 0 && second.CPUStats.CPUUsage.TotalUsage >= first.CPUStats.CPUUsage.TotalUsage {
-		out.CPUCores = float64(second.CPUStats.CPUUsage.TotalUsage-first.CPUStats.CPUUsage.TotalUsage) / float64(dt.Nanoseconds())
+	cpu, pre := st.CPUStats.CPUUsage.TotalUsage, st.PreCPUStats.CPUUsage.TotalUsage
+	if dt := st.Read.Sub(st.PreRead); dt > 0 && !st.PreRead.IsZero() && cpu >= pre {
+		out.CPUCores = float64(cpu-pre) / float64(dt.Nanoseconds())
 	}
-	mem := second.MemoryStats
+	mem := st.MemoryStats
 	used := mem.Usage
 	// cgroup v2 names it inactive_file, v1 total_inactive_file.
 	for _, k := range []string{"inactive_file", "total_inactive_file"} {
@@ -63,17 +65,18 @@ func (d *Driver) Stats(ctx context.Context, name string) (Stats, error) {
 		}
 	}
 	out.MemoryUsedBytes, out.MemoryLimitBytes = int64(used), int64(mem.Limit)
-	if ins.SizeRootFs != nil {
-		out.DiskUsedBytes = *ins.SizeRootFs
+	if ins.res.SizeRootFs != nil {
+		out.DiskUsedBytes = *ins.res.SizeRootFs
 	}
-	if ins.State != nil {
-		out.StartedAt, _ = time.Parse(time.RFC3339Nano, ins.State.StartedAt)
+	if ins.res.ContainerJSONBase != nil && ins.res.State != nil {
+		out.StartedAt, _ = time.Parse(time.RFC3339Nano, ins.res.State.StartedAt)
 	}
 	return out, nil
 }
 
-func (d *Driver) statsOnce(ctx context.Context, name string) (container.StatsResponse, error) {
-	rd, err := d.cli.ContainerStatsOneShot(ctx, name)
+// statsPrimed reads one stats frame that carries the previous sample too.
+func (d *Driver) statsPrimed(ctx context.Context, name string) (container.StatsResponse, error) {
+	rd, err := d.cli.ContainerStats(ctx, name, false)
 	if err != nil {
 		return container.StatsResponse{}, wrap(err, "stats "+name)
 	}

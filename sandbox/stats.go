@@ -11,8 +11,8 @@ import (
 
 // Stats is a sandbox's use of its resources, measured by the engine.
 type Stats struct {
-	// CPUPercent is the share of the sandbox's vCPUs kept busy over a short
-	// sample: 100 means all of them.
+	// CPUPercent is the share of the sandbox's vCPUs kept busy over the
+	// engine's last sampling second: 100 means all of them.
 	CPUPercent       float64
 	MemoryUsedBytes  int64
 	MemoryTotalBytes int64 // the memory the sandbox asked for
