@@ -22,6 +22,8 @@ type Config struct {
 	// AuthOff accepts requests with any key or none.
 	AuthOff bool
 	Logger  *slog.Logger
+	// DevURLs serves GET /v1/sandboxes/{id}/url; nil answers 501.
+	DevURLs *DevURLs
 }
 
 type api struct {
@@ -29,11 +31,12 @@ type api struct {
 	version string
 	log     *slog.Logger
 	gate    *gate
+	devURLs *DevURLs
 }
 
 // New returns the API as an http.Handler.
 func New(cfg Config) http.Handler {
-	a := &api{svc: cfg.Service, version: cfg.Version, log: cfg.Logger, gate: newGate()}
+	a := &api{svc: cfg.Service, version: cfg.Version, log: cfg.Logger, gate: newGate(), devURLs: cfg.DevURLs}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -75,6 +78,9 @@ func (a *api) routes() []route {
 		{http.MethodPost, "/v1/sandboxes/:id/pause", "sandbox.pause", a.pauseSandbox, false},
 		{http.MethodPost, "/v1/sandboxes/:id/resume", "sandbox.resume", a.resumeSandbox, false},
 		{http.MethodPost, "/v1/sandboxes/:id/exec", "sandbox.exec", a.exec, false},
+		{http.MethodGet, "/v1/sandboxes/:id/url", "sandbox.url", a.devURL, false},
+		{http.MethodGet, "/v1/sandboxes/:id/stats", "sandbox.stats", a.sandboxStats, false},
+		{http.MethodGet, "/v1/sandboxes/:id/activity", "sandbox.activity", a.sandboxActivity, false},
 
 		{http.MethodPost, "/_emulator/reset", "emulator.reset", a.reset, true},
 		{http.MethodGet, "/_emulator/faults", "emulator.faults.list", a.listFaults, true},
@@ -102,11 +108,8 @@ func (a *api) operations() []string {
 }
 
 var notImplemented = []struct{ method, path, operation string }{
-	{http.MethodGet, "/v1/sandboxes/:id/url", "sandbox dev URLs"},
 	{http.MethodGet, "/v1/sandboxes/:id/ssh", "sandbox SSH connection info"},
 	{http.MethodGet, "/v1/sandboxes/:id/vnc", "sandbox VNC connection info"},
-	{http.MethodGet, "/v1/sandboxes/:id/stats", "sandbox stats"},
-	{http.MethodGet, "/v1/sandboxes/:id/activity", "sandbox activity"},
 	{http.MethodGet, "/v1/ssh-keys", "SSH keys"},
 	{http.MethodPost, "/v1/ssh-keys", "SSH keys"},
 	{http.MethodDelete, "/v1/ssh-keys/:id", "SSH keys"},

@@ -39,6 +39,9 @@ func (a *api) exec(c echo.Context) error {
 		}
 		p.Timeout = time.Duration(*req.Timeout) * time.Millisecond
 	}
+	if wantsEventStream(c.Request()) {
+		return a.execStream(c, p)
+	}
 	res, err := a.svc.Exec(c.Request().Context(), c.Param("id"), p)
 	if err != nil {
 		return err

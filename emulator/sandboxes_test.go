@@ -310,7 +310,8 @@ func TestPauseResume(t *testing.T) {
 	c := newClient(t)
 	id := c.create(nil)["id"].(string)
 	// A counter that keeps its state in its own memory and its pid.
-	c.sh(id, `(i=0; while :; do i=$((i+1)); echo "$$ $i" > /tmp/counter.new; mv /tmp/counter.new /tmp/counter; sleep 0.05; done) >/dev/null 2>&1 &`)
+	// sh -c makes the counter its own process, so $$ is its pid.
+	c.sh(id, `sh -c 'i=0; while :; do i=$((i+1)); echo "$$ $i" > /tmp/counter.new; mv /tmp/counter.new /tmp/counter; sleep 0.05; done' >/dev/null 2>&1 &`)
 	before := strings.Fields(c.sh(id, "sleep 0.3; cat /tmp/counter"))
 
 	r := c.must(200, "POST", "/v1/sandboxes/"+id+"/pause", nil).Data()

@@ -3,13 +3,11 @@ package sandbox
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"sort"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +34,7 @@ type Engine interface {
 	Watch(ctx context.Context, labels map[string]string) (<-chan dockerdriver.Event, <-chan error)
 	Exec(ctx context.Context, name string, spec dockerdriver.ExecSpec) (int, error)
 	DialPort(ctx context.Context, name string, port int) (net.Conn, error)
+	Stats(ctx context.Context, name string) (dockerdriver.Stats, error)
 }
 
 // Store errors the service understands.
@@ -58,6 +57,10 @@ type Store interface {
 	AddEvent(ctx context.Context, ev Event) error
 	// Reset deletes every record of every resource.
 	Reset(ctx context.Context) error
+	// ListEvents returns up to limit events of a sandbox older than
+	// afterSeq (0: from the newest), newest first, and whether more follow.
+	ListEvents(ctx context.Context, sandboxID string, limit int, afterSeq int64) ([]Event, bool, error)
+	DevURLStore
 }
 
 // Labels rtemu puts on every container it makes.
@@ -100,6 +103,7 @@ type Service struct {
 	act     activity
 	changes changes
 	faults  faults
+	urls    urlTraffic
 
 	resetMu    sync.Mutex
 	resetHooks []ResetHook
@@ -148,6 +152,7 @@ func (s *Service) Start(ctx context.Context) error {
 		s.log.Warn("the Docker engine does not answer; rtemu will reconcile once it does", "err", err)
 	}
 	s.goBackground(func(ctx context.Context) { s.watch(ctx, reconciled) })
+	s.goBackground(s.sweepIdle)
 	return nil
 }
 
@@ -459,16 +464,9 @@ func (s *Service) List(ctx context.Context, f ListFilter) (Page[*Sandbox], error
 	if err := validateList(&f); err != nil {
 		return Page[*Sandbox]{}, err
 	}
-	var after int64
-	if f.Cursor != "" {
-		b, err := base64.RawURLEncoding.DecodeString(f.Cursor)
-		if err == nil {
-			after, err = strconv.ParseInt(string(b), 10, 64)
-		}
-		if err != nil || after <= 0 {
-			return Page[*Sandbox]{}, &Error{Kind: KindInvalid, Message: "invalid request",
-				Details: []FieldError{{Field: "cursor", Message: "not a cursor this API returned"}}}
-		}
+	after, err := parseCursor(f.Cursor)
+	if err != nil {
+		return Page[*Sandbox]{}, err
 	}
 	items, more, err := s.store.ListSandboxes(ctx, f, after)
 	if err != nil {
@@ -476,7 +474,7 @@ func (s *Service) List(ctx context.Context, f ListFilter) (Page[*Sandbox], error
 	}
 	p := Page[*Sandbox]{Items: items, HasMore: more}
 	if more && len(items) > 0 {
-		p.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(items[len(items)-1].Seq, 10)))
+		p.NextCursor = makeCursor(items[len(items)-1].Seq)
 	}
 	return p, nil
 }
@@ -566,11 +564,15 @@ func (s *Service) destroy(ctx context.Context, sb *Sandbox) (*Sandbox, error) {
 // returns; the status it returns is the hosted API's ("pausing", or "paused"
 // when it already was).
 func (s *Service) Pause(ctx context.Context, ref string) (Status, *Sandbox, error) {
-	return s.freeze(ctx, ref, freezeOp{
+	return s.freeze(ctx, ref, s.pauseOp())
+}
+
+func (s *Service) pauseOp() freezeOp {
+	return freezeOp{
 		from: StatusRunning, via: StatusPausing, to: StatusPaused, verb: "paused",
 		do: s.engine.Pause, undo: StatusRunning,
 		stamp: func(x *Sandbox, t time.Time) { x.PausedAt = &t },
-	})
+	}
 }
 
 // Resume thaws a paused sandbox; its processes continue where they were.
@@ -585,6 +587,7 @@ func (s *Service) Resume(ctx context.Context, ref string) (Status, *Sandbox, err
 type freezeOp struct {
 	from, via, to, undo Status
 	verb                string
+	quiet               bool // the caller records the event (idle-paused)
 	do                  func(context.Context, string) error
 	stamp               func(*Sandbox, time.Time)
 }
@@ -625,7 +628,9 @@ func (s *Service) freeze(ctx context.Context, ref string, op freezeOp) (Status, 
 	if err != nil {
 		return "", nil, err
 	}
-	s.event(ctx, sb.ID, op.verb, "info", "Sandbox "+op.verb, nil)
+	if !op.quiet {
+		s.event(ctx, sb.ID, op.verb, "info", "Sandbox "+op.verb, nil)
+	}
 	return op.via, out, nil
 }
 
@@ -650,6 +655,9 @@ func (s *Service) Exec(ctx context.Context, ref string, p ExecParams) (ExecResul
 	defer s.BeginActivity(ctx, sb.ID)()
 	runCtx, cancel := context.WithTimeout(ctx, p.Timeout)
 	defer cancel()
+	if p.Started != nil {
+		p.Started()
+	}
 	start := time.Now()
 	code, err := s.engine.Exec(runCtx, sb.ContainerName(), dockerdriver.ExecSpec{
 		// cd in the shell rather than through the engine's WorkingDir, so a
@@ -657,8 +665,8 @@ func (s *Service) Exec(ctx context.Context, ref string, p ExecParams) (ExecResul
 		// stderr), as it is on a real machine, not an engine error.
 		Cmd:    []string{"/bin/sh", "-c", `cd -- "$1" && exec /bin/sh -c "$2"`, "sh", p.Cwd, p.Command},
 		Env:    env,
-		Stdout: stdout,
-		Stderr: stderr,
+		Stdout: alsoTo(stdout, p.Stdout),
+		Stderr: alsoTo(stderr, p.Stderr),
 	})
 	res := ExecResult{ExitCode: code, Duration: time.Since(start)}
 	res.Stdout, res.StdoutTruncated = stdout.result()
@@ -667,6 +675,13 @@ func (s *Service) Exec(ctx context.Context, ref string, p ExecParams) (ExecResul
 	case err == nil:
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 		res.ExitCode, res.TimedOut = 124, true
+	case ctx.Err() != nil:
+		// The caller went away (a streaming client disconnected): the
+		// engine has killed the command.
+		s.event(ctx, sb.ID, "exec", "warning", "Command cancelled", map[string]any{
+			"command": truncate(p.Command, 200), "durationMs": res.Duration.Milliseconds(), "cancelled": true,
+		})
+		return ExecResult{}, ctx.Err()
 	case errors.Is(err, dockerdriver.ErrNotRunning):
 		if cur, gerr := s.store.GetSandbox(ctx, sb.ID); gerr == nil {
 			sb = cur

@@ -5,6 +5,7 @@ package sandbox
 
 import (
 	"encoding/json"
+	"io"
 	"time"
 )
 
@@ -117,6 +118,7 @@ func (s *Sandbox) SSHAuthMethod() string {
 
 // Event is one entry of a sandbox's activity feed.
 type Event struct {
+	Seq        int64 // orders events; cursors are built from it
 	ID         string
 	SandboxID  string
 	Type       string // created, running, failed, paused, resumed, exec, destroyed, ...
@@ -174,6 +176,11 @@ type ExecParams struct {
 	Cwd     string
 	Env     map[string]string
 	Timeout time.Duration
+	// Stdout and Stderr, when set, also receive the output as it comes
+	// (streaming exec); Started is called once the command is about to
+	// run, every check passed.
+	Stdout, Stderr io.Writer
+	Started        func()
 }
 
 // ExecResult is what a finished command gave.

@@ -32,6 +32,7 @@ type Server struct {
 	store   *store.Store
 	driver  *dockerdriver.Driver
 	svc     *sandbox.Service
+	devURLs *emulator.DevURLs
 	httpSrv *http.Server
 	served  chan error
 	// removeAll makes Close remove every container (--ephemeral, tests).
@@ -76,10 +77,20 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	s.URL = "http://" + ln.Addr().String()
+	s.devURLs = emulator.NewDevURLs(s.svc, log)
+	if err := s.devURLs.Start(ctx, ln.Addr()); err != nil {
+		ln.Close()
+		s.devURLs.Close()
+		s.svc.Close()
+		return nil, err
+	}
 	s.httpSrv = &http.Server{
-		Handler: emulator.New(emulator.Config{
+		// Dev-URL requests (Host: N-<id>.localhost) are routed before the
+		// API and its authentication.
+		Handler: s.devURLs.Front(emulator.New(emulator.Config{
 			Service: s.svc, Version: version, APIKeys: cfg.APIKeys, AuthOff: cfg.AuthOff, Logger: log,
-		}),
+			DevURLs: s.devURLs,
+		})),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -102,6 +113,11 @@ func (s *Server) Done() <-chan error { return s.served }
 // removes every container and the state.
 func (s *Server) Close(ctx context.Context) error {
 	var errs []error
+	if s.devURLs != nil {
+		// First: proxied WebSockets and event streams never end by
+		// themselves, and Shutdown would wait for them.
+		s.devURLs.Close()
+	}
 	if s.httpSrv != nil {
 		if err := s.httpSrv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs = append(errs, err)

@@ -1,0 +1,421 @@
+package emulator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"html"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"regexp"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/rtemu-dev/rtemu/sandbox"
+)
+
+// DevURLs serves the ports of sandboxes over HTTP, two ways:
+//
+//   - a loopback listener per sandbox port (http://127.0.0.1:PORT), the
+//     URL the API returns: it works with every client and resolver;
+//   - Host routing on the API listener: a request with Host
+//     N-<id>.localhost[:port] goes to port N of the sandbox. Browsers and
+//     curl resolve *.localhost to loopback; glibc's and Go's resolvers do
+//     not, which is why it is not the URL returned.
+//
+// Both proxy through Service.DialPort, the one path into a sandbox's ports
+// (it resumes a paused sandbox first). Traffic is passed through
+// unbuffered: responses are flushed as they come (server-sent events) and
+// upgrades (WebSocket) are spliced both ways.
+type DevURLs struct {
+	svc   *sandbox.Service
+	log   *slog.Logger
+	proxy *httputil.ReverseProxy
+
+	// bindIP is where the loopback listeners listen (the API listener's
+	// IP); urlHost is the host written in their URLs; apiPort is the API
+	// listener's port, for the N-<id>.localhost form.
+	bindIP, urlHost, apiPort string
+
+	ctx    context.Context // cancelled by Close: ends every proxied request
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // listeners, proxied requests and the reaper
+
+	mu     sync.Mutex
+	served map[devTarget]*loopback
+	closed bool
+}
+
+type devTarget struct {
+	sandboxID string
+	port      int
+}
+
+type loopback struct {
+	hostPort int
+	srv      *http.Server
+}
+
+type devTargetKey struct{}
+
+// devURLReapEvery is how often the listeners of destroyed sandboxes are
+// looked for and closed.
+const devURLReapEvery = 10 * time.Second
+
+// NewDevURLs makes the dev-URL proxy. Start begins serving.
+func NewDevURLs(svc *sandbox.Service, log *slog.Logger) *DevURLs {
+	if log == nil {
+		log = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &DevURLs{svc: svc, log: log, ctx: ctx, cancel: cancel, served: map[devTarget]*loopback{}}
+	d.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			t := pr.In.Context().Value(devTargetKey{}).(devTarget)
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = net.JoinHostPort("localhost", strconv.Itoa(t.port))
+			// Dev servers (Vite, Next.js) refuse Hosts they do not know;
+			// localhost they always accept.
+			pr.Out.Host = "localhost"
+			pr.SetXForwarded()
+		},
+		Transport: &http.Transport{
+			DialContext: d.dial,
+			// Every request dials afresh, so every request goes through
+			// DialPort: a pooled connection would reach a sandbox paused
+			// since without resuming it.
+			DisableKeepAlives: true,
+			// Pass the client's Accept-Encoding as is; the transport's own
+			// gzip would be decoded here, in chunks it chooses.
+			DisableCompression: true,
+		},
+		// Flush every write at once: server-sent events and long polls
+		// must not wait in a buffer.
+		FlushInterval: -1,
+		ErrorHandler:  d.proxyError,
+		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	return d
+}
+
+// Start serves again the dev URLs given out before, each on its old port
+// when that port is still free. apiAddr is the API listener's address.
+func (d *DevURLs) Start(ctx context.Context, apiAddr net.Addr) error {
+	host, port, err := net.SplitHostPort(apiAddr.String())
+	if err != nil {
+		return err
+	}
+	d.bindIP, d.urlHost, d.apiPort = host, host, port
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		// Listening everywhere; a URL needs one address.
+		d.urlHost = "127.0.0.1"
+	}
+	urls, err := d.svc.DevURLs(ctx)
+	if err != nil {
+		return fmt.Errorf("dev URLs: %w", err)
+	}
+	for _, u := range urls {
+		if _, err := d.open(ctx, devTarget{u.SandboxID, u.Port}, u.HostPort); err != nil {
+			d.log.Warn("cannot serve a dev URL again", "sandbox", u.SandboxID, "port", u.Port, "err", err)
+		}
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.reap()
+	}()
+	return nil
+}
+
+// Close stops every loopback listener and ends every proxied request,
+// WebSocket and event stream included, and waits for them.
+func (d *DevURLs) Close() {
+	d.mu.Lock()
+	d.closed = true
+	served := d.served
+	d.served = map[devTarget]*loopback{}
+	d.mu.Unlock()
+	d.cancel()
+	for _, lb := range served {
+		_ = lb.srv.Close()
+	}
+	d.wg.Wait()
+}
+
+// devURL is the wire form of GET /v1/sandboxes/{id}/url.
+type devURL struct {
+	URL  string `json:"url"`
+	Port int    `json:"port"`
+	// LocalhostURL is the Host-routed form on the API listener, for
+	// browsers and curl (an rtemu addition).
+	LocalhostURL string `json:"localhostUrl"`
+}
+
+// URL returns the dev URL of a sandbox port, opening its listener if it
+// has none yet.
+func (d *DevURLs) URL(ctx context.Context, ref string, port int) (devURL, error) {
+	sb, known, err := d.svc.DevURL(ctx, ref, port)
+	if err != nil {
+		return devURL{}, err
+	}
+	hp, err := d.open(ctx, devTarget{sb.ID, port}, known)
+	if err != nil {
+		return devURL{}, err
+	}
+	return devURL{
+		URL:          "http://" + net.JoinHostPort(d.urlHost, strconv.Itoa(hp)),
+		Port:         port,
+		LocalhostURL: fmt.Sprintf("http://%d-%s.localhost:%s", port, sb.ID, d.apiPort),
+	}, nil
+}
+
+// open makes sure a target has a loopback listener and returns its port:
+// the known one when it is free, else a new one, which is recorded.
+func (d *DevURLs) open(ctx context.Context, t devTarget, known int) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return 0, &apiError{status: http.StatusServiceUnavailable, code: "internal_error", message: "rtemu is shutting down"}
+	}
+	if lb, ok := d.served[t]; ok {
+		return lb.hostPort, nil
+	}
+	var ln net.Listener
+	if known != 0 {
+		var err error
+		if ln, err = net.Listen("tcp", net.JoinHostPort(d.bindIP, strconv.Itoa(known))); err != nil {
+			d.log.Warn("the dev URL's port is taken; it gets a new one", "sandbox", t.sandboxID, "port", t.port, "was", known, "err", err)
+		}
+	}
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", net.JoinHostPort(d.bindIP, "0")); err != nil {
+			return 0, fmt.Errorf("dev URL listener: %w", err)
+		}
+	}
+	hp := ln.Addr().(*net.TCPAddr).Port
+	if hp != known {
+		if err := d.svc.SaveDevURL(ctx, sandbox.DevURL{SandboxID: t.sandboxID, Port: t.port, HostPort: hp}); err != nil {
+			ln.Close()
+			return 0, err
+		}
+	}
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			d.serve(w, r, t.sandboxID, t.port)
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
+	}
+	d.served[t] = &loopback{hostPort: hp, srv: srv}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		_ = srv.Serve(ln)
+	}()
+	return hp, nil
+}
+
+// reap closes the listeners of sandboxes destroyed since they were opened.
+func (d *DevURLs) reap() {
+	t := time.NewTicker(devURLReapEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.ctx.Done():
+			return
+		case <-t.C:
+		}
+		d.mu.Lock()
+		ids := map[string]bool{}
+		for k := range d.served {
+			ids[k.sandboxID] = true
+		}
+		d.mu.Unlock()
+		for id := range ids {
+			sb, err := d.svc.Get(d.ctx, id)
+			if errors.Is(err, sandbox.ErrNotFound) || (err == nil && sb.Status == sandbox.StatusDestroyed) {
+				d.forget(id)
+			}
+		}
+	}
+}
+
+func (d *DevURLs) forget(sandboxID string) {
+	d.mu.Lock()
+	var closing []*http.Server
+	for k, lb := range d.served {
+		if k.sandboxID == sandboxID {
+			closing = append(closing, lb.srv)
+			delete(d.served, k)
+		}
+	}
+	d.mu.Unlock()
+	for _, srv := range closing {
+		_ = srv.Close()
+	}
+	if err := d.svc.ForgetDevURLs(d.ctx, sandboxID); err != nil && d.ctx.Err() == nil {
+		d.log.Warn("cannot forget dev URLs", "sandbox", sandboxID, "err", err)
+	}
+}
+
+// hostRoute matches N-<sandbox id or name>.localhost.
+var hostRoute = regexp.MustCompile(`(?i)^([0-9]{1,5})-([A-Za-z0-9][A-Za-z0-9._-]*)\.localhost\.?$`)
+
+// Front routes requests for N-<id>.localhost to the sandbox before the API
+// (and its authentication) sees them; every other request goes to api.
+func (d *DevURLs) Front(api http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		m := hostRoute.FindStringSubmatch(host)
+		if m == nil {
+			api.ServeHTTP(w, r)
+			return
+		}
+		port, _ := strconv.Atoi(m[1])
+		d.serve(w, r, m[2], port)
+	})
+}
+
+// serve proxies one request to a sandbox port. The request counts as
+// activity for as long as it is open, WebSockets and event streams
+// included.
+func (d *DevURLs) serve(w http.ResponseWriter, r *http.Request, ref string, port int) {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		writePage(w, http.StatusServiceUnavailable, "rtemu is shutting down", "Try again once rtemu is back.")
+		return
+	}
+	d.wg.Add(1)
+	d.mu.Unlock()
+	defer d.wg.Done()
+
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	defer context.AfterFunc(d.ctx, cancel)()
+
+	if port < 1 || port > 65535 {
+		writePage(w, http.StatusBadRequest, "No such port", fmt.Sprintf("Port %d is not a TCP port (1 to 65535).", port))
+		return
+	}
+	sb, err := d.svc.Get(ctx, ref)
+	if err != nil {
+		d.sandboxError(w, err, ref, port)
+		return
+	}
+	defer d.svc.BeginActivity(ctx, sb.ID)()
+	upgrade := r.Header.Get("Upgrade")
+	attrs := map[string]any{"method": r.Method, "path": truncatePath(r.URL.Path)}
+	if upgrade != "" {
+		attrs["upgrade"] = upgrade
+	}
+	d.svc.NoteURLRequest(ctx, sb.ID, port, attrs)
+	ctx = context.WithValue(ctx, devTargetKey{}, devTarget{sb.ID, port})
+	d.proxy.ServeHTTP(w, r.WithContext(ctx))
+}
+
+func truncatePath(p string) string {
+	if len(p) > 200 {
+		return p[:200] + "…"
+	}
+	return p
+}
+
+func (d *DevURLs) dial(ctx context.Context, _, _ string) (net.Conn, error) {
+	t, ok := ctx.Value(devTargetKey{}).(devTarget)
+	if !ok {
+		return nil, errors.New("dev URL: request without a target")
+	}
+	conn, _, err := d.svc.DialPort(ctx, t.sandboxID, t.port)
+	return conn, err
+}
+
+func (d *DevURLs) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	t, _ := r.Context().Value(devTargetKey{}).(devTarget)
+	if r.Context().Err() != nil {
+		// The client went away or rtemu is stopping: nobody reads a page.
+		return
+	}
+	var se *sandbox.Error
+	switch {
+	case errors.As(err, &se):
+		d.sandboxError(w, err, t.sandboxID, t.port)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		writePage(w, http.StatusBadGateway, "Nothing is listening on this port",
+			fmt.Sprintf("Nothing is listening on port %d in sandbox %s. Start your server there, listening on 0.0.0.0 "+
+				"(all interfaces): rtemu reaches the sandbox at its network address, so a server listening only on "+
+				"127.0.0.1 inside the sandbox cannot be reached.", t.port, t.sandboxID))
+	default:
+		d.log.Debug("dev URL proxy error", "sandbox", t.sandboxID, "port", t.port, "err", err)
+		writePage(w, http.StatusBadGateway, "The sandbox's server did not answer",
+			fmt.Sprintf("The server on port %d in sandbox %s did not answer properly: %v", t.port, t.sandboxID, err))
+	}
+}
+
+// sandboxError answers a request whose sandbox cannot serve.
+func (d *DevURLs) sandboxError(w http.ResponseWriter, err error, ref string, port int) {
+	var se *sandbox.Error
+	if !errors.As(err, &se) {
+		d.log.Error("dev URL", "sandbox", ref, "port", port, "err", err)
+		writePage(w, http.StatusInternalServerError, "Internal error", "rtemu's log has the cause.")
+		return
+	}
+	status := kindStatus[se.Kind].status
+	title := map[int]string{
+		http.StatusNotFound:           "No such sandbox",
+		http.StatusConflict:           "The sandbox cannot serve",
+		http.StatusServiceUnavailable: "The Docker engine does not answer",
+	}[status]
+	if title == "" {
+		title = http.StatusText(status)
+	}
+	msg := se.Message
+	if status == http.StatusNotFound {
+		msg = fmt.Sprintf("There is no sandbox %q.", ref)
+	}
+	writePage(w, status, title, msg)
+}
+
+// writePage answers a browser with a short HTML page.
+func writePage(w http.ResponseWriter, status int, title, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Rtemu-Error", strconv.Itoa(status))
+	w.WriteHeader(status)
+	fmt.Fprintf(w, `<!doctype html>
+<html><head><meta charset="utf-8"><title>%[1]d %[2]s · rtemu</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:4em auto;padding:0 1em;color:#222}h1{font-size:1.4em}small{color:#777}</style>
+</head><body><h1>%[1]d · %[2]s</h1><p>%[3]s</p><p><small>rtemu dev URL proxy</small></p></body></html>
+`, status, html.EscapeString(title), html.EscapeString(msg))
+}
+
+// devURL answers GET /v1/sandboxes/{id}/url?port=N.
+func (a *api) devURL(c echo.Context) error {
+	raw := c.QueryParam("port")
+	if raw == "" {
+		return badRequest("port", "required: the port inside the sandbox, 1 to 65535")
+	}
+	port, err := strconv.Atoi(raw)
+	if err != nil {
+		return badRequest("port", "must be a whole number from 1 to 65535")
+	}
+	if a.devURLs == nil {
+		return &apiError{status: http.StatusNotImplemented, code: "not_implemented", message: "dev URLs are not served by this rtemu"}
+	}
+	u, err := a.devURLs.URL(c.Request().Context(), c.Param("id"), port)
+	if err != nil {
+		return err
+	}
+	return reply(c, http.StatusOK, u)
+}

@@ -1,0 +1,65 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/base64"
+	"strconv"
+)
+
+// ActivityFilter selects one page of a sandbox's activity feed.
+type ActivityFilter struct {
+	Limit  int    // 1..MaxListLimit; 0 = MaxListLimit
+	Cursor string // from a previous page's NextCursor
+}
+
+// Activity returns one page of a sandbox's activity feed, newest first. The
+// feed of a destroyed sandbox stays readable by its id.
+func (s *Service) Activity(ctx context.Context, ref string, f ActivityFilter) (Page[Event], error) {
+	if f.Limit == 0 {
+		f.Limit = MaxListLimit
+	}
+	if f.Limit < 1 || f.Limit > MaxListLimit {
+		return Page[Event]{}, &Error{Kind: KindInvalid, Message: "invalid request",
+			Details: []FieldError{{Field: "limit", Message: "must be between 1 and 500"}}}
+	}
+	after, err := parseCursor(f.Cursor)
+	if err != nil {
+		return Page[Event]{}, err
+	}
+	sb, err := s.Get(ctx, ref)
+	if err != nil {
+		return Page[Event]{}, err
+	}
+	items, more, err := s.store.ListEvents(ctx, sb.ID, f.Limit, after)
+	if err != nil {
+		return Page[Event]{}, err
+	}
+	p := Page[Event]{Items: items, HasMore: more}
+	if more && len(items) > 0 {
+		p.NextCursor = makeCursor(items[len(items)-1].Seq)
+	}
+	return p, nil
+}
+
+// Cursors are the sequence number of the last item of a page, opaque to
+// clients.
+func makeCursor(seq int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(seq, 10)))
+}
+
+// parseCursor reads a cursor; "" is the first page (0).
+func parseCursor(c string) (int64, error) {
+	if c == "" {
+		return 0, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	var after int64
+	if err == nil {
+		after, err = strconv.ParseInt(string(b), 10, 64)
+	}
+	if err != nil || after <= 0 {
+		return 0, &Error{Kind: KindInvalid, Message: "invalid request",
+			Details: []FieldError{{Field: "cursor", Message: "not a cursor this API returned"}}}
+	}
+	return after, nil
+}

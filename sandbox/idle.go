@@ -1,0 +1,84 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// idleSweepEvery is how often running sandboxes are checked for idleness:
+// an idle sandbox is paused within this much after its idleTimeout is up.
+const idleSweepEvery = 250 * time.Millisecond
+
+// sweepIdle pauses running sandboxes that have had no activity for their
+// idleTimeout. The idle clock of a sandbox starts when it is seen running
+// (created, resumed, or found running when rtemu starts: activity while
+// rtemu was down is unknown, so a restart gives every sandbox a full
+// timeout) and restarts at every activity; it stands still while a
+// long-lived use (exec, SSH session, proxied connection) is open.
+func (s *Service) sweepIdle(ctx context.Context) {
+	t := time.NewTicker(idleSweepEvery)
+	defer t.Stop()
+	runningSince := map[string]time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		live, err := s.store.LiveSandboxes(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("idle sweep: cannot list sandboxes", "err", err)
+			}
+			continue
+		}
+		now := s.now()
+		running := make(map[string]bool, len(live))
+		for _, sb := range live {
+			if sb.Status != StatusRunning {
+				continue
+			}
+			running[sb.ID] = true
+			since, seen := runningSince[sb.ID]
+			if !seen {
+				since = now
+				runningSince[sb.ID] = now
+			}
+			// A pause and resume between two sweeps is seen only here.
+			if sb.ResumedAt != nil && sb.ResumedAt.After(since) {
+				since = *sb.ResumedAt
+			}
+			if sb.IdleTimeout <= 0 {
+				continue
+			}
+			if idle, ok := s.Idle(sb.ID, since); ok && idle >= time.Duration(sb.IdleTimeout)*time.Second {
+				s.idlePause(ctx, sb, idle)
+			}
+		}
+		for id := range runningSince {
+			if !running[id] {
+				delete(runningSince, id)
+			}
+		}
+	}
+}
+
+// idlePause pauses a sandbox for idleness; its feed says so with one
+// idle-paused event instead of paused.
+func (s *Service) idlePause(ctx context.Context, sb *Sandbox, idle time.Duration) {
+	op := s.pauseOp()
+	op.quiet = true
+	if _, _, err := s.freeze(ctx, sb.ID, op); err != nil {
+		// A conflict is a race with a user's own pause, resume or delete.
+		if ctx.Err() == nil && !errors.Is(err, ErrConflict) {
+			s.log.Warn("idle pause failed", "sandbox", sb.ID, "err", err)
+		}
+		return
+	}
+	s.log.Info("sandbox paused for idleness", "sandbox", sb.ID, "idleTimeout", sb.IdleTimeout)
+	s.event(ctx, sb.ID, "idle-paused", "info",
+		fmt.Sprintf("Sandbox paused after %ds without activity", sb.IdleTimeout),
+		map[string]any{"idleTimeout": sb.IdleTimeout, "idleMs": idle.Milliseconds()})
+}

@@ -1,0 +1,66 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"math"
+	"time"
+
+	"github.com/rtemu-dev/rtemu/dockerdriver"
+)
+
+// Stats is a sandbox's use of its resources, measured by the engine.
+type Stats struct {
+	// CPUPercent is the share of the sandbox's vCPUs kept busy over the
+	// engine's last sampling second: 100 means all of them.
+	CPUPercent       float64
+	MemoryUsedBytes  int64
+	MemoryTotalBytes int64 // the memory the sandbox asked for
+	// DiskUsedBytes is the container's filesystem (image plus changes);
+	// mounted workspaces are not counted.
+	DiskUsedBytes  int64
+	DiskTotalBytes int64 // the disk the sandbox asked for
+	// Uptime is the time since the sandbox's container started, paused
+	// time included.
+	Uptime time.Duration
+}
+
+// Stats measures a running or paused sandbox. Reading stats is not activity:
+// a dashboard polling them does not keep a sandbox awake.
+func (s *Service) Stats(ctx context.Context, ref string) (*Sandbox, Stats, error) {
+	sb, err := s.Get(ctx, ref)
+	if err != nil {
+		return nil, Stats{}, err
+	}
+	switch sb.Status {
+	case StatusRunning, StatusPausing, StatusPaused, StatusResuming:
+	default:
+		return nil, Stats{}, conflict("sandbox %s is %s; stats are measured while it is running or paused", sb.ID, sb.Status)
+	}
+	raw, err := s.engine.Stats(ctx, sb.ContainerName())
+	if errors.Is(err, dockerdriver.ErrNotFound) {
+		return nil, Stats{}, conflict("sandbox %s has lost its container", sb.ID)
+	}
+	if err != nil {
+		return nil, Stats{}, s.engineErr(err)
+	}
+	out := Stats{MemoryUsedBytes: raw.MemoryUsedBytes, DiskUsedBytes: raw.DiskUsedBytes}
+	out.MemoryTotalBytes, _ = ParseSize(sb.Resources.Memory)
+	if out.MemoryTotalBytes == 0 {
+		out.MemoryTotalBytes = raw.MemoryLimitBytes
+	}
+	out.DiskTotalBytes, _ = ParseSize(sb.Resources.Disk)
+	// The container's CPU limit is the vCPUs asked for, clamped to the
+	// host's CPUs (see makeContainer).
+	cpus := float64(sb.Resources.VCPUs)
+	if host := float64(s.hostCPUs.Load()); host > 0 && cpus > host {
+		cpus = host
+	}
+	if cpus > 0 {
+		out.CPUPercent = math.Round(min(max(raw.CPUCores/cpus*100, 0), 100)*10) / 10
+	}
+	if !raw.StartedAt.IsZero() {
+		out.Uptime = max(s.now().Sub(raw.StartedAt), 0)
+	}
+	return sb, out, nil
+}
