@@ -33,15 +33,15 @@ func newFixture(t *testing.T) *fixture {
 	must(t, os.Mkdir(filepath.Join(fx.ws, "sub"), 0o755))
 	must(t, os.WriteFile(filepath.Join(fx.ws, "sub", "f"), []byte("inside"), 0o644))
 	for link, target := range map[string]string{
-		"rootlink": "/",                                       // a symlink to /
-		"pw":       "/etc/passwd",                             // a symlink to /etc/passwd
-		"out":      "../outside",                              // a relative symlink out
-		"outabs":   fx.outside,                                // an absolute symlink out
-		"sec":      "../outside/secret",                       // a relative symlink to an outside file
-		"deep":     "sub/../../outside/secret",                // out through a folder
-		"in":       "sub/f",                                   // a symlink that stays inside
-		"dirlink":  "sub",                                     // a symlinked folder inside
-		"loop":     "loop",                                    // a symlink loop
+		"rootlink": "/",                                      // a symlink to /
+		"pw":       "/etc/passwd",                            // a symlink to /etc/passwd
+		"out":      "../outside",                             // a relative symlink out
+		"outabs":   fx.outside,                               // an absolute symlink out
+		"sec":      "../outside/secret",                      // a relative symlink to an outside file
+		"deep":     "sub/../../outside/secret",               // out through a folder
+		"in":       "sub/f",                                  // a symlink that stays inside
+		"dirlink":  "sub",                                    // a symlinked folder inside
+		"loop":     "loop",                                   // a symlink loop
 		"dotdot":   strings.Repeat("../", 20) + "etc/passwd", // far out
 	} {
 		must(t, os.Symlink(target, filepath.Join(fx.ws, link)))
