@@ -39,7 +39,7 @@ func New(cfg Config) http.Handler {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = a.handleError
-	e.Use(requestID, a.logRequests, limitBody(maxBody), authenticate(cfg.APIKeys, cfg.AuthOff))
+	e.Use(requestID, a.logRequests, limitBody(maxBody, bodyLimits), authenticate(cfg.APIKeys, cfg.AuthOff))
 	a.routes(e)
 	return e
 }
@@ -60,6 +60,25 @@ func (a *api) routes(e *echo.Echo) {
 	v1.POST("/sandboxes/:id/resume", a.resumeSandbox)
 	v1.POST("/sandboxes/:id/exec", a.exec)
 
+	v1.GET("/workspaces", a.listWorkspaces)
+	v1.POST("/workspaces", a.createWorkspace)
+	v1.GET("/workspaces/:id", a.getWorkspace)
+	v1.PATCH("/workspaces/:id", a.renameWorkspace)
+	v1.DELETE("/workspaces/:id", a.deleteWorkspace)
+	v1.GET("/workspaces/:id/usage", a.workspaceUsage)
+	v1.GET("/workspaces/:id/files", a.listFiles)
+	v1.GET("/workspaces/:id/files/*", a.listFiles)
+	v1.POST("/workspaces/:id/files", a.createFile)
+	v1.POST("/workspaces/:id/files/*", a.createFile)
+	v1.PUT("/workspaces/:id/files", a.changeFiles)
+	v1.PUT("/workspaces/:id/files/*", a.changeFile)
+	v1.DELETE("/workspaces/:id/files", a.deleteFiles)
+	v1.POST("/workspaces/:id/upload", a.upload)
+	v1.POST("/workspaces/:id/upload/*", a.upload)
+	v1.GET("/workspaces/:id/direct", a.download)
+	v1.GET("/workspaces/:id/info", a.storageInfo)
+	v1.GET("/workspaces/:id/info/*", a.fileInfo)
+
 	// Upstream endpoints this build does not serve yet answer 501, naming
 	// the operation, rather than a bare 404.
 	for _, r := range notImplemented {
@@ -76,13 +95,6 @@ var notImplemented = []struct{ method, path, operation string }{
 	{http.MethodGet, "/v1/ssh-keys", "SSH keys"},
 	{http.MethodPost, "/v1/ssh-keys", "SSH keys"},
 	{http.MethodDelete, "/v1/ssh-keys/:id", "SSH keys"},
-	{http.MethodGet, "/v1/workspaces", "workspaces"},
-	{http.MethodPost, "/v1/workspaces", "workspaces"},
-	{http.MethodGet, "/v1/workspaces/*", "workspaces"},
-	{http.MethodPost, "/v1/workspaces/*", "workspaces"},
-	{http.MethodPut, "/v1/workspaces/*", "workspaces"},
-	{http.MethodPatch, "/v1/workspaces/*", "workspaces"},
-	{http.MethodDelete, "/v1/workspaces/*", "workspaces"},
 	{http.MethodPost, "/v1/terminal/sandbox-sessions", "browser terminal sessions"},
 	{http.MethodGet, "/v1/projects", "projects"},
 	{http.MethodPost, "/v1/execute", "stateless code execution (/v1/execute)"},

@@ -166,6 +166,15 @@ func rel(p string) (string, error) {
 // ID is the workspace path of a relative name, the way the API shows it.
 func ID(name string) string { return path.Clean("/" + name) }
 
+// shown is a relative name as errors show it: as the caller gave it (not
+// cleaned, so a refused "../x" reads as such), with a leading "/".
+func shown(name string) string {
+	if name == "." {
+		return "/"
+	}
+	return "/" + name
+}
+
 // ValidName checks a single file or folder name.
 func ValidName(name string) error {
 	switch {
@@ -234,7 +243,7 @@ func (f *Folder) Stat(p string) (Entry, error) {
 	}
 	fi, err := f.root.Lstat(name)
 	if err != nil {
-		return Entry{}, classify("stat", ID(name), err)
+		return Entry{}, classify("stat", shown(name), err)
 	}
 	return entryOf(ID(name), fi), nil
 }
@@ -250,12 +259,12 @@ func (f *Folder) List(p string, showHidden bool) ([]Entry, error) {
 	}
 	d, err := f.root.OpenRoot(name)
 	if err != nil {
-		return nil, classify("list", ID(name), err)
+		return nil, classify("list", shown(name), err)
 	}
 	defer d.Close()
 	names, err := readNames(d)
 	if err != nil {
-		return nil, classify("list", ID(name), err)
+		return nil, classify("list", shown(name), err)
 	}
 	out := make([]Entry, 0, len(names))
 	for _, n := range names {
@@ -327,7 +336,7 @@ func (f *Folder) Usage(p string) (Entry, Usage, error) {
 	}
 	fi, err := f.root.Lstat(name)
 	if err != nil {
-		return Entry{}, Usage{}, classify("info", ID(name), err)
+		return Entry{}, Usage{}, classify("info", shown(name), err)
 	}
 	top := entryOf(ID(name), fi)
 	var u Usage
@@ -337,7 +346,7 @@ func (f *Folder) Usage(p string) (Entry, Usage, error) {
 	}
 	d, err := f.root.OpenRoot(name)
 	if err != nil {
-		return Entry{}, Usage{}, classify("info", ID(name), err)
+		return Entry{}, Usage{}, classify("info", shown(name), err)
 	}
 	defer d.Close()
 	walkUsage(d, &u, 0)
@@ -406,7 +415,7 @@ func (f *Folder) CreateFile(dir, name string, contents []byte) (Entry, error) {
 	id := ID(path.Join(dname, name))
 	d, err := f.root.OpenRoot(dname)
 	if err != nil {
-		return Entry{}, classify("create", ID(dname), err)
+		return Entry{}, classify("create", shown(dname), err)
 	}
 	defer d.Close()
 	// O_EXCL never follows a symlink at the name and fails if anything is there.
@@ -444,7 +453,7 @@ func (f *Folder) Mkdir(dir, name string) (Entry, error) {
 	id := ID(path.Join(dname, name))
 	d, err := f.root.OpenRoot(dname)
 	if err != nil {
-		return Entry{}, classify("mkdir", ID(dname), err)
+		return Entry{}, classify("mkdir", shown(dname), err)
 	}
 	defer d.Close()
 	if err := d.Mkdir(name, dirMode); err != nil {
@@ -480,13 +489,13 @@ func (f *Folder) BeginUpload(dir string) (*Upload, error) {
 	}
 	d, err := f.root.OpenRoot(dname)
 	if err != nil {
-		return nil, classify("upload", ID(dname), err)
+		return nil, classify("upload", shown(dname), err)
 	}
 	u := &Upload{dir: d, dirName: dname, tmpName: tempName("upload")}
 	u.tmp, err = d.OpenFile(u.tmpName, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
 	if err != nil {
 		d.Close()
-		return nil, classify("upload", ID(dname), err)
+		return nil, classify("upload", shown(dname), err)
 	}
 	return u, nil
 }
@@ -559,7 +568,7 @@ func (f *Folder) Write(p string, contents []byte) (Entry, error) {
 	}
 	if _, err := u.Write(contents); err != nil {
 		u.Abort()
-		return Entry{}, classify("write", ID(path.Join(u.dirName, base)), err)
+		return Entry{}, classify("write", shown(path.Join(u.dirName, base)), err)
 	}
 	return u.Commit(base)
 }
@@ -571,7 +580,7 @@ func (f *Folder) beginReplace(p string) (*Upload, string, error) {
 	}
 	dir, base, err := split(name)
 	if err != nil {
-		return nil, "", &Error{Op: "write", Path: ID(name), Err: err}
+		return nil, "", &Error{Op: "write", Path: shown(name), Err: err}
 	}
 	u, err := f.BeginUpload(dir)
 	if err != nil {
@@ -580,7 +589,7 @@ func (f *Folder) beginReplace(p string) (*Upload, string, error) {
 	if fi, err := u.dir.Lstat(base); err == nil {
 		if fi.IsDir() {
 			u.Abort()
-			return nil, "", &Error{Op: "write", Path: ID(name), Err: ErrIsDir}
+			return nil, "", &Error{Op: "write", Path: shown(name), Err: ErrIsDir}
 		}
 		if fi.Mode().IsRegular() {
 			_ = u.tmp.Chmod(fi.Mode().Perm())
@@ -600,17 +609,17 @@ func (f *Folder) Rename(p, newName string) (Entry, error) {
 	}
 	dir, base, err := split(name)
 	if err != nil {
-		return Entry{}, &Error{Op: "rename", Path: ID(name), Err: err}
+		return Entry{}, &Error{Op: "rename", Path: shown(name), Err: err}
 	}
 	d, err := f.root.OpenRoot(dir)
 	if err != nil {
-		return Entry{}, classify("rename", ID(name), err)
+		return Entry{}, classify("rename", shown(name), err)
 	}
 	defer d.Close()
 	id := ID(path.Join(dir, newName))
 	if base != newName {
 		if _, err := d.Lstat(base); err != nil {
-			return Entry{}, classify("rename", ID(name), err)
+			return Entry{}, classify("rename", shown(name), err)
 		}
 		if _, err := d.Lstat(newName); err == nil {
 			return Entry{}, &Error{Op: "rename", Path: id, Err: fs.ErrExist}
@@ -618,7 +627,7 @@ func (f *Folder) Rename(p, newName string) (Entry, error) {
 		// renameat on the folder's handle: the entry itself moves, a
 		// symlink stays a symlink and is never followed.
 		if err := d.Rename(base, newName); err != nil {
-			return Entry{}, classify("rename", ID(name), err)
+			return Entry{}, classify("rename", shown(name), err)
 		}
 	}
 	fi, err := d.Lstat(newName)
@@ -640,31 +649,31 @@ func (f *Folder) Move(p, destDir string) (Entry, error) {
 	}
 	_, base, err := split(name)
 	if err != nil {
-		return Entry{}, &Error{Op: "move", Path: ID(name), Err: err}
+		return Entry{}, &Error{Op: "move", Path: shown(name), Err: err}
 	}
 	if _, err := f.root.Lstat(name); err != nil {
-		return Entry{}, classify("move", ID(name), err)
+		return Entry{}, classify("move", shown(name), err)
 	}
 	fi, err := f.root.Stat(dest)
 	if err != nil {
-		return Entry{}, classify("move", ID(dest), err)
+		return Entry{}, classify("move", shown(dest), err)
 	}
 	if !fi.IsDir() {
-		return Entry{}, &Error{Op: "move", Path: ID(dest), Err: ErrNotDir}
+		return Entry{}, &Error{Op: "move", Path: shown(dest), Err: ErrNotDir}
 	}
 	target := path.Join(dest, base)
 	if _, err := f.root.Lstat(target); err == nil {
 		if sameFile(f.root, name, target) {
 			return f.Stat(target)
 		}
-		return Entry{}, &Error{Op: "move", Path: ID(target), Err: fs.ErrExist}
+		return Entry{}, &Error{Op: "move", Path: shown(target), Err: fs.ErrExist}
 	}
 	if err := f.root.Rename(name, target); err != nil {
 		var errno syscall.Errno
 		if errors.As(err, &errno) && errno == syscall.EINVAL {
 			err = ErrIntoItself
 		}
-		return Entry{}, classify("move", ID(name), err)
+		return Entry{}, classify("move", shown(name), err)
 	}
 	return f.Stat(target)
 }
@@ -691,15 +700,15 @@ func (f *Folder) Copy(p, destDir string) (Entry, error) {
 	}
 	_, base, err := split(name)
 	if err != nil {
-		return Entry{}, &Error{Op: "copy", Path: ID(name), Err: err}
+		return Entry{}, &Error{Op: "copy", Path: shown(name), Err: err}
 	}
 	fi, err := f.root.Lstat(name)
 	if err != nil {
-		return Entry{}, classify("copy", ID(name), err)
+		return Entry{}, classify("copy", shown(name), err)
 	}
 	d, err := f.root.OpenRoot(dest)
 	if err != nil {
-		return Entry{}, classify("copy", ID(dest), err)
+		return Entry{}, classify("copy", shown(dest), err)
 	}
 	defer d.Close()
 	target := ID(path.Join(dest, base))
@@ -707,12 +716,12 @@ func (f *Folder) Copy(p, destDir string) (Entry, error) {
 		return Entry{}, &Error{Op: "copy", Path: target, Err: fs.ErrExist}
 	}
 	if fi.IsDir() && f.isWithin(name, dest) {
-		return Entry{}, &Error{Op: "copy", Path: ID(name), Err: ErrIntoItself}
+		return Entry{}, &Error{Op: "copy", Path: shown(name), Err: ErrIntoItself}
 	}
 	tmp := tempName("copy")
 	if err := copyEntry(f.root, name, d, tmp, 0); err != nil {
 		_ = d.RemoveAll(tmp)
-		return Entry{}, classify("copy", ID(name), err)
+		return Entry{}, classify("copy", shown(name), err)
 	}
 	if err := d.Rename(tmp, base); err != nil {
 		_ = d.RemoveAll(tmp)
@@ -824,17 +833,17 @@ func (f *Folder) Remove(paths []string) ([]string, error) {
 			return nil, &Error{Op: "delete", Path: p, Err: err}
 		}
 		if _, _, err := split(name); err != nil {
-			return nil, &Error{Op: "delete", Path: ID(name), Err: err}
+			return nil, &Error{Op: "delete", Path: shown(name), Err: err}
 		}
 		if _, err := f.root.Lstat(name); err != nil {
-			return nil, classify("delete", ID(name), err)
+			return nil, classify("delete", shown(name), err)
 		}
 		names = append(names, name)
 	}
 	ids := make([]string, 0, len(names))
 	for _, name := range names {
 		if err := f.root.RemoveAll(name); err != nil {
-			return ids, classify("delete", ID(name), err)
+			return ids, classify("delete", shown(name), err)
 		}
 		ids = append(ids, ID(name))
 	}
@@ -850,7 +859,7 @@ func (f *Folder) OpenFile(p string) (*os.File, Entry, error) {
 	}
 	file, fi, err := openRegular(f.root, name)
 	if err != nil {
-		return nil, Entry{}, classify("read", ID(name), err)
+		return nil, Entry{}, classify("read", shown(name), err)
 	}
 	e := entryOf(ID(name), fi)
 	e.Name = path.Base(ID(name))
