@@ -151,7 +151,7 @@ func (s *Service) CreateFile(ctx context.Context, ref, dir string, p FileCreate)
 	} else {
 		e, err = f.Mkdir(dir, p.Name)
 	}
-	return e, fileError(err, "name")
+	return e, fileError(err, "path")
 }
 
 // Upload is a file being uploaded into a workspace; see BeginUpload.

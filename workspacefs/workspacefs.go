@@ -257,7 +257,7 @@ func (f *Folder) List(p string, showHidden bool) ([]Entry, error) {
 	if err != nil {
 		return nil, &Error{Op: "list", Path: p, Err: err}
 	}
-	d, err := f.root.OpenRoot(name)
+	d, err := openDir(f.root, name)
 	if err != nil {
 		return nil, classify("list", shown(name), err)
 	}
@@ -291,6 +291,20 @@ func (f *Folder) List(p string, showHidden bool) ([]Entry, error) {
 	return out, nil
 }
 
+// openDir opens the folder name inside r as a root of its own. os.Root
+// reports a non-folder there with an error of its own making, so a failure
+// is looked at once more to tell ErrNotDir.
+func openDir(r *os.Root, name string) (*os.Root, error) {
+	d, err := r.OpenRoot(name)
+	if err == nil {
+		return d, nil
+	}
+	if fi, serr := r.Stat(name); serr == nil && !fi.IsDir() {
+		return nil, ErrNotDir
+	}
+	return nil, err
+}
+
 // readNames reads the names in the folder d (getdents on its handle).
 func readNames(d *os.Root) ([]string, error) {
 	fd, err := d.OpenFile(".", os.O_RDONLY|syscall.O_DIRECTORY, 0)
@@ -302,7 +316,7 @@ func readNames(d *os.Root) ([]string, error) {
 }
 
 func countIn(d *os.Root, name string, showHidden bool) int {
-	sub, err := d.OpenRoot(name)
+	sub, err := openDir(d, name)
 	if err != nil {
 		return -1
 	}
@@ -344,7 +358,7 @@ func (f *Folder) Usage(p string) (Entry, Usage, error) {
 		u.Files, u.Bytes = 1, top.Size
 		return top, u, nil
 	}
-	d, err := f.root.OpenRoot(name)
+	d, err := openDir(f.root, name)
 	if err != nil {
 		return Entry{}, Usage{}, classify("info", shown(name), err)
 	}
@@ -373,7 +387,7 @@ func walkUsage(d *os.Root, u *Usage, depth int) {
 			if depth >= maxDepth {
 				continue
 			}
-			if sub, err := d.OpenRoot(n); err == nil {
+			if sub, err := openDir(d, n); err == nil {
 				walkUsage(sub, u, depth+1)
 				sub.Close()
 			}
@@ -413,7 +427,7 @@ func (f *Folder) CreateFile(dir, name string, contents []byte) (Entry, error) {
 		return Entry{}, &Error{Op: "create", Path: dir, Err: err}
 	}
 	id := ID(path.Join(dname, name))
-	d, err := f.root.OpenRoot(dname)
+	d, err := openDir(f.root, dname)
 	if err != nil {
 		return Entry{}, classify("create", shown(dname), err)
 	}
@@ -451,7 +465,7 @@ func (f *Folder) Mkdir(dir, name string) (Entry, error) {
 		return Entry{}, &Error{Op: "mkdir", Path: dir, Err: err}
 	}
 	id := ID(path.Join(dname, name))
-	d, err := f.root.OpenRoot(dname)
+	d, err := openDir(f.root, dname)
 	if err != nil {
 		return Entry{}, classify("mkdir", shown(dname), err)
 	}
@@ -487,7 +501,7 @@ func (f *Folder) BeginUpload(dir string) (*Upload, error) {
 	if err != nil {
 		return nil, &Error{Op: "upload", Path: dir, Err: err}
 	}
-	d, err := f.root.OpenRoot(dname)
+	d, err := openDir(f.root, dname)
 	if err != nil {
 		return nil, classify("upload", shown(dname), err)
 	}
@@ -611,7 +625,7 @@ func (f *Folder) Rename(p, newName string) (Entry, error) {
 	if err != nil {
 		return Entry{}, &Error{Op: "rename", Path: shown(name), Err: err}
 	}
-	d, err := f.root.OpenRoot(dir)
+	d, err := openDir(f.root, dir)
 	if err != nil {
 		return Entry{}, classify("rename", shown(name), err)
 	}
@@ -706,7 +720,7 @@ func (f *Folder) Copy(p, destDir string) (Entry, error) {
 	if err != nil {
 		return Entry{}, classify("copy", shown(name), err)
 	}
-	d, err := f.root.OpenRoot(dest)
+	d, err := openDir(f.root, dest)
 	if err != nil {
 		return Entry{}, classify("copy", shown(dest), err)
 	}
@@ -783,12 +797,12 @@ func copyEntry(src *os.Root, srcName string, dst *os.Root, dstName string, depth
 		if err := dst.Mkdir(dstName, fi.Mode().Perm()|0o700); err != nil {
 			return err
 		}
-		s, err := src.OpenRoot(srcName)
+		s, err := openDir(src, srcName)
 		if err != nil {
 			return err
 		}
 		defer s.Close()
-		dd, err := dst.OpenRoot(dstName)
+		dd, err := openDir(dst, dstName)
 		if err != nil {
 			return err
 		}
