@@ -508,4 +508,3 @@ func TestFilesBadInput(t *testing.T) {
 		t.Fatalf("bad requests changed the workspace:\n%v\nwas\n%v", got, before)
 	}
 }
-
