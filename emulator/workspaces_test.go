@@ -2,6 +2,7 @@ package emulator_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -487,3 +488,22 @@ func TestOwnership(t *testing.T) {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// TestDeleteAllWorkspaces is what a reset of the emulator calls.
+func TestDeleteAllWorkspaces(t *testing.T) {
+	t.Parallel()
+	c := newClient(t)
+	a := c.workspace(map[string]any{})
+	c.workspace(map[string]any{})
+	c.upload(a, "", "f.txt", "", []byte("x"))
+	n, err := c.srv.Service().DeleteAllWorkspaces(context.Background())
+	if err != nil || n != 2 {
+		t.Fatalf("deleted %d: %v", n, err)
+	}
+	if r := c.must(http.StatusOK, "GET", "/v1/workspaces", nil); len(r.Data()["workspaces"].([]any)) != 0 {
+		t.Fatalf("left %s", r.Body)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(c.srv.DataDir, "workspaces")); len(ents) != 0 {
+		t.Fatalf("left %d folders", len(ents))
+	}
+}

@@ -438,3 +438,26 @@ func (s *Service) containerMounts(sb *Sandbox) ([]dockerdriver.Mount, error) {
 	}
 	return out, nil
 }
+
+// DeleteAllWorkspaces deletes every workspace and its files, mounted or not
+// (for a reset of the emulator; destroy the sandboxes first). It returns how
+// many went.
+func (s *Service) DeleteAllWorkspaces(ctx context.Context) (int, error) {
+	if s.ws.dir == "" {
+		return 0, nil
+	}
+	ws, err := s.store.ListWorkspaces(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var errs []error
+	n := 0
+	for _, w := range ws {
+		if _, err := s.DeleteWorkspace(ctx, w.ID, true); err != nil && !errors.Is(err, ErrNotFound) {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
+}
