@@ -491,7 +491,6 @@ type Upload struct {
 	dirName string
 	tmp     *os.File
 	tmpName string
-	n       int64
 	done    bool
 }
 
@@ -516,13 +515,8 @@ func (f *Folder) BeginUpload(dir string) (*Upload, error) {
 
 // Write appends to the upload.
 func (u *Upload) Write(p []byte) (int, error) {
-	n, err := u.tmp.Write(p)
-	u.n += int64(n)
-	return n, err
+	return u.tmp.Write(p)
 }
-
-// Written is how many bytes were written so far.
-func (u *Upload) Written() int64 { return u.n }
 
 // Commit puts the upload in place under name, replacing a file (or a
 // symlink: the link itself, never what it points to) of that name.
