@@ -21,6 +21,7 @@ import (
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/jsonmessage"
 )
@@ -156,6 +157,17 @@ type ContainerSpec struct {
 	// WorkingDir is created by the engine at start when the image lacks it,
 	// which is how every sandbox gets an empty /workspace.
 	WorkingDir string
+	// Mounts are host folders bound into the container (workspaces).
+	Mounts []Mount
+}
+
+// Mount binds a host folder into a container. The engine must see the
+// folder at the same path as rtemu: a local engine, or Docker Desktop's
+// shared folders.
+type Mount struct {
+	Source   string // host folder
+	Target   string // path inside the container
+	ReadOnly bool
 }
 
 // keepAlive keeps a container running whatever the image's own command is.
@@ -186,6 +198,9 @@ func (d *Driver) Create(ctx context.Context, spec ContainerSpec) error {
 			Memory:    spec.MemoryBytes,
 			PidsLimit: &pids,
 		},
+	}
+	for _, m := range spec.Mounts {
+		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
 	}
 	_, err := d.cli.ContainerCreate(ctx, cfg, host, nil, nil, spec.Name)
 	return wrap(err, "create container "+spec.Name)

@@ -43,7 +43,7 @@ func New(cfg Config) http.Handler {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = a.handleError
-	e.Use(requestID, a.versionHeader, a.logRequests, limitBody(maxBody), authenticate(cfg.APIKeys, cfg.AuthOff))
+	e.Use(requestID, a.versionHeader, a.logRequests, limitBody(maxBody, bodyLimits), authenticate(cfg.APIKeys, cfg.AuthOff))
 	for _, r := range a.routes() {
 		mw := []echo.MiddlewareFunc{operation(r.op)}
 		if !r.control {
@@ -82,6 +82,25 @@ func (a *api) routes() []route {
 		{http.MethodGet, "/v1/sandboxes/:id/stats", "sandbox.stats", a.sandboxStats, false},
 		{http.MethodGet, "/v1/sandboxes/:id/activity", "sandbox.activity", a.sandboxActivity, false},
 
+		{http.MethodGet, "/v1/workspaces", "workspace.list", a.listWorkspaces, false},
+		{http.MethodPost, "/v1/workspaces", "workspace.create", a.createWorkspace, false},
+		{http.MethodGet, "/v1/workspaces/:id", "workspace.get", a.getWorkspace, false},
+		{http.MethodPatch, "/v1/workspaces/:id", "workspace.update", a.renameWorkspace, false},
+		{http.MethodDelete, "/v1/workspaces/:id", "workspace.delete", a.deleteWorkspace, false},
+		{http.MethodGet, "/v1/workspaces/:id/usage", "workspace.usage", a.workspaceUsage, false},
+		{http.MethodGet, "/v1/workspaces/:id/files", "file.list", a.listFiles, false},
+		{http.MethodGet, "/v1/workspaces/:id/files/*", "file.list", a.listFiles, false},
+		{http.MethodPost, "/v1/workspaces/:id/files", "file.create", a.createFile, false},
+		{http.MethodPost, "/v1/workspaces/:id/files/*", "file.create", a.createFile, false},
+		{http.MethodPut, "/v1/workspaces/:id/files", "file.batch", a.changeFiles, false},
+		{http.MethodPut, "/v1/workspaces/:id/files/*", "file.change", a.changeFile, false},
+		{http.MethodDelete, "/v1/workspaces/:id/files", "file.delete", a.deleteFiles, false},
+		{http.MethodPost, "/v1/workspaces/:id/upload", "file.upload", a.upload, false},
+		{http.MethodPost, "/v1/workspaces/:id/upload/*", "file.upload", a.upload, false},
+		{http.MethodGet, "/v1/workspaces/:id/direct", "file.download", a.download, false},
+		{http.MethodGet, "/v1/workspaces/:id/info", "workspace.info", a.storageInfo, false},
+		{http.MethodGet, "/v1/workspaces/:id/info/*", "file.info", a.fileInfo, false},
+
 		{http.MethodPost, "/_emulator/reset", "emulator.reset", a.reset, true},
 		{http.MethodGet, "/_emulator/faults", "emulator.faults.list", a.listFaults, true},
 		{http.MethodPost, "/_emulator/faults", "emulator.faults.arm", a.armFault, true},
@@ -113,13 +132,6 @@ var notImplemented = []struct{ method, path, operation string }{
 	{http.MethodGet, "/v1/ssh-keys", "SSH keys"},
 	{http.MethodPost, "/v1/ssh-keys", "SSH keys"},
 	{http.MethodDelete, "/v1/ssh-keys/:id", "SSH keys"},
-	{http.MethodGet, "/v1/workspaces", "workspaces"},
-	{http.MethodPost, "/v1/workspaces", "workspaces"},
-	{http.MethodGet, "/v1/workspaces/*", "workspaces"},
-	{http.MethodPost, "/v1/workspaces/*", "workspaces"},
-	{http.MethodPut, "/v1/workspaces/*", "workspaces"},
-	{http.MethodPatch, "/v1/workspaces/*", "workspaces"},
-	{http.MethodDelete, "/v1/workspaces/*", "workspaces"},
 	{http.MethodPost, "/v1/terminal/sandbox-sessions", "browser terminal sessions"},
 	{http.MethodGet, "/v1/projects", "projects"},
 	{http.MethodPost, "/v1/execute", "stateless code execution (/v1/execute)"},

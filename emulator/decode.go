@@ -16,11 +16,17 @@ import (
 // maxBody is the largest request body the JSON API reads.
 const maxBody = 1 << 20
 
-// limitBody caps every request body; reading past the cap fails with
-// *http.MaxBytesError, which the error handler answers with 413.
-func limitBody(n int64) echo.MiddlewareFunc {
+// limitBody caps every request body at n, or at perRoute[route] for the
+// routes that take more (workspace uploads); reading past the cap fails
+// with *http.MaxBytesError, which the error handler answers with 413.
+// Echo routes before it runs middleware, so the route is known here.
+func limitBody(n int64, perRoute map[string]int64) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
+			n := n
+			if lim, ok := perRoute[c.Path()]; ok {
+				n = lim
+			}
 			r := c.Request()
 			if r.ContentLength > n {
 				return &http.MaxBytesError{Limit: n}

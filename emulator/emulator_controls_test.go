@@ -1,6 +1,8 @@
 package emulator_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +17,8 @@ func TestReset(t *testing.T) {
 		ids = append(ids, c.create(map[string]any{"name": "keep-" + string(rune('a'+i))})["id"].(string))
 	}
 	c.must(200, "POST", "/v1/sandboxes/"+ids[0]+"/pause", nil)
+	ws := c.must(201, "POST", "/v1/workspaces", map[string]any{"name": "kept files"}).Data()["id"].(string)
+	c.must(200, "POST", "/v1/workspaces/"+ws+"/files", map[string]any{"name": "a.txt", "type": "file", "contents": "hello"})
 	// A request in flight when the reset comes is ended, not waited for.
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -51,6 +55,13 @@ func TestReset(t *testing.T) {
 	}
 	if n := len(c.must(200, "GET", "/v1/sandboxes?status=destroyed&status=running", nil).List()); n != 0 {
 		t.Fatalf("%d records after reset", n)
+	}
+	c.must(404, "GET", "/v1/workspaces/"+ws, nil)
+	if n := len(c.must(200, "GET", "/v1/workspaces", nil).Data()["workspaces"].([]any)); n != 0 {
+		t.Fatalf("%d workspaces after reset", n)
+	}
+	if ents, err := os.ReadDir(filepath.Join(c.srv.DataDir, "workspaces")); err != nil || len(ents) != 0 {
+		t.Fatalf("workspace folders after reset: %v %v", ents, err)
 	}
 	// rtemu works as new afterwards, names included.
 	c.create(map[string]any{"name": "keep-a"})

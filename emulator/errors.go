@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -87,6 +88,7 @@ var kindStatus = map[sandbox.Kind]struct {
 	sandbox.KindNotFound:    {http.StatusNotFound, "not_found"},
 	sandbox.KindConflict:    {http.StatusConflict, "conflict"},
 	sandbox.KindUnavailable: {http.StatusServiceUnavailable, "docker_unavailable"},
+	sandbox.KindForbidden:   {http.StatusForbidden, "forbidden"},
 }
 
 // handleError is the one place where errors become the contract's envelope.
@@ -119,7 +121,7 @@ func (a *api) handleError(err error, c echo.Context) {
 		}
 	case errors.As(err, &mbe):
 		status, out.Code, out.Message = http.StatusRequestEntityTooLarge, "payload_too_large",
-			"request body is larger than the limit of 1 MiB"
+			fmt.Sprintf("request body is larger than the limit of %d MiB", mbe.Limit>>20)
 	case errors.As(err, &he):
 		status = he.Code
 		switch he.Code {

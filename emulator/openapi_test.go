@@ -5,6 +5,9 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
 	"sync"
 	"testing"
 
@@ -49,6 +52,24 @@ func openAPIRouter(t *testing.T, base string) routers.Router {
 	return specRouter
 }
 
+// fileTail matches the workspace routes whose {path} is a file path: OpenAPI
+// path parameters hold one segment, so the router is shown the tail as one
+// (escaped) segment.
+var fileTail = regexp.MustCompile(`^(/v1/workspaces/[^/]+/(?:files|upload|info))/(.+)$`)
+
+func routable(req *http.Request) *http.Request {
+	m := fileTail.FindStringSubmatch(req.URL.EscapedPath())
+	if m == nil || !strings.Contains(m[2], "/") {
+		return req
+	}
+	r2 := req.Clone(req.Context())
+	u := *req.URL
+	u.RawPath = m[1] + "/" + strings.ReplaceAll(m[2], "/", "%2F")
+	u.Path, _ = url.PathUnescape(u.RawPath)
+	r2.URL = &u
+	return r2
+}
+
 // checkOpenAPI validates one exchange of the suite against the document: the
 // response always, the request when rtemu accepted it (the bad-input tests
 // send invalid requests on purpose). A route rtemu serves that the document
@@ -56,11 +77,13 @@ func openAPIRouter(t *testing.T, base string) routers.Router {
 func checkOpenAPI(t *testing.T, base string, req *http.Request, reqBody []byte, resp *http.Response, respBody []byte) {
 	t.Helper()
 	router := openAPIRouter(t, base)
-	route, params, err := router.FindRoute(req)
+	route, params, err := router.FindRoute(routable(req))
 	if err != nil {
 		switch resp.StatusCode {
-		case http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusNotImplemented:
-			return // not a route of the API, or an upstream one rtemu does not serve
+		case http.StatusBadRequest, http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusNotImplemented:
+			// Not a route of the API (a malformed path, refused as such),
+			// or an upstream one rtemu does not serve.
+			return
 		}
 		t.Errorf("openapi: %s %s answered %d but is not in the document", req.Method, req.URL.Path, resp.StatusCode)
 		return

@@ -14,6 +14,7 @@ const (
 	KindNotFound                    // the thing does not exist
 	KindConflict                    // the thing exists but is in the wrong state, or the name is taken
 	KindUnavailable                 // the container engine does not answer
+	KindForbidden                   // refused whatever the state (a path leading out of a workspace)
 )
 
 // FieldError is one invalid field of a request.
@@ -60,6 +61,7 @@ var (
 	ErrNotFound    = &Error{Kind: KindNotFound}
 	ErrConflict    = &Error{Kind: KindConflict}
 	ErrUnavailable = &Error{Kind: KindUnavailable}
+	ErrForbidden   = &Error{Kind: KindForbidden}
 )
 
 func notFound(what string) error { return &Error{Kind: KindNotFound, Message: what + " not found"} }

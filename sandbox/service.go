@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -61,6 +62,7 @@ type Store interface {
 	// afterSeq (0: from the newest), newest first, and whether more follow.
 	ListEvents(ctx context.Context, sandboxID string, limit int, afterSeq int64) ([]Event, bool, error)
 	DevURLStore
+	WorkspaceStore
 }
 
 // Labels rtemu puts on every container it makes.
@@ -80,6 +82,9 @@ type Config struct {
 	Logger     *slog.Logger
 	// PidsLimit caps the processes of one sandbox.
 	PidsLimit int64
+	// DataDir holds the workspaces' folders (in DataDir/workspaces); ""
+	// leaves workspaces unavailable.
+	DataDir string
 }
 
 // Service owns sandboxes: their records, their containers and every
@@ -104,6 +109,7 @@ type Service struct {
 	changes changes
 	faults  faults
 	urls    urlTraffic
+	ws      workspaces
 
 	resetMu    sync.Mutex
 	resetHooks []ResetHook
@@ -130,6 +136,9 @@ func New(cfg Config) *Service {
 	if s.pidsLimit == 0 {
 		s.pidsLimit = 4096
 	}
+	if cfg.DataDir != "" {
+		s.ws.dir = filepath.Join(cfg.DataDir, "workspaces")
+	}
 	for _, t := range cfg.Templates {
 		if _, dup := s.templates[t.Name]; !dup {
 			s.order = append(s.order, t.Name)
@@ -143,6 +152,9 @@ func New(cfg Config) *Service {
 // events in the background. When the engine does not answer yet, rtemu
 // still starts (/health says why) and reconciles once it does.
 func (s *Service) Start(ctx context.Context) error {
+	if err := s.startWorkspaces(); err != nil {
+		return err
+	}
 	reconciled := false
 	if err := s.reconcile(ctx); err == nil {
 		reconciled = true
@@ -230,12 +242,12 @@ func (s *Service) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 			Field: "template", Message: fmt.Sprintf("unknown template %q; configured: %v (map more with --template NAME=IMAGE)", p.Template, names)}}}
 	}
 	if len(p.Mounts) > 0 {
-		// Workspaces do not exist yet in this build: every one is unknown.
-		var v invalid
-		for i, m := range p.Mounts {
-			v.add(fmt.Sprintf("mounts[%d].workspaceId", i), "workspace %s not found", m.WorkspaceID)
+		// Held until the sandbox is recorded, so a workspace delete sees it.
+		s.ws.mu.Lock()
+		defer s.ws.mu.Unlock()
+		if err := s.checkMounts(ctx, p.Mounts); err != nil {
+			return nil, err
 		}
-		return nil, v.err()
 	}
 	now := s.now()
 	sb := &Sandbox{
@@ -352,6 +364,10 @@ func (s *Service) makeContainer(ctx context.Context, sb *Sandbox, log *slog.Logg
 		env = append(env, k+"="+v)
 	}
 	sort.Strings(env)
+	mounts, err := s.containerMounts(sb)
+	if err != nil {
+		return err
+	}
 	spec := dockerdriver.ContainerSpec{
 		Name:  sb.ContainerName(),
 		Image: sb.Image,
@@ -365,6 +381,7 @@ func (s *Service) makeContainer(ctx context.Context, sb *Sandbox, log *slog.Logg
 		MemoryBytes: mem,
 		PidsLimit:   s.pidsLimit,
 		WorkingDir:  WorkspacePath,
+		Mounts:      mounts,
 	}
 	if err := s.engine.Create(ctx, spec); err != nil {
 		return fmt.Errorf("create container: %w", err)

@@ -99,6 +99,7 @@ var migrations = []string{
 	);
 	CREATE INDEX events_sandbox ON events(sandbox_id, seq);`,
 	migrationDevURLs,
+	workspacesSchema,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
