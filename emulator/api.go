@@ -22,17 +22,21 @@ type Config struct {
 	// AuthOff accepts requests with any key or none.
 	AuthOff bool
 	Logger  *slog.Logger
+	// SSH is the SSH gateway, for sshReady and GET /v1/sandboxes/{id}/ssh;
+	// nil when there is none.
+	SSH SSHGateway
 }
 
 type api struct {
 	svc     *sandbox.Service
 	version string
 	log     *slog.Logger
+	ssh     SSHGateway
 }
 
 // New returns the API as an http.Handler.
 func New(cfg Config) http.Handler {
-	a := &api{svc: cfg.Service, version: cfg.Version, log: cfg.Logger}
+	a := &api{svc: cfg.Service, version: cfg.Version, log: cfg.Logger, ssh: cfg.SSH}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -59,6 +63,11 @@ func (a *api) routes(e *echo.Echo) {
 	v1.POST("/sandboxes/:id/pause", a.pauseSandbox)
 	v1.POST("/sandboxes/:id/resume", a.resumeSandbox)
 	v1.POST("/sandboxes/:id/exec", a.exec)
+	v1.GET("/sandboxes/:id/ssh", a.sandboxSSH)
+
+	v1.POST("/ssh-keys", a.createSSHKey)
+	v1.GET("/ssh-keys", a.listSSHKeys)
+	v1.DELETE("/ssh-keys/:id", a.deleteSSHKey)
 
 	// Upstream endpoints this build does not serve yet answer 501, naming
 	// the operation, rather than a bare 404.
@@ -69,13 +78,9 @@ func (a *api) routes(e *echo.Echo) {
 
 var notImplemented = []struct{ method, path, operation string }{
 	{http.MethodGet, "/v1/sandboxes/:id/url", "sandbox dev URLs"},
-	{http.MethodGet, "/v1/sandboxes/:id/ssh", "sandbox SSH connection info"},
 	{http.MethodGet, "/v1/sandboxes/:id/vnc", "sandbox VNC connection info"},
 	{http.MethodGet, "/v1/sandboxes/:id/stats", "sandbox stats"},
 	{http.MethodGet, "/v1/sandboxes/:id/activity", "sandbox activity"},
-	{http.MethodGet, "/v1/ssh-keys", "SSH keys"},
-	{http.MethodPost, "/v1/ssh-keys", "SSH keys"},
-	{http.MethodDelete, "/v1/ssh-keys/:id", "SSH keys"},
 	{http.MethodGet, "/v1/workspaces", "workspaces"},
 	{http.MethodPost, "/v1/workspaces", "workspaces"},
 	{http.MethodGet, "/v1/workspaces/*", "workspaces"},

@@ -56,6 +56,7 @@ type Store interface {
 	// LiveSandboxes returns every sandbox not destroyed.
 	LiveSandboxes(ctx context.Context) ([]*Sandbox, error)
 	AddEvent(ctx context.Context, ev Event) error
+	SSHKeyStore
 }
 
 // Labels rtemu puts on every container it makes.
@@ -95,6 +96,7 @@ type Service struct {
 	wg     sync.WaitGroup
 	pulls  singleflight.Group
 	act    activity
+	keys   sshKeyState
 	now    func() time.Time
 }
 
@@ -203,6 +205,9 @@ func (s *Service) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 		sort.Strings(names)
 		return nil, &Error{Kind: KindInvalid, Message: "invalid request", Details: []FieldError{{
 			Field: "template", Message: fmt.Sprintf("unknown template %q; configured: %v (map more with --template NAME=IMAGE)", p.Template, names)}}}
+	}
+	if err := s.checkSSHKeyRefs(ctx, p.SSHKeys); err != nil {
+		return nil, err
 	}
 	if len(p.Mounts) > 0 {
 		// Workspaces do not exist yet in this build: every one is unknown.

@@ -17,6 +17,7 @@ import (
 	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/emulator"
 	"github.com/rtemu-dev/rtemu/sandbox"
+	"github.com/rtemu-dev/rtemu/sshgw"
 	"github.com/rtemu-dev/rtemu/store"
 )
 
@@ -26,6 +27,9 @@ type Server struct {
 	URL string
 	// DataDir is where the state lives.
 	DataDir string
+	// SSHAddr is the SSH gateway's address, the real port when
+	// --ssh-addr asked for port 0.
+	SSHAddr string
 
 	cfg     config.Config
 	log     *slog.Logger
@@ -33,6 +37,7 @@ type Server struct {
 	driver  *dockerdriver.Driver
 	svc     *sandbox.Service
 	httpSrv *http.Server
+	ssh     *sshgw.Gateway
 	served  chan error
 	// removeAll makes Close remove every container (--ephemeral, tests).
 	removeAll bool
@@ -70,6 +75,13 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 	if err := s.svc.Start(ctx); err != nil {
 		return nil, err
 	}
+	s.ssh, err = sshgw.New(sshgw.Config{
+		Service: s.svc, HostKeyPath: filepath.Join(s.DataDir, "ssh_host_ed25519_key"), Logger: log,
+	})
+	if err != nil {
+		s.svc.Close()
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		s.svc.Close()
@@ -78,13 +90,25 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 	s.URL = "http://" + ln.Addr().String()
 	s.httpSrv = &http.Server{
 		Handler: emulator.New(emulator.Config{
-			Service: s.svc, Version: version, APIKeys: cfg.APIKeys, AuthOff: cfg.AuthOff, Logger: log,
+			Service: s.svc, Version: version, APIKeys: cfg.APIKeys, AuthOff: cfg.AuthOff, Logger: log, SSH: s.ssh,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	go func() { s.served <- s.httpSrv.Serve(ln) }()
-	log.Info("rtemu serving", "api", s.URL, "dataDir", s.DataDir, "docker", s.driver.Host(),
+	sshLn, err := net.Listen("tcp", cfg.SSHAddr)
+	if err != nil {
+		_ = s.httpSrv.Close()
+		s.svc.Close()
+		return nil, fmt.Errorf("SSH gateway: listen on %s: %w (choose another with --ssh-addr)", cfg.SSHAddr, err)
+	}
+	s.SSHAddr = sshLn.Addr().String()
+	go func() {
+		if err := s.ssh.Serve(sshLn); err != nil {
+			log.Error("SSH gateway stopped", "err", err)
+		}
+	}()
+	log.Info("rtemu serving", "api", s.URL, "ssh", s.SSHAddr, "dataDir", s.DataDir, "docker", s.driver.Host(),
 		"instance", s.store.InstanceID(), "ephemeral", cfg.Ephemeral)
 	return s, nil
 }
@@ -103,6 +127,10 @@ func (s *Server) Close(ctx context.Context) error {
 		if err := s.httpSrv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs = append(errs, err)
 		}
+	}
+	if s.ssh != nil {
+		// Before the service closes: SSH sessions use it until they end.
+		errs = append(errs, s.ssh.Close())
 	}
 	if s.svc != nil {
 		s.svc.Close()

@@ -98,6 +98,7 @@ var migrations = []string{
 		created_at TEXT NOT NULL
 	);
 	CREATE INDEX events_sandbox ON events(sandbox_id, seq);`,
+	sshKeysSchema,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
