@@ -77,7 +77,7 @@ func (a *api) toSandboxJSON(ctx context.Context, sb *sandbox.Sandbox) sandboxJSO
 		Env:       sb.Env, Metadata: sb.Metadata, ProjectID: optString(sb.ProjectID),
 		IdleTimeout: sb.IdleTimeout, SSHAuthMethod: auth, SSHAccessConfigured: auth != "none",
 		SSHReady:  sb.Status == sandbox.StatusRunning && a.sshServing(),
-		CreatedAt:           rfc3339(sb.CreatedAt), UpdatedAt: rfc3339(sb.UpdatedAt),
+		CreatedAt: rfc3339(sb.CreatedAt), UpdatedAt: rfc3339(sb.UpdatedAt),
 		PausedAt: optTime(sb.PausedAt), ResumedAt: optTime(sb.ResumedAt), LastActivityAt: optTime(sb.LastActivityAt),
 		Mounts: make([]mountJSON, 0, len(sb.Mounts)),
 	}
