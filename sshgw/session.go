@@ -231,6 +231,10 @@ func (s *session) run(ctx context.Context, kind, command string, spec sandbox.At
 		ended["reason"], ended["exitCode"] = "exit", code
 	}
 	s.g.svc.RecordEvent(detach(ctx), sb.ID, "ssh.disconnected", "info", "SSH session closed", ended)
+	// One line a session, like the API's one line a request; never the
+	// command's text or environment, which may hold secrets.
+	s.g.log.Info("ssh session", "sandbox", sb.ID, "kind", kind, "pty", pty, "reason", ended["reason"],
+		"exitCode", ended["exitCode"], "ms", ended["durationMs"])
 	switch {
 	case ctx.Err() != nil:
 	case err != nil:
