@@ -62,7 +62,7 @@ func run(args []string) int {
 		log.Error("rtemu could not start", "err", err)
 		return 1
 	}
-	fmt.Printf("rtemu %s: API %s, data dir %s\n", version, srv.URL, srv.DataDir)
+	fmt.Printf("rtemu %s: API %s, SSH %s, data dir %s\n", version, srv.URL, srv.SSHAddr, srv.DataDir)
 	select {
 	case <-ctx.Done():
 	case err := <-srv.Done():

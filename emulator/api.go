@@ -24,6 +24,9 @@ type Config struct {
 	Logger  *slog.Logger
 	// DevURLs serves GET /v1/sandboxes/{id}/url; nil answers 501.
 	DevURLs *DevURLs
+	// SSH is the SSH gateway, for sshReady and GET /v1/sandboxes/{id}/ssh;
+	// nil when there is none.
+	SSH SSHGateway
 }
 
 type api struct {
@@ -32,11 +35,12 @@ type api struct {
 	log     *slog.Logger
 	gate    *gate
 	devURLs *DevURLs
+	ssh     SSHGateway
 }
 
 // New returns the API as an http.Handler.
 func New(cfg Config) http.Handler {
-	a := &api{svc: cfg.Service, version: cfg.Version, log: cfg.Logger, gate: newGate(), devURLs: cfg.DevURLs}
+	a := &api{svc: cfg.Service, version: cfg.Version, log: cfg.Logger, gate: newGate(), devURLs: cfg.DevURLs, ssh: cfg.SSH}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -81,6 +85,11 @@ func (a *api) routes() []route {
 		{http.MethodGet, "/v1/sandboxes/:id/url", "sandbox.url", a.devURL, false},
 		{http.MethodGet, "/v1/sandboxes/:id/stats", "sandbox.stats", a.sandboxStats, false},
 		{http.MethodGet, "/v1/sandboxes/:id/activity", "sandbox.activity", a.sandboxActivity, false},
+		{http.MethodGet, "/v1/sandboxes/:id/ssh", "sandbox.ssh", a.sandboxSSH, false},
+
+		{http.MethodPost, "/v1/ssh-keys", "sshkey.create", a.createSSHKey, false},
+		{http.MethodGet, "/v1/ssh-keys", "sshkey.list", a.listSSHKeys, false},
+		{http.MethodDelete, "/v1/ssh-keys/:id", "sshkey.delete", a.deleteSSHKey, false},
 
 		{http.MethodGet, "/v1/workspaces", "workspace.list", a.listWorkspaces, false},
 		{http.MethodPost, "/v1/workspaces", "workspace.create", a.createWorkspace, false},
@@ -127,11 +136,7 @@ func (a *api) operations() []string {
 }
 
 var notImplemented = []struct{ method, path, operation string }{
-	{http.MethodGet, "/v1/sandboxes/:id/ssh", "sandbox SSH connection info"},
 	{http.MethodGet, "/v1/sandboxes/:id/vnc", "sandbox VNC connection info"},
-	{http.MethodGet, "/v1/ssh-keys", "SSH keys"},
-	{http.MethodPost, "/v1/ssh-keys", "SSH keys"},
-	{http.MethodDelete, "/v1/ssh-keys/:id", "SSH keys"},
 	{http.MethodPost, "/v1/terminal/sandbox-sessions", "browser terminal sessions"},
 	{http.MethodGet, "/v1/projects", "projects"},
 	{http.MethodPost, "/v1/execute", "stateless code execution (/v1/execute)"},

@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -67,15 +68,16 @@ func optString(s string) *string {
 	return &s
 }
 
-func toSandboxJSON(sb *sandbox.Sandbox) sandboxJSON {
+func (a *api) toSandboxJSON(ctx context.Context, sb *sandbox.Sandbox) sandboxJSON {
+	auth := a.svc.SSHAuthMethod(ctx, sb)
 	out := sandboxJSON{
 		ID: sb.ID, Name: optString(sb.Name), Template: sb.Template, Status: string(sb.Status),
 		Tags:      sb.Tags,
 		Resources: resourcesJSON(sb.Resources),
 		Env:       sb.Env, Metadata: sb.Metadata, ProjectID: optString(sb.ProjectID),
-		IdleTimeout: sb.IdleTimeout, SSHAuthMethod: sb.SSHAuthMethod(),
-		SSHAccessConfigured: sb.SSHAuthMethod() != "none",
-		CreatedAt:           rfc3339(sb.CreatedAt), UpdatedAt: rfc3339(sb.UpdatedAt),
+		IdleTimeout: sb.IdleTimeout, SSHAuthMethod: auth, SSHAccessConfigured: auth != "none",
+		SSHReady:  sb.Status == sandbox.StatusRunning && a.sshServing(),
+		CreatedAt: rfc3339(sb.CreatedAt), UpdatedAt: rfc3339(sb.UpdatedAt),
 		PausedAt: optTime(sb.PausedAt), ResumedAt: optTime(sb.ResumedAt), LastActivityAt: optTime(sb.LastActivityAt),
 		Mounts: make([]mountJSON, 0, len(sb.Mounts)),
 	}
@@ -146,7 +148,7 @@ func (a *api) createSandbox(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return reply(c, http.StatusCreated, toSandboxJSON(sb))
+	return reply(c, http.StatusCreated, a.toSandboxJSON(c.Request().Context(), sb))
 }
 
 func (a *api) listSandboxes(c echo.Context) error {
@@ -171,7 +173,7 @@ func (a *api) listSandboxes(c echo.Context) error {
 	}
 	out := make([]sandboxJSON, 0, len(page.Items))
 	for _, sb := range page.Items {
-		out = append(out, toSandboxJSON(sb))
+		out = append(out, a.toSandboxJSON(c.Request().Context(), sb))
 	}
 	return replyList(c, out, page.HasMore, page.NextCursor)
 }
@@ -181,7 +183,7 @@ func (a *api) getSandbox(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return reply(c, http.StatusOK, toSandboxJSON(sb))
+	return reply(c, http.StatusOK, a.toSandboxJSON(c.Request().Context(), sb))
 }
 
 func (a *api) updateSandbox(c echo.Context) error {
@@ -210,7 +212,7 @@ func (a *api) updateSandbox(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return reply(c, http.StatusOK, toSandboxJSON(sb))
+	return reply(c, http.StatusOK, a.toSandboxJSON(c.Request().Context(), sb))
 }
 
 func (a *api) deleteSandbox(c echo.Context) error {

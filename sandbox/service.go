@@ -63,6 +63,7 @@ type Store interface {
 	ListEvents(ctx context.Context, sandboxID string, limit int, afterSeq int64) ([]Event, bool, error)
 	DevURLStore
 	WorkspaceStore
+	SSHKeyStore
 }
 
 // Labels rtemu puts on every container it makes.
@@ -110,6 +111,7 @@ type Service struct {
 	faults  faults
 	urls    urlTraffic
 	ws      workspaces
+	keys    sshKeyState
 
 	resetMu    sync.Mutex
 	resetHooks []ResetHook
@@ -240,6 +242,9 @@ func (s *Service) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 		sort.Strings(names)
 		return nil, &Error{Kind: KindInvalid, Message: "invalid request", Details: []FieldError{{
 			Field: "template", Message: fmt.Sprintf("unknown template %q; configured: %v (map more with --template NAME=IMAGE)", p.Template, names)}}}
+	}
+	if err := s.checkSSHKeyRefs(ctx, p.SSHKeys); err != nil {
+		return nil, err
 	}
 	if len(p.Mounts) > 0 {
 		// Held until the sandbox is recorded, so a workspace delete sees it.

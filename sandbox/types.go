@@ -102,8 +102,11 @@ type Sandbox struct {
 func (s *Sandbox) ContainerName() string { return "rtemu-" + s.ID }
 
 // SSHAuthMethod says how the sandbox may be reached over SSH.
-func (s *Sandbox) SSHAuthMethod() string {
-	key := len(s.SSHKeys) > 0
+// everyRegisteredKey says that the sandbox takes every registered key (it
+// was created without sshKeys) and that at least one is registered; the
+// service knows that (Service.SSHAuthMethod).
+func (s *Sandbox) SSHAuthMethod(everyRegisteredKey bool) string {
+	key := len(s.SSHKeys) > 0 || everyRegisteredKey
 	pw := s.RootPasswordHash != ""
 	switch {
 	case key && pw:

@@ -79,7 +79,7 @@ func TestEphemeral(t *testing.T) {
 	t.Cleanup(p.kill)
 	line := make([]byte, 512)
 	n, _ := stdout.Read(line)
-	m := regexp.MustCompile(`API (\S+), data dir (\S+)`).FindStringSubmatch(string(line[:n]))
+	m := regexp.MustCompile(`API (\S+),.* data dir (\S+)`).FindStringSubmatch(string(line[:n]))
 	if m == nil {
 		t.Fatalf("start line %q", line[:n])
 	}

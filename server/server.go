@@ -17,6 +17,7 @@ import (
 	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/emulator"
 	"github.com/rtemu-dev/rtemu/sandbox"
+	"github.com/rtemu-dev/rtemu/sshgw"
 	"github.com/rtemu-dev/rtemu/store"
 )
 
@@ -26,6 +27,9 @@ type Server struct {
 	URL string
 	// DataDir is where the state lives.
 	DataDir string
+	// SSHAddr is the SSH gateway's address, the real port when
+	// --ssh-addr asked for port 0.
+	SSHAddr string
 
 	cfg     config.Config
 	log     *slog.Logger
@@ -34,6 +38,7 @@ type Server struct {
 	svc     *sandbox.Service
 	devURLs *emulator.DevURLs
 	httpSrv *http.Server
+	ssh     *sshgw.Gateway
 	served  chan error
 	// removeAll makes Close remove every container (--ephemeral, tests).
 	removeAll bool
@@ -71,6 +76,13 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 	if err := s.svc.Start(ctx); err != nil {
 		return nil, err
 	}
+	s.ssh, err = sshgw.New(sshgw.Config{
+		Service: s.svc, HostKeyPath: filepath.Join(s.DataDir, "ssh_host_ed25519_key"), Logger: log,
+	})
+	if err != nil {
+		s.svc.Close()
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		s.svc.Close()
@@ -89,16 +101,28 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 		// API and its authentication.
 		Handler: s.devURLs.Front(emulator.New(emulator.Config{
 			Service: s.svc, Version: version, APIKeys: cfg.APIKeys, AuthOff: cfg.AuthOff, Logger: log,
-			DevURLs: s.devURLs,
+			DevURLs: s.devURLs, SSH: s.ssh,
 		})),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	go func() { s.served <- s.httpSrv.Serve(ln) }()
-	if err := writeRunning(s.DataDir, Running{URL: s.URL, SSHAddr: cfg.SSHAddr, PID: os.Getpid(), Version: version}); err != nil {
+	sshLn, err := net.Listen("tcp", cfg.SSHAddr)
+	if err != nil {
+		_ = s.httpSrv.Close()
+		s.svc.Close()
+		return nil, fmt.Errorf("SSH gateway: listen on %s: %w (choose another with --ssh-addr)", cfg.SSHAddr, err)
+	}
+	s.SSHAddr = sshLn.Addr().String()
+	go func() {
+		if err := s.ssh.Serve(sshLn); err != nil {
+			log.Error("SSH gateway stopped", "err", err)
+		}
+	}()
+	if err := writeRunning(s.DataDir, Running{URL: s.URL, SSHAddr: s.SSHAddr, PID: os.Getpid(), Version: version}); err != nil {
 		log.Warn("could not write the state file for `rtemu env`", "err", err)
 	}
-	log.Info("rtemu serving", "api", s.URL, "dataDir", s.DataDir, "docker", s.driver.Host(),
+	log.Info("rtemu serving", "api", s.URL, "ssh", s.SSHAddr, "dataDir", s.DataDir, "docker", s.driver.Host(),
 		"instance", s.store.InstanceID(), "ephemeral", cfg.Ephemeral)
 	return s, nil
 }
@@ -122,6 +146,10 @@ func (s *Server) Close(ctx context.Context) error {
 		if err := s.httpSrv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs = append(errs, err)
 		}
+	}
+	if s.ssh != nil {
+		// Before the service closes: SSH sessions use it until they end.
+		errs = append(errs, s.ssh.Close())
 	}
 	if s.svc != nil {
 		s.svc.Close()

@@ -100,6 +100,7 @@ var migrations = []string{
 	CREATE INDEX events_sandbox ON events(sandbox_id, seq);`,
 	migrationDevURLs,
 	workspacesSchema,
+	sshKeysSchema,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -1,0 +1,214 @@
+// Package sshgw is rtemu's SSH front door: `ssh <sandbox id or name>@host`
+// opens a shell or runs a command in that sandbox's container, serves SFTP
+// (so sftp and scp work with images that have no sftp-server) and forwards
+// ports (ssh -L). The images need no sshd: every process is started through
+// the lifecycle service, which runs it with the engine's exec.
+//
+// gliderlabs/ssh provides the server, the connection handling and the
+// authentication callbacks; the session channel is handled here on
+// golang.org/x/crypto/ssh directly, because gliderlabs' session rewrites
+// "\n" to "\r\n" on PTY output (which breaks full-screen programs whose
+// terminal already has a real PTY behind it) and cannot send every exit
+// path's status the way this gateway needs.
+package sshgw
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/rtemu-dev/rtemu/sandbox"
+)
+
+// loginGrace is how long a connection may take to authenticate (OpenSSH's
+// LoginGraceTime is 120 s); a client that never does is dropped.
+const loginGrace = 2 * time.Minute
+
+// Config configures a Gateway.
+type Config struct {
+	Service *sandbox.Service
+	// HostKeyPath is where the ed25519 host key is kept; it is made on
+	// first use, so known_hosts entries stay valid across restarts.
+	HostKeyPath string
+	Logger      *slog.Logger
+}
+
+// Gateway is the SSH server.
+type Gateway struct {
+	svc *sandbox.Service
+	log *slog.Logger
+	srv *ssh.Server
+
+	mu       sync.Mutex
+	addr     string // "" while not serving
+	closed   bool
+	handlers sync.WaitGroup // channel handlers still running
+}
+
+// New makes a Gateway, loading (or making) its host key.
+func New(cfg Config) (*Gateway, error) {
+	signer, err := loadOrCreateHostKey(cfg.HostKeyPath)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{svc: cfg.Service, log: cfg.Logger}
+	if g.log == nil {
+		g.log = slog.Default()
+	}
+	g.srv = &ssh.Server{
+		Version:          "rtemu",
+		HostSigners:      []ssh.Signer{signer},
+		PublicKeyHandler: g.authorizeKey,
+		PasswordHandler:  g.authorizePassword,
+		ConnCallback:     g.startLoginTimer,
+		// Only what this file lists: no reverse forwarding (-R), no agent,
+		// no X11. Unknown channel types are refused by gliderlabs.
+		ChannelHandlers: map[string]ssh.ChannelHandler{
+			"session":      g.track(g.handleSession),
+			"direct-tcpip": g.track(g.handleDirectTCPIP),
+		},
+		RequestHandlers:   map[string]ssh.RequestHandler{},
+		SubsystemHandlers: map[string]ssh.SubsystemHandler{},
+	}
+	return g, nil
+}
+
+// Serve accepts connections on ln until Close, after which it returns nil.
+func (g *Gateway) Serve(ln net.Listener) error {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	g.addr = ln.Addr().String()
+	g.mu.Unlock()
+	err := g.srv.Serve(ln)
+	g.mu.Lock()
+	g.addr = ""
+	g.mu.Unlock()
+	if errors.Is(err, ssh.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Addr is the address the gateway serves on, "" while it does not.
+func (g *Gateway) Addr() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.addr
+}
+
+// Close stops accepting, drops every connection (their commands are ended
+// as on a hang-up) and waits for the handlers, so none of them uses the
+// service after Close returns.
+func (g *Gateway) Close() error {
+	g.mu.Lock()
+	g.closed = true
+	g.addr = ""
+	g.mu.Unlock()
+	err := g.srv.Close()
+	g.handlers.Wait()
+	if errors.Is(err, ssh.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// track counts a channel handler in g.handlers, refusing new channels once
+// Close has begun (a WaitGroup must not grow while it is waited on).
+func (g *Gateway) track(h ssh.ChannelHandler) ssh.ChannelHandler {
+	return func(srv *ssh.Server, conn *gossh.ServerConn, ch gossh.NewChannel, ctx ssh.Context) {
+		g.mu.Lock()
+		if g.closed {
+			g.mu.Unlock()
+			_ = ch.Reject(gossh.ResourceShortage, "rtemu is shutting down")
+			return
+		}
+		g.handlers.Add(1)
+		g.mu.Unlock()
+		defer g.handlers.Done()
+		h(srv, conn, ch, ctx)
+	}
+}
+
+// connState is what one connection's authentication found.
+type connState struct {
+	mu sync.Mutex
+	// sandboxes maps each username that passed an auth check to the
+	// sandbox id it named; channels look up conn.User(), the username the
+	// connection ended up authenticated as. gliderlabs' ctx.User() keeps
+	// the username of the first attempt even if a client changes it
+	// between attempts, so a check that passed for another username than
+	// the final one grants nothing. A sandbox renamed after login still
+	// means the one it meant at login.
+	sandboxes map[string]string
+}
+
+type connStateKey struct{}
+
+func (g *Gateway) startLoginTimer(ctx ssh.Context, conn net.Conn) net.Conn {
+	ctx.SetValue(connStateKey{}, &connState{sandboxes: map[string]string{}})
+	time.AfterFunc(loginGrace, func() {
+		// gliderlabs sets ContextKeyConn once the handshake, authentication
+		// included, has succeeded.
+		if ctx.Value(ssh.ContextKeyConn) == nil {
+			conn.Close()
+		}
+	})
+	return conn
+}
+
+func stateOf(ctx ssh.Context) *connState {
+	st, _ := ctx.Value(connStateKey{}).(*connState)
+	return st
+}
+
+func (g *Gateway) authorized(ctx ssh.Context, sb *sandbox.Sandbox, err error, method string) bool {
+	if err != nil {
+		if !errors.Is(err, sandbox.ErrSSHDenied) {
+			g.log.Warn("ssh auth check failed", "user", ctx.User(), "method", method, "err", err)
+		}
+		// The client sees the same refusal whatever the reason.
+		return false
+	}
+	if st := stateOf(ctx); st != nil {
+		st.mu.Lock()
+		st.sandboxes[ctx.User()] = sb.ID
+		st.mu.Unlock()
+	}
+	return true
+}
+
+func (g *Gateway) authorizeKey(ctx ssh.Context, key ssh.PublicKey) bool {
+	sb, err := g.svc.AuthorizeSSHKey(ctx, ctx.User(), key)
+	return g.authorized(ctx, sb, err, "publickey")
+}
+
+func (g *Gateway) authorizePassword(ctx ssh.Context, password string) bool {
+	sb, err := g.svc.AuthorizeSSHPassword(ctx, ctx.User(), password)
+	return g.authorized(ctx, sb, err, "password")
+}
+
+// sandboxOf is the sandbox id the connection logged in to.
+func sandboxOf(ctx ssh.Context, conn *gossh.ServerConn) (string, bool) {
+	st := stateOf(ctx)
+	if st == nil {
+		return "", false
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	id, ok := st.sandboxes[conn.User()]
+	return id, ok
+}
+
+// detach gives work that must outlive a closed connection (recording how a
+// session ended) a context that keeps the connection's values.
+func detach(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
