@@ -22,17 +22,27 @@ type Config struct {
 	// AuthOff accepts requests with any key or none.
 	AuthOff bool
 	Logger  *slog.Logger
+	// DataDir and SSHAddr are shown by the dashboard (/_emulator/info).
+	DataDir string
+	SSHAddr string
+	// StopStreams, closed when rtemu shuts down, ends long-lived answers
+	// (the dashboard's event stream): http.Server.Shutdown waits for them.
+	StopStreams <-chan struct{}
 }
 
 type api struct {
 	svc     *sandbox.Service
 	version string
 	log     *slog.Logger
+	// for the dashboard
+	dataDir, sshAddr, authMode string
+	stopStreams                <-chan struct{}
 }
 
 // New returns the API as an http.Handler.
 func New(cfg Config) http.Handler {
-	a := &api{svc: cfg.Service, version: cfg.Version, log: cfg.Logger}
+	a := &api{svc: cfg.Service, version: cfg.Version, log: cfg.Logger,
+		dataDir: cfg.DataDir, sshAddr: cfg.SSHAddr, authMode: authMode(cfg), stopStreams: cfg.StopStreams}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -59,6 +69,12 @@ func (a *api) routes(e *echo.Echo) {
 	v1.POST("/sandboxes/:id/pause", a.pauseSandbox)
 	v1.POST("/sandboxes/:id/resume", a.resumeSandbox)
 	v1.POST("/sandboxes/:id/exec", a.exec)
+
+	// Emulator-only: the dashboard, its live feed and rtemu's own state.
+	e.Match(getHead, "/", a.dashboardPage)
+	e.Match(getHead, dashboardAssets+"*", a.dashboardAsset)
+	e.GET(eventsPath, a.events)
+	e.GET("/_emulator/info", a.info)
 
 	// Upstream endpoints this build does not serve yet answer 501, naming
 	// the operation, rather than a bare 404.

@@ -76,13 +76,16 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	s.URL = "http://" + ln.Addr().String()
+	streams, stopStreams := context.WithCancel(context.Background())
 	s.httpSrv = &http.Server{
 		Handler: emulator.New(emulator.Config{
 			Service: s.svc, Version: version, APIKeys: cfg.APIKeys, AuthOff: cfg.AuthOff, Logger: log,
+			DataDir: s.DataDir, SSHAddr: cfg.SSHAddr, StopStreams: streams.Done(),
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	s.httpSrv.RegisterOnShutdown(stopStreams)
 	go func() { s.served <- s.httpSrv.Serve(ln) }()
 	log.Info("rtemu serving", "api", s.URL, "dataDir", s.DataDir, "docker", s.driver.Host(),
 		"instance", s.store.InstanceID(), "ephemeral", cfg.Ephemeral)
