@@ -49,6 +49,9 @@ function askForKey(err) {
 }
 
 api.onUnauthorized(askForKey);
+// Cancel is a plain button: as a submit button before "Use this key" it would
+// be the one Enter in the key field presses.
+$('#key-cancel').addEventListener('click', () => keyDialog.close('cancel'));
 
 $('#key-button').addEventListener('click', async () => {
   if (keyDialog.open) return;

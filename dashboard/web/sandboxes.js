@@ -7,6 +7,12 @@ import { h, fill, $, age, statusBadge, toast } from './dom.js';
 /** Every sandbox the page knows, by id. */
 export const sandboxes = new Map();
 
+// rank orders the rows newest first. createdAt has whole seconds only, so
+// the order is the API's (newest first), and a sandbox first seen through
+// the change feed is newer than all of them.
+const rank = new Map();
+let newest = 0;
+
 let selectedId = null;
 let onSelect = () => {};
 let onUpdate = () => {};
@@ -41,10 +47,13 @@ export function setSelected(id) {
 /** Replaces the whole list (after a (re)connect). */
 export function replaceAll(list) {
   const seen = new Set();
-  for (const sb of list) {
+  rank.clear();
+  newest = 0;
+  list.forEach((sb, i) => {
     seen.add(sb.id);
     sandboxes.set(sb.id, sb);
-  }
+    rank.set(sb.id, i);
+  });
   for (const id of [...sandboxes.keys()]) {
     if (!seen.has(id)) sandboxes.delete(id);
   }
@@ -57,6 +66,7 @@ export function replaceAll(list) {
 export function upsert(sb) {
   if (sb.status === 'destroyed') sandboxes.delete(sb.id);
   else sandboxes.set(sb.id, sb);
+  if (!rank.has(sb.id)) rank.set(sb.id, --newest);
   render();
   onUpdate(sb);
 }
@@ -99,8 +109,7 @@ export async function loadAll() {
 }
 
 function ordered() {
-  return [...sandboxes.values()].sort((a, b) =>
-    (b.createdAt || '').localeCompare(a.createdAt || '') || a.id.localeCompare(b.id));
+  return [...sandboxes.values()].sort((a, b) => rank.get(a.id) - rank.get(b.id));
 }
 
 const SVG = 'http://www.w3.org/2000/svg';
