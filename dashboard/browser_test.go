@@ -64,6 +64,20 @@ type openOpts struct {
 // open starts a browser for the test and loads the dashboard of srv.
 func open(t *testing.T, srv *emulatortest.Server, o openOpts) *dash {
 	t.Helper()
+	return connect(t, srv).openPage(o)
+}
+
+// connect is the test's API client for srv, with no browser yet: tests of
+// features that may not be built probe first and start Chromium only when
+// there is something to see.
+func connect(t *testing.T, srv *emulatortest.Server) *dash {
+	return &dash{t: t, srv: srv, key: srv.APIKey, problems: &pageProblems{}}
+}
+
+// openPage starts a browser and loads the dashboard.
+func (d *dash) openPage(o openOpts) *dash {
+	t, srv := d.t, d.srv
+	t.Helper()
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		append(chromedp.DefaultExecAllocatorOptions[:],
 			chromedp.ExecPath(chromiumPath(t)),
@@ -73,7 +87,7 @@ func open(t *testing.T, srv *emulatortest.Server, o openOpts) *dash {
 			chromedp.WindowSize(1440, 900),
 		)...)
 	ctx, cancelTab := chromedp.NewContext(alloc)
-	d := &dash{t: t, ctx: ctx, srv: srv, key: srv.APIKey, problems: &pageProblems{}}
+	d.ctx = ctx
 	t.Cleanup(func() {
 		cancelTab()
 		cancelAlloc()

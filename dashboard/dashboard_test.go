@@ -81,6 +81,20 @@ func TestLiveListFollowsTheAPI(t *testing.T) {
 	}
 	d.rowStatus(id, "running", 30*time.Second)
 
+	// Newest first, also for sandboxes made in a burst.
+	second := d.create(map[string]any{"template": "base-ubuntu"})
+	third := d.create(map[string]any{"template": "base-ubuntu"})
+	d.waitFor("both rows", row(second)+` !== null && `+row(third)+` !== null`, time.Second)
+	order := js[string](d, `[...document.querySelectorAll('#sandbox-rows tr')].map(r => r.dataset.id).join(' ')`)
+	if want := third + " " + second + " " + id; order != want {
+		t.Errorf("rows %s, want newest first: %s", order, want)
+	}
+	for _, x := range []string{second, third} {
+		if st, _ := d.call("DELETE", "/v1/sandboxes/"+x, nil); st != http.StatusOK {
+			t.Fatalf("delete: %d", st)
+		}
+	}
+
 	// Changes made by another client show as they happen.
 	for _, step := range []struct{ call, status string }{{"pause", "paused"}, {"resume", "running"}} {
 		if st, out := d.call("POST", "/v1/sandboxes/"+id+"/"+step.call, nil); st != http.StatusOK {
@@ -366,14 +380,14 @@ func skipUnlessBuilt(t *testing.T, status int, out map[string]any, feature, issu
 func TestStreamingExecShowsOutputAsItComes(t *testing.T) {
 	t.Parallel()
 	emulatortest.SkipIfNoDocker(t)
-	srv := emulatortest.New(t)
-	d := open(t, srv, openOpts{})
+	d := connect(t, emulatortest.New(t))
 	id := d.create(map[string]any{"template": "base-ubuntu"})
 	d.apiStatus(id, "running")
 	_, out := d.call("POST", "/v1/sandboxes/"+id+"/exec", map[string]any{"command": "true"}, "Accept", "text/event-stream")
 	if _, isJSON := out["data"]; isJSON {
 		t.Skip("exec does not stream in this build (it answers JSON to Accept: text/event-stream); runs once issue 5 is merged")
 	}
+	d.openPage(openOpts{})
 	d.live()
 	d.do(chromedp.Click(chromedp.CSS(fmt.Sprintf(`#sandbox-rows tr[data-id=%q] [data-action="select"]`, id))))
 	d.do(chromedp.SendKeys(chromedp.CSS("#exec-command"), "echo first; sleep 2; echo second >&2; exit 4"+kb.Enter))
@@ -391,8 +405,7 @@ func TestStreamingExecShowsOutputAsItComes(t *testing.T) {
 func TestWorkspacesAndTheirFiles(t *testing.T) {
 	t.Parallel()
 	emulatortest.SkipIfNoDocker(t)
-	srv := emulatortest.New(t)
-	d := open(t, srv, openOpts{})
+	d := connect(t, emulatortest.New(t))
 	st, out := d.call("POST", "/v1/workspaces", map[string]any{"name": "docs"})
 	skipUnlessBuilt(t, st, out, "workspaces", "issue 4")
 	ws := data(out)["id"].(string)
@@ -401,6 +414,7 @@ func TestWorkspacesAndTheirFiles(t *testing.T) {
 			t.Fatalf("create %v: %d %v", f, st, out)
 		}
 	}
+	d.openPage(openOpts{})
 	d.live()
 	d.waitFor("the workspace", `document.querySelector('#workspaces-body')?.innerText.includes('docs')`, 5*time.Second)
 	d.do(chromedp.Click(chromedp.CSS(fmt.Sprintf(`#workspaces-body li[data-id=%q] .item-button`, ws))))
@@ -410,13 +424,12 @@ func TestWorkspacesAndTheirFiles(t *testing.T) {
 func TestSSHKeysShown(t *testing.T) {
 	t.Parallel()
 	emulatortest.SkipIfNoDocker(t)
-	srv := emulatortest.New(t)
-	d := open(t, srv, openOpts{})
+	d := connect(t, emulatortest.New(t))
 	pub := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKm2hFJ2dEyrT7sOMGnZlRsYQOQdn6dfbGSLJMmwGELz dash@test"
 	st, out := d.call("POST", "/v1/ssh-keys", map[string]any{"name": "laptop", "publicKey": pub})
 	skipUnlessBuilt(t, st, out, "SSH keys", "issue 3")
 	fp, _ := data(out)["fingerprint"].(string)
-	d.do(chromedp.Reload())
+	d.openPage(openOpts{})
 	d.live()
 	d.waitFor("the key", fmt.Sprintf(`document.querySelector('#keys-body')?.innerText.includes('laptop') && document.querySelector('#keys-body').innerText.includes(%q)`, fp), 5*time.Second)
 }
@@ -424,12 +437,12 @@ func TestSSHKeysShown(t *testing.T) {
 func TestStatsAndActivityOfTheSelectedSandbox(t *testing.T) {
 	t.Parallel()
 	emulatortest.SkipIfNoDocker(t)
-	srv := emulatortest.New(t)
-	d := open(t, srv, openOpts{})
+	d := connect(t, emulatortest.New(t))
 	id := d.create(map[string]any{"template": "base-ubuntu"})
 	d.apiStatus(id, "running")
 	st, out := d.call("GET", "/v1/sandboxes/"+id+"/activity", nil)
 	skipUnlessBuilt(t, st, out, "the activity feed", "issue 5")
+	d.openPage(openOpts{})
 	d.live()
 	d.do(chromedp.Click(chromedp.CSS(fmt.Sprintf(`#sandbox-rows tr[data-id=%q] [data-action="select"]`, id))))
 	d.waitFor("the created event", `document.querySelector('#activity-body .feed-item[data-type="created"]') !== null`, 5*time.Second)
@@ -447,13 +460,13 @@ func TestStatsAndActivityOfTheSelectedSandbox(t *testing.T) {
 func TestDevURLOpens(t *testing.T) {
 	t.Parallel()
 	emulatortest.SkipIfNoDocker(t)
-	srv := emulatortest.New(t)
-	d := open(t, srv, openOpts{})
+	d := connect(t, emulatortest.New(t))
 	id := d.create(map[string]any{"template": "base-ubuntu"})
 	d.apiStatus(id, "running")
 	st, out := d.call("GET", "/v1/sandboxes/"+id+"/url?port=8080", nil)
 	skipUnlessBuilt(t, st, out, "dev URLs", "issue 5")
 	want := data(out)["url"].(string)
+	d.openPage(openOpts{})
 	d.live()
 	d.do(chromedp.Click(chromedp.CSS(fmt.Sprintf(`#sandbox-rows tr[data-id=%q] [data-action="select"]`, id))),
 		chromedp.SendKeys(chromedp.CSS("#url-port"), "8080"), chromedp.Click(chromedp.CSS("#url-form button")))
@@ -484,7 +497,8 @@ func TestScreenshot(t *testing.T) {
 			d.waitFor("the output", `document.querySelector('#exec-status [data-exit-code]') !== null`, 30*time.Second)
 			// Tall enough for the whole details panel, which otherwise
 			// scrolls inside the window.
-			d.do(chromedp.Evaluate[chromedp.Void](`document.activeElement.blur()`), chromedp.EmulateViewport(1440, 1000))
+			height := js[int64](d, `Math.max(900, document.querySelector('#detail').scrollHeight + 110, document.querySelector('.main-col').scrollHeight + 110)`)
+			d.do(chromedp.Evaluate[chromedp.Void](`document.activeElement.blur()`), chromedp.EmulateViewport(1440, height))
 			shot := screenshot(t, d)
 			writeShot(t, mode.file, shot)
 		})

@@ -4,7 +4,7 @@
 // rtemu does not serve yet (501) say so in place instead of failing.
 
 import * as api from './api.js';
-import { h, fill, $, age, when, bytes, duration, statusBadge, toast, copyText } from './dom.js';
+import { h, fill, $, age, ago, when, bytes, duration, statusBadge, toast, copyText } from './dom.js';
 import { actionButtons, displayName } from './sandboxes.js';
 
 let info = null;
@@ -78,7 +78,7 @@ export function update(sb) {
   const r = sb.resources || {};
   const facts = [
     ['Template', h('span', { class: 'mono' }, sb.template)],
-    ['Created', h('span', { title: when(sb.createdAt) }, `${age(sb.createdAt)} ago`.replace('just now ago', 'just now'))],
+    ['Created', h('span', { title: when(sb.createdAt) }, ago(sb.createdAt))],
     ['Resources', `${r.vcpus ?? '—'} vCPU · ${r.memory ?? '—'} memory · ${r.disk ?? '—'} disk`],
     ['Idle timeout', sb.idleTimeout ? duration(sb.idleTimeout) : 'never'],
     ['SSH auth', sb.sshAuthMethod || 'none'],
@@ -156,12 +156,21 @@ function exitLine(status, code, ms, timedOut) {
     typeof ms === 'number' ? h('span', { class: 'muted' }, ` ${ms} ms`) : null);
 }
 
-/** A streamed event's text: JSON {data|text|chunk} or a JSON string, else the raw data. */
+/**
+ * A streamed event's text. The contract names the events but not their
+ * data, so this takes a JSON string, a JSON object's text field under any
+ * of the usual names, or else the raw data.
+ */
 function chunkText(data) {
   try {
     const v = JSON.parse(data);
     if (typeof v === 'string') return v;
-    if (v && typeof v === 'object') return v.data ?? v.text ?? v.chunk ?? v.output ?? '';
+    if (v && typeof v === 'object') {
+      for (const k of ['data', 'text', 'chunk', 'output', 'stdout', 'stderr', 'line', 'message']) {
+        if (typeof v[k] === 'string') return v[k];
+      }
+      return '';
+    }
   } catch { /* plain text */ }
   return data;
 }
@@ -185,7 +194,7 @@ async function execute(sb, command, output, status, signal) {
         try { v = JSON.parse(data); } catch { v = { exitCode: Number(data) }; }
         if (typeof v === 'number') v = { exitCode: v };
         exited = true;
-        exitLine(status, v.exitCode ?? v.code, v.durationMs ?? Math.round(performance.now() - started), v.timedOut);
+        exitLine(status, v.exitCode ?? v.exit_code ?? v.code, v.durationMs ?? Math.round(performance.now() - started), v.timedOut);
       } else if (type === 'error') {
         fill(status, h('span', { class: 'error-text' }, chunkText(data)));
         exited = true;

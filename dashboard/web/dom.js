@@ -46,6 +46,12 @@ export function age(iso, now = Date.now()) {
   return `${Math.floor(s / 86400)}d`;
 }
 
+/** "just now" or "5m ago". */
+export function ago(iso, now = Date.now()) {
+  const a = age(iso, now);
+  return a === 'just now' || a === '—' ? a : `${a} ago`;
+}
+
 /** A local date and time for a title or a detail row. */
 export function when(iso) {
   const t = Date.parse(iso);

@@ -2,7 +2,7 @@
 // rtemu itself (version, data dir, Docker engine, templates).
 
 import * as api from './api.js';
-import { h, fill, $, age, bytes } from './dom.js';
+import { h, fill, $, ago, bytes } from './dom.js';
 
 const enc = encodeURIComponent;
 
@@ -51,7 +51,7 @@ export async function loadWorkspaces() {
           onclick: () => { openWorkspace = isOpen ? null : { id: w.id, path: '' }; loadWorkspaces(); } },
         h('span', { class: 'item-title' }, w.name || w.slug || w.id),
         h('span', { class: 'item-meta' }, [typeof w.sizeBytes === 'number' ? bytes(w.sizeBytes) : null,
-          w.updatedAt || w.createdAt ? `updated ${age(w.updatedAt || w.createdAt)} ago` : null].filter(Boolean).join(' · '))),
+          w.updatedAt || w.createdAt ? `updated ${ago(w.updatedAt || w.createdAt)}` : null].filter(Boolean).join(' · '))),
         isOpen ? h('div', { class: 'files', id: 'workspace-files' }) : null);
     })));
   if (openWorkspace) loadFiles();
@@ -132,7 +132,7 @@ export async function loadKeys() {
       h('span', { class: 'item-title' }, k.name),
       h('span', { class: 'pill mono' }, k.keyType || k.key_type || '')),
     h('div', { class: 'mono small fingerprint' }, k.fingerprint),
-    h('div', { class: 'item-meta' }, `added ${age(k.createdAt || k.created_at)} ago`)))));
+    h('div', { class: 'item-meta' }, `added ${ago(k.createdAt || k.created_at)}`)))));
 }
 
 // ---- This rtemu -----------------------------------------------------------

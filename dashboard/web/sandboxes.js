@@ -81,8 +81,13 @@ export function remove(id) {
 // when this read ends", so a burst of changes costs at most two reads.
 const refreshing = new Map();
 
-/** Reads one sandbox again after a change. */
+/**
+ * Reads one sandbox again after a change. A sandbox first seen here takes
+ * its place at the top now, in the feed's order: the reads may finish in
+ * any order.
+ */
 export function refresh(id) {
+  if (!rank.has(id)) rank.set(id, --newest);
   if (refreshing.has(id)) {
     refreshing.set(id, true);
     return;
