@@ -27,6 +27,12 @@ type Config struct {
 	// SSH is the SSH gateway, for sshReady and GET /v1/sandboxes/{id}/ssh;
 	// nil when there is none.
 	SSH SSHGateway
+	// DataDir and SSHAddr are shown by the dashboard (/_emulator/info).
+	DataDir string
+	SSHAddr string
+	// StopStreams, closed when rtemu shuts down, ends long-lived answers
+	// (the dashboard's event stream): http.Server.Shutdown waits for them.
+	StopStreams <-chan struct{}
 }
 
 type api struct {
@@ -36,11 +42,15 @@ type api struct {
 	gate    *gate
 	devURLs *DevURLs
 	ssh     SSHGateway
+	// for the dashboard
+	dataDir, sshAddr, authMode string
+	stopStreams                <-chan struct{}
 }
 
 // New returns the API as an http.Handler.
 func New(cfg Config) http.Handler {
-	a := &api{svc: cfg.Service, version: cfg.Version, log: cfg.Logger, gate: newGate(), devURLs: cfg.DevURLs, ssh: cfg.SSH}
+	a := &api{svc: cfg.Service, version: cfg.Version, log: cfg.Logger, gate: newGate(), devURLs: cfg.DevURLs, ssh: cfg.SSH,
+		dataDir: cfg.DataDir, sshAddr: cfg.SSHAddr, authMode: authMode(cfg), stopStreams: cfg.StopStreams}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -49,6 +59,10 @@ func New(cfg Config) http.Handler {
 	e.HTTPErrorHandler = a.handleError
 	e.Use(requestID, a.versionHeader, a.logRequests, limitBody(maxBody, bodyLimits), authenticate(cfg.APIKeys, cfg.AuthOff))
 	for _, r := range a.routes() {
+		if r.method == getHead {
+			e.Match([]string{http.MethodGet, http.MethodHead}, r.path, r.handler, operation(r.op))
+			continue
+		}
 		mw := []echo.MiddlewareFunc{operation(r.op)}
 		if !r.control {
 			mw = append(mw, a.gate.shared, a.injectFaults)
@@ -66,6 +80,9 @@ type route struct {
 	handler          echo.HandlerFunc
 	control          bool
 }
+
+// getHead marks a route served for both GET and HEAD.
+const getHead = "GET+HEAD"
 
 // routes is the whole API surface, top to bottom.
 func (a *api) routes() []route {
@@ -115,6 +132,10 @@ func (a *api) routes() []route {
 		{http.MethodPost, "/_emulator/faults", "emulator.faults.arm", a.armFault, true},
 		{http.MethodDelete, "/_emulator/faults", "emulator.faults.clear", a.clearFaults, true},
 		{http.MethodGet, "/_emulator/operations", "emulator.operations", a.listOperations, true},
+		{http.MethodGet, "/_emulator/info", "emulator.info", a.info, true},
+		{http.MethodGet, eventsPath, "emulator.events", a.events, true},
+		{getHead, "/", "dashboard", a.dashboardPage, true},
+		{getHead, dashboardAssets + "*", "dashboard", a.dashboardAsset, true},
 	}
 	// Upstream endpoints this build does not serve answer 501, naming the
 	// operation, rather than a bare 404.

@@ -17,10 +17,15 @@ var keyPattern = regexp.MustCompile(`^rt_(live|test)_[A-Za-z0-9]{32}$`)
 func authenticate(strict []string, authOff bool) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			if authOff || c.Path() == "/health" || c.Path() == "/openapi.json" {
+			if authOff || noKeyNeeded[c.Path()] {
 				return next(c)
 			}
 			key := apiKey(c.Request())
+			if key == "" && c.Path() == eventsPath {
+				// EventSource cannot send headers. Only here does the key ride
+				// in the query; logRequests never logs queries.
+				key = strings.TrimSpace(c.QueryParam("key"))
+			}
 			switch {
 			case key == "":
 				return &apiError{status: http.StatusUnauthorized, code: "unauthorized",
@@ -36,6 +41,10 @@ func authenticate(strict []string, authOff bool) echo.MiddlewareFunc {
 		}
 	}
 }
+
+// noKeyNeeded are the routes served without a key: health probes, and the
+// dashboard's page and static files, which hold no data.
+var noKeyNeeded = map[string]bool{"/health": true, "/openapi.json": true, "/": true, dashboardAssets + "*": true}
 
 func apiKey(r *http.Request) string {
 	if k := strings.TrimSpace(r.Header.Get("X-API-Key")); k != "" {

@@ -128,6 +128,7 @@ func (s *Service) CreateSSHKey(ctx context.Context, name, publicKey string) (*SS
 		return nil, err
 	}
 	s.keys.forget()
+	s.Publish(Change{Kind: "sshkey", ID: k.ID})
 	return k, nil
 }
 
@@ -144,6 +145,9 @@ func (s *Service) DeleteSSHKey(ctx context.Context, id string) error {
 		return notFound("SSH key")
 	}
 	s.keys.forget()
+	if err == nil {
+		s.Publish(Change{Kind: "sshkey", ID: id})
+	}
 	return err
 }
 

@@ -217,6 +217,7 @@ func (s *Service) CreateWorkspace(ctx context.Context, p WorkspaceParams) (*Work
 	}
 	size, _ := workspacefs.TreeSize(folder)
 	w.SizeBytes = size
+	s.Publish(Change{Kind: "workspace", ID: w.ID})
 	return w, nil
 }
 
@@ -323,6 +324,7 @@ func (s *Service) RenameWorkspace(ctx context.Context, ref, name string) (*Works
 		return nil, err
 	}
 	w.SizeBytes, _ = workspacefs.TreeSize(s.folderOf(w.ID))
+	s.Publish(Change{Kind: "workspace", ID: w.ID})
 	return w, nil
 }
 
@@ -398,6 +400,7 @@ func (s *Service) DeleteWorkspace(ctx context.Context, ref string, force bool) (
 	if len(uses) > 0 {
 		s.log.Info("workspace force-deleted while mounted", "workspace", w.ID, "sandboxes", len(uses))
 	}
+	s.Publish(Change{Kind: "workspace", ID: w.ID})
 	return w, nil
 }
 

@@ -89,31 +89,37 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	s.URL = "http://" + ln.Addr().String()
+	sshLn, err := net.Listen("tcp", cfg.SSHAddr)
+	if err != nil {
+		ln.Close()
+		s.svc.Close()
+		return nil, fmt.Errorf("SSH gateway: listen on %s: %w (choose another with --ssh-addr)", cfg.SSHAddr, err)
+	}
+	s.SSHAddr = sshLn.Addr().String()
 	s.devURLs = emulator.NewDevURLs(s.svc, log)
 	if err := s.devURLs.Start(ctx, ln.Addr()); err != nil {
 		ln.Close()
+		sshLn.Close()
 		s.devURLs.Close()
 		s.svc.Close()
 		return nil, err
 	}
+	// Long-lived answers (the dashboard's event stream) end at shutdown:
+	// http.Server.Shutdown would otherwise wait for them.
+	streams, stopStreams := context.WithCancel(context.Background())
 	s.httpSrv = &http.Server{
 		// Dev-URL requests (Host: N-<id>.localhost) are routed before the
 		// API and its authentication.
 		Handler: s.devURLs.Front(emulator.New(emulator.Config{
 			Service: s.svc, Version: version, APIKeys: cfg.APIKeys, AuthOff: cfg.AuthOff, Logger: log,
 			DevURLs: s.devURLs, SSH: s.ssh,
+			DataDir: s.DataDir, SSHAddr: s.SSHAddr, StopStreams: streams.Done(),
 		})),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	s.httpSrv.RegisterOnShutdown(stopStreams)
 	go func() { s.served <- s.httpSrv.Serve(ln) }()
-	sshLn, err := net.Listen("tcp", cfg.SSHAddr)
-	if err != nil {
-		_ = s.httpSrv.Close()
-		s.svc.Close()
-		return nil, fmt.Errorf("SSH gateway: listen on %s: %w (choose another with --ssh-addr)", cfg.SSHAddr, err)
-	}
-	s.SSHAddr = sshLn.Addr().String()
 	go func() {
 		if err := s.ssh.Serve(sshLn); err != nil {
 			log.Error("SSH gateway stopped", "err", err)

@@ -1,0 +1,166 @@
+// The cards under the sandboxes: workspaces and their files, SSH keys, and
+// rtemu itself (version, data dir, Docker engine, templates).
+
+import * as api from './api.js';
+import { h, fill, $, ago, bytes } from './dom.js';
+
+const enc = encodeURIComponent;
+
+function notInBuild(what) {
+  return h('p', { class: 'unavailable', dataset: { unavailable: what } }, `${what}: not available in this build of rtemu.`);
+}
+
+function failed(box, err) {
+  fill(box, h('p', { class: 'form-error' }, err.readable || err.message));
+}
+
+// ---- Workspaces -----------------------------------------------------------
+
+let openWorkspace = null; // { id, path }
+
+/** Lists may come bare or wrapped, as the hosted API does both. */
+function listOf(body, key) {
+  const d = body && body.data !== undefined ? body.data : body;
+  if (Array.isArray(d)) return d;
+  if (d && Array.isArray(d[key])) return d[key];
+  return [];
+}
+
+export async function loadWorkspaces() {
+  const box = $('#workspaces-body');
+  let list;
+  try {
+    list = listOf(await api.get('/v1/workspaces'), 'workspaces');
+  } catch (err) {
+    $('#workspace-count').textContent = '';
+    if (err.notImplemented) fill(box, notInBuild('Workspaces'));
+    else failed(box, err);
+    return;
+  }
+  $('#workspace-count').textContent = list.length ? String(list.length) : '';
+  if (!list.length) {
+    fill(box, h('p', { class: 'muted' }, 'No workspaces. ', h('code', {}, 'POST /v1/workspaces'), ' makes one; mount it into sandboxes to keep files.'));
+    return;
+  }
+  if (openWorkspace && !list.some((w) => w.id === openWorkspace.id)) openWorkspace = null;
+  fill(box,
+    h('ul', { class: 'item-list' }, list.map((w) => {
+      const isOpen = openWorkspace && openWorkspace.id === w.id;
+      return h('li', { class: `item${isOpen ? ' item-open' : ''}`, dataset: { id: w.id } },
+        h('button', { class: 'item-button', type: 'button', 'aria-expanded': String(!!isOpen),
+          onclick: () => { openWorkspace = isOpen ? null : { id: w.id, path: '' }; loadWorkspaces(); } },
+        h('span', { class: 'item-title' }, w.name || w.slug || w.id),
+        h('span', { class: 'item-meta' }, [typeof w.sizeBytes === 'number' ? bytes(w.sizeBytes) : null,
+          w.updatedAt || w.createdAt ? `updated ${ago(w.updatedAt || w.createdAt)}` : null].filter(Boolean).join(' · '))),
+        isOpen ? h('div', { class: 'files', id: 'workspace-files' }) : null);
+    })));
+  if (openWorkspace) loadFiles();
+}
+
+async function loadFiles() {
+  const box = $('#workspace-files');
+  if (!box || !openWorkspace) return;
+  const { id, path } = openWorkspace;
+  const url = `/v1/workspaces/${enc(id)}/files${path ? '/' + path.split('/').map(enc).join('/') : ''}`;
+  let entries;
+  try {
+    entries = listOf(await api.get(url), 'files');
+  } catch (err) {
+    if (err.notImplemented) fill(box, notInBuild('Workspace files'));
+    else failed(box, err);
+    return;
+  }
+  const crumbs = [h('button', { class: 'crumb', type: 'button', onclick: () => cd('') }, '/')];
+  const parts = path ? path.split('/') : [];
+  parts.forEach((p, i) => crumbs.push(
+    h('button', { class: 'crumb', type: 'button', onclick: () => cd(parts.slice(0, i + 1).join('/')) }, p), h('span', { class: 'crumb-sep', 'aria-hidden': 'true' }, '/')));
+  const sorted = [...entries].sort((a, b) => ((a.type === 'file') - (b.type === 'file')) || String(a.value).localeCompare(String(b.value)));
+  fill(box,
+    h('nav', { class: 'crumbs', 'aria-label': 'Folder' }, crumbs),
+    sorted.length ? h('ul', { class: 'file-list' }, sorted.map((f) => {
+      const name = f.value || f.name || String(f.id).split('/').pop();
+      const folder = f.type !== 'file';
+      return h('li', { class: 'file' },
+        folder
+          ? h('button', { class: 'file-name link-button', type: 'button', onclick: () => cd(String(f.id || name).replace(/^\/+/, '')) }, h('span', { 'aria-hidden': 'true' }, '▸ '), `${name}/`)
+          : h('a', { class: 'file-name', href: `/v1/workspaces/${enc(id)}/direct?path=${enc(f.id || name)}`, 'data-download': true,
+            onclick: (e) => { e.preventDefault(); download(id, f.id || name, name); } }, name),
+        h('span', { class: 'file-meta' }, folder ? (f.count !== undefined ? `${f.count} items` : '') : bytes(f.size)));
+    })) : h('p', { class: 'muted' }, 'Empty folder.'));
+}
+
+function cd(path) {
+  openWorkspace.path = path;
+  loadFiles();
+}
+
+/** Downloads through fetch, as a link cannot carry the key header. */
+async function download(id, path, name) {
+  try {
+    const res = await api.send('GET', `/v1/workspaces/${enc(id)}/direct?path=${enc(path)}`, { accept: '*/*' });
+    const url = URL.createObjectURL(await res.blob());
+    const a = h('a', { href: url, download: name });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  } catch (err) {
+    failed($('#workspace-files'), err);
+  }
+}
+
+// ---- SSH keys -------------------------------------------------------------
+
+export async function loadKeys() {
+  const box = $('#keys-body');
+  let list;
+  try {
+    list = listOf(await api.get('/v1/ssh-keys'), 'keys');
+  } catch (err) {
+    $('#key-count').textContent = '';
+    if (err.notImplemented) fill(box, notInBuild('SSH keys'));
+    else failed(box, err);
+    return;
+  }
+  $('#key-count').textContent = list.length ? String(list.length) : '';
+  if (!list.length) {
+    fill(box, h('p', { class: 'muted' }, 'No keys registered. ', h('code', {}, 'POST /v1/ssh-keys'), ' adds one for SSH into sandboxes.'));
+    return;
+  }
+  fill(box, h('ul', { class: 'item-list' }, list.map((k) => h('li', { class: 'item', dataset: { id: k.id } },
+    h('div', { class: 'item-row' },
+      h('span', { class: 'item-title' }, k.name),
+      h('span', { class: 'pill mono' }, k.keyType || k.key_type || '')),
+    h('div', { class: 'mono small fingerprint' }, k.fingerprint),
+    h('div', { class: 'item-meta' }, `added ${ago(k.createdAt || k.created_at)}`)))));
+}
+
+// ---- This rtemu -----------------------------------------------------------
+
+const AUTH = {
+  default: 'any well-formed key (rt_test_… / rt_live_…)',
+  strict: 'strict: only the keys given with --api-key',
+  off: 'off: no key needed (--auth off)',
+};
+
+export function renderInfo(info) {
+  $('#version').textContent = `v${info.version}`;
+  const e = info.engine;
+  const rows = [
+    ['Version', h('span', { class: 'mono' }, info.version)],
+    ['Data dir', h('span', { class: 'mono break', id: 'info-datadir' }, info.dataDir || '(none)')],
+    ['Docker', e
+      ? h('span', { id: 'info-engine' }, `Engine ${e.version} · API ${e.apiVersion} · ${e.os} · ${e.cpus} CPUs`,
+        h('div', { class: 'mono small muted break' }, e.host))
+      : h('span', { class: 'error-text', id: 'info-engine' }, info.engineError || 'unavailable')],
+    ['SSH gateway', h('span', { class: 'mono' }, info.sshAddr || '—')],
+    ['Auth', AUTH[info.auth] || info.auth],
+  ];
+  fill($('#emulator-body'),
+    h('dl', { class: 'facts' }, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
+    h('h3', { class: 'mini-title' }, 'Templates'),
+    h('ul', { class: 'item-list templates', id: 'info-templates' }, info.templates.map((t) => h('li', { class: 'item item-row', dataset: { template: t.name } },
+      h('span', { class: 'item-title mono' }, t.name),
+      h('span', { class: 'template-image mono small', title: t.image }, t.image),
+      h('span', { class: `badge ${t.imagePresent ? 'badge-ok' : 'badge-warn'}` }, t.imagePresent ? 'image present' : 'image not pulled')))));
+}

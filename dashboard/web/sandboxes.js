@@ -1,0 +1,279 @@
+// The sandbox list: rows kept in step with rtemu's change feed, the create
+// form, and the lifecycle actions (pause, resume, destroy).
+
+import * as api from './api.js';
+import { h, fill, $, age, statusBadge, toast } from './dom.js';
+
+/** Every sandbox the page knows, by id. */
+export const sandboxes = new Map();
+
+// rank orders the rows newest first. createdAt has whole seconds only, so
+// the order is the API's (newest first), and a sandbox first seen through
+// the change feed is newer than all of them.
+const rank = new Map();
+let newest = 0;
+
+let selectedId = null;
+let onSelect = () => {};
+let onUpdate = () => {};
+
+/**
+ * init wires the list. select(id) is called when a sandbox is chosen;
+ * updated(sb) whenever a sandbox's record changes (sb null: it is gone).
+ */
+export function init({ select, updated }) {
+  onSelect = select;
+  onUpdate = updated;
+  $('#create-form').addEventListener('submit', createSandbox);
+  $('#empty-origin').textContent = location.origin;
+  // Ages move on without any change from rtemu.
+  setInterval(() => {
+    for (const cell of document.querySelectorAll('#sandbox-rows .age')) {
+      cell.textContent = age(cell.dataset.since);
+    }
+  }, 5000);
+}
+
+export function setSelected(id) {
+  selectedId = id;
+  for (const tr of document.querySelectorAll('#sandbox-rows tr')) {
+    const on = tr.dataset.id === id;
+    tr.classList.toggle('selected', on);
+    const b = tr.querySelector('[data-action="select"]');
+    if (b) b.setAttribute('aria-pressed', String(on));
+  }
+}
+
+/** Replaces the whole list (after a (re)connect). */
+export function replaceAll(list) {
+  const seen = new Set();
+  rank.clear();
+  newest = 0;
+  list.forEach((sb, i) => {
+    seen.add(sb.id);
+    sandboxes.set(sb.id, sb);
+    rank.set(sb.id, i);
+  });
+  for (const id of [...sandboxes.keys()]) {
+    if (!seen.has(id)) sandboxes.delete(id);
+  }
+  render();
+  for (const sb of list) onUpdate(sb);
+  if (selectedId && !sandboxes.has(selectedId)) onUpdate({ id: selectedId, status: 'destroyed' });
+}
+
+/** Takes one sandbox's new record; a destroyed one leaves the list. */
+export function upsert(sb) {
+  if (sb.status === 'destroyed') sandboxes.delete(sb.id);
+  else sandboxes.set(sb.id, sb);
+  if (!rank.has(sb.id)) rank.set(sb.id, --newest);
+  render();
+  onUpdate(sb);
+}
+
+export function remove(id) {
+  sandboxes.delete(id);
+  render();
+  onUpdate({ id, status: 'destroyed' });
+}
+
+// refreshing holds the ids being read again; true means "read it once more
+// when this read ends", so a burst of changes costs at most two reads.
+const refreshing = new Map();
+
+/**
+ * Reads one sandbox again after a change. A sandbox first seen here takes
+ * its place at the top now, in the feed's order: the reads may finish in
+ * any order.
+ */
+export function refresh(id) {
+  if (!rank.has(id)) rank.set(id, --newest);
+  if (refreshing.has(id)) {
+    refreshing.set(id, true);
+    return;
+  }
+  refreshing.set(id, false);
+  (async () => {
+    do {
+      refreshing.set(id, false);
+      try {
+        const body = await api.get(`/v1/sandboxes/${encodeURIComponent(id)}`);
+        upsert(body.data);
+      } catch (err) {
+        if (err.status === 404) remove(id);
+        else console.warn('refresh', id, err);
+      }
+    } while (refreshing.get(id));
+    refreshing.delete(id);
+  })();
+}
+
+export async function loadAll() {
+  const body = await api.get('/v1/sandboxes?limit=500');
+  replaceAll(body.data || []);
+}
+
+function ordered() {
+  return [...sandboxes.values()].sort((a, b) => rank.get(a.id) - rank.get(b.id));
+}
+
+const SVG = 'http://www.w3.org/2000/svg';
+
+function trashIcon() {
+  const svg = document.createElementNS(SVG, 'svg');
+  svg.setAttribute('viewBox', '0 0 16 16');
+  svg.setAttribute('aria-hidden', 'true');
+  svg.setAttribute('class', 'icon');
+  const path = document.createElementNS(SVG, 'path');
+  path.setAttribute('d', 'M2.5 4h11M6 4V2.5h4V4M4 4l.7 9.5h6.6L12 4M6.7 6.5v4.5M9.3 6.5v4.5');
+  svg.append(path);
+  return svg;
+}
+
+export function displayName(sb) { return sb.name || sb.id; }
+
+function resources(sb) {
+  const r = sb.resources || {};
+  const parts = [];
+  if (r.vcpus) parts.push(`${r.vcpus} vCPU`);
+  if (r.memory) parts.push(r.memory);
+  return parts.join(' · ') || '—';
+}
+
+function accessFlag(label, ready) {
+  return h('span', { class: `flag ${ready ? 'flag-on' : 'flag-off'}`, title: `${label} ${ready ? 'ready' : 'not ready'}` },
+    h('span', { 'aria-hidden': 'true' }, ready ? '●' : '○'), ` ${label}`,
+    h('span', { class: 'visually-hidden' }, ready ? ' ready' : ' not ready'));
+}
+
+/** The actions a sandbox in this status allows, as buttons. */
+export function actionButtons(sb, where) {
+  const out = [];
+  const label = displayName(sb);
+  if (sb.status === 'running') {
+    out.push(h('button', { class: 'btn btn-small', type: 'button', dataset: { action: 'pause' }, 'aria-label': `Pause ${label}`,
+      onclick: (e) => lifecycle(e.currentTarget, sb, 'pause') }, 'Pause'));
+  } else if (sb.status === 'paused') {
+    out.push(h('button', { class: 'btn btn-small', type: 'button', dataset: { action: 'resume' }, 'aria-label': `Resume ${label}`,
+      onclick: (e) => lifecycle(e.currentTarget, sb, 'resume') }, 'Resume'));
+  }
+  if (sb.status !== 'destroying' && sb.status !== 'destroyed') {
+    // In the table the destroy button is an icon (with a label for screen
+    // readers and a tooltip), so that a row fits beside the details panel.
+    const compact = where === 'row';
+    out.push(h('button', { class: `btn btn-small btn-danger-quiet${compact ? ' btn-icon' : ''}`, type: 'button',
+      dataset: { action: 'destroy' }, 'aria-label': `Destroy ${label}`, title: compact ? `Destroy ${label}` : null,
+      onclick: () => destroy(sb) }, compact ? trashIcon() : 'Destroy'));
+  }
+  return out;
+}
+
+function row(sb) {
+  const label = displayName(sb);
+  return h('tr', { dataset: { id: sb.id, status: sb.status }, class: sb.id === selectedId ? 'selected' : null,
+    onclick: (e) => { if (!e.target.closest('button, a, input')) onSelect(sb.id); } },
+  h('td', { class: 'cell-name' },
+    h('button', { class: 'link-button', type: 'button', dataset: { action: 'select' }, 'aria-pressed': String(sb.id === selectedId),
+      onclick: () => onSelect(sb.id) }, label),
+    sb.name ? h('div', { class: 'sub mono' }, sb.id) : null),
+  h('td', { title: sb.error || null }, statusBadge(sb.status)),
+  h('td', { class: 'mono' }, sb.template),
+  h('td', { class: 'age', dataset: { since: sb.createdAt }, title: sb.createdAt }, age(sb.createdAt)),
+  h('td', { class: 'nowrap' }, resources(sb)),
+  h('td', {}, sb.tags && sb.tags.length ? h('span', { class: 'tags' }, sb.tags.map((t) => h('span', { class: 'tag' }, t))) : h('span', { class: 'muted' }, '—')),
+  h('td', { class: 'nowrap' }, accessFlag('SSH', sb.sshReady), ' ', accessFlag('VNC', sb.vncReady)),
+  h('td', { class: 'cell-actions' }, h('div', { class: 'row-actions', 'aria-label': `Actions for ${label}`, role: 'group' }, actionButtons(sb, 'row'))));
+}
+
+/** Brings the table in line with `sandboxes`, touching only changed rows. */
+function render() {
+  const body = $('#sandbox-rows');
+  const existing = new Map([...body.children].map((tr) => [tr.dataset.id, tr]));
+  const list = ordered();
+  list.forEach((sb, i) => {
+    const sig = JSON.stringify(sb) + (sb.id === selectedId);
+    let tr = existing.get(sb.id);
+    existing.delete(sb.id);
+    if (!tr || tr._sig !== sig) {
+      // Keep the keyboard where it was when a row is redrawn under it.
+      const focused = tr && tr.contains(document.activeElement) ? document.activeElement.dataset.action : null;
+      const fresh = row(sb);
+      fresh._sig = sig;
+      if (tr) tr.replaceWith(fresh);
+      tr = fresh;
+      if (focused) {
+        const again = tr.querySelector(`[data-action="${focused}"]`) || tr.querySelector('[data-action="select"]');
+        again.focus();
+      }
+    }
+    if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null);
+  });
+  for (const tr of existing.values()) tr.remove();
+  $('#sandbox-count').textContent = list.length ? String(list.length) : '';
+  $('#sandbox-empty').hidden = list.length > 0;
+  document.querySelector('.table-wrap').hidden = list.length === 0;
+}
+
+async function lifecycle(button, sb, op) {
+  button.disabled = true;
+  try {
+    const body = await api.post(`/v1/sandboxes/${encodeURIComponent(sb.id)}/${op}`);
+    // The change feed brings the final status; show the answer's at once.
+    const cur = sandboxes.get(sb.id);
+    if (cur && body.data && body.data.status) upsert({ ...cur, status: body.data.status });
+  } catch (err) {
+    toast(`${op === 'pause' ? 'Pause' : 'Resume'} ${displayName(sb)}: ${err.readable || err.message}`, 'error');
+    button.disabled = false;
+  }
+}
+
+/** Asks, then destroys. The dialog opens on Cancel, so Enter does no harm. */
+export function destroy(sb) {
+  const dialog = $('#confirm-dialog');
+  fill($('#confirm-title'), 'Destroy ', h('span', { class: 'mono' }, displayName(sb)), '?');
+  fill($('#confirm-text'), 'Its container and every file outside mounted workspaces are removed. This cannot be undone.');
+  dialog.returnValue = '';
+  dialog.addEventListener('close', async () => {
+    if (dialog.returnValue !== 'ok') return;
+    try {
+      const body = await api.del(`/v1/sandboxes/${encodeURIComponent(sb.id)}?async=true`);
+      const cur = sandboxes.get(sb.id);
+      if (cur && body.data) upsert({ ...cur, status: body.data.deleted ? 'destroyed' : (body.data.status || 'destroying') });
+      toast(`Destroying ${displayName(sb)}`);
+    } catch (err) {
+      toast(`Destroy ${displayName(sb)}: ${err.readable || err.message}`, 'error');
+    }
+  }, { once: true });
+  dialog.showModal();
+}
+
+async function createSandbox(e) {
+  e.preventDefault();
+  const form = e.currentTarget;
+  const errBox = $('#create-error');
+  const button = $('#create-button');
+  const req = { template: form.template.value };
+  const name = form.name.value.trim();
+  if (name) req.name = name;
+  button.disabled = true;
+  errBox.hidden = true;
+  try {
+    const body = await api.post('/v1/sandboxes', req);
+    form.name.value = '';
+    upsert(body.data);
+    toast(`Creating ${displayName(body.data)}`);
+  } catch (err) {
+    errBox.textContent = err.readable || err.message;
+    errBox.hidden = false;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+/** Fills the template picker (keeps the choice across refreshes). */
+export function setTemplates(templates) {
+  const sel = $('#create-template');
+  const was = sel.value;
+  fill(sel, templates.map((t) => h('option', { value: t.name }, t.name)));
+  if (templates.some((t) => t.name === was)) sel.value = was;
+}
