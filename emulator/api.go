@@ -132,6 +132,7 @@ func (a *api) routes() []route {
 		{http.MethodPost, "/_emulator/faults", "emulator.faults.arm", a.armFault, true},
 		{http.MethodDelete, "/_emulator/faults", "emulator.faults.clear", a.clearFaults, true},
 		{http.MethodGet, "/_emulator/operations", "emulator.operations", a.listOperations, true},
+		{http.MethodPost, "/_emulator/sandboxes/:id/expire-idle", "emulator.expireIdle", a.expireIdle, true},
 		{http.MethodGet, "/_emulator/info", "emulator.info", a.info, true},
 		{http.MethodGet, eventsPath, "emulator.events", a.events, true},
 		{getHead, "/", "dashboard", a.dashboardPage, true},

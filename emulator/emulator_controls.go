@@ -154,3 +154,11 @@ func (a *api) clearFaults(c echo.Context) error {
 func (a *api) listOperations(c echo.Context) error {
 	return reply(c, http.StatusOK, a.operations())
 }
+
+func (a *api) expireIdle(c echo.Context) error {
+	sb, err := a.svc.ExpireIdle(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return reply(c, http.StatusOK, a.toSandboxJSON(c.Request().Context(), sb))
+}

@@ -142,3 +142,44 @@ func TestVersionHeader(t *testing.T) {
 		}
 	}
 }
+
+// TestExpireIdle: the idle timeout fires on request, so auto-pause is
+// tested without sleeping for it.
+func TestExpireIdle(t *testing.T) {
+	t.Parallel()
+	c := newClient(t)
+	id := c.create(map[string]any{"idleTimeout": 600})["id"].(string)
+	never := c.create(map[string]any{"idleTimeout": 0})["id"].(string)
+
+	// In use: an exec is running (its first output proves it started).
+	_, events, cancel := c.streamExec(id, map[string]any{"command": "echo started; sleep 30"})
+	if ev := next(t, events, 10*time.Second); ev.Event != "stdout" {
+		t.Fatalf("first event %+v", ev)
+	}
+	if r := c.do("POST", "/_emulator/sandboxes/"+id+"/expire-idle", nil); r.Status != 409 || !strings.Contains(string(r.Body), "in use") {
+		t.Fatalf("expire-idle while an exec runs: %d %s", r.Status, r.Body)
+	}
+	cancel()
+	// The disconnected exec ends; then the sandbox is idle.
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if r := c.do("POST", "/_emulator/sandboxes/"+id+"/expire-idle", nil); r.Status == 200 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	sb := c.must(200, "GET", "/v1/sandboxes/"+id, nil).Data()
+	if sb["status"] != "paused" {
+		t.Fatalf("after expire-idle: %v", sb["status"])
+	}
+	feed := c.must(200, "GET", "/v1/sandboxes/"+id+"/activity", nil).Data()["events"].([]any)
+	if first := feed[0].(map[string]any); first["eventType"] != "idle-paused" {
+		t.Fatalf("newest event %v", first)
+	}
+	for _, tc := range []struct{ id, want string }{{id, "paused"}, {never, "never goes idle"}, {"sandbox-000000000000", "not found"}} {
+		r := c.do("POST", "/_emulator/sandboxes/"+tc.id+"/expire-idle", nil)
+		if r.Status < 400 || !strings.Contains(string(r.Body), tc.want) {
+			t.Errorf("expire-idle %s: %d %s", tc.id, r.Status, r.Body)
+		}
+	}
+}

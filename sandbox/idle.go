@@ -82,3 +82,25 @@ func (s *Service) idlePause(ctx context.Context, sb *Sandbox, idle time.Duration
 		fmt.Sprintf("Sandbox paused after %ds without activity", sb.IdleTimeout),
 		map[string]any{"idleTimeout": sb.IdleTimeout, "idleMs": idle.Milliseconds()})
 }
+
+// ExpireIdle makes a sandbox's idle timeout fire now, as if it had been idle
+// for idleTimeout seconds: tests of auto-pause need no sleeps. A sandbox in
+// use (an exec running, an SSH session open) is not idle, and one whose
+// timeout is 0 never is: both are conflicts.
+func (s *Service) ExpireIdle(ctx context.Context, ref string) (*Sandbox, error) {
+	sb, err := s.Get(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case sb.Status != StatusRunning:
+		return nil, conflict("sandbox %s is %s; only a running sandbox can go idle", sb.ID, sb.Status)
+	case sb.IdleTimeout <= 0:
+		return nil, conflict("sandbox %s has idleTimeout 0: it never goes idle", sb.ID)
+	}
+	if _, ok := s.Idle(sb.ID, sb.CreatedAt); !ok {
+		return nil, conflict("sandbox %s is in use (an exec, SSH session or proxied connection is open)", sb.ID)
+	}
+	s.idlePause(ctx, sb, time.Duration(sb.IdleTimeout)*time.Second)
+	return s.Get(ctx, sb.ID)
+}
