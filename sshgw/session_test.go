@@ -372,6 +372,16 @@ func TestPausedSandboxResumedOnConnect(t *testing.T) {
 		d, idle := svc.Idle(id, time.Time{})
 		return idle && d < time.Minute
 	})
+
+	// Every session is in the sandbox's activity feed, opened and closed.
+	feed := h.mustAPI(http.StatusOK, "GET", "/v1/sandboxes/"+id+"/activity", nil)["events"].([]any)
+	kinds := map[string]int{}
+	for _, e := range feed {
+		kinds[e.(map[string]any)["eventType"].(string)]++
+	}
+	if kinds["ssh.connected"] < 2 || kinds["ssh.disconnected"] < 2 {
+		t.Errorf("activity after two sessions: %v", kinds)
+	}
 	if d := h.mustAPI(http.StatusOK, "GET", "/v1/sandboxes/"+id, nil); d["lastActivityAt"] == nil {
 		t.Errorf("lastActivityAt not set: %v", d)
 	}
