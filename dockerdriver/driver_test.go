@@ -168,6 +168,23 @@ func TestExecBackgroundProcessDoesNotHold(t *testing.T) {
 	}
 }
 
+// The early close for background children must never cut output that is
+// still flowing.
+func TestExecBackgroundChildKeepsAllOutput(t *testing.T) {
+	t.Parallel()
+	d, name := newContainer(t)
+	for i := 0; i < 3; i++ {
+		start := time.Now()
+		out, _, code, err := run(t, d, context.Background(), name, `sleep 20 & head -c 4000000 /dev/zero | tr '\0' x`)
+		if err != nil || code != 0 || len(out) != 4000000 {
+			t.Fatalf("round %d: %d bytes, code %d, err %v", i, len(out), code, err)
+		}
+		if el := time.Since(start); el > 8*time.Second {
+			t.Errorf("round %d took %v", i, el)
+		}
+	}
+}
+
 func TestPausedContainer(t *testing.T) {
 	t.Parallel()
 	d, name := newContainer(t)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -102,10 +103,14 @@ func (d *Driver) Exec(ctx context.Context, name string, spec ExecSpec) (int, err
 		go d.followResize(ctx, created.ID, spec.Resize)
 	}
 
+	// flowing counts the output bytes, so the end of a stream can be told
+	// from a pause in it (see below).
+	var flowing atomic.Int64
 	drained := make(chan struct{})
 	go func() {
 		defer close(drained)
-		stdout, stderr := orDiscard(spec.Stdout), orDiscard(spec.Stderr)
+		stdout := countingWriter{orDiscard(spec.Stdout), &flowing}
+		stderr := countingWriter{orDiscard(spec.Stderr), &flowing}
 		if spec.Tty {
 			_, _ = io.Copy(stdout, att.Reader)
 		} else {
@@ -116,8 +121,9 @@ func (d *Driver) Exec(ctx context.Context, name string, spec ExecSpec) (int, err
 
 	// A command that leaves a background process holding its stdout keeps
 	// the stream open after it exits (the engine gives up only after a few
-	// seconds). Watch the exec, and once it has exited give the stream a
-	// moment to flush, then close it.
+	// seconds). Watch the exec; once it has exited, let the output drain
+	// until it has been quiet for a moment (never cutting a stream that is
+	// still flowing, up to a bound), then close it.
 	exited := make(chan struct{})
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
@@ -126,13 +132,7 @@ func (d *Driver) Exec(ctx context.Context, name string, spec ExecSpec) (int, err
 	select {
 	case <-drained:
 	case <-exited:
-		select {
-		case <-drained:
-		case <-time.After(200 * time.Millisecond):
-			att.Close()
-			<-drained
-		case <-ctx.Done():
-		}
+		d.closeWhenQuiet(ctx, att.Close, drained, &flowing)
 	case <-ctx.Done():
 	}
 	if ctx.Err() != nil {
@@ -167,6 +167,36 @@ func (d *Driver) exitCode(ctx context.Context, execID string) (int, error) {
 			return -1, ctx.Err()
 		case <-time.After(wait):
 		}
+	}
+}
+
+// closeWhenQuiet waits for the stream to end; once no output has come for
+// quietFor (or after drainLimit in all) it closes the stream itself.
+func (d *Driver) closeWhenQuiet(ctx context.Context, closeStream func(), drained <-chan struct{}, flowing *atomic.Int64) {
+	const quietFor, drainLimit = 200 * time.Millisecond, 5 * time.Second
+	tick := time.NewTicker(quietFor / 2)
+	defer tick.Stop()
+	limit := time.After(drainLimit)
+	last, quiet := flowing.Load(), 0
+	for {
+		select {
+		case <-drained:
+			return
+		case <-ctx.Done():
+			return
+		case <-limit:
+		case <-tick.C:
+			if n := flowing.Load(); n != last {
+				last, quiet = n, 0
+				continue
+			}
+			if quiet++; quiet < 2 {
+				continue
+			}
+		}
+		closeStream()
+		<-drained
+		return
 	}
 }
 
@@ -232,6 +262,17 @@ func newTag() string {
 	b := make([]byte, 12)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// countingWriter counts what passes through it.
+type countingWriter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	c.n.Add(int64(len(p)))
+	return c.w.Write(p)
 }
 
 func orDiscard(w io.Writer) io.Writer {
