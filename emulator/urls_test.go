@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -14,11 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rtemu-dev/rtemu/config"
 	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/emulatortest"
-	"github.com/rtemu-dev/rtemu/sandbox"
-	"github.com/rtemu-dev/rtemu/server"
 )
 
 var loopbackURL = regexp.MustCompile(`^http://127\.0\.0\.1:[0-9]+$`)
@@ -220,38 +216,38 @@ func TestDevURL(t *testing.T) {
 	})
 }
 
-// TestDevURLSurvivesRestart stops rtemu and starts it again on the same
-// state: the URL given before works at once, and is given again.
-func TestDevURLSurvivesRestart(t *testing.T) {
-	t.Parallel()
-	emulatortest.SkipIfNoDocker(t)
-	ctx := context.Background()
-	img, err := emulatortest.TestImage(ctx)
+// startRestartable starts an rtemu on dir that leaves its containers
+// running when closed, and one sandbox in it; the sandbox's container is
+// removed when the test ends, whatever happens.
+func startRestartable(t *testing.T, dir string) (*emulatortest.Server, *client, string) {
+	t.Helper()
+	srv, err := emulatortest.Start(context.Background(), emulatortest.WithDataDir(dir),
+		emulatortest.WithLog(t.Output()), emulatortest.WithContainersKept())
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	first, err := server.Start(ctx, config.Config{
-		Addr: "127.0.0.1:0", SSHAddr: "127.0.0.1:0", DataDir: dir,
-		Templates: []sandbox.Template{{Name: "base-ubuntu", Image: img}},
-	}, "test", log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &client{t: t, srv: &emulatortest.Server{Server: first, APIKey: emulatortest.APIKey}, key: emulatortest.APIKey}
+	c := &client{t: t, srv: srv, key: srv.APIKey}
 	id := c.create(nil)["id"].(string)
 	t.Cleanup(func() {
-		// Whatever happens below, the container goes.
 		d, err := dockerdriver.New()
 		if err == nil {
 			_ = d.Remove(context.Background(), "rtemu-"+id)
 			d.Close()
 		}
 	})
+	return srv, c, id
+}
+
+// TestDevURLSurvivesRestart stops rtemu and starts it again on the same
+// state: the URL given before works at once, and is given again.
+func TestDevURLSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	emulatortest.SkipIfNoDocker(t)
+	dir := t.TempDir()
+	first, c, id := startRestartable(t, dir)
 	c.startServers(id, 1)
 	before := c.devURL(id, 3000)["url"].(string)
-	if err := first.Close(ctx); err != nil {
+	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := http.Get(before); err == nil {
@@ -271,32 +267,11 @@ func TestDevURLSurvivesRestart(t *testing.T) {
 func TestDevURLPortTaken(t *testing.T) {
 	t.Parallel()
 	emulatortest.SkipIfNoDocker(t)
-	ctx := context.Background()
-	img, err := emulatortest.TestImage(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelError}))
-	first, err := server.Start(ctx, config.Config{
-		Addr: "127.0.0.1:0", SSHAddr: "127.0.0.1:0", DataDir: dir,
-		Templates: []sandbox.Template{{Name: "base-ubuntu", Image: img}},
-	}, "test", log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &client{t: t, srv: &emulatortest.Server{Server: first, APIKey: emulatortest.APIKey}, key: emulatortest.APIKey}
-	id := c.create(nil)["id"].(string)
-	t.Cleanup(func() {
-		d, err := dockerdriver.New()
-		if err == nil {
-			_ = d.Remove(context.Background(), "rtemu-"+id)
-			d.Close()
-		}
-	})
+	first, c, id := startRestartable(t, dir)
 	c.sh(id, `mkdir -p /www && echo 'hello from the sandbox' > /www/index.html && httpd -p 3000 -h /www`)
 	before := c.devURL(id, 3000)["url"].(string)
-	if err := first.Close(ctx); err != nil {
+	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
 	pu, _ := url.Parse(before)

@@ -35,8 +35,9 @@ type Server struct {
 
 // settings is what the options change.
 type settings struct {
-	cfg    config.Config
-	logOut io.Writer
+	cfg            config.Config
+	logOut         io.Writer
+	keepContainers bool
 }
 
 // Option changes how rtemu is started.
@@ -64,6 +65,10 @@ func WithAuthOff() Option { return func(s *settings) { s.cfg.AuthOff = true } }
 
 // WithDataDir keeps the state in dir (to restart rtemu on the same state).
 func WithDataDir(dir string) Option { return func(s *settings) { s.cfg.DataDir = dir } }
+
+// WithContainersKept leaves the sandboxes' containers running at Close, as
+// a real rtemu does, so a test can start rtemu again on the same data dir.
+func WithContainersKept() Option { return func(s *settings) { s.keepContainers = true } }
 
 // WithLog sends rtemu's warnings and errors to w.
 func WithLog(w io.Writer) Option { return func(s *settings) { s.logOut = w } }
@@ -134,7 +139,9 @@ func Start(ctx context.Context, opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start rtemu: %w", err)
 	}
-	srv.RemoveContainersOnClose()
+	if !s.keepContainers {
+		srv.RemoveContainersOnClose()
+	}
 	key := APIKey
 	if len(s.cfg.APIKeys) > 0 {
 		key = s.cfg.APIKeys[0]

@@ -58,21 +58,15 @@ func (s *Store) SetDevURLPort(ctx context.Context, u sandbox.DevURL) error {
 
 // DevURLs lists the dev URLs of every sandbox not destroyed.
 func (s *Store) DevURLs(ctx context.Context) ([]sandbox.DevURL, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT d.sandbox_id, d.port, d.host_port FROM dev_urls d
+	urls, err := queryAll(ctx, s.r, func(row scanner) (sandbox.DevURL, error) {
+		var u sandbox.DevURL
+		return u, row.Scan(&u.SandboxID, &u.Port, &u.HostPort)
+	}, `SELECT d.sandbox_id, d.port, d.host_port FROM dev_urls d
 		JOIN sandboxes s ON s.id = d.sandbox_id WHERE s.status <> 'destroyed' ORDER BY d.created_at`)
 	if err != nil {
 		return nil, fmt.Errorf("dev urls: %w", err)
 	}
-	defer rows.Close()
-	var out []sandbox.DevURL
-	for rows.Next() {
-		var u sandbox.DevURL
-		if err := rows.Scan(&u.SandboxID, &u.Port, &u.HostPort); err != nil {
-			return nil, fmt.Errorf("dev urls: %w", err)
-		}
-		out = append(out, u)
-	}
-	return out, rows.Err()
+	return urls, nil
 }
 
 // DeleteDevURLs forgets a sandbox's dev URLs.

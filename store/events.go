@@ -19,29 +19,8 @@ func (s *Store) ListEvents(ctx context.Context, sandboxID string, limit int, aft
 		args = append(args, afterSeq)
 	}
 	args = append(args, limit+1)
-	rows, err := s.r.QueryContext(ctx, q+` ORDER BY seq DESC LIMIT ?`, args...)
+	out, err := queryAll(ctx, s.r, scanEvent, q+` ORDER BY seq DESC LIMIT ?`, args...)
 	if err != nil {
-		return nil, false, fmt.Errorf("list events: %w", err)
-	}
-	defer rows.Close()
-	out := make([]sandbox.Event, 0, limit)
-	for rows.Next() {
-		var (
-			ev             sandbox.Event
-			attrs, created string
-		)
-		if err := rows.Scan(&ev.Seq, &ev.ID, &ev.SandboxID, &ev.Type, &ev.Severity, &ev.Title, &attrs, &created); err != nil {
-			return nil, false, fmt.Errorf("list events: %w", err)
-		}
-		if err := json.Unmarshal([]byte(attrs), &ev.Attributes); err != nil {
-			return nil, false, fmt.Errorf("event %s: attributes: %w", ev.ID, err)
-		}
-		if ev.CreatedAt, err = time.Parse(time.RFC3339Nano, created); err != nil {
-			return nil, false, fmt.Errorf("event %s: %w", ev.ID, err)
-		}
-		out = append(out, ev)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, false, fmt.Errorf("list events: %w", err)
 	}
 	more := len(out) > limit
@@ -49,4 +28,22 @@ func (s *Store) ListEvents(ctx context.Context, sandboxID string, limit int, aft
 		out = out[:limit]
 	}
 	return out, more, nil
+}
+
+func scanEvent(row scanner) (sandbox.Event, error) {
+	var (
+		ev             sandbox.Event
+		attrs, created string
+	)
+	if err := row.Scan(&ev.Seq, &ev.ID, &ev.SandboxID, &ev.Type, &ev.Severity, &ev.Title, &attrs, &created); err != nil {
+		return ev, err
+	}
+	if err := json.Unmarshal([]byte(attrs), &ev.Attributes); err != nil {
+		return ev, fmt.Errorf("event %s: attributes: %w", ev.ID, err)
+	}
+	var err error
+	if ev.CreatedAt, err = time.Parse(time.RFC3339Nano, created); err != nil {
+		return ev, fmt.Errorf("event %s: %w", ev.ID, err)
+	}
+	return ev, nil
 }

@@ -77,20 +77,11 @@ func (s *Store) SSHKeyByFingerprint(ctx context.Context, fingerprint string) (*s
 
 // ListSSHKeys returns every key, newest first.
 func (s *Store) ListSSHKeys(ctx context.Context) ([]*sandbox.SSHKey, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+sshKeyCols+` FROM ssh_keys ORDER BY seq DESC`)
+	keys, err := queryAll(ctx, s.r, scanSSHKey, `SELECT `+sshKeyCols+` FROM ssh_keys ORDER BY seq DESC`)
 	if err != nil {
 		return nil, fmt.Errorf("list ssh keys: %w", err)
 	}
-	defer rows.Close()
-	out := []*sandbox.SSHKey{}
-	for rows.Next() {
-		k, err := scanSSHKey(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, k)
-	}
-	return out, rows.Err()
+	return keys, nil
 }
 
 // CountSSHKeys says how many keys are registered.

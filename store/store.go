@@ -195,6 +195,25 @@ func encodeSandbox(sb *sandbox.Sandbox) (tags, data string, err error) {
 
 type scanner interface{ Scan(...any) error }
 
+// queryAll runs a query on the read pool and scans every row with scan.
+// The result is never nil, so an empty list encodes as [].
+func queryAll[T any](ctx context.Context, db *sql.DB, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
 func scanSandbox(row scanner) (*sandbox.Sandbox, error) {
 	var (
 		sb                          sandbox.Sandbox
@@ -348,22 +367,10 @@ func (s *Store) ListSandboxes(ctx context.Context, f sandbox.ListFilter, afterSe
 		args = append(args, afterSeq)
 	}
 	args = append(args, f.Limit+1)
-	rows, err := s.r.QueryContext(ctx, `SELECT `+sandboxCols+` FROM sandboxes WHERE `+
+	out, err := queryAll(ctx, s.r, scanSandbox, `SELECT `+sandboxCols+` FROM sandboxes WHERE `+
 		strings.Join(where, " AND ")+` ORDER BY seq DESC LIMIT ?`, args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("list sandboxes: %w", err)
-	}
-	defer rows.Close()
-	out := make([]*sandbox.Sandbox, 0, f.Limit)
-	for rows.Next() {
-		sb, err := scanSandbox(rows)
-		if err != nil {
-			return nil, false, err
-		}
-		out = append(out, sb)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, false, err
 	}
 	more := len(out) > f.Limit
 	if more {
@@ -374,20 +381,11 @@ func (s *Store) ListSandboxes(ctx context.Context, f sandbox.ListFilter, afterSe
 
 // LiveSandboxes returns every sandbox that is not destroyed, oldest first.
 func (s *Store) LiveSandboxes(ctx context.Context) ([]*sandbox.Sandbox, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+sandboxCols+` FROM sandboxes WHERE status <> 'destroyed' ORDER BY seq`)
+	out, err := queryAll(ctx, s.r, scanSandbox, `SELECT `+sandboxCols+` FROM sandboxes WHERE status <> 'destroyed' ORDER BY seq`)
 	if err != nil {
 		return nil, fmt.Errorf("live sandboxes: %w", err)
 	}
-	defer rows.Close()
-	var out []*sandbox.Sandbox
-	for rows.Next() {
-		sb, err := scanSandbox(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, sb)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // AddEvent appends to a sandbox's activity feed.

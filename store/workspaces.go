@@ -99,20 +99,11 @@ func (s *Store) WorkspaceBySlug(ctx context.Context, slug string) (*sandbox.Work
 
 // ListWorkspaces returns every workspace, newest first.
 func (s *Store) ListWorkspaces(ctx context.Context) ([]*sandbox.Workspace, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+workspaceCols+` FROM workspaces ORDER BY seq DESC`)
+	ws, err := queryAll(ctx, s.r, scanWorkspace, `SELECT `+workspaceCols+` FROM workspaces ORDER BY seq DESC`)
 	if err != nil {
 		return nil, fmt.Errorf("list workspaces: %w", err)
 	}
-	defer rows.Close()
-	out := []*sandbox.Workspace{}
-	for rows.Next() {
-		w, err := scanWorkspace(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, w)
-	}
-	return out, rows.Err()
+	return ws, nil
 }
 
 // RenameWorkspace sets a workspace's name.
