@@ -167,14 +167,18 @@ var keepAlive = []string{"/bin/sh", "-c", "while :; do sleep 86400; done"}
 func (d *Driver) Create(ctx context.Context, spec ContainerSpec) error {
 	init := true
 	pids := spec.PidsLimit
+	cmd, err := d.keepAliveFor(ctx, spec.Image)
+	if err != nil {
+		return err
+	}
 	cfg := &container.Config{
 		Image:      spec.Image,
 		Hostname:   spec.Hostname,
 		Env:        spec.Env,
 		Labels:     spec.Labels,
 		WorkingDir: spec.WorkingDir,
-		Entrypoint: keepAlive[:1],
-		Cmd:        keepAlive[1:],
+		Entrypoint: cmd[:1],
+		Cmd:        cmd[1:],
 	}
 	host := &container.HostConfig{
 		Init: &init,
@@ -187,7 +191,7 @@ func (d *Driver) Create(ctx context.Context, spec ContainerSpec) error {
 			PidsLimit: &pids,
 		},
 	}
-	_, err := d.cli.ContainerCreate(ctx, cfg, host, nil, nil, spec.Name)
+	_, err = d.cli.ContainerCreate(ctx, cfg, host, nil, nil, spec.Name)
 	return wrap(err, "create container "+spec.Name)
 }
 

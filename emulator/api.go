@@ -22,6 +22,9 @@ type Config struct {
 	// AuthOff accepts requests with any key or none.
 	AuthOff bool
 	Logger  *slog.Logger
+	// PortURLs makes the desktop's URL (GET /v1/sandboxes/{id}/vnc,
+	// vncUrl); nil leaves the desktop without one.
+	PortURLs PortURLs
 }
 
 type api struct {
@@ -29,11 +32,13 @@ type api struct {
 	version string
 	log     *slog.Logger
 	gate    *gate
+	// portURLs makes the desktop's URL through the dev-URL proxy.
+	portURLs PortURLs
 }
 
 // New returns the API as an http.Handler.
 func New(cfg Config) http.Handler {
-	a := &api{svc: cfg.Service, version: cfg.Version, log: cfg.Logger, gate: newGate()}
+	a := &api{svc: cfg.Service, version: cfg.Version, log: cfg.Logger, gate: newGate(), portURLs: cfg.PortURLs}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -74,6 +79,7 @@ func (a *api) routes() []route {
 		{http.MethodPost, "/v1/sandboxes/:id/pause", "sandbox.pause", a.pauseSandbox, false},
 		{http.MethodPost, "/v1/sandboxes/:id/resume", "sandbox.resume", a.resumeSandbox, false},
 		{http.MethodPost, "/v1/sandboxes/:id/exec", "sandbox.exec", a.exec, false},
+		{http.MethodGet, "/v1/sandboxes/:id/vnc", "sandbox.vnc", a.vnc, false},
 
 		{http.MethodPost, "/_emulator/reset", "emulator.reset", a.reset, true},
 		{http.MethodGet, "/_emulator/faults", "emulator.faults.list", a.listFaults, true},
@@ -103,7 +109,6 @@ func (a *api) operations() []string {
 var notImplemented = []struct{ method, path, operation string }{
 	{http.MethodGet, "/v1/sandboxes/:id/url", "sandbox dev URLs"},
 	{http.MethodGet, "/v1/sandboxes/:id/ssh", "sandbox SSH connection info"},
-	{http.MethodGet, "/v1/sandboxes/:id/vnc", "sandbox VNC connection info"},
 	{http.MethodGet, "/v1/sandboxes/:id/stats", "sandbox stats"},
 	{http.MethodGet, "/v1/sandboxes/:id/activity", "sandbox activity"},
 	{http.MethodGet, "/v1/ssh-keys", "SSH keys"},

@@ -146,7 +146,7 @@ func (a *api) createSandbox(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return reply(c, http.StatusCreated, toSandboxJSON(sb))
+	return reply(c, http.StatusCreated, a.toJSON(c.Request().Context(), sb))
 }
 
 func (a *api) listSandboxes(c echo.Context) error {
@@ -171,7 +171,7 @@ func (a *api) listSandboxes(c echo.Context) error {
 	}
 	out := make([]sandboxJSON, 0, len(page.Items))
 	for _, sb := range page.Items {
-		out = append(out, toSandboxJSON(sb))
+		out = append(out, a.toJSON(c.Request().Context(), sb))
 	}
 	return replyList(c, out, page.HasMore, page.NextCursor)
 }
@@ -181,7 +181,7 @@ func (a *api) getSandbox(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return reply(c, http.StatusOK, toSandboxJSON(sb))
+	return reply(c, http.StatusOK, a.toJSON(c.Request().Context(), sb))
 }
 
 func (a *api) updateSandbox(c echo.Context) error {
@@ -210,7 +210,7 @@ func (a *api) updateSandbox(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return reply(c, http.StatusOK, toSandboxJSON(sb))
+	return reply(c, http.StatusOK, a.toJSON(c.Request().Context(), sb))
 }
 
 func (a *api) deleteSandbox(c echo.Context) error {

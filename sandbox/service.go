@@ -77,6 +77,8 @@ type Config struct {
 	Logger     *slog.Logger
 	// PidsLimit caps the processes of one sandbox.
 	PidsLimit int64
+	// BuildTemplate builds the images of templates with a Recipe.
+	BuildTemplate TemplateBuilder
 }
 
 // Service owns sandboxes: their records, their containers and every
@@ -89,6 +91,7 @@ type Service struct {
 	order     []string
 	log       *slog.Logger
 	pidsLimit int64
+	build     TemplateBuilder
 
 	hostCPUs atomic.Int64 // the engine's CPUs, to clamp vcpus to what Docker accepts
 	engineUp atomic.Bool  // the last reconcile worked and the event stream is connected
@@ -115,7 +118,7 @@ func New(cfg Config) *Service {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{
 		store: cfg.Store, engine: cfg.Engine, instance: cfg.InstanceID, log: cfg.Logger,
-		templates: map[string]Template{}, pidsLimit: cfg.PidsLimit,
+		templates: map[string]Template{}, pidsLimit: cfg.PidsLimit, build: cfg.BuildTemplate,
 		ctx: ctx, cancel: cancel, now: func() time.Time { return time.Now().UTC() },
 		act:          activity{open: map[string]int{}, last: map[string]time.Time{}, written: map[string]time.Time{}},
 		provisioning: map[string]bool{},
@@ -379,6 +382,9 @@ func (s *Service) ensureImage(ctx context.Context, sb *Sandbox, log *slog.Logger
 	}
 	if present {
 		return nil
+	}
+	if tpl := s.templates[sb.Template]; tpl.Recipe != "" && tpl.Image == sb.Image {
+		return s.buildTemplateImage(ctx, tpl, log)
 	}
 	_, err, _ = s.pulls.Do(sb.Image, func() (any, error) {
 		log.Info("pulling template image", "template", sb.Template, "image", sb.Image)

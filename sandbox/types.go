@@ -191,4 +191,7 @@ type ExecResult struct {
 type Template struct {
 	Name  string
 	Image string
+	// Recipe names the rtemu recipe Image is built from ("" for any other
+	// image): a missing image is then built, not pulled.
+	Recipe string
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/rtemu-dev/rtemu/emulator"
 	"github.com/rtemu-dev/rtemu/sandbox"
 	"github.com/rtemu-dev/rtemu/store"
+	"github.com/rtemu-dev/rtemu/templates"
 )
 
 // Server is a running rtemu.
@@ -65,7 +66,7 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 	}
 	s.svc = sandbox.New(sandbox.Config{
 		Store: s.store, Engine: s.driver, InstanceID: s.store.InstanceID(),
-		Templates: cfg.Templates, Logger: log,
+		Templates: cfg.Templates, Logger: log, BuildTemplate: templates.NewBuilder(s.driver).BuildFunc(),
 	})
 	if err := s.svc.Start(ctx); err != nil {
 		return nil, err
@@ -76,10 +77,14 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	s.URL = "http://" + ln.Addr().String()
+	// Stand-in for the dev-URL proxy until it is merged (see
+	// emulator/portproxy_standin.go).
+	portURLs := emulator.NewHostRoutes(s.svc, ln.Addr())
 	s.httpSrv = &http.Server{
-		Handler: emulator.New(emulator.Config{
+		Handler: portURLs.Front(emulator.New(emulator.Config{
 			Service: s.svc, Version: version, APIKeys: cfg.APIKeys, AuthOff: cfg.AuthOff, Logger: log,
-		}),
+			PortURLs: portURLs,
+		})),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
