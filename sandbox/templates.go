@@ -21,12 +21,16 @@ func (s *Service) buildTemplateImage(ctx context.Context, tpl Template, log *slo
 	if s.build == nil {
 		return fmt.Errorf("image %s for template %s is not built; %s", tpl.Image, tpl.Name, howto)
 	}
-	log.Info("building template image at its first use", "template", tpl.Name, "image", tpl.Image)
-	err := s.build(ctx, tpl.Recipe, func(line string) {
-		// The build's steps, not every line apt prints.
-		if strings.HasPrefix(line, "Step ") || strings.HasPrefix(line, "building ") {
-			log.Info("template build", "template", tpl.Name, "progress", line)
-		}
+	// Creates that need the image at the same time share one build, as
+	// they share a pull.
+	_, err, _ := s.pulls.Do(tpl.Image, func() (any, error) {
+		log.Info("building template image at its first use", "template", tpl.Name, "image", tpl.Image)
+		return nil, s.build(ctx, tpl.Recipe, func(line string) {
+			// The build's steps, not every line apt prints.
+			if strings.HasPrefix(line, "Step ") || strings.HasPrefix(line, "building ") {
+				log.Info("template build", "template", tpl.Name, "progress", line)
+			}
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("image %s for template %s is not built, and building it failed (%v); %s", tpl.Image, tpl.Name, err, howto)
