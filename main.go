@@ -32,11 +32,15 @@ func run(args []string) int {
 		fmt.Println("rtemu", version)
 		return 0
 	case "serve", "doctor", "env":
+	case "templates":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return templatesCommand(ctx, args, os.Stdout, os.Stderr)
 	case "help":
-		fmt.Println("usage: rtemu [serve|doctor|env|version] [flags]; rtemu serve -h lists the flags")
+		fmt.Println("usage: rtemu [serve|doctor|env|templates|version] [flags]; rtemu serve -h lists the flags")
 		return 0
 	default:
-		fmt.Fprintf(os.Stderr, "rtemu: unknown command %q (serve, doctor, env, version)\n", cmd)
+		fmt.Fprintf(os.Stderr, "rtemu: unknown command %q (serve, doctor, env, templates, version)\n", cmd)
 		return 2
 	}
 	cfg, err := config.Parse(args, os.Getenv, os.Stderr)

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/rtemu-dev/rtemu/sandbox"
+	"github.com/rtemu-dev/rtemu/templates"
 )
 
 // Config is what rtemu serve runs with.
@@ -26,8 +27,25 @@ type Config struct {
 	AuthOff   bool
 }
 
-// DefaultTemplates are the templates known without any --template flag.
-var DefaultTemplates = []sandbox.Template{{Name: "base-ubuntu", Image: "ubuntu:24.04"}}
+// DefaultTemplates are the templates known without any --template flag:
+// the hosted ones, each mapped to the image rtemu builds from its recipe
+// (built at the first create when missing, or ahead with
+// `rtemu templates build`).
+var DefaultTemplates = recipeTemplates()
+
+// fallbacks are the images used while a recipe's image is not built:
+// base-ubuntu is ubuntu:24.04 until `rtemu templates build base-ubuntu` has
+// run (the contract's default), while desktop-ubuntu, which no public image
+// stands in for, is built at its first create.
+var fallbacks = map[string]string{"base-ubuntu": "ubuntu:24.04"}
+
+func recipeTemplates() []sandbox.Template {
+	var out []sandbox.Template
+	for _, r := range templates.All() {
+		out = append(out, sandbox.Template{Name: r.Name, Image: r.Image(), Recipe: r.Name, Fallback: fallbacks[r.Name]})
+	}
+	return out
+}
 
 // Usage is one row of the flag ↔ environment table.
 type Usage struct{ Flag, Env, Default, Meaning string }
@@ -38,7 +56,7 @@ var Table = []Usage{
 	{"--ssh-addr", "RTEMU_SSH_ADDR", "127.0.0.1:2222", "SSH gateway address"},
 	{"--data-dir", "RTEMU_DATA_DIR", "$XDG_DATA_HOME/rtemu or ~/.local/share/rtemu", "SQLite database, SSH host key, workspaces"},
 	{"--ephemeral", "RTEMU_EPHEMERAL", "false", "state in a temporary dir removed at exit; every container removed at exit"},
-	{"--template NAME=IMAGE", "RTEMU_TEMPLATES=NAME=IMAGE,...", "base-ubuntu=ubuntu:24.04", "template → Docker image (repeatable)"},
+	{"--template NAME=IMAGE", "RTEMU_TEMPLATES=NAME=IMAGE,...", "base-ubuntu, desktop-ubuntu: rtemu's recipes", "template → Docker image (repeatable)"},
 	{"--api-key KEY", "RTEMU_API_KEYS=KEY,...", "none", "strict mode: only these keys (repeatable)"},
 	{"--auth off", "RTEMU_AUTH=off", "on", "accept requests with any or no key"},
 }
@@ -134,7 +152,8 @@ func parseTemplates(pairs []string) ([]sandbox.Template, error) {
 		replaced := false
 		for i := range out {
 			if out[i].Name == name {
-				out[i].Image, replaced = image, true
+				// An image of the user's own: never built from a recipe.
+				out[i].Image, out[i].Recipe, out[i].Fallback, replaced = image, "", "", true
 			}
 		}
 		if !replaced {

@@ -179,14 +179,18 @@ var keepAlive = []string{"/bin/sh", "-c", "while :; do sleep 86400; done"}
 func (d *Driver) Create(ctx context.Context, spec ContainerSpec) error {
 	init := true
 	pids := spec.PidsLimit
+	cmd, err := d.keepAliveFor(ctx, spec.Image)
+	if err != nil {
+		return err
+	}
 	cfg := &container.Config{
 		Image:      spec.Image,
 		Hostname:   spec.Hostname,
 		Env:        spec.Env,
 		Labels:     spec.Labels,
 		WorkingDir: spec.WorkingDir,
-		Entrypoint: keepAlive[:1],
-		Cmd:        keepAlive[1:],
+		Entrypoint: cmd[:1],
+		Cmd:        cmd[1:],
 	}
 	host := &container.HostConfig{
 		Init: &init,
@@ -202,7 +206,7 @@ func (d *Driver) Create(ctx context.Context, spec ContainerSpec) error {
 	for _, m := range spec.Mounts {
 		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
 	}
-	_, err := d.cli.ContainerCreate(ctx, cfg, host, nil, nil, spec.Name)
+	_, err = d.cli.ContainerCreate(ctx, cfg, host, nil, nil, spec.Name)
 	return wrap(err, "create container "+spec.Name)
 }
 

@@ -33,6 +33,9 @@ type Config struct {
 	// StopStreams, closed when rtemu shuts down, ends long-lived answers
 	// (the dashboard's event stream): http.Server.Shutdown waits for them.
 	StopStreams <-chan struct{}
+	// PortURLs makes the desktop's URL (GET /v1/sandboxes/{id}/vnc,
+	// vncUrl); nil leaves the desktop without one.
+	PortURLs PortURLs
 }
 
 type api struct {
@@ -45,12 +48,15 @@ type api struct {
 	// for the dashboard
 	dataDir, sshAddr, authMode string
 	stopStreams                <-chan struct{}
+	// portURLs makes the desktop's URL through the dev-URL proxy.
+	portURLs PortURLs
 }
 
 // New returns the API as an http.Handler.
 func New(cfg Config) http.Handler {
 	a := &api{svc: cfg.Service, version: cfg.Version, log: cfg.Logger, gate: newGate(), devURLs: cfg.DevURLs, ssh: cfg.SSH,
-		dataDir: cfg.DataDir, sshAddr: cfg.SSHAddr, authMode: authMode(cfg), stopStreams: cfg.StopStreams}
+		dataDir: cfg.DataDir, sshAddr: cfg.SSHAddr, authMode: authMode(cfg), stopStreams: cfg.StopStreams,
+		portURLs: cfg.PortURLs}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -103,6 +109,7 @@ func (a *api) routes() []route {
 		{http.MethodGet, "/v1/sandboxes/:id/stats", "sandbox.stats", a.sandboxStats, false},
 		{http.MethodGet, "/v1/sandboxes/:id/activity", "sandbox.activity", a.sandboxActivity, false},
 		{http.MethodGet, "/v1/sandboxes/:id/ssh", "sandbox.ssh", a.sandboxSSH, false},
+		{http.MethodGet, "/v1/sandboxes/:id/vnc", "sandbox.vnc", a.vnc, false},
 
 		{http.MethodPost, "/v1/ssh-keys", "sshkey.create", a.createSSHKey, false},
 		{http.MethodGet, "/v1/ssh-keys", "sshkey.list", a.listSSHKeys, false},
@@ -158,7 +165,6 @@ func (a *api) operations() []string {
 }
 
 var notImplemented = []struct{ method, path, operation string }{
-	{http.MethodGet, "/v1/sandboxes/:id/vnc", "sandbox VNC connection info"},
 	{http.MethodPost, "/v1/terminal/sandbox-sessions", "browser terminal sessions"},
 	{http.MethodGet, "/v1/projects", "projects"},
 	{http.MethodPost, "/v1/execute", "stateless code execution (/v1/execute)"},

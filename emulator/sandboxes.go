@@ -68,6 +68,7 @@ func optString(s string) *string {
 	return &s
 }
 
+// toSandboxJSON is the sandbox object as the API shows it.
 func (a *api) toSandboxJSON(ctx context.Context, sb *sandbox.Sandbox) sandboxJSON {
 	auth := a.svc.SSHAuthMethod(ctx, sb)
 	out := sandboxJSON{
@@ -93,6 +94,7 @@ func (a *api) toSandboxJSON(ctx context.Context, sb *sandbox.Sandbox) sandboxJSO
 	if sb.Status == sandbox.StatusFailed || sb.Status == sandbox.StatusError {
 		out.Error = sb.Error
 	}
+	a.addDesktop(ctx, sb, &out)
 	return out
 }
 

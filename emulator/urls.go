@@ -177,6 +177,13 @@ func (d *DevURLs) URL(ctx context.Context, ref string, port int) (devURL, error)
 
 // open makes sure a target has a loopback listener and returns its port:
 // the known one when it is free, else a new one, which is recorded.
+// PortURL is the URL of a sandbox's port, as GET /url gives it (the desktop's
+// vncUrl is one).
+func (d *DevURLs) PortURL(ctx context.Context, ref string, port int) (string, error) {
+	u, err := d.URL(ctx, ref, port)
+	return u.URL, err
+}
+
 func (d *DevURLs) open(ctx context.Context, t devTarget, known int) (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

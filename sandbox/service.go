@@ -86,6 +86,8 @@ type Config struct {
 	// DataDir holds the workspaces' folders (in DataDir/workspaces); ""
 	// leaves workspaces unavailable.
 	DataDir string
+	// BuildTemplate builds the images of templates with a Recipe.
+	BuildTemplate TemplateBuilder
 }
 
 // Service owns sandboxes: their records, their containers and every
@@ -98,6 +100,7 @@ type Service struct {
 	order     []string
 	log       *slog.Logger
 	pidsLimit int64
+	build     TemplateBuilder
 
 	hostCPUs atomic.Int64 // the engine's CPUs, to clamp vcpus to what Docker accepts
 	engineUp atomic.Bool  // the last reconcile worked and the event stream is connected
@@ -127,7 +130,7 @@ func New(cfg Config) *Service {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{
 		store: cfg.Store, engine: cfg.Engine, instance: cfg.InstanceID, log: cfg.Logger,
-		templates: map[string]Template{}, pidsLimit: cfg.PidsLimit,
+		templates: map[string]Template{}, pidsLimit: cfg.PidsLimit, build: cfg.BuildTemplate,
 		ctx: ctx, cancel: cancel, now: func() time.Time { return time.Now().UTC() },
 		act:          activity{open: map[string]int{}, last: map[string]time.Time{}, written: map[string]time.Time{}},
 		provisioning: map[string]bool{},
@@ -254,9 +257,15 @@ func (s *Service) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 			return nil, err
 		}
 	}
+	image := tpl.Image
+	if tpl.Fallback != "" {
+		if built, err := s.engine.ImagePresent(ctx, tpl.Image); err == nil && !built {
+			image = tpl.Fallback
+		}
+	}
 	now := s.now()
 	sb := &Sandbox{
-		ID: newID(), Name: p.Name, Template: tpl.Name, Image: tpl.Image, Status: StatusCreating,
+		ID: newID(), Name: p.Name, Template: tpl.Name, Image: image, Status: StatusCreating,
 		Tags: nonNil(p.Tags), Resources: res, Env: p.Env, Mounts: p.Mounts, Metadata: p.Metadata,
 		IdleTimeout: idle, SSHKeys: p.SSHKeys, SSHKeysSet: p.SSHKeysSet,
 		CreatedAt: now, UpdatedAt: now,
@@ -406,6 +415,9 @@ func (s *Service) ensureImage(ctx context.Context, sb *Sandbox, log *slog.Logger
 	}
 	if present {
 		return nil
+	}
+	if tpl := s.templates[sb.Template]; tpl.Recipe != "" && tpl.Image == sb.Image {
+		return s.buildTemplateImage(ctx, tpl, log)
 	}
 	_, err, _ = s.pulls.Do(sb.Image, func() (any, error) {
 		log.Info("pulling template image", "template", sb.Template, "image", sb.Image)

@@ -201,4 +201,12 @@ type ExecResult struct {
 type Template struct {
 	Name  string
 	Image string
+	// Recipe names the rtemu recipe Image is built from ("" for any other
+	// image): a missing image is then built, not pulled.
+	Recipe string
+	// Fallback, for a recipe template, is the image used (pulled if need
+	// be) while the recipe's image is not built: base-ubuntu falls back to
+	// ubuntu:24.04, the contract's default, so a first create pulls rather
+	// than builds for minutes. "" builds the recipe at the first create.
+	Fallback string
 }

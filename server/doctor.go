@@ -9,6 +9,7 @@ import (
 
 	"github.com/rtemu-dev/rtemu/config"
 	"github.com/rtemu-dev/rtemu/dockerdriver"
+	"github.com/rtemu-dev/rtemu/templates"
 )
 
 // Doctor checks what rtemu needs and prints one line a check. It returns
@@ -42,6 +43,11 @@ func Doctor(ctx context.Context, cfg config.Config, w io.Writer) bool {
 				report(false, "template %s: image %s: %v", t.Name, t.Image, err)
 			case present:
 				report(true, "template %s: image %s present", t.Name, t.Image)
+			case t.Recipe != "":
+				// Not fatal: it is built at the first create where a registry answers.
+				fmt.Fprintf(w, "warn template %s: image %s is not built; it is built at the first create from %s "+
+					"(needs a registry), or build it now: rtemu templates build %s (offline: add --base IMAGE, "+
+					"a local Debian or Ubuntu image)\n", t.Name, t.Image, templates.DefaultBase, t.Recipe)
 			default:
 				// Not fatal: it is pulled at the first create where a registry answers.
 				fmt.Fprintf(w, "warn template %s: image %s is not present; it is pulled at the first create "+

@@ -19,6 +19,7 @@ import (
 	"github.com/rtemu-dev/rtemu/sandbox"
 	"github.com/rtemu-dev/rtemu/sshgw"
 	"github.com/rtemu-dev/rtemu/store"
+	"github.com/rtemu-dev/rtemu/templates"
 )
 
 // Server is a running rtemu.
@@ -72,6 +73,7 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 	s.svc = sandbox.New(sandbox.Config{
 		Store: s.store, Engine: s.driver, InstanceID: s.store.InstanceID(),
 		Templates: cfg.Templates, Logger: log, DataDir: s.DataDir,
+		BuildTemplate: templates.NewBuilder(s.driver).BuildFunc(),
 	})
 	if err := s.svc.Start(ctx); err != nil {
 		return nil, err
@@ -112,7 +114,7 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 		// API and its authentication.
 		Handler: s.devURLs.Front(emulator.New(emulator.Config{
 			Service: s.svc, Version: version, APIKeys: cfg.APIKeys, AuthOff: cfg.AuthOff, Logger: log,
-			DevURLs: s.devURLs, SSH: s.ssh,
+			DevURLs: s.devURLs, SSH: s.ssh, PortURLs: s.devURLs,
 			DataDir: s.DataDir, SSHAddr: s.SSHAddr, StopStreams: streams.Done(),
 		})),
 		ReadHeaderTimeout: 10 * time.Second,

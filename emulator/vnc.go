@@ -1,0 +1,83 @@
+package emulator
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/rtemu-dev/rtemu/sandbox"
+)
+
+// PortURLs makes the URL at which rtemu's dev-URL proxy serves a port of a
+// sandbox. The desktop's URL is one of them (port 6901), so VNC traffic
+// takes the same path as any dev URL: WebSocket passthrough, activity
+// counted, a paused sandbox resumed by the first request.
+type PortURLs interface {
+	PortURL(ctx context.Context, ref string, port int) (string, error)
+}
+
+// vncJSON is the wire form of GET /v1/sandboxes/{id}/vnc. host and port are
+// where the URL points: the address a client connects to.
+type vncJSON struct {
+	URL  string `json:"url"`
+	Host string `json:"host"`
+	Port int    `json:"port"`
+}
+
+// vnc answers GET /v1/sandboxes/{id}/vnc.
+func (a *api) vnc(c echo.Context) error {
+	ctx := c.Request().Context()
+	sb, err := a.svc.Desktop(ctx, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	if a.portURLs == nil {
+		return &apiError{status: http.StatusNotImplemented, code: "not_implemented", message: "dev URLs are not served by this rtemu"}
+	}
+	raw, err := a.portURLs.PortURL(ctx, sb.ID, sandbox.VNCPort)
+	if err != nil {
+		return err
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return err
+	}
+	out := vncJSON{URL: raw, Host: u.Hostname()}
+	out.Port, _ = strconv.Atoi(u.Port())
+	if out.Port == 0 {
+		out.Port = map[string]int{"http": 80, "https": 443}[u.Scheme]
+	}
+	return reply(c, http.StatusOK, out)
+}
+
+// addDesktop fills in, for a desktop sandbox, whether its desktop answers
+// now and its URL.
+func (a *api) addDesktop(ctx context.Context, sb *sandbox.Sandbox, out *sandboxJSON) {
+	if !sb.HasDesktop() || a.portURLs == nil {
+		return
+	}
+	switch sb.Status {
+	case sandbox.StatusCreating, sandbox.StatusRunning, sandbox.StatusPausing, sandbox.StatusPaused, sandbox.StatusResuming:
+		// The URL works in all of these (a paused sandbox is resumed by the
+		// first request); readiness is only ever true while running.
+		if u, err := a.portURLs.PortURL(ctx, sb.ID, sandbox.VNCPort); err == nil {
+			out.VNCURL = &u
+		} else {
+			a.log.Warn("no desktop URL", "sandbox", sb.ID, "err", err)
+		}
+		out.VNCReady = a.svc.VNCReady(ctx, sb)
+	}
+}
+
+// hostPort splits a listener's address for URLs.
+func hostPort(addr net.Addr) (string, string) {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return addr.String(), ""
+	}
+	return host, port
+}

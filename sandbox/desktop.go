@@ -1,0 +1,52 @@
+package sandbox
+
+import (
+	"context"
+	"time"
+)
+
+// Only desktop-ubuntu sandboxes have a desktop, as on the hosted service:
+// its web client (noVNC) answers on VNCPort inside the sandbox.
+const (
+	DesktopTemplate = "desktop-ubuntu"
+	VNCPort         = 6901
+)
+
+// vncProbeTimeout bounds the check of a desktop's port; a local connect is
+// answered in well under a millisecond, refused or not.
+const vncProbeTimeout = 500 * time.Millisecond
+
+// HasDesktop says whether the sandbox's template comes with a desktop.
+func (s *Sandbox) HasDesktop() bool { return s.Template == DesktopTemplate }
+
+// Desktop returns a sandbox whose desktop can be asked for: a conflict for
+// a sandbox of another template.
+func (s *Service) Desktop(ctx context.Context, ref string) (*Sandbox, error) {
+	sb, err := s.Get(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	if !sb.HasDesktop() {
+		return nil, conflict("sandbox %s has template %s; only %s sandboxes have a desktop", sb.ID, sb.Template, DesktopTemplate)
+	}
+	return sb, nil
+}
+
+// VNCReady reports whether a desktop sandbox's web client answers now. It
+// dials through the engine's DialPort (the one route to a sandbox's ports)
+// but not through Service.DialPort: looking at a sandbox must neither
+// resume it nor count as activity, or a client polling for readiness
+// would keep it from ever idling.
+func (s *Service) VNCReady(ctx context.Context, sb *Sandbox) bool {
+	if !sb.HasDesktop() || sb.Status != StatusRunning {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, vncProbeTimeout)
+	defer cancel()
+	conn, err := s.engine.DialPort(ctx, sb.ContainerName(), VNCPort)
+	if err != nil {
+		return false
+	}
+	conn.Close()
+	return true
+}
