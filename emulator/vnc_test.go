@@ -36,8 +36,8 @@ func TestVNCEndpoint(t *testing.T) {
 	}
 	// By name too, like every sandbox path.
 	named := c.create(map[string]any{"template": "desktop-ubuntu", "name": "my-desktop"})
-	if got := c.must(http.StatusOK, "GET", "/v1/sandboxes/my-desktop/vnc", nil).Data()["url"]; !strings.Contains(got.(string), named["id"].(string)) {
-		t.Errorf("vnc by name: %v", got)
+	if got := c.must(http.StatusOK, "GET", "/v1/sandboxes/my-desktop/vnc", nil).Data()["url"]; got != named["vncUrl"] || got == desk["vncUrl"] {
+		t.Errorf("vnc by name: %v; its sandbox's vncUrl %v, the other desktop's %v", got, named["vncUrl"], desk["vncUrl"])
 	}
 
 	c.sh(id, "mkdir -p /www && echo desktop-here > /www/index.html && httpd -p 6901 -h /www")
