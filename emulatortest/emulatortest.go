@@ -65,6 +65,17 @@ func WithAuthOff() Option { return func(s *settings) { s.cfg.AuthOff = true } }
 // WithDataDir keeps the state in dir (to restart rtemu on the same state).
 func WithDataDir(dir string) Option { return func(s *settings) { s.cfg.DataDir = dir } }
 
+// WithWarmPool keeps n started containers of a template ready for creates
+// (--warm-pool TEMPLATE=N).
+func WithWarmPool(template string, n int) Option {
+	return func(s *settings) {
+		if s.cfg.WarmPool == nil {
+			s.cfg.WarmPool = map[string]int{}
+		}
+		s.cfg.WarmPool[template] = n
+	}
+}
+
 // WithLog sends rtemu's warnings and errors to w.
 func WithLog(w io.Writer) Option { return func(s *settings) { s.logOut = w } }
 
