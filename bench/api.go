@@ -75,10 +75,13 @@ func (a *api) create(ctx context.Context, body map[string]any) (string, error) {
 	return sb.ID, nil
 }
 
-// waitStatus polls GET until the sandbox has the status. The poll is tight
-// (1 ms) so it adds little to what is measured.
+// waitStatus polls GET until the sandbox has the status: every 1 ms for
+// the first 20 ms (a warm create), then every 5 ms, so the polling adds
+// little to what is measured without taking CPU from the engine while a
+// container starts (a 1 ms poll did, on 2 cores).
 func (a *api) waitStatus(ctx context.Context, id, status string) error {
-	deadline := time.Now().Add(2 * time.Minute)
+	start := time.Now()
+	deadline := start.Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
 		var sb sandboxJSON
 		if _, err := a.call(ctx, "GET", "/v1/sandboxes/"+id, nil, &sb); err != nil {
@@ -90,7 +93,11 @@ func (a *api) waitStatus(ctx context.Context, id, status string) error {
 		if sb.Status == "failed" || sb.Status == "error" {
 			return fmt.Errorf("sandbox %s is %s: %s", id, sb.Status, sb.Error)
 		}
-		time.Sleep(time.Millisecond)
+		if time.Since(start) < 20*time.Millisecond {
+			time.Sleep(time.Millisecond)
+		} else {
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
 	return fmt.Errorf("sandbox %s did not become %s", id, status)
 }
