@@ -34,6 +34,18 @@ func newClient(t *testing.T, opts ...emulatortest.Option) *client {
 		opts = append([]emulatortest.Option{emulatortest.WithWarmPool("base-ubuntu", n)}, opts...)
 	}
 	srv := emulatortest.New(t, opts...)
+	if v := os.Getenv("RTEMU_TEST_WARM_POOL"); v != "" {
+		// Full before the test begins, so its first creates take pool
+		// containers rather than racing the first fill.
+		n, _ := strconv.Atoi(v)
+		deadline := time.Now().Add(60 * time.Second)
+		for srv.Service().WarmPoolReady("base-ubuntu") < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("warm pool of %d not filled in 60s", n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	return &client{t: t, srv: srv, key: srv.APIKey}
 }
 
