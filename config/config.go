@@ -25,6 +25,8 @@ type Config struct {
 	Templates []sandbox.Template
 	APIKeys   []string
 	AuthOff   bool
+	// WarmPool is template → started containers kept ready for creates.
+	WarmPool map[string]int
 }
 
 // DefaultTemplates are the templates known without any --template flag:
@@ -59,6 +61,7 @@ var Table = []Usage{
 	{"--template NAME=IMAGE", "RTEMU_TEMPLATES=NAME=IMAGE,...", "base-ubuntu, desktop-ubuntu: rtemu's recipes", "template → Docker image (repeatable)"},
 	{"--api-key KEY", "RTEMU_API_KEYS=KEY,...", "none", "strict mode: only these keys (repeatable)"},
 	{"--auth off", "RTEMU_AUTH=off", "on", "accept requests with any or no key"},
+	{"--warm-pool TEMPLATE=N", "RTEMU_WARM_POOL=TEMPLATE=N,...", "none", "keep N started containers of a template for instant creates (repeatable)"},
 }
 
 type listFlag []string
@@ -72,7 +75,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config,
 	cfg := Config{Addr: "127.0.0.1:7070", SSHAddr: "127.0.0.1:2222"}
 	fs := flag.NewFlagSet("rtemu serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var templates, keys listFlag
+	var templates, keys, pools listFlag
 	var auth, ephemeral string
 	fs.StringVar(&cfg.Addr, "addr", envOr(getenv, "RTEMU_ADDR", cfg.Addr), "REST API address")
 	fs.StringVar(&cfg.SSHAddr, "ssh-addr", envOr(getenv, "RTEMU_SSH_ADDR", cfg.SSHAddr), "SSH gateway address")
@@ -80,6 +83,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config,
 	fs.StringVar(&ephemeral, "ephemeral", getenv("RTEMU_EPHEMERAL"), "temporary state, containers removed at exit")
 	fs.Var(&templates, "template", "NAME=IMAGE (repeatable)")
 	fs.Var(&keys, "api-key", "accept only this key (repeatable)")
+	fs.Var(&pools, "warm-pool", "TEMPLATE=N started containers kept ready (repeatable)")
 	fs.StringVar(&auth, "auth", envOr(getenv, "RTEMU_AUTH", "on"), "on or off")
 	// --ephemeral works as a bare boolean flag too.
 	for i, a := range args {
@@ -115,6 +119,12 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config,
 		templates = splitList(getenv("RTEMU_TEMPLATES"))
 	}
 	if cfg.Templates, err = parseTemplates(templates); err != nil {
+		return cfg, err
+	}
+	if len(pools) == 0 {
+		pools = splitList(getenv("RTEMU_WARM_POOL"))
+	}
+	if cfg.WarmPool, err = parseWarmPool(pools, cfg.Templates); err != nil {
 		return cfg, err
 	}
 	if cfg.DataDir == "" && !cfg.Ephemeral {
@@ -176,4 +186,32 @@ func defaultDataDir(getenv func(string) string) (string, error) {
 		return "", errors.New("no --data-dir given and no home directory to default to")
 	}
 	return filepath.Join(home, ".local", "share", "rtemu"), nil
+}
+
+// maxWarmPool bounds one template's pool: each is a running container.
+const maxWarmPool = 64
+
+// parseWarmPool reads TEMPLATE=N pairs; the template must be configured.
+func parseWarmPool(pairs []string, templates []sandbox.Template) (map[string]int, error) {
+	var out map[string]int
+	for _, p := range pairs {
+		if out == nil {
+			out = map[string]int{}
+		}
+		name, count, ok := strings.Cut(p, "=")
+		name = strings.TrimSpace(name)
+		n, err := strconv.Atoi(strings.TrimSpace(count))
+		if !ok || name == "" || err != nil || n < 0 || n > maxWarmPool {
+			return nil, fmt.Errorf("--warm-pool %q: want TEMPLATE=N with N from 0 to %d, e.g. base-ubuntu=4", p, maxWarmPool)
+		}
+		known := false
+		for _, t := range templates {
+			known = known || t.Name == name
+		}
+		if !known {
+			return nil, fmt.Errorf("--warm-pool %q: unknown template %q (add it with --template %s=IMAGE)", p, name, name)
+		}
+		out[name] = n
+	}
+	return out, nil
 }

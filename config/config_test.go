@@ -31,6 +31,13 @@ func TestParse(t *testing.T) {
 				c.Templates = append(c.Templates, sandbox.Template{Name: "x", Image: "img"})
 			}},
 		{"ephemeral bare flag", []string{"--ephemeral"}, map[string]string{"HOME": "/home/u"}, func(c *Config) { c.Ephemeral, c.DataDir = true, "" }},
+		{"warm pool flag", []string{"--warm-pool", "base-ubuntu=3", "--warm-pool", "x=0", "--template", "x=img"}, map[string]string{"HOME": "/home/u"},
+			func(c *Config) {
+				c.WarmPool = map[string]int{"base-ubuntu": 3, "x": 0}
+				c.Templates = append(c.Templates, sandbox.Template{Name: "x", Image: "img"})
+			}},
+		{"warm pool env", nil, map[string]string{"HOME": "/home/u", "RTEMU_WARM_POOL": "base-ubuntu=2"},
+			func(c *Config) { c.WarmPool = map[string]int{"base-ubuntu": 2} }},
 		{"ephemeral env", nil, map[string]string{"HOME": "/home/u", "RTEMU_EPHEMERAL": "true"}, func(c *Config) { c.Ephemeral, c.DataDir = true, "" }},
 	}
 	for _, tt := range tests {
@@ -54,6 +61,8 @@ func TestParseRejects(t *testing.T) {
 	for _, args := range [][]string{
 		{"--template", "noequals"}, {"--template", "=img"}, {"--template", "a b=img"}, {"--auth", "maybe"},
 		{"--ephemeral=perhaps"}, {"--no-such-flag"}, {"stray"},
+		{"--warm-pool", "base-ubuntu"}, {"--warm-pool", "base-ubuntu=-1"}, {"--warm-pool", "base-ubuntu=65"},
+		{"--warm-pool", "nosuch=2"}, {"--warm-pool", "base-ubuntu=two"},
 	} {
 		if _, err := Parse(args, func(string) string { return "" }, io.Discard); err == nil {
 			t.Errorf("%v accepted", args)

@@ -380,3 +380,16 @@ func (d *Driver) DialPort(ctx context.Context, name string, port int) (net.Conn,
 	var dialer net.Dialer
 	return dialer.DialContext(ctx, "tcp", net.JoinHostPort(st.IP, strconv.Itoa(port)))
 }
+
+// UpdateLimits changes the CPU and memory limits of a container, running or
+// not. The swap limit is set the way create sets it by default (twice the
+// memory), so an updated container cannot be told from one created with
+// these limits; growing past the old swap limit would fail otherwise.
+func (d *Driver) UpdateLimits(ctx context.Context, name string, nanoCPUs, memoryBytes int64) error {
+	res := container.Resources{NanoCPUs: nanoCPUs, Memory: memoryBytes}
+	if memoryBytes > 0 {
+		res.MemorySwap = 2 * memoryBytes
+	}
+	_, err := d.cli.ContainerUpdate(ctx, name, container.UpdateConfig{Resources: res})
+	return wrap(err, "update limits of "+name)
+}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -21,7 +23,29 @@ type client struct {
 func newClient(t *testing.T, opts ...emulatortest.Option) *client {
 	t.Helper()
 	emulatortest.SkipIfNoDocker(t)
+	// RTEMU_TEST_WARM_POOL=N runs the tests with a warm pool of N for
+	// base-ubuntu, so the lifecycle tests prove a pooled sandbox behaves as
+	// a cold one (CI runs them both ways).
+	if v := os.Getenv("RTEMU_TEST_WARM_POOL"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatalf("RTEMU_TEST_WARM_POOL=%q: %v", v, err)
+		}
+		opts = append([]emulatortest.Option{emulatortest.WithWarmPool("base-ubuntu", n)}, opts...)
+	}
 	srv := emulatortest.New(t, opts...)
+	if v := os.Getenv("RTEMU_TEST_WARM_POOL"); v != "" {
+		// Full before the test begins, so its first creates take pool
+		// containers rather than racing the first fill.
+		n, _ := strconv.Atoi(v)
+		deadline := time.Now().Add(60 * time.Second)
+		for srv.Service().WarmPoolReady("base-ubuntu") < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("warm pool of %d not filled in 60s", n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	return &client{t: t, srv: srv, key: srv.APIKey}
 }
 

@@ -70,6 +70,17 @@ func WithDataDir(dir string) Option { return func(s *settings) { s.cfg.DataDir =
 // a real rtemu does, so a test can start rtemu again on the same data dir.
 func WithContainersKept() Option { return func(s *settings) { s.keepContainers = true } }
 
+// WithWarmPool keeps n started containers of a template ready for creates
+// (--warm-pool TEMPLATE=N).
+func WithWarmPool(template string, n int) Option {
+	return func(s *settings) {
+		if s.cfg.WarmPool == nil {
+			s.cfg.WarmPool = map[string]int{}
+		}
+		s.cfg.WarmPool[template] = n
+	}
+}
+
 // WithLog sends rtemu's warnings and errors to w.
 func WithLog(w io.Writer) Option { return func(s *settings) { s.logOut = w } }
 

@@ -41,7 +41,7 @@ func (s *Service) Attach(ctx context.Context, ref string, spec AttachSpec) (int,
 	}
 	defer s.BeginActivity(ctx, sb.ID)()
 	code, err := s.engine.Exec(ctx, sb.ContainerName(), dockerdriver.ExecSpec{
-		Cmd: spec.Cmd, Env: spec.Env, Tty: spec.Tty, Size: spec.Size, Resize: spec.Resize,
+		Cmd: spec.Cmd, Env: withSandboxEnv(sb.Env, spec.Env), Tty: spec.Tty, Size: spec.Size, Resize: spec.Resize,
 		Stdin: spec.Stdin, Stdout: spec.Stdout, Stderr: spec.Stderr,
 	})
 	switch {

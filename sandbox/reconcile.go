@@ -78,6 +78,9 @@ func (s *Service) reconcile(ctx context.Context) (err error) {
 		}
 	}
 	for _, c := range byName {
+		if c.Labels[LabelPool] != "" && s.pooledInUse(ctx, c) {
+			continue
+		}
 		s.log.Info("removing a container with no sandbox record", "container", c.Name)
 		if err := s.engine.Remove(ctx, c.Name); err != nil {
 			return s.engineErr(err)
@@ -164,6 +167,9 @@ func (s *Service) onEvent(ctx context.Context, ev dockerdriver.Event) {
 	}
 	sb, err := s.store.GetSandbox(ctx, id)
 	if err != nil {
+		if ev.Action == "die" || ev.Action == "destroy" || ev.Action == "oom" {
+			s.pool.forget(ev.Name) // a pool container killed behind rtemu's back
+		}
 		return
 	}
 	// Only settled states are compared with the engine: in every other state
@@ -214,4 +220,16 @@ func (s *Service) DestroyAll(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// pooledInUse says whether a pool container with no live record seen by
+// reconcile is still wanted: the pool holds it, or Create has just handed it
+// over (the record is written before the pool lets go of it, so checking
+// the record after the pool leaves no gap).
+func (s *Service) pooledInUse(ctx context.Context, c dockerdriver.Container) bool {
+	if s.pool.owns(c.Name) {
+		return true
+	}
+	sb, err := s.store.GetSandbox(ctx, c.Labels[LabelSandbox])
+	return err == nil && sb.Status != StatusDestroyed
 }

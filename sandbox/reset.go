@@ -27,6 +27,9 @@ func (s *Service) Reset(ctx context.Context) (removed int, err error) {
 	if err != nil {
 		return 0, err
 	}
+	// The pool's containers go with every other; it fills again after.
+	s.suspendPool()
+	defer s.resumePool()
 	if err := s.DestroyAll(ctx); err != nil {
 		return 0, err
 	}

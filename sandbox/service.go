@@ -36,6 +36,7 @@ type Engine interface {
 	Exec(ctx context.Context, name string, spec dockerdriver.ExecSpec) (int, error)
 	DialPort(ctx context.Context, name string, port int) (net.Conn, error)
 	Stats(ctx context.Context, name string) (dockerdriver.Stats, error)
+	UpdateLimits(ctx context.Context, name string, nanoCPUs, memoryBytes int64) error
 }
 
 // Store errors the service understands.
@@ -88,6 +89,9 @@ type Config struct {
 	DataDir string
 	// BuildTemplate builds the images of templates with a Recipe.
 	BuildTemplate TemplateBuilder
+	// WarmPool keeps this many started containers per template, handed
+	// out by Create (see pool.go).
+	WarmPool map[string]int
 }
 
 // Service owns sandboxes: their records, their containers and every
@@ -115,6 +119,7 @@ type Service struct {
 	urls    urlTraffic
 	ws      workspaces
 	keys    sshKeyState
+	pool    warmPool
 
 	resetMu    sync.Mutex
 	resetHooks []ResetHook
@@ -141,6 +146,7 @@ func New(cfg Config) *Service {
 	if s.pidsLimit == 0 {
 		s.pidsLimit = 4096
 	}
+	s.pool.init(cfg.WarmPool)
 	if cfg.DataDir != "" {
 		s.ws.dir = filepath.Join(cfg.DataDir, "workspaces")
 	}
@@ -170,7 +176,7 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 	s.goBackground(func(ctx context.Context) { s.watch(ctx, reconciled) })
 	s.goBackground(s.sweepIdle)
-	return nil
+	return s.startPool()
 }
 
 // Close stops the background work and waits for it. Containers are left
@@ -257,15 +263,10 @@ func (s *Service) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 			return nil, err
 		}
 	}
-	image := tpl.Image
-	if tpl.Fallback != "" {
-		if built, err := s.engine.ImagePresent(ctx, tpl.Image); err == nil && !built {
-			image = tpl.Fallback
-		}
-	}
+	image := s.templateImage(ctx, tpl)
 	now := s.now()
 	sb := &Sandbox{
-		ID: newID(), Name: p.Name, Template: tpl.Name, Image: image, Status: StatusCreating,
+		Name: p.Name, Template: tpl.Name, Image: image, Status: StatusCreating,
 		Tags: nonNil(p.Tags), Resources: res, Env: p.Env, Mounts: p.Mounts, Metadata: p.Metadata,
 		IdleTimeout: idle, SSHKeys: p.SSHKeys, SSHKeysSet: p.SSHKeysSet,
 		CreatedAt: now, UpdatedAt: now,
@@ -283,7 +284,23 @@ func (s *Service) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 		}
 		sb.RootPasswordHash = string(h)
 	}
-	if err := s.insert(ctx, sb); err != nil {
+	// A sandbox with mounts cannot come from the pool: binds are fixed when
+	// a container is created.
+	pooled := false
+	if len(p.Mounts) == 0 {
+		sb.ID, pooled = s.takePooled(ctx, tpl.Name, res)
+	}
+	if !pooled {
+		sb.ID = newID()
+	}
+	err = s.insert(ctx, sb)
+	if pooled {
+		s.pool.handedOver(sb.ContainerName(), err == nil)
+		if err != nil {
+			s.discardPooled(sb.ContainerName())
+		}
+	}
+	if err != nil {
 		if errors.Is(err, ErrNameTaken) {
 			return nil, conflict("a sandbox named %q already exists", p.Name)
 		}
@@ -292,6 +309,17 @@ func (s *Service) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 	s.event(ctx, sb.ID, "created", "info", "Sandbox created", map[string]any{"template": sb.Template})
 	s.startProvision(sb)
 	return sb, nil
+}
+
+// templateImage is the image a template's sandboxes are made from now: its
+// own, or its fallback while a recipe's image is not built.
+func (s *Service) templateImage(ctx context.Context, tpl Template) string {
+	if tpl.Fallback != "" {
+		if built, err := s.engine.ImagePresent(ctx, tpl.Image); err == nil && !built {
+			return tpl.Fallback
+		}
+	}
+	return tpl.Image
 }
 
 // startProvision makes a sandbox's container in the background, unless that
@@ -356,6 +384,7 @@ func (s *Service) provision(ctx context.Context, sb *Sandbox) {
 }
 
 func (s *Service) makeContainer(ctx context.Context, sb *Sandbox, log *slog.Logger) error {
+	pooled := s.pool.fromPool(sb.ID)
 	if f, ok := s.TakeFault("sandbox.create", FaultFailAsync); ok {
 		msg := f.Message
 		if msg == "" {
@@ -363,21 +392,14 @@ func (s *Service) makeContainer(ctx context.Context, sb *Sandbox, log *slog.Logg
 		}
 		return fmt.Errorf("%s: %s", f.ID, msg)
 	}
+	if pooled {
+		return nil // made, started and fitted to its limits by Create
+	}
 	if err := s.ensureImage(ctx, sb, log); err != nil {
 		return err
 	}
-	mem, _ := ParseSize(sb.Resources.Memory)
-	cpus := sb.Resources.VCPUs
-	if host := int(s.hostCPUs.Load()); host > 0 && cpus > host {
-		// Docker refuses a CPU limit above the host's CPUs; the sandbox
-		// still reports what was asked for.
-		cpus = host
-	}
-	env := make([]string, 0, len(sb.Env))
-	for k, v := range sb.Env {
-		env = append(env, k+"="+v)
-	}
-	sort.Strings(env)
+	cpus, mem := s.limits(sb.Resources)
+	env := envList(sb.Env, nil)
 	mounts, err := s.containerMounts(sb)
 	if err != nil {
 		return err
@@ -391,7 +413,7 @@ func (s *Service) makeContainer(ctx context.Context, sb *Sandbox, log *slog.Logg
 			LabelSandbox: sb.ID, LabelInstance: s.instance, LabelTemplate: sb.Template,
 		},
 		Env:         env,
-		NanoCPUs:    int64(cpus) * 1e9,
+		NanoCPUs:    cpus,
 		MemoryBytes: mem,
 		PidsLimit:   s.pidsLimit,
 		WorkingDir:  WorkspacePath,
@@ -680,11 +702,10 @@ func (s *Service) Exec(ctx context.Context, ref string, p ExecParams) (ExecResul
 	if err := runnable(sb); err != nil {
 		return ExecResult{}, err
 	}
-	env := make([]string, 0, len(p.Env))
-	for k, v := range p.Env {
-		env = append(env, k+"="+v)
-	}
-	sort.Strings(env)
+	// The sandbox's env is given to every exec, not only to the container:
+	// a container from the warm pool was started before its sandbox's env
+	// was known (see pool.go).
+	env := envList(sb.Env, p.Env)
 	stdout, stderr := &cappedBuffer{max: MaxExecOutput}, &cappedBuffer{max: MaxExecOutput}
 	defer s.BeginActivity(ctx, sb.ID)()
 	runCtx, cancel := context.WithTimeout(ctx, p.Timeout)

@@ -89,7 +89,7 @@ func (g *Gateway) Serve(ln net.Listener) error {
 	}
 	g.addr = ln.Addr().String()
 	g.mu.Unlock()
-	err := g.srv.Serve(ln)
+	err := g.srv.Serve(quickAckListener{ln})
 	g.mu.Lock()
 	g.addr = ""
 	g.mu.Unlock()

@@ -37,7 +37,7 @@ type harness struct {
 	knownHosts string
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T, opts ...emulatortest.Option) *harness {
 	t.Helper()
 	emulatortest.SkipIfNoDocker(t)
 	for _, bin := range []string{"ssh", "scp", "sftp", "sshpass", "ssh-keygen"} {
@@ -45,7 +45,7 @@ func newHarness(t *testing.T) *harness {
 			t.Fatalf("%s not installed (apt-get install openssh-client sshpass): %v", bin, err)
 		}
 	}
-	srv := emulatortest.New(t)
+	srv := emulatortest.New(t, opts...)
 	h := &harness{t: t, srv: srv, dir: t.TempDir()}
 	var err error
 	if h.host, h.port, err = net.SplitHostPort(srv.SSHAddr); err != nil {

@@ -27,6 +27,7 @@ import (
 type Store struct {
 	w, r     *sql.DB
 	instance string
+	reads    preparedReads
 }
 
 // Open opens (creating if needed) the database file and migrates it.
@@ -60,12 +61,16 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	if err := s.reads.prepare(ctx, s.r); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
 // Close closes the database.
 func (s *Store) Close() error {
-	return errors.Join(s.r.Close(), s.w.Close())
+	return errors.Join(s.reads.close(), s.r.Close(), s.w.Close())
 }
 
 // InstanceID is this database's id, made at its creation: the containers of
@@ -292,13 +297,12 @@ func (s *Store) InsertSandbox(ctx context.Context, sb *sandbox.Sandbox) error {
 
 // GetSandbox reads one sandbox by id.
 func (s *Store) GetSandbox(ctx context.Context, id string) (*sandbox.Sandbox, error) {
-	return scanSandbox(s.r.QueryRowContext(ctx, `SELECT `+sandboxCols+` FROM sandboxes WHERE id = ?`, id))
+	return scanSandbox(s.reads.byID.QueryRowContext(ctx, id))
 }
 
 // SandboxByName reads the live (not destroyed) sandbox with that name.
 func (s *Store) SandboxByName(ctx context.Context, name string) (*sandbox.Sandbox, error) {
-	return scanSandbox(s.r.QueryRowContext(ctx,
-		`SELECT `+sandboxCols+` FROM sandboxes WHERE name = ? AND status <> 'destroyed'`, name))
+	return scanSandbox(s.reads.byName.QueryRowContext(ctx, name))
 }
 
 // UpdateSandbox reads, changes and writes one sandbox in a transaction.

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os/exec"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+)
+
+// benchLabel marks the baseline's containers, so they are removed at the
+// end whatever happened.
+const benchLabel = "rtemu.bench"
+
+// raw is the baseline: the Docker API used directly, as a program would.
+type raw struct {
+	cli   *client.Client
+	image string
+	seq   int
+	run   string // this run's id, in every baseline container's name and label
+}
+
+// spec is the container rtemu makes for a default sandbox: same image,
+// init, keep-alive command, limits, working dir.
+func (r *raw) spec(nanoCPUs int64) (*container.Config, *container.HostConfig) {
+	init := true
+	pids := int64(4096)
+	return &container.Config{
+			Image: r.image, Labels: map[string]string{benchLabel: r.run}, WorkingDir: "/workspace",
+			Entrypoint: []string{"/bin/sh"}, Cmd: []string{"-c", "while :; do sleep 86400; done"},
+		}, &container.HostConfig{Init: &init, Resources: container.Resources{
+			NanoCPUs: nanoCPUs, Memory: 4 << 30, PidsLimit: &pids,
+		}}
+}
+
+func (r *raw) createStart(ctx context.Context, nanoCPUs int64) (string, error) {
+	r.seq++
+	cfg, host := r.spec(nanoCPUs)
+	c, err := r.cli.ContainerCreate(ctx, cfg, host, nil, nil, fmt.Sprintf("rtemu-bench-%s-%d", r.run, r.seq))
+	if err != nil {
+		return "", err
+	}
+	return c.ID, r.cli.ContainerStart(ctx, c.ID, container.StartOptions{})
+}
+
+func (r *raw) remove(ctx context.Context, id string) error {
+	return r.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true})
+}
+
+// exec runs a command the way `docker exec` does: create, attach, start,
+// drain, then read the exit code.
+func (r *raw) exec(ctx context.Context, id string, cmd ...string) error {
+	ex, err := r.cli.ContainerExecCreate(ctx, id, container.ExecOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		return err
+	}
+	hj, err := r.cli.ContainerExecAttach(ctx, ex.ID, container.ExecAttachOptions{})
+	if err != nil {
+		return err
+	}
+	_, err = stdcopy.StdCopy(io.Discard, io.Discard, hj.Reader)
+	hj.Close()
+	if err != nil {
+		return err
+	}
+	st, err := r.cli.ContainerExecInspect(ctx, ex.ID)
+	if err != nil {
+		return err
+	}
+	if st.ExitCode != 0 {
+		return fmt.Errorf("exec %v: exit %d", cmd, st.ExitCode)
+	}
+	return nil
+}
+
+func dockerCLI(ctx context.Context, args ...string) error {
+	out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("docker %v: %v: %s", args, err, out)
+	}
+	return nil
+}
+
+// cleanup removes every baseline container of this run.
+func (r *raw) cleanup(ctx context.Context) {
+	cs, err := r.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", benchLabel+"="+r.run))})
+	if err != nil {
+		return
+	}
+	for _, c := range cs {
+		_ = r.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
+	}
+}

@@ -1,0 +1,219 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+
+	"github.com/rtemu-dev/rtemu/sandbox"
+	"github.com/rtemu-dev/rtemu/store"
+)
+
+// proc is rtemu run as its own process (built from this module), so its
+// memory and start-up are its own.
+type proc struct {
+	bin, dataDir, addr, img string
+	cmd                     *exec.Cmd
+}
+
+func (p *proc) start(ctx context.Context) (time.Duration, error) {
+	t := time.Now()
+	p.cmd = exec.Command(p.bin, "serve", "--addr", p.addr, "--ssh-addr", "127.0.0.1:0", "--data-dir", p.dataDir,
+		"--template", "base-ubuntu="+p.img, "--auth", "off")
+	p.cmd.Stdout, p.cmd.Stderr = nil, nil
+	if err := p.cmd.Start(); err != nil {
+		return 0, err
+	}
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		resp, err := http.Get("http://" + p.addr + "/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return time.Since(t), nil
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return 0, fmt.Errorf("rtemu did not answer /health")
+}
+
+// stop ends the process with SIGTERM; containers stay (not ephemeral).
+func (p *proc) stop() {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-done
+	}
+	p.cmd = nil
+}
+
+// rssMB reads the process's resident memory from /proc.
+func (p *proc) rssMB() (float64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return float64(kb) / 1024, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS")
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// fleetMetrics: rss_200 (resident memory of rtemu with the fleet running,
+// after creating it `parallel` at a time with no error) and startup_200
+// (rtemu start until /health is 200, with the fleet to reconcile).
+func (b *bench) fleetMetrics(ctx context.Context) (rows []result, err error) {
+	dir := tempDir()
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "rtemu")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/rtemu-dev/rtemu")
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("go build: %v: %s", err, out)
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	p := &proc{bin: bin, dataDir: filepath.Join(dir, "data"), addr: addr, img: b.img}
+	defer func() {
+		p.stop()
+		b.removeInstance(context.WithoutCancel(ctx), p.dataDir)
+	}()
+	if _, err := p.start(ctx); err != nil {
+		return nil, err
+	}
+	a := newAPI("http://"+addr, "rt_test_0123456789abcdefghijklmnopqrstuv")
+
+	// The fleet, `parallel` creates at a time; every create must succeed.
+	var (
+		mu    sync.Mutex
+		lat   []time.Duration
+		errs  []error
+		first []time.Duration // the first wave's create-to-running
+	)
+	for made := 0; made < b.s.fleet && ctx.Err() == nil; {
+		wave := min(b.s.parallel, b.s.fleet-made)
+		var wg sync.WaitGroup
+		var waveLat []time.Duration
+		for i := 0; i < wave; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				t := time.Now()
+				_, err := a.createRunning(ctx, map[string]any{"template": "base-ubuntu"})
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					errs = append(errs, err)
+					return
+				}
+				waveLat = append(waveLat, time.Since(t))
+			}()
+		}
+		wg.Wait()
+		if made == 0 {
+			first = waveLat
+		}
+		lat = append(lat, waveLat...)
+		made += wave
+		b.log.Info("fleet", "running", made)
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	time.Sleep(2 * time.Second) // let the creates' garbage be collected, as a steady state
+	rss, err := p.rssMB()
+	if err != nil {
+		return nil, err
+	}
+	r := result{Metric: fmt.Sprintf("rss_%d", b.s.fleet), RtemuP50: ms(percentile(first, 50)), RtemuP95: ms(percentile(first, 95)), N: len(first),
+		Value: ptr(float64(int(rss*10)) / 10), Unit: "MB", Target: "≤ 100 MB, 0 errors",
+		Met:  rss <= 100 && len(errs) == 0,
+		Note: fmt.Sprintf("p50/p95: create_to_running of %d parallel creates; %d errors", b.s.parallel, len(errs))}
+	if len(errs) > 0 {
+		r.Note += fmt.Sprintf(" (first: %v)", errs[0])
+	}
+	rows = append(rows, r)
+
+	// Start-up with the fleet to reconcile.
+	var ups []time.Duration
+	for i := 0; i < b.s.startups && ctx.Err() == nil; i++ {
+		p.stop()
+		d, err := p.start(ctx)
+		if err != nil {
+			return rows, err
+		}
+		ups = append(ups, d)
+	}
+	var page []sandboxJSON
+	if _, err := a.call(ctx, "GET", "/v1/sandboxes?status=running", nil, &page); err != nil {
+		return rows, err
+	}
+	s := result{Metric: fmt.Sprintf("startup_%d", b.s.fleet), RtemuP50: ms(percentile(ups, 50)), RtemuP95: ms(percentile(ups, 95)), N: len(ups),
+		Target: "≤ 2000 ms", Note: fmt.Sprintf("%d sandboxes running after restart", len(page))}
+	s.Met = percentile(ups, 95) <= 2*time.Second && len(page) == min(b.s.fleet, sandbox.MaxListLimit)
+	return append(rows, s), nil
+}
+
+// removeInstance removes every container of the rtemu whose state is in
+// dataDir (the process is stopped; its instance id is in the database).
+func (b *bench) removeInstance(ctx context.Context, dataDir string) {
+	st, err := store.Open(ctx, filepath.Join(dataDir, "rtemu.db"))
+	if err != nil {
+		return
+	}
+	inst := st.InstanceID()
+	st.Close()
+	cs, err := b.raw.cli.ContainerList(ctx, container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", sandbox.LabelInstance+"="+inst))})
+	if err != nil {
+		return
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for _, c := range cs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			_ = b.raw.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
+		}()
+	}
+	wg.Wait()
+}

@@ -1,0 +1,224 @@
+// Command bench measures rtemu against raw Docker on the same engine, image
+// and limits, and prints p50/p95 of each and their ratio per metric:
+//
+//	go run ./bench              # the full run (a few minutes)
+//	go run ./bench -short       # a small run, under a minute (CI)
+//	go run ./bench -json out.json -cpuprofile cpu.out
+//
+// rtemu runs in-process (emulatortest.Start on 127.0.0.1:0 with the offline
+// busybox test image); rss_200 and startup_200 run a built rtemu binary as
+// its own process. Every container made is removed at the end, also on
+// failure or Ctrl-C.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/docker/docker/client"
+
+	"github.com/rtemu-dev/rtemu/emulatortest"
+)
+
+type settings struct {
+	short    bool
+	iters    int           // samples per latency metric
+	rpsFor   time.Duration // how long get_sandbox_rps runs
+	fleet    int           // sandboxes for rss/startup
+	parallel int           // parallel creates for rss
+	records  int           // records for list
+	startups int           // restarts for startup
+	only     string
+	verbose  bool
+}
+
+func main() {
+	var (
+		s       settings
+		jsonOut string
+		cpuProf string
+	)
+	flag.BoolVar(&s.short, "short", false, "a small run (under a minute), to keep the program working")
+	flag.StringVar(&jsonOut, "json", "", "write the results as JSON to this file")
+	flag.StringVar(&cpuProf, "cpuprofile", "", "write a CPU profile of the whole run (rtemu is in-process) to this file")
+	flag.StringVar(&s.only, "only", "", "run only the metrics whose name starts with this")
+	flag.BoolVar(&s.verbose, "v", false, "log progress")
+	flag.Parse()
+	if s.short {
+		s.iters, s.rpsFor, s.fleet, s.parallel, s.records, s.startups = 4, 2*time.Second, 20, 10, 1000, 2
+	} else {
+		s.iters, s.rpsFor, s.fleet, s.parallel, s.records, s.startups = 20, 10*time.Second, 200, 50, 1000, 5
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if cpuProf != "" {
+		f, err := os.Create(cpuProf)
+		if err != nil {
+			fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	rows, err := run(ctx, s)
+	printTable(os.Stdout, rows)
+	if jsonOut != "" {
+		js, _ := json.MarshalIndent(rows, "", "  ")
+		if werr := os.WriteFile(jsonOut, append(js, '\n'), 0o644); werr != nil {
+			err = errors.Join(err, werr)
+		}
+	}
+	if err != nil {
+		pprof.StopCPUProfile()
+		fatal(err)
+	}
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
+
+// bench holds what every metric uses.
+type bench struct {
+	s        settings
+	raw      *raw
+	img      string
+	log      *slog.Logger
+	hostCPUs int
+}
+
+func run(ctx context.Context, s settings) (rows []result, err error) {
+	start := time.Now()
+	img, err := emulatortest.TestImage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, err
+	}
+	defer cli.Close()
+	info, err := cli.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("docker engine: %w", err)
+	}
+	b := &bench{s: s, img: img, hostCPUs: info.NCPU,
+		raw: &raw{cli: cli, image: img, run: fmt.Sprintf("%d", time.Now().UnixNano()%1e9)}}
+	out := io.Discard
+	if s.verbose {
+		out = os.Stderr
+	}
+	b.log = slog.New(slog.NewTextHandler(out, nil))
+	// Whatever happens (an error, Ctrl-C), the baseline's containers go;
+	// rtemu's go with each server's Close.
+	defer b.raw.cleanup(context.WithoutCancel(ctx))
+	fmt.Printf("rtemu bench: docker %s (API %s), %d CPUs, %.1f GiB, image %s, short=%v\n",
+		info.ServerVersion, cli.ClientVersion(), info.NCPU, float64(info.MemTotal)/(1<<30), img, s.short)
+	fmt.Printf("load average at start: %s\n", loadavg())
+
+	steps := []struct {
+		metrics []string // what the step reports, for -only
+		fn      func(context.Context) ([]result, error)
+	}{
+		{[]string{"create_to_running", "create_to_running_warm"}, b.createToRunning},
+		{[]string{"exec_true", "exec_true_vs_cli"}, b.execTrue},
+		{[]string{"pause", "resume"}, b.pauseResume},
+		{[]string{"get_sandbox_rps"}, b.getRPS},
+		{[]string{"list_1000"}, b.list},
+		{[]string{"ssh_true"}, b.sshTrue},
+		{[]string{"rss_", "startup_"}, b.fleetMetrics},
+	}
+	for _, st := range steps {
+		if !selected(st.metrics, s.only) {
+			continue
+		}
+		if ctx.Err() != nil {
+			return rows, ctx.Err()
+		}
+		b.log.Info("measuring", "metrics", st.metrics)
+		r, err := st.fn(ctx)
+		rows = append(rows, r...)
+		if err != nil {
+			return rows, fmt.Errorf("%s: %w", st.metrics[0], err)
+		}
+	}
+	fmt.Printf("load average at end: %s; took %v\n", loadavg(), time.Since(start).Round(time.Second))
+	return rows, nil
+}
+
+// selected says whether -only picks a step: "" picks all; otherwise a
+// metric of the step starts with it, or it starts with one (rss_200).
+func selected(metrics []string, only string) bool {
+	if only == "" {
+		return true
+	}
+	for _, m := range metrics {
+		if strings.HasPrefix(m, only) || strings.HasPrefix(only, m) {
+			return true
+		}
+	}
+	return false
+}
+
+func loadavg() string {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	return string(raw[:len(raw)-1])
+}
+
+// defaultNanoCPUs is what rtemu gives a default sandbox (2 vcpus, clamped
+// to the host's CPUs, as Docker refuses more).
+func (b *bench) defaultNanoCPUs() int64 { return int64(min(2, b.hostCPUs)) * 1e9 }
+
+// server starts an in-process rtemu; stop closes it and removes its
+// containers.
+func (b *bench) server(ctx context.Context, opts ...emulatortest.Option) (*emulatortest.Server, *api, error) {
+	srv, err := emulatortest.Start(ctx, opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return srv, newAPI(srv.URL, srv.APIKey), nil
+}
+
+// timed runs fn n times and returns each duration; setup and teardown run
+// around each sample, untimed.
+func timed(ctx context.Context, n int, setup func() error, fn func() error, teardown func() error) ([]time.Duration, error) {
+	out := make([]time.Duration, 0, n)
+	for i := 0; i < n; i++ {
+		if ctx.Err() != nil {
+			return out, ctx.Err()
+		}
+		if setup != nil {
+			if err := setup(); err != nil {
+				return out, err
+			}
+		}
+		t := time.Now()
+		err := fn()
+		out = append(out, time.Since(t))
+		if err != nil {
+			return out, err
+		}
+		if teardown != nil {
+			if err := teardown(); err != nil {
+				return out, err
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,327 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rtemu-dev/rtemu/emulatortest"
+	"github.com/rtemu-dev/rtemu/sandbox"
+	"github.com/rtemu-dev/rtemu/store"
+)
+
+// createToRunning: POST create until GET says running, cold and from the
+// warm pool, against raw create+start of the same container.
+func (b *bench) createToRunning(ctx context.Context) ([]result, error) {
+	srv, a, err := b.server(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Close()
+	body := func() map[string]any { return map[string]any{"template": "base-ubuntu"} }
+	var rt, base []time.Duration
+	for i := 0; i < b.s.iters && ctx.Err() == nil; i++ {
+		// Interleaved, so a burst of load elsewhere hits both alike.
+		var id, cid string
+		d, err := timed(ctx, 1, nil, func() (err error) { id, err = a.createRunning(ctx, body()); return err },
+			func() error { return a.remove(ctx, id) })
+		if err != nil {
+			return nil, err
+		}
+		rt = append(rt, d...)
+		d, err = timed(ctx, 1, nil, func() (err error) { cid, err = b.raw.createStart(ctx, b.defaultNanoCPUs()); return err },
+			func() error { return b.raw.remove(ctx, cid) })
+		if err != nil {
+			return nil, err
+		}
+		base = append(base, d...)
+	}
+	rows := []result{compare("create_to_running", rt, base, "raw API create+start", 1.15)}
+
+	const poolSize = 2
+	wsrv, wa, err := b.server(ctx, emulatortest.WithWarmPool("base-ubuntu", poolSize))
+	if err != nil {
+		return rows, err
+	}
+	defer wsrv.Close()
+	var id string
+	warm, err := timed(ctx, b.s.iters,
+		func() error { return waitPool(ctx, wsrv.Service(), poolSize) },
+		func() (err error) { id, err = wa.createRunning(ctx, body()); return err },
+		func() error { return wa.remove(ctx, id) })
+	if err != nil {
+		return rows, err
+	}
+	r := compare("create_to_running_warm", warm, base, "raw API create+start", 1e9)
+	r.Target, r.Met = "p50 ≤ 50 ms", r.RtemuP50 <= 50
+	r.Note = fmt.Sprintf("pool of %d, refilled between samples", poolSize)
+	return append(rows, r), nil
+}
+
+func waitPool(ctx context.Context, svc *sandbox.Service, n int) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for svc.WarmPoolReady("base-ubuntu") < n {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("warm pool did not fill")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return nil
+}
+
+// target is a sandbox and a raw container to run things in.
+func (b *bench) targets(ctx context.Context, a *api) (id, cid string, err error) {
+	if id, err = a.createRunning(ctx, map[string]any{"template": "base-ubuntu"}); err != nil {
+		return "", "", err
+	}
+	cid, err = b.raw.createStart(ctx, b.defaultNanoCPUs())
+	return id, cid, err
+}
+
+// execTrue: API exec of `true` against raw API exec and the docker CLI.
+func (b *bench) execTrue(ctx context.Context) ([]result, error) {
+	srv, a, err := b.server(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Close()
+	id, cid, err := b.targets(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	var rt, base, cli []time.Duration
+	for i := 0; i <= b.s.iters && ctx.Err() == nil; i++ {
+		t := time.Now()
+		if err := a.exec(ctx, id, "true"); err != nil {
+			return nil, err
+		}
+		d1 := time.Since(t)
+		t = time.Now()
+		if err := b.raw.exec(ctx, cid, "true"); err != nil {
+			return nil, err
+		}
+		d2 := time.Since(t)
+		t = time.Now()
+		if err := dockerCLI(ctx, "exec", cid, "true"); err != nil {
+			return nil, err
+		}
+		d3 := time.Since(t)
+		if i == 0 {
+			continue // warm-up: first connections, first exec
+		}
+		rt, base, cli = append(rt, d1), append(base, d2), append(cli, d3)
+	}
+	return []result{
+		compare("exec_true", rt, base, "raw API exec (create, attach, inspect)", 1.3),
+		compare("exec_true_vs_cli", rt, cli, "docker exec CLI", 0.5),
+	}, nil
+}
+
+// pauseResume: pause and resume until the status is final, against raw
+// pause/unpause.
+func (b *bench) pauseResume(ctx context.Context) ([]result, error) {
+	srv, a, err := b.server(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Close()
+	id, cid, err := b.targets(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	var p, r, rp, rr []time.Duration
+	for i := 0; i < b.s.iters && ctx.Err() == nil; i++ {
+		t := time.Now()
+		if _, err := a.call(ctx, "POST", "/v1/sandboxes/"+id+"/pause", nil, nil); err != nil {
+			return nil, err
+		}
+		if err := a.waitStatus(ctx, id, "paused"); err != nil {
+			return nil, err
+		}
+		p = append(p, time.Since(t))
+		t = time.Now()
+		if _, err := a.call(ctx, "POST", "/v1/sandboxes/"+id+"/resume", nil, nil); err != nil {
+			return nil, err
+		}
+		if err := a.waitStatus(ctx, id, "running"); err != nil {
+			return nil, err
+		}
+		r = append(r, time.Since(t))
+		t = time.Now()
+		if err := b.raw.cli.ContainerPause(ctx, cid); err != nil {
+			return nil, err
+		}
+		rp = append(rp, time.Since(t))
+		t = time.Now()
+		if err := b.raw.cli.ContainerUnpause(ctx, cid); err != nil {
+			return nil, err
+		}
+		rr = append(rr, time.Since(t))
+	}
+	return []result{
+		compare("pause", p, rp, "raw API pause", 1.5),
+		compare("resume", r, rr, "raw API unpause", 1.5),
+	}, nil
+}
+
+// getRPS: GET of one sandbox from 16 goroutines; the load generator shares
+// the CPUs with rtemu (in-process).
+func (b *bench) getRPS(ctx context.Context) ([]result, error) {
+	srv, a, err := b.server(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Close()
+	id, err := a.createRunning(ctx, map[string]any{"template": "base-ubuntu"})
+	if err != nil {
+		return nil, err
+	}
+	const workers = 16
+	// Warm up connections and caches.
+	for i := 0; i < 200; i++ {
+		if _, err := a.call(ctx, "GET", "/v1/sandboxes/"+id, nil, nil); err != nil {
+			return nil, err
+		}
+	}
+	var (
+		mu    sync.Mutex
+		lat   []time.Duration
+		first error
+		wg    sync.WaitGroup
+	)
+	deadline := time.Now().Add(b.s.rpsFor)
+	start := time.Now()
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			for time.Now().Before(deadline) && ctx.Err() == nil {
+				t := time.Now()
+				if _, err := a.call(ctx, "GET", "/v1/sandboxes/"+id, nil, nil); err != nil {
+					mu.Lock()
+					first = err
+					mu.Unlock()
+					return
+				}
+				mine = append(mine, time.Since(t))
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return nil, first
+	}
+	rps := float64(len(lat)) / time.Since(start).Seconds()
+	r := result{Metric: "get_sandbox_rps", RtemuP50: ms(percentile(lat, 50)), RtemuP95: ms(percentile(lat, 95)), N: len(lat),
+		Value: ptr(float64(int(rps))), Unit: "req/s", Target: "≥ 5000 req/s", Met: rps >= 5000,
+		Note: fmt.Sprintf("concurrency %d, client in the same process", workers)}
+	return []result{r}, nil
+}
+
+// list: GET /v1/sandboxes (first page, 500) with 1,000 records. The
+// records are written straight into rtemu's database through a second
+// store handle (SQLite WAL allows it): 1,000 containers would measure
+// Docker, not the list. They have no containers, so they are removed from
+// the database before rtemu stops.
+func (b *bench) list(ctx context.Context) ([]result, error) {
+	srv, a, err := b.server(ctx, emulatortest.WithDataDir(tempDir()))
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(srv.DataDir)
+	defer srv.Close()
+	st, err := store.Open(ctx, filepath.Join(srv.DataDir, "rtemu.db"))
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	defer st.Reset(context.WithoutCancel(ctx))
+	now := time.Now().UTC()
+	for i := 0; i < b.s.records; i++ {
+		sb := &sandbox.Sandbox{ID: fmt.Sprintf("sandbox-bench%07d", i), Name: fmt.Sprintf("bench-%d", i),
+			Template: "base-ubuntu", Image: b.img, Status: sandbox.StatusRunning, Tags: []string{"bench", "t" + fmt.Sprint(i%10)},
+			Resources: sandbox.Resources{VCPUs: 2, Memory: "4GB", Disk: "20GB"}, Env: map[string]string{"A": "1"},
+			Metadata: []byte(`{"owner":"bench"}`), CreatedAt: now, UpdatedAt: now}
+		if err := st.InsertSandbox(ctx, sb); err != nil {
+			return nil, err
+		}
+	}
+	lat, err := timed(ctx, b.s.iters*5, nil, func() error {
+		_, err := a.call(ctx, "GET", "/v1/sandboxes", nil, nil)
+		return err
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	r := result{Metric: "list_1000", RtemuP50: ms(percentile(lat, 50)), RtemuP95: ms(percentile(lat, 95)), N: len(lat),
+		Target: "p50 ≤ 20 ms", Note: fmt.Sprintf("%d records, first page of 500", b.s.records)}
+	r.Met = r.RtemuP50 <= 20
+	return []result{r}, nil
+}
+
+// sshTrue: OpenSSH `ssh host true` through the gateway against
+// `docker exec … true`.
+func (b *bench) sshTrue(ctx context.Context) ([]result, error) {
+	if _, err := exec.LookPath("ssh"); err != nil {
+		return nil, fmt.Errorf("OpenSSH client not installed: %w", err)
+	}
+	srv, a, err := b.server(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Close()
+	dir := tempDir()
+	defer os.RemoveAll(dir)
+	key := filepath.Join(dir, "id")
+	if out, err := exec.CommandContext(ctx, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("ssh-keygen: %v: %s", err, out)
+	}
+	pub, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := a.call(ctx, "POST", "/v1/ssh-keys", map[string]any{"name": "bench", "publicKey": strings.TrimSpace(string(pub))}, nil); err != nil {
+		return nil, err
+	}
+	id, cid, err := b.targets(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	host, port, _ := strings.Cut(srv.SSHAddr, ":")
+	sshArgs := []string{"-F", "/dev/null", "-i", key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+		"-p", port, id + "@" + host, "true"}
+	var rt, base []time.Duration
+	for i := 0; i <= b.s.iters && ctx.Err() == nil; i++ {
+		t := time.Now()
+		if out, err := exec.CommandContext(ctx, "ssh", sshArgs...).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("ssh: %v: %s", err, out)
+		}
+		d1 := time.Since(t)
+		t = time.Now()
+		if err := dockerCLI(ctx, "exec", cid, "true"); err != nil {
+			return nil, err
+		}
+		if i > 0 {
+			rt, base = append(rt, d1), append(base, time.Since(t))
+		}
+	}
+	return []result{compare("ssh_true", rt, base, "docker exec CLI", 1.3)}, nil
+}
+
+func tempDir() string {
+	d, err := os.MkdirTemp("", "rtemu-bench-")
+	if err != nil {
+		panic(err)
+	}
+	return d
+}
