@@ -17,6 +17,7 @@ import (
 
 	"github.com/rtemu-dev/rtemu/dashboard"
 	"github.com/rtemu-dev/rtemu/emulatortest"
+	"github.com/rtemu-dev/rtemu/sandbox"
 )
 
 // The page must work with no network: nothing in it may point anywhere but
@@ -324,10 +325,22 @@ func TestShowsThisRtemu(t *testing.T) {
 // Features other issues add answer 501 in a build without them: their panels
 // say so in place and the rest of the page works. Once a feature lands its
 // case skips here and its own test below runs.
+// TestFeaturesNotInThisBuildSaySo: a panel whose endpoint answers 501 (an
+// rtemu built without it, or an older one) says so and the rest of the page
+// keeps working. Every feature is built, so fault injection makes each
+// endpoint answer 501 not_implemented.
 func TestFeaturesNotInThisBuildSaySo(t *testing.T) {
 	t.Parallel()
 	emulatortest.SkipIfNoDocker(t)
-	d := open(t, emulatortest.New(t), openOpts{})
+	srv := emulatortest.New(t)
+	// Armed before the page loads, so no panel has data from before.
+	ops := []string{"workspace.list", "sshkey.list", "sandbox.stats", "sandbox.activity", "sandbox.url", "sandbox.vnc", "sandbox.ssh"}
+	for _, op := range ops {
+		if _, err := srv.Service().ArmFault(sandbox.Fault{Operation: op, Mode: sandbox.FaultError, Status: 501, Code: "not_implemented"}, ops); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := open(t, srv, openOpts{})
 	d.live()
 	id := d.create(map[string]any{"template": "desktop-ubuntu", "name": "probe"})
 	d.apiStatus(id, "running")
@@ -354,7 +367,7 @@ func TestFeaturesNotInThisBuildSaySo(t *testing.T) {
 		t.Run(tc.feature, func(t *testing.T) {
 			d := d.in(t)
 			if !d.notBuilt(tc.method, tc.path, nil) {
-				t.Skipf("%s %s is served in this build: its own test covers it", tc.method, tc.path)
+				t.Fatalf("%s %s does not answer 501 with the fault armed", tc.method, tc.path)
 			}
 			d.do(tc.act...)
 			d.waitFor(tc.feature+" to say it is not in this build",
