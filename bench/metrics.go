@@ -122,6 +122,17 @@ func (b *bench) execTrue(ctx context.Context) ([]result, error) {
 	}, nil
 }
 
+// until posts an action to a sandbox and waits for the status it leads to,
+// returning how long that took.
+func (a *api) until(ctx context.Context, id, action, status string) (time.Duration, error) {
+	t := time.Now()
+	if _, err := a.call(ctx, "POST", "/v1/sandboxes/"+id+"/"+action, nil, nil); err != nil {
+		return 0, err
+	}
+	err := a.waitStatus(ctx, id, status)
+	return time.Since(t), err
+}
+
 // pauseResume: pause and resume until the status is final, against raw
 // pause/unpause.
 func (b *bench) pauseResume(ctx context.Context) ([]result, error) {
@@ -136,23 +147,16 @@ func (b *bench) pauseResume(ctx context.Context) ([]result, error) {
 	}
 	var p, r, rp, rr []time.Duration
 	for i := 0; i < b.s.iters && ctx.Err() == nil; i++ {
+		d, err := a.until(ctx, id, "pause", "paused")
+		if err != nil {
+			return nil, err
+		}
+		p = append(p, d)
+		if d, err = a.until(ctx, id, "resume", "running"); err != nil {
+			return nil, err
+		}
+		r = append(r, d)
 		t := time.Now()
-		if _, err := a.call(ctx, "POST", "/v1/sandboxes/"+id+"/pause", nil, nil); err != nil {
-			return nil, err
-		}
-		if err := a.waitStatus(ctx, id, "paused"); err != nil {
-			return nil, err
-		}
-		p = append(p, time.Since(t))
-		t = time.Now()
-		if _, err := a.call(ctx, "POST", "/v1/sandboxes/"+id+"/resume", nil, nil); err != nil {
-			return nil, err
-		}
-		if err := a.waitStatus(ctx, id, "running"); err != nil {
-			return nil, err
-		}
-		r = append(r, time.Since(t))
-		t = time.Now()
 		if err := b.raw.cli.ContainerPause(ctx, cid); err != nil {
 			return nil, err
 		}
