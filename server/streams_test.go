@@ -1,13 +1,11 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,26 +15,8 @@ import (
 	"github.com/rtemu-dev/rtemu/server"
 )
 
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startLogged starts rtemu with its log, at info level, going to a buffer.
-func startLogged(t *testing.T, keys ...string) (*server.Server, *syncBuffer) {
+func startLogged(t *testing.T, keys ...string) (*server.Server, *emulatortest.Buffer) {
 	t.Helper()
 	emulatortest.SkipIfNoDocker(t)
 	ctx := context.Background()
@@ -44,7 +24,7 @@ func startLogged(t *testing.T, keys ...string) (*server.Server, *syncBuffer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &emulatortest.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	srv, err := server.Start(ctx, config.Config{
 		Addr: "127.0.0.1:0", SSHAddr: "127.0.0.1:0", DataDir: t.TempDir(), APIKeys: keys,

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/rtemu-dev/rtemu/emulatortest"
 )
 
 // TestCommandsExitStatus: `ssh host CMD` gives CMD's stdout and stderr on
@@ -147,7 +149,7 @@ func TestPTY(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := &syncBuffer{}
+	out := &emulatortest.Buffer{}
 	s.Stdout = out
 	if err := s.Shell(); err != nil {
 		t.Fatal(err)
@@ -186,24 +188,6 @@ func TestPTY(t *testing.T) {
 	if err := s.Wait(); !asExit(err, &ee) || ee.ExitStatus() != 5 {
 		t.Fatalf("shell exit: %v, want status 5", err)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestHangUpEndsProcess: when a client disconnects, the process it ran in
