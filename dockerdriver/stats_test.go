@@ -38,17 +38,28 @@ func TestStats(t *testing.T) {
 	if _, _, code, err := run(t, d, ctx, name, "dd if=/dev/zero of=/tmp/blob bs=1M count=20 2>/dev/null && (while :; do :; done) >/dev/null 2>&1 &"); err != nil || code != 0 {
 		t.Fatalf("start load: %d %v", code, err)
 	}
-	busy, err := d.Stats(ctx, name)
-	if err != nil {
-		t.Fatal(err)
+	// The container may use one core; a loop keeps it near that, less
+	// whatever the other tests on this machine take (the whole suite runs at
+	// once on two cores), so a sample is taken again while the machine is
+	// too busy to show the loop.
+	var busy dockerdriver.Stats
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		var err error
+		if busy, err = d.Stats(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		if busy.CPUCores > 1.2 {
+			t.Fatalf("busy loop: %.2f cores, above the 1-core limit", busy.CPUCores)
+		}
+		if busy.CPUCores >= 0.2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("busy loop never seen: last sample %.2f cores", busy.CPUCores)
+		}
 	}
 	if grown := busy.DiskUsedBytes - idle.DiskUsedBytes; grown < 20<<20 {
 		t.Errorf("disk grew by %d bytes after writing 20 MiB", grown)
-	}
-	// The container may use one core; a loop keeps it near that, less
-	// whatever the other tests on this machine take.
-	if busy.CPUCores < 0.2 || busy.CPUCores > 1.2 {
-		t.Errorf("busy loop: %.2f cores", busy.CPUCores)
 	}
 
 	if err := d.Pause(ctx, name); err != nil {
