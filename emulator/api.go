@@ -9,6 +9,7 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/rtemu-dev/rtemu/sandbox"
 )
@@ -63,7 +64,7 @@ func New(cfg Config) http.Handler {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = a.handleError
-	e.Use(requestID, a.versionHeader, a.logRequests, limitBody(maxBody, bodyLimits), authenticate(cfg.APIKeys, cfg.AuthOff))
+	e.Use(requestID, a.versionHeader, a.logRequests, recoverPanics, limitBody(maxBody, bodyLimits), authenticate(cfg.APIKeys, cfg.AuthOff))
 	for _, r := range a.routes() {
 		if r.method == getHead {
 			e.Match([]string{http.MethodGet, http.MethodHead}, r.path, r.handler, operation(r.op))
@@ -77,6 +78,10 @@ func New(cfg Config) http.Handler {
 	}
 	return e
 }
+
+// recoverPanics makes a panic in a handler an internal_error answer, not a
+// dropped connection.
+var recoverPanics = middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true})
 
 // route is one endpoint. op names it for fault injection (sandbox.create,
 // …); control marks rtemu's own endpoints, which faults and the reset gate
