@@ -196,7 +196,9 @@ func (d *dash) rowStatus(id string, status string, timeout time.Duration) {
 
 func (d *dash) live() {
 	d.t.Helper()
-	d.waitFor("the change feed to open", `document.querySelector('#conn').dataset.state === 'live'`, 10*time.Second)
+	// Generous: on a loaded machine (the whole suite on two cores) a
+	// browser and its first requests can take a while.
+	d.waitFor("the change feed to open", `document.querySelector('#conn').dataset.state === 'live'`, 30*time.Second)
 }
 
 // ---- The test's own API client --------------------------------------------
