@@ -168,9 +168,17 @@ func TestPTY(t *testing.T) {
 	}
 	// Markers are printed by printf so the echoed command line never
 	// matches them.
-	send(`tty; printf 'SIZE=%s\n' "$(stty size)"; printf 'T=%s\n' "$TERM"`)
-	waitFor("SIZE=40 100")
+	send(`tty; printf 'T=%s\n' "$TERM"`)
 	waitFor("T=xterm-256color")
+	// Engines before API 1.42 ignore the size given at exec create, so the
+	// gateway also resizes right after the start; that lands
+	// asynchronously (under load a first `stty size` can even fail): ask
+	// until the start size shows.
+	eventually(t, 20*time.Second, "stty size to show the size asked for at start", func() bool {
+		send(`printf 'SIZE=%s\n' "$(stty size)"`)
+		time.Sleep(100 * time.Millisecond)
+		return strings.Contains(out.String(), "SIZE=40 100")
+	})
 	if !strings.Contains(out.String(), "/dev/pts/") {
 		t.Errorf("no /dev/pts in %q", out.String())
 	}
