@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -134,6 +135,10 @@ func (a *api) handleError(err error, c echo.Context) {
 		default:
 			out.Code, out.Message = "bad_request", http.StatusText(he.Code)
 		}
+	case c.Request().Context().Err() != nil && errors.Is(err, context.Canceled):
+		// The client went away mid-request: nobody reads an answer, and it
+		// is no error of rtemu's.
+		return
 	default:
 		status, out.Code, out.Message = http.StatusInternalServerError, "internal_error",
 			"internal error (request "+out.RequestID+"; rtemu's log has the cause)"

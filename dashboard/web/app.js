@@ -155,14 +155,11 @@ function connect() {
   setConn('connecting', 'Connecting…');
   const es = new EventSource(api.eventsURL());
   source = es;
-  es.addEventListener('open', async () => {
-    try {
-      await refreshAll();
-      setConn('live', 'Live');
-    } catch (err) {
-      setConn('offline', 'Not connected');
-      if (err.status !== 401) toast(`Loading: ${err.readable || err.message}`, 'error');
-    }
+  // The feed is live once it is open; loading what it shows may fail (a slow
+  // engine, a refused key) and is tried again without closing the feed.
+  es.addEventListener('open', () => {
+    setConn('live', 'Live');
+    refreshUntilLoaded(es);
   });
   es.addEventListener('change', (e) => {
     try { onChange(JSON.parse(e.data)); } catch (err) { console.warn('change', err); }
@@ -185,6 +182,22 @@ function connect() {
       connect();
     }, 2000);
   });
+}
+
+async function refreshUntilLoaded(es) {
+  for (let wait = 1000; es === source; wait = Math.min(wait * 2, 10000)) {
+    try {
+      await refreshAll();
+      return;
+    } catch (err) {
+      if (err.status === 401) {
+        setConn('offline', 'Not connected');
+        return;
+      }
+      toast(`Loading: ${err.readable || err.message}`, 'error');
+    }
+    await new Promise((r) => setTimeout(r, wait));
+  }
 }
 
 function reconnect() { connect(); }
