@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"sync"
 
@@ -33,12 +34,19 @@ func (g *gate) shared(next echo.HandlerFunc) echo.HandlerFunc {
 		g.genMu.Unlock()
 		g.mu.RLock()
 		defer g.mu.RUnlock()
-		ctx, cancel := context.WithCancel(c.Request().Context())
+		client := c.Request().Context()
+		c.Set(clientCtxKey, client)
+		ctx, cancel := context.WithCancel(client)
 		defer cancel()
 		stop := context.AfterFunc(gen, cancel)
 		defer stop()
 		c.SetRequest(c.Request().WithContext(ctx))
-		return next(c)
+		err := next(c)
+		if err != nil && gen.Err() != nil && client.Err() == nil && errors.Is(err, context.Canceled) {
+			return &apiError{status: http.StatusConflict, code: "conflict",
+				message: "the request was ended by POST /_emulator/reset"}
+		}
+		return err
 	}
 }
 
@@ -54,6 +62,18 @@ func (g *gate) exclusive(fn func() error) error {
 }
 
 const operationKey = "rtemu.operation"
+
+// clientCtxKey holds the request's own context, before the gate tied it to
+// the reset generation: it ends only when the client goes away.
+const clientCtxKey = "rtemu.clientCtx"
+
+// clientGone says whether the client has gone away from this request.
+func clientGone(c echo.Context) bool {
+	if ctx, ok := c.Get(clientCtxKey).(context.Context); ok {
+		return ctx.Err() != nil
+	}
+	return c.Request().Context().Err() != nil
+}
 
 func operation(op string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {

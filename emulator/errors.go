@@ -135,7 +135,7 @@ func (a *api) handleError(err error, c echo.Context) {
 		default:
 			out.Code, out.Message = "bad_request", http.StatusText(he.Code)
 		}
-	case c.Request().Context().Err() != nil && errors.Is(err, context.Canceled):
+	case clientGone(c) && errors.Is(err, context.Canceled):
 		// The client went away mid-request: nobody reads an answer, and it
 		// is no error of rtemu's.
 		return
