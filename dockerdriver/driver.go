@@ -32,6 +32,8 @@ var (
 	// ErrNotRunning: the container exists but is paused or stopped, so it
 	// cannot run a command.
 	ErrNotRunning = errors.New("container is not running")
+	// ErrNameInUse: a container of that name exists already.
+	ErrNameInUse = errors.New("container name in use")
 	// ErrUnavailable: the Docker engine does not answer.
 	ErrUnavailable = errors.New("docker engine unavailable")
 )
@@ -207,6 +209,9 @@ func (d *Driver) Create(ctx context.Context, spec ContainerSpec) error {
 		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
 	}
 	_, err = d.cli.ContainerCreate(ctx, cfg, host, nil, nil, spec.Name)
+	if cerrdefs.IsConflict(err) {
+		return fmt.Errorf("create container %s: %w: %v", spec.Name, ErrNameInUse, err)
+	}
 	return wrap(err, "create container "+spec.Name)
 }
 

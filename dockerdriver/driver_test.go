@@ -221,3 +221,15 @@ func TestNotFound(t *testing.T) {
 		t.Fatalf("ImagePresent = %v, %v", ok, err)
 	}
 }
+
+// A second container of the same name is refused with ErrNameInUse, which
+// the service reads as a stale container of its own to replace.
+func TestCreateNameInUse(t *testing.T) {
+	t.Parallel()
+	d, name := newContainer(t)
+	img, _ := emulatortest.TestImage(context.Background())
+	err := d.Create(context.Background(), dockerdriver.ContainerSpec{Name: name, Image: img})
+	if !errors.Is(err, dockerdriver.ErrNameInUse) {
+		t.Fatalf("err = %v, want ErrNameInUse", err)
+	}
+}

@@ -419,7 +419,24 @@ func (s *Service) makeContainer(ctx context.Context, sb *Sandbox, log *slog.Logg
 		WorkingDir:  WorkspacePath,
 		Mounts:      mounts,
 	}
-	if err := s.engine.Create(ctx, spec); err != nil {
+	err = s.engine.Create(ctx, spec)
+	// The name holds this sandbox's id, so a container already there is a
+	// stale one of its own: an rtemu killed while the engine was still
+	// creating (or removing) it, which no list showed at the restart.
+	// Replace it; a removal still under way needs a moment.
+	for deadline := time.Now().Add(10 * time.Second); errors.Is(err, dockerdriver.ErrNameInUse) && time.Now().Before(deadline); {
+		if rerr := s.engine.Remove(ctx, spec.Name); rerr != nil {
+			return fmt.Errorf("remove a stale container: %w", rerr)
+		}
+		if err = s.engine.Create(ctx, spec); errors.Is(err, dockerdriver.ErrNameInUse) {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("create container: %w", err)
 	}
 	if err := s.engine.Start(ctx, spec.Name); err != nil {
