@@ -70,21 +70,12 @@ func TestEphemeral(t *testing.T) {
 	img, _ := emulatortest.TestImage(context.Background())
 	cmd := exec.Command(rtemuBinary(t), "--ephemeral", "--addr", "127.0.0.1:0", "--ssh-addr", "127.0.0.1:0",
 		"--template", "base-ubuntu="+img)
-	p := &proc{t: t, cmd: cmd, log: &bytes.Buffer{}}
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = p.log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.kill)
-	line := make([]byte, 512)
-	n, _ := stdout.Read(line)
-	m := regexp.MustCompile(`API (\S+),.* data dir (\S+)`).FindStringSubmatch(string(line[:n]))
+	p, line := launch(t, cmd)
+	m := regexp.MustCompile(`data dir (\S+)`).FindStringSubmatch(line)
 	if m == nil {
-		t.Fatalf("start line %q", line[:n])
+		t.Fatalf("start line %q", line)
 	}
-	p.url = strings.TrimSuffix(m[1], ",")
-	dataDir := m[2]
+	dataDir := m[1]
 	code, data := p.do("POST", "/v1/sandboxes", map[string]any{"template": "base-ubuntu"})
 	if code != 201 {
 		t.Fatalf("create: %d", code)
@@ -118,20 +109,8 @@ func TestHealthWithoutDocker(t *testing.T) {
 	t.Parallel()
 	cmd := exec.Command(rtemuBinary(t), "--addr", "127.0.0.1:0", "--ssh-addr", "127.0.0.1:0", "--data-dir", t.TempDir())
 	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix:///nonexistent/docker.sock")
-	p := &proc{t: t, cmd: cmd, log: &bytes.Buffer{}}
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = p.log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.kill)
-	line := make([]byte, 512)
-	n, _ := stdout.Read(line)
-	m := regexp.MustCompile(`API (http://\S+),`).FindStringSubmatch(string(line[:n]))
-	if m == nil {
-		t.Fatalf("start line %q; log %s", line[:n], p.log)
-	}
-	resp, err := http.Get(m[1] + "/health")
+	p, _ := launch(t, cmd)
+	resp, err := http.Get(p.url + "/health")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +120,6 @@ func TestHealthWithoutDocker(t *testing.T) {
 	if resp.StatusCode != 503 || h["docker"] != "unavailable" || h["reason"] == "" {
 		t.Fatalf("health %d %v", resp.StatusCode, h)
 	}
-	p.url = m[1]
 	if code, _ := p.do("GET", "/v1/sandboxes/sandbox-000000000000/exec", nil); code != 405 {
 		t.Errorf("routing without docker: %d", code)
 	}
@@ -190,4 +168,26 @@ func TestEnvCommand(t *testing.T) {
 	if err := exec.Command(rtemuBinary(t), "env", "--data-dir", dataDir).Run(); err == nil {
 		t.Fatal("rtemu env succeeded with no rtemu running")
 	}
+}
+
+// launch starts an rtemu command, killed at the test's end, and reads its
+// start line, which gives the API's URL.
+func launch(t *testing.T, cmd *exec.Cmd) (*proc, string) {
+	t.Helper()
+	p := &proc{t: t, cmd: cmd, log: &bytes.Buffer{}}
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = p.log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.kill)
+	buf := make([]byte, 512)
+	n, _ := stdout.Read(buf)
+	line := string(buf[:n])
+	m := apiLine.FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("start line %q; log %s", line, p.log)
+	}
+	p.url = m[1]
+	return p, line
 }
