@@ -49,19 +49,20 @@ func recipeTemplates() []sandbox.Template {
 	return out
 }
 
-// Usage is one row of the flag ↔ environment table.
-type Usage struct{ Flag, Env, Default, Meaning string }
+// Setting pairs a flag with its environment variable.
+type Setting struct{ Flag, Env string }
 
-// Table is the flag ↔ environment table (the README shows the same).
-var Table = []Usage{
-	{"--addr", "RTEMU_ADDR", "127.0.0.1:7070", "REST API address"},
-	{"--ssh-addr", "RTEMU_SSH_ADDR", "127.0.0.1:2222", "SSH gateway address"},
-	{"--data-dir", "RTEMU_DATA_DIR", "$XDG_DATA_HOME/rtemu or ~/.local/share/rtemu", "SQLite database, SSH host key, workspaces"},
-	{"--ephemeral", "RTEMU_EPHEMERAL", "false", "state in a temporary dir removed at exit; every container removed at exit"},
-	{"--template NAME=IMAGE", "RTEMU_TEMPLATES=NAME=IMAGE,...", "base-ubuntu, desktop-ubuntu: rtemu's recipes", "template → Docker image (repeatable)"},
-	{"--api-key KEY", "RTEMU_API_KEYS=KEY,...", "none", "strict mode: only these keys (repeatable)"},
-	{"--auth off", "RTEMU_AUTH=off", "on", "accept requests with any or no key"},
-	{"--warm-pool TEMPLATE=N", "RTEMU_WARM_POOL=TEMPLATE=N,...", "none", "keep N started containers of a template for instant creates (repeatable)"},
+// Settings are every flag and its variable; a test keeps the README's
+// configuration table in step with them.
+var Settings = []Setting{
+	{"--addr", "RTEMU_ADDR"},
+	{"--ssh-addr", "RTEMU_SSH_ADDR"},
+	{"--data-dir", "RTEMU_DATA_DIR"},
+	{"--ephemeral", "RTEMU_EPHEMERAL"},
+	{"--template", "RTEMU_TEMPLATES"},
+	{"--api-key", "RTEMU_API_KEYS"},
+	{"--auth", "RTEMU_AUTH"},
+	{"--warm-pool", "RTEMU_WARM_POOL"},
 }
 
 type listFlag []string

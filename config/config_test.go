@@ -2,7 +2,10 @@ package config
 
 import (
 	"io"
+	"os"
 	"reflect"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/rtemu-dev/rtemu/sandbox"
@@ -68,4 +71,57 @@ func TestParseRejects(t *testing.T) {
 			t.Errorf("%v accepted", args)
 		}
 	}
+}
+
+// TestREADMEConfigurationTable: the README's table has a row for each flag,
+// naming its variable, and no other rows.
+func TestREADMEConfigurationTable(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	start := strings.Index(readme, "## Configuration")
+	end := strings.Index(readme[start:], "\n## ")
+	var rows []string
+	for _, line := range strings.Split(readme[start:start+end], "\n") {
+		if strings.HasPrefix(line, "| `--") {
+			rows = append(rows, line)
+		}
+	}
+	if len(rows) != len(Settings) {
+		t.Fatalf("README has %d flag rows, rtemu has %d flags", len(rows), len(Settings))
+	}
+	for i, s := range Settings {
+		cells := strings.Split(rows[i], "|")
+		if !strings.HasPrefix(strings.TrimSpace(cells[1]), "`"+s.Flag) || !strings.HasPrefix(strings.TrimSpace(cells[2]), "`"+s.Env) {
+			t.Errorf("README row %d is %q; want %s and %s", i, rows[i], s.Flag, s.Env)
+		}
+	}
+	// Every flag the parser knows is in the list.
+	fs := flagNames(t)
+	for _, s := range Settings {
+		delete(fs, strings.TrimPrefix(s.Flag, "--"))
+	}
+	if len(fs) != 0 {
+		t.Errorf("flags missing from Settings: %v", fs)
+	}
+}
+
+// flagNames reads the flags from the parser's own usage text.
+func flagNames(t *testing.T) map[string]bool {
+	t.Helper()
+	var usage strings.Builder
+	if _, err := Parse([]string{"-h"}, func(string) string { return "" }, &usage); err == nil {
+		t.Fatal("-h parsed as a configuration")
+	}
+	names := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^\s+-([a-z-]+)`).FindAllStringSubmatch(usage.String(), -1) {
+		names[m[1]] = true
+	}
+	if len(names) == 0 {
+		t.Fatalf("no flags in the usage text %q", usage.String())
+	}
+	return names
 }
