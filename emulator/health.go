@@ -37,14 +37,25 @@ type templateJSON struct {
 }
 
 func (a *api) listTemplates(c echo.Context) error {
-	ctx := c.Request().Context()
+	out, err := a.templates(c.Request().Context(), true)
+	if err != nil {
+		return err
+	}
+	return reply(c, http.StatusOK, out)
+}
+
+// templates lists the configured templates and, when ask, whether each
+// image is in the engine; on an engine error the list still comes, the
+// images not asked about marked absent.
+func (a *api) templates(ctx context.Context, ask bool) ([]templateJSON, error) {
 	out := []templateJSON{}
+	var firstErr error
 	for _, t := range a.svc.Templates() {
-		present, err := a.svc.ImagePresent(ctx, t.Image)
-		if err != nil {
-			return err
+		present := false
+		if ask && firstErr == nil {
+			present, firstErr = a.svc.ImagePresent(ctx, t.Image)
 		}
 		out = append(out, templateJSON{Name: t.Name, Slug: t.Name, Image: t.Image, ImagePresent: present})
 	}
-	return reply(c, http.StatusOK, out)
+	return out, firstErr
 }

@@ -42,15 +42,9 @@ func (a *api) info(c echo.Context) error {
 	} else {
 		out.Engine = &engineJSON{Version: eng.Version, APIVersion: eng.APIVersion, OS: eng.OS, Host: eng.Host, CPUs: eng.CPUs}
 	}
-	for _, t := range a.svc.Templates() {
-		present := false
-		if out.Engine != nil {
-			// A slow engine costs the page this column, not the answer.
-			if present, err = a.svc.ImagePresent(ctx, t.Image); err != nil {
-				out.EngineError = "the Docker engine did not say which images it has"
-			}
-		}
-		out.Templates = append(out.Templates, templateJSON{Name: t.Name, Slug: t.Name, Image: t.Image, ImagePresent: present})
+	// A slow engine costs the page the images column, not the answer.
+	if out.Templates, err = a.templates(ctx, out.Engine != nil); err != nil {
+		out.EngineError = "the Docker engine did not say which images it has"
 	}
 	return reply(c, http.StatusOK, out)
 }
