@@ -40,14 +40,22 @@ var (
 
 // Driver is a Docker Engine client in the lifecycle service's terms.
 type Driver struct {
-	cli  *client.Client
-	host string
+	cli    *client.Client
+	host   string
+	agents *agents // nil: every command by Docker exec
 }
+
+// Option changes a Driver.
+type Option func(*Driver)
+
+// WithoutExecAgent runs every command by Docker exec, not through the exec
+// agent (see agent.go).
+func WithoutExecAgent() Option { return func(d *Driver) { d.agents = nil } }
 
 // New connects the way the Docker CLI does: DOCKER_HOST, then the current
 // context (DOCKER_CONTEXT or ~/.docker/config.json), then the default socket.
 // The API version is negotiated, so old engines (API 1.41) work.
-func New() (*Driver, error) {
+func New(options ...Option) (*Driver, error) {
 	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
 	host, err := contextHost()
 	if err != nil {
@@ -60,11 +68,18 @@ func New() (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
-	return &Driver{cli: cli, host: cli.DaemonHost()}, nil
+	d := &Driver{cli: cli, host: cli.DaemonHost(), agents: newAgents()}
+	for _, o := range options {
+		o(d)
+	}
+	return d, nil
 }
 
 // Close releases the client's connections.
-func (d *Driver) Close() error { return d.cli.Close() }
+func (d *Driver) Close() error {
+	d.agents.closeAll()
+	return d.cli.Close()
+}
 
 // Host is the engine address in use, e.g. unix:///var/run/docker.sock.
 func (d *Driver) Host() string { return d.host }
@@ -208,6 +223,7 @@ func (d *Driver) Create(ctx context.Context, spec ContainerSpec) error {
 	for _, m := range spec.Mounts {
 		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
 	}
+	host.Mounts = append(host.Mounts, d.agentMount(ctx, spec.Name, spec.Image)...)
 	_, err = d.cli.ContainerCreate(ctx, cfg, host, nil, nil, spec.Name)
 	if cerrdefs.IsConflict(err) {
 		return fmt.Errorf("create container %s: %w: %v", spec.Name, ErrNameInUse, err)
@@ -223,17 +239,23 @@ func (d *Driver) Start(ctx context.Context, name string) error {
 // Pause freezes every process of the container (cgroup freezer): memory and
 // state are kept for as long as the engine keeps the container.
 func (d *Driver) Pause(ctx context.Context, name string) error {
+	d.agents.setPaused(name, true) // a frozen agent would not answer
 	return wrap(d.cli.ContainerPause(ctx, name), "pause "+name)
 }
 
 // Unpause thaws a paused container.
 func (d *Driver) Unpause(ctx context.Context, name string) error {
-	return wrap(d.cli.ContainerUnpause(ctx, name), "unpause "+name)
+	if err := d.cli.ContainerUnpause(ctx, name); err != nil {
+		return wrap(err, "unpause "+name)
+	}
+	d.agents.setPaused(name, false)
+	return nil
 }
 
 // Remove force-removes a container. Removing one that is already gone is not
 // an error.
 func (d *Driver) Remove(ctx context.Context, name string) error {
+	d.agents.forget(name)
 	// A frozen container cannot be killed (moby/moby#15853): thaw it first.
 	if st, err := d.Inspect(ctx, name); err == nil && st.Paused {
 		if err := d.Unpause(ctx, name); err != nil && !errors.Is(err, ErrNotFound) {

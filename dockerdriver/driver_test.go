@@ -16,7 +16,7 @@ import (
 
 // newContainer starts a container of the test image and removes it at the
 // end of the test.
-func newContainer(t *testing.T) (*dockerdriver.Driver, string) {
+func newContainer(t *testing.T, options ...dockerdriver.Option) (*dockerdriver.Driver, string) {
 	t.Helper()
 	emulatortest.SkipIfNoDocker(t)
 	ctx := context.Background()
@@ -24,7 +24,7 @@ func newContainer(t *testing.T) (*dockerdriver.Driver, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := dockerdriver.New()
+	d, err := dockerdriver.New(options...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,6 +48,43 @@ func newContainer(t *testing.T) (*dockerdriver.Driver, string) {
 		t.Fatal(err)
 	}
 	return d, name
+}
+
+// execPaths are the two ways a command runs: through the container's exec
+// agent, and by Docker exec. Every exec test runs on both, each in its own
+// container, and checks that its path is the one taken.
+var execPaths = []struct {
+	name    string
+	options []dockerdriver.Option
+	agent   bool
+}{
+	{"agent", nil, true},
+	{"docker-exec", []dockerdriver.Option{dockerdriver.WithoutExecAgent()}, false},
+}
+
+func forEachExecPath(t *testing.T, test func(t *testing.T, d *dockerdriver.Driver, name string)) {
+	t.Helper()
+	for _, p := range execPaths {
+		t.Run(p.name, func(t *testing.T) {
+			t.Parallel()
+			d, name := newContainer(t, p.options...)
+			if got := viaAgent(t, d, name); got != p.agent {
+				t.Fatalf("command ran through the agent: %v, want %v", got, p.agent)
+			}
+			test(t, d, name)
+		})
+	}
+}
+
+// viaAgent tells whether a command's parent is the exec agent (a Docker
+// exec's parent is outside the container: PPID 0).
+func viaAgent(t *testing.T, d *dockerdriver.Driver, name string) bool {
+	t.Helper()
+	out, _, _, err := run(t, d, context.Background(), name, `tr '\0' ' ' </proc/$PPID/cmdline 2>/dev/null`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Contains(out, dockerdriver.AgentMount+"/agent")
 }
 
 func run(t *testing.T, d *dockerdriver.Driver, ctx context.Context, name, cmd string) (string, string, int, error) {
@@ -89,117 +126,123 @@ func TestCreateAppliesSpec(t *testing.T) {
 
 func TestExec(t *testing.T) {
 	t.Parallel()
-	d, name := newContainer(t)
-	tests := []struct {
-		name, cmd      string
-		stdout, stderr string
-		code           int
-	}{
-		{"ok", "echo hi", "hi\n", "", 0},
-		{"streams apart", "echo out; echo err >&2", "out\n", "err\n", 0},
-		{"exit 3", "exit 3", "", "", 3},
-		{"not found", "no-such-command-here", "", "", 127},
-		{"killed", "kill -9 $$", "", "", 137},
-		{"large output", "yes x | head -c 3000000", strings.Repeat("x\n", 1500000), "", 0},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			out, errOut, code, err := run(t, d, context.Background(), name, tt.cmd)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if code != tt.code || out != tt.stdout || (tt.stderr != "" && errOut != tt.stderr) {
-				t.Fatalf("code=%d stdout=%.40q stderr=%q; want %d %.40q %q", code, out, errOut, tt.code, tt.stdout, tt.stderr)
-			}
-		})
-	}
+	forEachExecPath(t, func(t *testing.T, d *dockerdriver.Driver, name string) {
+		tests := []struct {
+			name, cmd      string
+			stdout, stderr string
+			code           int
+		}{
+			{"ok", "echo hi", "hi\n", "", 0},
+			{"streams apart", "echo out; echo err >&2", "out\n", "err\n", 0},
+			{"exit 3", "exit 3", "", "", 3},
+			{"not found", "no-such-command-here", "", "", 127},
+			{"killed", "kill -9 $$", "", "", 137},
+			{"large output", "yes x | head -c 3000000", strings.Repeat("x\n", 1500000), "", 0},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				out, errOut, code, err := run(t, d, context.Background(), name, tt.cmd)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if code != tt.code || out != tt.stdout || (tt.stderr != "" && errOut != tt.stderr) {
+					t.Fatalf("code=%d stdout=%.40q stderr=%q; want %d %.40q %q", code, out, errOut, tt.code, tt.stdout, tt.stderr)
+				}
+			})
+		}
+	})
 }
 
 func TestExecStdin(t *testing.T) {
 	t.Parallel()
-	d, name := newContainer(t)
-	var out bytes.Buffer
-	in := strings.Repeat("line\n", 10000)
-	code, err := d.Exec(context.Background(), name, dockerdriver.ExecSpec{
-		Cmd: []string{"/bin/sh", "-c", "wc -l"}, Stdin: strings.NewReader(in), Stdout: &out,
+	forEachExecPath(t, func(t *testing.T, d *dockerdriver.Driver, name string) {
+		var out bytes.Buffer
+		in := strings.Repeat("line\n", 10000)
+		code, err := d.Exec(context.Background(), name, dockerdriver.ExecSpec{
+			Cmd: []string{"/bin/sh", "-c", "wc -l"}, Stdin: strings.NewReader(in), Stdout: &out,
+		})
+		if err != nil || code != 0 || strings.TrimSpace(out.String()) != "10000" {
+			t.Fatalf("out=%q code=%d err=%v", out.String(), code, err)
+		}
 	})
-	if err != nil || code != 0 || strings.TrimSpace(out.String()) != "10000" {
-		t.Fatalf("out=%q code=%d err=%v", out.String(), code, err)
-	}
 }
 
 func TestExecCancelKillsProcessTree(t *testing.T) {
 	t.Parallel()
-	d, name := newContainer(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	out, _, _, err := run(t, d, ctx, name, `echo started; (sleep 300; echo child) & sleep 301`)
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("err = %v, want deadline exceeded", err)
-	}
-	if out != "started\n" {
-		t.Fatalf("output so far = %q", out)
-	}
-	t.Logf("cancel took %v", time.Since(start))
-	if el := time.Since(start); el > 3*time.Second {
-		t.Errorf("cancel took %v", el)
-	}
-	ps, _, _, err := run(t, d, context.Background(), name, `ps -o args | grep -c '^sleep 30[01]'`)
-	if err != nil || strings.TrimSpace(ps) != "0" {
-		t.Fatalf("processes left: %q (err %v)", ps, err)
-	}
+	forEachExecPath(t, func(t *testing.T, d *dockerdriver.Driver, name string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		out, _, _, err := run(t, d, ctx, name, `echo started; (sleep 300; echo child) & sleep 301`)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err = %v, want deadline exceeded", err)
+		}
+		if out != "started\n" {
+			t.Fatalf("output so far = %q", out)
+		}
+		t.Logf("cancel took %v", time.Since(start))
+		if el := time.Since(start); el > 3*time.Second {
+			t.Errorf("cancel took %v", el)
+		}
+		ps, _, _, err := run(t, d, context.Background(), name, `ps -o args | grep -c '^sleep 30[01]'`)
+		if err != nil || strings.TrimSpace(ps) != "0" {
+			t.Fatalf("processes left: %q (err %v)", ps, err)
+		}
+	})
 }
 
 func TestExecBackgroundProcessDoesNotHold(t *testing.T) {
 	t.Parallel()
-	d, name := newContainer(t)
-	start := time.Now()
-	_, _, code, err := run(t, d, context.Background(), name, `sleep 60 & echo started`)
-	if err != nil || code != 0 {
-		t.Fatalf("code=%d err=%v", code, err)
-	}
-	if el := time.Since(start); el > 1500*time.Millisecond {
-		t.Errorf("exec with a background child took %v", el)
-	}
-	ps, _, _, _ := run(t, d, context.Background(), name, `ps -o args | grep -c '^sleep 60'`)
-	if strings.TrimSpace(ps) != "1" {
-		t.Fatalf("background process should still run; ps count %q", ps)
-	}
+	forEachExecPath(t, func(t *testing.T, d *dockerdriver.Driver, name string) {
+		start := time.Now()
+		_, _, code, err := run(t, d, context.Background(), name, `sleep 60 & echo started`)
+		if err != nil || code != 0 {
+			t.Fatalf("code=%d err=%v", code, err)
+		}
+		if el := time.Since(start); el > 1500*time.Millisecond {
+			t.Errorf("exec with a background child took %v", el)
+		}
+		ps, _, _, _ := run(t, d, context.Background(), name, `ps -o args | grep -c '^sleep 60'`)
+		if strings.TrimSpace(ps) != "1" {
+			t.Fatalf("background process should still run; ps count %q", ps)
+		}
+	})
 }
 
 // The early close for background children must never cut output that is
 // still flowing.
 func TestExecBackgroundChildKeepsAllOutput(t *testing.T) {
 	t.Parallel()
-	d, name := newContainer(t)
-	for i := 0; i < 3; i++ {
-		start := time.Now()
-		out, _, code, err := run(t, d, context.Background(), name, `sleep 20 & head -c 4000000 /dev/zero | tr '\0' x`)
-		if err != nil || code != 0 || len(out) != 4000000 {
-			t.Fatalf("round %d: %d bytes, code %d, err %v", i, len(out), code, err)
+	forEachExecPath(t, func(t *testing.T, d *dockerdriver.Driver, name string) {
+		for i := 0; i < 3; i++ {
+			start := time.Now()
+			out, _, code, err := run(t, d, context.Background(), name, `sleep 20 & head -c 4000000 /dev/zero | tr '\0' x`)
+			if err != nil || code != 0 || len(out) != 4000000 {
+				t.Fatalf("round %d: %d bytes, code %d, err %v", i, len(out), code, err)
+			}
+			if el := time.Since(start); el > 8*time.Second {
+				t.Errorf("round %d took %v", i, el)
+			}
 		}
-		if el := time.Since(start); el > 8*time.Second {
-			t.Errorf("round %d took %v", i, el)
-		}
-	}
+	})
 }
 
 func TestPausedContainer(t *testing.T) {
 	t.Parallel()
-	d, name := newContainer(t)
-	ctx := context.Background()
-	if err := d.Pause(ctx, name); err != nil {
-		t.Fatal(err)
-	}
-	st, _ := d.Inspect(ctx, name)
-	if !st.Paused {
-		t.Fatalf("not paused: %+v", st)
-	}
-	if _, _, _, err := run(t, d, ctx, name, "true"); !errors.Is(err, dockerdriver.ErrNotRunning) {
-		t.Fatalf("exec in paused container: err = %v, want ErrNotRunning", err)
-	}
-	// Remove must thaw it first; the cleanup removes it while paused.
+	forEachExecPath(t, func(t *testing.T, d *dockerdriver.Driver, name string) {
+		ctx := context.Background()
+		if err := d.Pause(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		st, _ := d.Inspect(ctx, name)
+		if !st.Paused {
+			t.Fatalf("not paused: %+v", st)
+		}
+		if _, _, _, err := run(t, d, ctx, name, "true"); !errors.Is(err, dockerdriver.ErrNotRunning) {
+			t.Fatalf("exec in paused container: err = %v, want ErrNotRunning", err)
+		}
+		// Remove must thaw it first; the cleanup removes it while paused.
+	})
 }
 
 func TestNotFound(t *testing.T) {

@@ -60,7 +60,14 @@ done`
 // When ctx ends first, every process the command started is killed and the
 // error is ctx.Err(); the output written so far stays written. A paused or
 // stopped container gives ErrNotRunning.
+//
+// A command without a terminal runs through the container's exec agent when
+// it has one (agent.go); the rest, and whatever the agent cannot start, by
+// Docker exec.
 func (d *Driver) Exec(ctx context.Context, name string, spec ExecSpec) (int, error) {
+	if code, err, ok := d.execViaAgent(ctx, name, spec); ok {
+		return code, err
+	}
 	tag := newTag()
 	opts := container.ExecOptions{
 		Cmd:          spec.Cmd,

@@ -1,0 +1,605 @@
+package dockerdriver
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/volume"
+	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/rtemu-dev/rtemu/agent"
+)
+
+// The exec agent (package agent) runs commands inside a sandbox without a
+// Docker exec each: one exec starts it, and it is reused. Every container
+// Create makes gets the agent's volume at AgentMount, read-only; a
+// container without it (made before, or by another build) runs commands by
+// Docker exec, as does any command with a terminal.
+const (
+	// AgentMount is where the agent's files appear in a sandbox.
+	AgentMount = "/.rtemu"
+	// LabelAgent marks the agent's volumes; its value is the executable the
+	// volume was made from, so a volume whose executable is gone is pruned.
+	LabelAgent = "rtemu.agent"
+	// labelAgentHelper marks the short-lived container that fills a volume.
+	labelAgentHelper = "rtemu.agent.helper"
+
+	// agentIdleFor is how long an unused agent is kept: it holds a few MB
+	// of the sandbox's memory.
+	agentIdleFor = time.Minute
+	// agentsKept bounds the idle agents kept per container.
+	agentsKept = 2
+)
+
+// errNoAgent: the container cannot run the agent (no volume, another
+// protocol, a foreign architecture); it runs commands by Docker exec.
+var errNoAgent = errors.New("no exec agent in this container")
+
+// agentFiles are the files the agent's volume holds: the running
+// executable and, when it is dynamically linked, the loader and the
+// libraries it has loaded, so it runs in any image, one without a C
+// library included.
+type agentFiles struct {
+	exe    string
+	interp string   // the ELF interpreter; "" for a static executable
+	libs   []string // loaded shared libraries, the interpreter among them
+	volume string   // named from the files' paths, sizes and times
+}
+
+func findAgentFiles() (*agentFiles, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	if exe, err = filepath.EvalSymlinks(exe); err != nil {
+		return nil, err
+	}
+	ef, err := elf.Open(exe)
+	if err != nil {
+		return nil, err
+	}
+	defer ef.Close()
+	f := &agentFiles{exe: exe}
+	for _, p := range ef.Progs {
+		if p.Type == elf.PT_INTERP {
+			b, err := io.ReadAll(p.Open())
+			if err != nil {
+				return nil, err
+			}
+			f.interp = strings.TrimRight(string(b), "\x00")
+		}
+	}
+	if f.interp != "" {
+		if f.libs, err = loadedLibraries(f.interp); err != nil {
+			return nil, err
+		}
+	}
+	h := sha256.New()
+	for _, p := range append([]string{exe}, f.libs...) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00%d\x00", p, fi.Size(), fi.ModTime().UnixNano())
+	}
+	f.volume = "rtemu-agent-" + hex.EncodeToString(h.Sum(nil))[:16]
+	return f, nil
+}
+
+// loadedLibraries lists the shared objects mapped into this process, and
+// the interpreter.
+func loadedLibraries(interp string) ([]string, error) {
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var libs []string
+	add := func(p string) {
+		if !seen[filepath.Base(p)] {
+			seen[filepath.Base(p)] = true
+			libs = append(libs, p)
+		}
+	}
+	add(interp)
+	for _, line := range strings.Split(string(maps), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) == 6 && strings.HasPrefix(fields[5], "/") && strings.Contains(filepath.Base(fields[5]), ".so") {
+			add(fields[5])
+		}
+	}
+	return libs, nil
+}
+
+// argv starts the agent in a container.
+func (f *agentFiles) argv() []string {
+	if f.interp == "" {
+		return []string{AgentMount + "/agent"}
+	}
+	lib := AgentMount + "/lib"
+	return []string{lib + "/" + filepath.Base(f.interp), "--library-path", lib, AgentMount + "/agent"}
+}
+
+// tarball streams the volume's content; "ready" comes last, so its presence
+// says the rest is whole.
+func (f *agentFiles) tarball() io.ReadCloser {
+	pr, pw := io.Pipe()
+	go func() {
+		tw := tar.NewWriter(pw)
+		add := func(name, src string) error {
+			r, err := os.Open(src)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			fi, err := r.Stat()
+			if err != nil {
+				return err
+			}
+			if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: fi.Size(), ModTime: fi.ModTime()}); err != nil {
+				return err
+			}
+			_, err = io.Copy(tw, r)
+			return err
+		}
+		err := add("agent", f.exe)
+		for _, l := range f.libs {
+			if err == nil {
+				err = add("lib/"+filepath.Base(l), l)
+			}
+		}
+		if err == nil {
+			err = tw.WriteHeader(&tar.Header{Name: "ready", Mode: 0o644, Size: int64(len(f.volume))})
+		}
+		if err == nil {
+			_, err = tw.Write([]byte(f.volume))
+		}
+		if err == nil {
+			err = tw.Close()
+		}
+		pw.CloseWithError(err)
+	}()
+	return pr
+}
+
+// agents keeps the agent's volume and the started agents of one driver.
+type agents struct {
+	files *agentFiles
+
+	mu      sync.Mutex
+	ready   bool      // the volume is filled
+	retryAt time.Time // after a failure to fill it
+	idle    map[string][]*agentConn
+	// without lists containers that run commands by Docker exec.
+	without map[string]bool
+	paused  map[string]bool
+}
+
+func newAgents() *agents {
+	f, err := findAgentFiles()
+	if err != nil {
+		return nil
+	}
+	return &agents{files: f, idle: map[string][]*agentConn{}, without: map[string]bool{}, paused: map[string]bool{}}
+}
+
+// agentMount returns the mount a new container gets, filling the volume the
+// first time (with a helper container of the same image, which the volume
+// outlives). It returns nil when the volume cannot be made: the container
+// then does without.
+func (d *Driver) agentMount(ctx context.Context, name, image string) []mount.Mount {
+	a := d.agents
+	if a == nil {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.forgetLocked(name)
+	if !a.ready && time.Now().After(a.retryAt) {
+		if err := d.fillAgentVolume(ctx, image); err != nil {
+			a.retryAt = time.Now().Add(time.Minute)
+		} else {
+			a.ready = true
+			d.pruneAgentVolumes(ctx)
+		}
+	}
+	if !a.ready {
+		a.without[name] = true
+		return nil
+	}
+	return []mount.Mount{{Type: mount.TypeVolume, Source: a.files.volume, Target: AgentMount, ReadOnly: true,
+		VolumeOptions: &mount.VolumeOptions{NoCopy: true}}}
+}
+
+func (d *Driver) fillAgentVolume(ctx context.Context, image string) error {
+	f := d.agents.files
+	if _, err := d.cli.VolumeCreate(ctx, volume.CreateOptions{Name: f.volume, Labels: map[string]string{LabelAgent: f.exe}}); err != nil {
+		return wrap(err, "create volume "+f.volume)
+	}
+	helper, err := d.cli.ContainerCreate(ctx,
+		&container.Config{Image: image, Entrypoint: []string{AgentMount + "/agent"}, Labels: map[string]string{labelAgentHelper: "1"}},
+		&container.HostConfig{Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: f.volume, Target: AgentMount}}},
+		nil, nil, "")
+	if err != nil {
+		return wrap(err, "create agent helper")
+	}
+	defer func() {
+		rm, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = d.cli.ContainerRemove(rm, helper.ID, container.RemoveOptions{Force: true})
+	}()
+	if _, err := d.cli.ContainerStatPath(ctx, helper.ID, AgentMount+"/ready"); err == nil {
+		return nil
+	}
+	tb := f.tarball()
+	defer tb.Close()
+	return wrap(d.cli.CopyToContainer(ctx, helper.ID, AgentMount, tb, container.CopyToContainerOptions{}), "fill "+f.volume)
+}
+
+// pruneAgentVolumes removes agent volumes whose executable is gone (a test
+// binary, a `go run` build) and that no container uses, and helpers a killed
+// rtemu left.
+func (d *Driver) pruneAgentVolumes(ctx context.Context) {
+	vols, err := d.cli.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelAgent))})
+	if err == nil {
+		for _, v := range vols.Volumes {
+			if v.Name == d.agents.files.volume {
+				continue
+			}
+			if _, err := os.Stat(v.Labels[LabelAgent]); err != nil {
+				_ = d.cli.VolumeRemove(ctx, v.Name, false) // refused while in use
+			}
+		}
+	}
+	helpers, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", labelAgentHelper))})
+	if err == nil {
+		for _, h := range helpers {
+			if time.Since(time.Unix(h.Created, 0)) > 5*time.Minute {
+				_ = d.cli.ContainerRemove(ctx, h.ID, container.RemoveOptions{Force: true})
+			}
+		}
+	}
+}
+
+// forgetLocked drops what is known of a container's agents.
+func (a *agents) forgetLocked(name string) {
+	for _, c := range a.idle[name] {
+		c.idle.Stop()
+		c.close()
+	}
+	delete(a.idle, name)
+	delete(a.without, name)
+	delete(a.paused, name)
+}
+
+func (a *agents) forget(name string) {
+	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.forgetLocked(name)
+}
+
+// closeAll ends every idle agent: each sees its stdin close and exits.
+func (a *agents) closeAll() {
+	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for name := range a.idle {
+		for _, c := range a.idle[name] {
+			c.idle.Stop()
+			c.close()
+		}
+		delete(a.idle, name)
+	}
+}
+
+func (a *agents) setPaused(name string, paused bool) {
+	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if paused {
+		a.paused[name] = true
+	} else {
+		delete(a.paused, name)
+	}
+}
+
+// get hands out an idle agent of the container (fresh=false) or starts one.
+func (d *Driver) getAgent(ctx context.Context, name string) (c *agentConn, fresh bool, err error) {
+	a := d.agents
+	a.mu.Lock()
+	if a.without[name] || a.paused[name] {
+		a.mu.Unlock()
+		return nil, false, errNoAgent
+	}
+	for len(a.idle[name]) > 0 {
+		list := a.idle[name]
+		c = list[len(list)-1]
+		a.idle[name] = list[:len(list)-1]
+		if c.idle.Stop() {
+			a.mu.Unlock()
+			return c, false, nil
+		}
+		// Its timer fired: it is being closed.
+	}
+	a.mu.Unlock()
+	c, err = d.startAgent(ctx, name)
+	if errors.Is(err, errNoAgent) {
+		a.mu.Lock()
+		a.without[name] = true
+		a.mu.Unlock()
+	}
+	return c, true, err
+}
+
+// putAgent keeps an agent for the container's next command.
+func (d *Driver) putAgent(name string, c *agentConn) {
+	a := d.agents
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.without[name] || a.paused[name] || len(a.idle[name]) >= agentsKept {
+		c.close()
+		return
+	}
+	c.idle = time.AfterFunc(agentIdleFor, func() {
+		a.mu.Lock()
+		list := a.idle[name]
+		for i, x := range list {
+			if x == c {
+				a.idle[name] = append(list[:i:i], list[i+1:]...)
+				break
+			}
+		}
+		a.mu.Unlock()
+		c.close()
+	})
+	a.idle[name] = append(a.idle[name], c)
+}
+
+// agentConn is one agent: its exec's hijacked stream, frames both ways.
+type agentConn struct {
+	att    types.HijackedResponse
+	r      *bufio.Reader
+	w      *agent.FrameWriter
+	stderr *tail
+	idle   *time.Timer // set while idle
+	once   sync.Once
+}
+
+func (c *agentConn) close() { c.once.Do(func() { c.att.Close() }) }
+
+func (d *Driver) startAgent(ctx context.Context, name string) (*agentConn, error) {
+	created, err := d.cli.ContainerExecCreate(ctx, name, container.ExecOptions{
+		Cmd: d.agents.files.argv(), Env: []string{agent.EnvServe + "=1"},
+		AttachStdin: true, AttachStdout: true, AttachStderr: true,
+	})
+	if err != nil {
+		if cerrdefs.IsConflict(err) {
+			return nil, fmt.Errorf("exec in %s: %w", name, ErrNotRunning)
+		}
+		return nil, wrap(err, "start agent in "+name)
+	}
+	att, err := d.cli.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{})
+	if err != nil {
+		return nil, wrap(err, "attach agent in "+name)
+	}
+	pr, pw := io.Pipe()
+	c := &agentConn{att: att, r: bufio.NewReader(pr), w: agent.NewFrameWriter(att.Conn), stderr: &tail{}}
+	go func() {
+		_, err := stdcopy.StdCopy(pw, c.stderr, att.Reader)
+		pw.CloseWithError(err)
+	}()
+	_ = att.Conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+	typ, p, err := agent.ReadFrame(c.r)
+	_ = att.Conn.SetReadDeadline(time.Time{})
+	if err != nil || typ != agent.FrameReady || string(p) != agent.Version {
+		c.close()
+		return nil, fmt.Errorf("%w: %s: %v %q", errNoAgent, name, err, c.stderr.String())
+	}
+	return c, nil
+}
+
+// execViaAgent runs spec through an agent. handled is false when no agent
+// could run it: the caller then runs it by Docker exec, which also gives
+// Docker's own words for a command that cannot start.
+func (d *Driver) execViaAgent(ctx context.Context, name string, spec ExecSpec) (code int, err error, handled bool) {
+	if d.agents == nil || spec.Tty {
+		return 0, nil, false
+	}
+	for {
+		c, fresh, err := d.getAgent(ctx, name)
+		if err != nil {
+			return 0, nil, false
+		}
+		code, err, res := d.runOnAgent(ctx, name, c, spec)
+		switch res {
+		case agentRan:
+			return code, err, true
+		case agentRefused:
+			d.putAgent(name, c)
+			return 0, nil, false
+		case agentBroken:
+			c.close()
+			if fresh {
+				return 0, nil, false
+			}
+			// An idle agent may have ended with its container's restart:
+			// try a fresh one.
+		}
+	}
+}
+
+type agentResult int
+
+const (
+	agentRan     agentResult = iota // the command ran; code and err are its
+	agentRefused                    // the agent could not start it
+	agentBroken                     // the agent's stream broke before the command started
+)
+
+func (d *Driver) runOnAgent(ctx context.Context, name string, c *agentConn, spec ExecSpec) (int, error, agentResult) {
+	tag := newTag()
+	start, _ := json.Marshal(agent.Start{
+		Argv: spec.Cmd, Env: append(append([]string{}, spec.Env...), execMarker+"="+tag),
+		Dir: spec.WorkingDir, Stdin: spec.Stdin != nil, Tag: tag,
+	})
+	if err := c.w.Write(agent.FrameStart, start); err != nil {
+		return -1, nil, agentBroken
+	}
+	var (
+		started = make(chan struct{})
+		fin     = make(chan struct{})
+		result  agentResult
+		code    = -1
+		readErr error
+	)
+	go func() {
+		defer close(fin)
+		typ, p, err := agent.ReadFrame(c.r)
+		switch {
+		case err != nil:
+			result = agentBroken
+			return
+		case typ == agent.FrameFailed:
+			result = agentRefused
+			return
+		case typ != agent.FrameStarted:
+			result, readErr = agentRan, fmt.Errorf("exec agent in %s: unexpected frame %q", name, typ)
+			return
+		}
+		result = agentRan
+		close(started)
+		stdout, stderr := orDiscard(spec.Stdout), orDiscard(spec.Stderr)
+		for {
+			typ, p, err = agent.ReadFrame(c.r)
+			if err != nil {
+				readErr = fmt.Errorf("exec agent in %s: %w", name, err)
+				return
+			}
+			switch typ {
+			case agent.FrameStdout:
+				_, _ = stdout.Write(p)
+			case agent.FrameStderr:
+				_, _ = stderr.Write(p)
+			case agent.FrameExit:
+				code, readErr = agent.ExitCode(p)
+				return
+			}
+		}
+	}()
+
+	// The command's stdin is copied only once it runs: a command the agent
+	// refused is run by Docker exec, which must get all of it.
+	var over, stdinClosed bool // under c.w's lock
+	select {
+	case <-started:
+		if spec.Stdin != nil {
+			go func() {
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := spec.Stdin.Read(buf)
+					if n > 0 && c.w.WriteIf(func() bool { return !over }, agent.FrameStdin, buf[:n]) != nil {
+						return
+					}
+					if err != nil {
+						_ = c.w.WriteIf(func() bool {
+							if over {
+								return false
+							}
+							stdinClosed = true
+							return true
+						}, agent.FrameStdinClose, nil)
+						return
+					}
+				}
+			}()
+		}
+	case <-fin:
+	case <-ctx.Done():
+	}
+
+	select {
+	case <-fin:
+	case <-ctx.Done():
+		// Kill it all: through the agent, or, when the agent does not
+		// answer, by Docker exec, as a Docker exec is killed.
+		_ = c.w.Write(agent.FrameKill, nil)
+		select {
+		case <-fin:
+		case <-time.After(2 * time.Second):
+			d.killExec(name, tag)
+		}
+		c.close()
+		<-fin
+		return -1, ctx.Err(), agentRan
+	}
+
+	c.w.Lock()
+	over = true
+	reusable := spec.Stdin == nil || stdinClosed
+	c.w.Unlock()
+	if result != agentRan {
+		return -1, nil, result
+	}
+	if readErr != nil {
+		c.close()
+		if st, err := d.Inspect(context.WithoutCancel(ctx), name); err == nil && !st.Running {
+			return -1, fmt.Errorf("exec in %s: %w", name, ErrNotRunning), agentRan
+		}
+		return -1, readErr, agentRan
+	}
+	if reusable {
+		d.putAgent(name, c)
+	} else {
+		// The agent may still be feeding a pipe nobody reads.
+		c.close()
+	}
+	return code, nil, agentRan
+}
+
+// tail keeps the last KiB written to it.
+type tail struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf.Write(p)
+	if n := t.buf.Len(); n > 1024 {
+		t.buf.Next(n - 1024)
+	}
+	return len(p), nil
+}
+
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.buf.String()
+}

@@ -1,0 +1,158 @@
+package dockerdriver_test
+
+import (
+	"bytes"
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rtemu-dev/rtemu/dockerdriver"
+)
+
+// agentProcs counts the exec agents running in a container, asked by
+// Docker exec so the count does not start one.
+const agentProcs = `n=0; for p in /proc/[0-9]*; do tr '\0' ' ' <$p/cmdline 2>/dev/null | grep -q '^[^ ]*ld-linux[^ ]* .*/[.]rtemu/agent\|^/[.]rtemu/agent' && n=$((n+1)); done; echo $n`
+
+func dockerExecDriver(t *testing.T) *dockerdriver.Driver {
+	t.Helper()
+	d, err := dockerdriver.New(dockerdriver.WithoutExecAgent())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// A command run by the agent sees what a Docker exec would show it: the
+// same environment, user, working directory and limits, with the spec's
+// Env and WorkingDir applied the same way, and the same exit code and
+// output when it cannot start at all.
+func TestAgentMatchesDockerExec(t *testing.T) {
+	t.Parallel()
+	viaAgentDrv, name := newContainer(t)
+	viaDocker := dockerExecDriver(t)
+	if !viaAgent(t, viaAgentDrv, name) || viaAgent(t, viaDocker, name) {
+		t.Fatal("the two drivers must take the two paths")
+	}
+	const probe = `env | grep -v '^RTEMU_EXEC_ID=' | sort; echo "pwd=$(pwd) id=$(id) umask=$(umask)"; ulimit -a; cat /proc/self/cgroup; ls -l /proc/self/fd/0 | sed 's/.*-> //'`
+	specs := []struct {
+		name string
+		spec dockerdriver.ExecSpec
+	}{
+		{"defaults", dockerdriver.ExecSpec{Cmd: []string{"/bin/sh", "-c", probe}}},
+		{"env and cwd", dockerdriver.ExecSpec{Cmd: []string{"/bin/sh", "-c", probe}, Env: []string{"FROM_SPEC=replaced", "EXTRA=1", "PATH=/bin:/usr/bin"}, WorkingDir: "/tmp"}},
+		{"relative argv0 on PATH", dockerdriver.ExecSpec{Cmd: []string{"sh", "-c", probe}}},
+		{"missing working dir", dockerdriver.ExecSpec{Cmd: []string{"/bin/sh", "-c", "echo ran"}, WorkingDir: "/no/such/dir"}},
+		{"missing program", dockerdriver.ExecSpec{Cmd: []string{"no-such-program"}}},
+	}
+	for _, tt := range specs {
+		t.Run(tt.name, func(t *testing.T) {
+			results := make([]string, 2)
+			for i, d := range []*dockerdriver.Driver{viaAgentDrv, viaDocker} {
+				var out, errOut bytes.Buffer
+				spec := tt.spec
+				spec.Stdout, spec.Stderr = &out, &errOut
+				code, err := d.Exec(context.Background(), name, spec)
+				results[i] = strings.Join([]string{out.String(), errOut.String(), strconv.Itoa(code), errString(err)}, "\n--\n")
+			}
+			if results[0] != results[1] {
+				t.Fatalf("agent:\n%s\n\ndocker exec:\n%s", results[0], results[1])
+			}
+		})
+	}
+}
+
+// The agent's volume is read-only in the sandbox: nothing in one sandbox
+// can change what another runs.
+func TestAgentVolumeReadOnly(t *testing.T) {
+	t.Parallel()
+	d, name := newContainer(t)
+	out, errOut, code, err := run(t, d, context.Background(), name, `ls `+dockerdriver.AgentMount+`; touch `+dockerdriver.AgentMount+`/agent `+dockerdriver.AgentMount+`/new`)
+	if err != nil || code == 0 || !strings.Contains(out, "agent") || !strings.Contains(errOut, "Read-only file system") {
+		t.Fatalf("out=%q stderr=%q code=%d err=%v", out, errOut, code, err)
+	}
+}
+
+// Agents end with the driver that started them (as they do when rtemu is
+// killed: the engine closes their stdin), and one that died is replaced.
+func TestAgentLifetime(t *testing.T) {
+	t.Parallel()
+	d, name := newContainer(t)
+	viaDocker := dockerExecDriver(t)
+	ctx := context.Background()
+	count := func() string {
+		t.Helper()
+		out, _, _, err := run(t, viaDocker, ctx, name, agentProcs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(out)
+	}
+
+	if n := count(); n != "0" {
+		t.Fatalf("agents before any command: %s, want 0", n)
+	}
+	if !viaAgent(t, d, name) {
+		t.Fatal("a command did not run through the agent")
+	}
+	// The agent is kept for the next command.
+	if n := count(); n != "1" {
+		t.Fatalf("agents after one command: %s, want 1", n)
+	}
+	// Sequential commands reuse it.
+	for range 5 {
+		if !viaAgent(t, d, name) {
+			t.Fatal("a command did not run through the agent")
+		}
+	}
+	if n := count(); n != "1" {
+		t.Fatalf("agents after six sequential commands: %s, want 1", n)
+	}
+
+	// An agent killed behind the driver's back is replaced, and the
+	// command still runs.
+	if _, _, _, err := run(t, viaDocker, ctx, name, `for p in /proc/[0-9]*; do grep -q 'rtemu/agent' $p/cmdline 2>/dev/null && kill -9 ${p#/proc/}; done; true`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return count() == "0" })
+	if out, _, code, err := run(t, d, ctx, name, "echo again"); err != nil || code != 0 || out != "again\n" {
+		t.Fatalf("after the agent died: out=%q code=%d err=%v", out, code, err)
+	}
+	if !viaAgent(t, d, name) {
+		t.Fatal("the replacement did not run through the agent")
+	}
+
+	// A second driver's agent ends when that driver closes.
+	other, err := dockerdriver.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !viaAgent(t, other, name) {
+		t.Fatal("the second driver did not use an agent")
+	}
+	if n := count(); n != "2" {
+		t.Fatalf("agents with two drivers: %s, want 2", n)
+	}
+	other.Close()
+	waitFor(t, func() bool { return count() == "1" })
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 10s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "<nil>"
+	}
+	return "error"
+}
