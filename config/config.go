@@ -25,6 +25,9 @@ type Config struct {
 	Templates []sandbox.Template
 	APIKeys   []string
 	AuthOff   bool
+	// ExecAgentOff runs every command by Docker exec (see the README's
+	// "Exec agent").
+	ExecAgentOff bool
 	// WarmPool is template → started containers kept ready for creates.
 	WarmPool map[string]int
 }
@@ -63,6 +66,7 @@ var Settings = []Setting{
 	{"--api-key", "RTEMU_API_KEYS"},
 	{"--auth", "RTEMU_AUTH"},
 	{"--warm-pool", "RTEMU_WARM_POOL"},
+	{"--exec-agent", "RTEMU_EXEC_AGENT"},
 }
 
 type listFlag []string
@@ -77,7 +81,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config,
 	fs := flag.NewFlagSet("rtemu serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var templates, keys, pools listFlag
-	var auth, ephemeral string
+	var auth, ephemeral, execAgent string
 	fs.StringVar(&cfg.Addr, "addr", envOr(getenv, "RTEMU_ADDR", cfg.Addr), "REST API address")
 	fs.StringVar(&cfg.SSHAddr, "ssh-addr", envOr(getenv, "RTEMU_SSH_ADDR", cfg.SSHAddr), "SSH gateway address")
 	fs.StringVar(&cfg.DataDir, "data-dir", getenv("RTEMU_DATA_DIR"), "data directory")
@@ -86,6 +90,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config,
 	fs.Var(&keys, "api-key", "accept only this key (repeatable)")
 	fs.Var(&pools, "warm-pool", "TEMPLATE=N started containers kept ready (repeatable)")
 	fs.StringVar(&auth, "auth", envOr(getenv, "RTEMU_AUTH", "on"), "on or off")
+	fs.StringVar(&execAgent, "exec-agent", envOr(getenv, "RTEMU_EXEC_AGENT", "on"), "on or off: run commands through an agent in each sandbox")
 	// --ephemeral works as a bare boolean flag too.
 	for i, a := range args {
 		if a == "--ephemeral" || a == "-ephemeral" {
@@ -111,6 +116,13 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config,
 		cfg.AuthOff = true
 	default:
 		return cfg, fmt.Errorf("--auth / RTEMU_AUTH: %q is not on or off", auth)
+	}
+	switch strings.ToLower(execAgent) {
+	case "on", "":
+	case "off":
+		cfg.ExecAgentOff = true
+	default:
+		return cfg, fmt.Errorf("--exec-agent / RTEMU_EXEC_AGENT: %q is not on or off", execAgent)
 	}
 	if len(keys) == 0 {
 		keys = splitList(getenv("RTEMU_API_KEYS"))

@@ -22,9 +22,10 @@ func TestParse(t *testing.T) {
 		{"defaults", nil, map[string]string{"HOME": "/home/u"}, func(c *Config) {}},
 		{"xdg data home", nil, map[string]string{"XDG_DATA_HOME": "/xdg"}, func(c *Config) { c.DataDir = "/xdg/rtemu" }},
 		{"env", nil, map[string]string{"HOME": "/home/u", "RTEMU_ADDR": "127.0.0.1:9", "RTEMU_SSH_ADDR": "127.0.0.1:10",
-			"RTEMU_DATA_DIR": "/d", "RTEMU_TEMPLATES": "base-ubuntu=busybox, desktop-ubuntu=desk:1", "RTEMU_API_KEYS": "k1,k2", "RTEMU_AUTH": "off"},
+			"RTEMU_DATA_DIR": "/d", "RTEMU_TEMPLATES": "base-ubuntu=busybox, desktop-ubuntu=desk:1", "RTEMU_API_KEYS": "k1,k2", "RTEMU_AUTH": "off", "RTEMU_EXEC_AGENT": "off"},
 			func(c *Config) {
 				c.Addr, c.SSHAddr, c.DataDir, c.AuthOff, c.APIKeys = "127.0.0.1:9", "127.0.0.1:10", "/d", true, []string{"k1", "k2"}
+				c.ExecAgentOff = true
 				c.Templates = []sandbox.Template{{Name: "base-ubuntu", Image: "busybox"}, {Name: "desktop-ubuntu", Image: "desk:1"}}
 			}},
 		{"flags win over env", []string{"--addr", "127.0.0.1:1", "--template", "x=img", "--api-key", "k3", "--auth", "on", "--data-dir", "/f"},
@@ -62,7 +63,7 @@ func TestParse(t *testing.T) {
 func TestParseRejects(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{
-		{"--template", "noequals"}, {"--template", "=img"}, {"--template", "a b=img"}, {"--auth", "maybe"},
+		{"--template", "noequals"}, {"--template", "=img"}, {"--template", "a b=img"}, {"--auth", "maybe"}, {"--exec-agent", "sometimes"},
 		{"--ephemeral=perhaps"}, {"--no-such-flag"}, {"stray"},
 		{"--warm-pool", "base-ubuntu"}, {"--warm-pool", "base-ubuntu=-1"}, {"--warm-pool", "base-ubuntu=65"},
 		{"--warm-pool", "nosuch=2"}, {"--warm-pool", "base-ubuntu=two"},

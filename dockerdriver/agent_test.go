@@ -13,7 +13,7 @@ import (
 
 // agentProcs counts the exec agents running in a container, asked by
 // Docker exec so the count does not start one.
-const agentProcs = `n=0; for p in /proc/[0-9]*; do tr '\0' ' ' <$p/cmdline 2>/dev/null | grep -q '^[^ ]*ld-linux[^ ]* .*/[.]rtemu/agent\|^/[.]rtemu/agent' && n=$((n+1)); done; echo $n`
+const agentProcs = `ps -o args | grep -c '[/][.]rtemu/agent'`
 
 func dockerExecDriver(t *testing.T) *dockerdriver.Driver {
 	t.Helper()
@@ -113,7 +113,7 @@ func TestAgentLifetime(t *testing.T) {
 
 	// An agent killed behind the driver's back is replaced, and the
 	// command still runs.
-	if _, _, _, err := run(t, viaDocker, ctx, name, `for p in /proc/[0-9]*; do grep -q 'rtemu/agent' $p/cmdline 2>/dev/null && kill -9 ${p#/proc/}; done; true`); err != nil {
+	if _, _, _, err := run(t, viaDocker, ctx, name, `for p in /proc/[0-9]*; do grep -q '[/][.]rtemu/agent' $p/cmdline 2>/dev/null && kill -9 ${p#/proc/}; done; true`); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return count() == "0" })

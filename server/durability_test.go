@@ -156,6 +156,24 @@ func driver(t *testing.T) *dockerdriver.Driver {
 	return d
 }
 
+// agentsIn counts the exec agents running in a container, asking by Docker
+// exec (which starts none).
+func agentsIn(t *testing.T, name string) string {
+	t.Helper()
+	d, err := dockerdriver.New(dockerdriver.WithoutExecAgent())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var out bytes.Buffer
+	if _, err := d.Exec(context.Background(), name, dockerdriver.ExecSpec{
+		Cmd: []string{"/bin/sh", "-c", "ps -o args | grep -c '[/][.]rtemu/agent'"}, Stdout: &out,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(out.String())
+}
+
 // instanceContainers lists the containers of the rtemu that owns dataDir,
 // and removes them all when the test ends.
 func instanceContainers(t *testing.T, dataDir string) func() []dockerdriver.Container {
@@ -356,7 +374,21 @@ func TestReconcileAtStart(t *testing.T) {
 		t.Fatal("pause failed")
 	}
 	p.waitStatus(paused, "paused", 10*time.Second)
+	// A command starts kept's exec agent, which must not outlive rtemu.
+	if code, data := p.do("POST", "/v1/sandboxes/"+kept+"/exec", map[string]any{"command": "true"}); code != 200 || data["exitCode"] != float64(0) {
+		t.Fatalf("exec in kept: %d %v", code, data)
+	}
+	if n := agentsIn(t, "rtemu-"+kept); n != "1" {
+		t.Fatalf("exec agents in kept: %s, want 1", n)
+	}
 	p.kill()
+	deadline := time.Now().Add(10 * time.Second)
+	for agentsIn(t, "rtemu-"+kept) != "0" {
+		if time.Now().After(deadline) {
+			t.Fatal("the exec agent outlived rtemu's SIGKILL")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 
 	// Behind its back: a container removed, an orphan container of this
 	// instance with no record, and a record caught in creating.
@@ -404,6 +436,13 @@ func TestReconcileAtStart(t *testing.T) {
 	}
 	if code, data := p.do("POST", "/v1/sandboxes/"+caught.ID+"/exec", map[string]any{"command": "echo $CAUGHT"}); code != 200 || data["stdout"] != "yes\n" {
 		t.Errorf("exec in the finished sandbox: %d %v", code, data)
+	}
+	// The new rtemu starts kept a new agent.
+	if code, data := p.do("POST", "/v1/sandboxes/"+kept+"/exec", map[string]any{"command": "echo again"}); code != 200 || data["stdout"] != "again\n" {
+		t.Errorf("exec in kept after the restart: %d %v", code, data)
+	}
+	if n := agentsIn(t, "rtemu-"+kept); n != "1" {
+		t.Errorf("exec agents in kept after the restart: %s, want 1", n)
 	}
 
 	// Killed behind rtemu's back while it runs: error within seconds.

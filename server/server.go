@@ -67,7 +67,11 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 	if s.store, err = store.Open(ctx, filepath.Join(s.DataDir, "rtemu.db")); err != nil {
 		return nil, err
 	}
-	if s.driver, err = dockerdriver.New(); err != nil {
+	var driverOpts []dockerdriver.Option
+	if cfg.ExecAgentOff {
+		driverOpts = append(driverOpts, dockerdriver.WithoutExecAgent())
+	}
+	if s.driver, err = dockerdriver.New(driverOpts...); err != nil {
 		return nil, err
 	}
 	s.svc = sandbox.New(sandbox.Config{
