@@ -130,18 +130,24 @@ func loadedLibraries(interp string) ([]string, error) {
 	return libs, nil
 }
 
-// argv starts the agent in a container.
-func (f *agentFiles) argv() []string {
+// agentExe is the agent's file name in its directory of the volume.
+const agentExe = "rtemu-agent"
+
+// argv starts the agent kept in directory dir of the volume.
+func (f *agentFiles) argv(dir string) []string {
+	base := AgentMount + "/" + dir
 	if f.interp == "" {
-		return []string{AgentMount + "/agent"}
+		return []string{base + "/" + agentExe}
 	}
-	lib := AgentMount + "/lib"
-	return []string{lib + "/" + filepath.Base(f.interp), "--library-path", lib, AgentMount + "/agent"}
+	return []string{base + "/lib/" + filepath.Base(f.interp), "--library-path", base + "/lib", base + "/" + agentExe}
 }
 
-// tarball streams the volume's content; "ready" comes last, so its presence
-// says the rest is whole.
-func (f *agentFiles) tarball() io.ReadCloser {
+// tarball streams the files into directory dir, then the file "current":
+// the JSON command line that starts the agent from dir. Extracting replaces
+// files in place, so two rtemus filling the volume at once each write a
+// directory of their own; "current", written last, only ever names a whole
+// one. Any rtemu can start the agent of a container from "current" alone.
+func (f *agentFiles) tarball(dir string) io.ReadCloser {
 	pr, pw := io.Pipe()
 	go func() {
 		tw := tar.NewWriter(pw)
@@ -161,17 +167,18 @@ func (f *agentFiles) tarball() io.ReadCloser {
 			_, err = io.Copy(tw, r)
 			return err
 		}
-		err := add("agent", f.exe)
+		err := add(dir+"/"+agentExe, f.exe)
 		for _, l := range f.libs {
 			if err == nil {
-				err = add("lib/"+filepath.Base(l), l)
+				err = add(dir+"/lib/"+filepath.Base(l), l)
 			}
 		}
+		launch, _ := json.Marshal(agentLaunch{Argv: f.argv(dir)})
 		if err == nil {
-			err = tw.WriteHeader(&tar.Header{Name: "ready", Mode: 0o644, Size: int64(len(f.volume))})
+			err = tw.WriteHeader(&tar.Header{Name: "current", Mode: 0o644, Size: int64(len(launch))})
 		}
 		if err == nil {
-			_, err = tw.Write([]byte(f.volume))
+			_, err = tw.Write(launch)
 		}
 		if err == nil {
 			err = tw.Close()
@@ -186,8 +193,8 @@ type agents struct {
 	files *agentFiles
 
 	mu      sync.Mutex
-	ready   bool      // the volume is filled
-	retryAt time.Time // after a failure to fill it
+	filled  bool
+	retryAt time.Time // after a failure to fill the volume
 	idle    map[string][]*agentConn
 	// without lists containers that run commands by Docker exec.
 	without map[string]bool
@@ -214,15 +221,15 @@ func (d *Driver) agentMount(ctx context.Context, name, image string) []mount.Mou
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.forgetLocked(name)
-	if !a.ready && time.Now().After(a.retryAt) {
+	if !a.filled && time.Now().After(a.retryAt) {
 		if err := d.fillAgentVolume(ctx, image); err != nil {
 			a.retryAt = time.Now().Add(time.Minute)
 		} else {
-			a.ready = true
+			a.filled = true
 			d.pruneAgentVolumes(ctx)
 		}
 	}
-	if !a.ready {
+	if !a.filled {
 		a.without[name] = true
 		return nil
 	}
@@ -236,7 +243,7 @@ func (d *Driver) fillAgentVolume(ctx context.Context, image string) error {
 		return wrap(err, "create volume "+f.volume)
 	}
 	helper, err := d.cli.ContainerCreate(ctx,
-		&container.Config{Image: image, Entrypoint: []string{AgentMount + "/agent"}, Labels: map[string]string{labelAgentHelper: "1"}},
+		&container.Config{Image: image, Entrypoint: []string{AgentMount + "/none"}, Labels: map[string]string{labelAgentHelper: "1"}},
 		&container.HostConfig{Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: f.volume, Target: AgentMount}}},
 		nil, nil, "")
 	if err != nil {
@@ -247,12 +254,39 @@ func (d *Driver) fillAgentVolume(ctx context.Context, image string) error {
 		defer cancel()
 		_ = d.cli.ContainerRemove(rm, helper.ID, container.RemoveOptions{Force: true})
 	}()
-	if _, err := d.cli.ContainerStatPath(ctx, helper.ID, AgentMount+"/ready"); err == nil {
+	if _, err := d.agentArgv(ctx, helper.ID); err == nil {
 		return nil
 	}
-	tb := f.tarball()
+	tb := f.tarball(newTag()[:12])
 	defer tb.Close()
 	return wrap(d.cli.CopyToContainer(ctx, helper.ID, AgentMount, tb, container.CopyToContainerOptions{}), "fill "+f.volume)
+}
+
+// agentLaunch is the content of the volume's "current" file.
+type agentLaunch struct {
+	Argv []string `json:"argv"`
+}
+
+// agentArgv reads the command line that starts a container's agent from
+// its volume; errNoAgent when it has none (or it is being rewritten).
+func (d *Driver) agentArgv(ctx context.Context, name string) ([]string, error) {
+	rc, _, err := d.cli.CopyFromContainer(ctx, name, AgentMount+"/current")
+	if err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return nil, fmt.Errorf("%w: %s has no %s/current", errNoAgent, name, AgentMount)
+		}
+		return nil, wrap(err, "read the agent's command line in "+name)
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	var l agentLaunch
+	if _, err := tr.Next(); err != nil {
+		return nil, fmt.Errorf("%w: %v", errNoAgent, err)
+	}
+	if err := json.NewDecoder(io.LimitReader(tr, 4096)).Decode(&l); err != nil || len(l.Argv) == 0 || !strings.HasPrefix(l.Argv[0], AgentMount+"/") {
+		return nil, fmt.Errorf("%w: unreadable %s/current in %s", errNoAgent, AgentMount, name)
+	}
+	return l.Argv, nil
 }
 
 // pruneAgentVolumes removes agent volumes whose executable is gone (a test
@@ -394,8 +428,12 @@ type agentConn struct {
 func (c *agentConn) close() { c.once.Do(func() { c.att.Close() }) }
 
 func (d *Driver) startAgent(ctx context.Context, name string) (*agentConn, error) {
+	argv, err := d.agentArgv(ctx, name)
+	if err != nil {
+		return nil, err
+	}
 	created, err := d.cli.ContainerExecCreate(ctx, name, container.ExecOptions{
-		Cmd: d.agents.files.argv(), Env: []string{agent.EnvServe + "=1"},
+		Cmd: argv, Env: []string{agent.EnvServe + "=1"},
 		AttachStdin: true, AttachStdout: true, AttachStderr: true,
 	})
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 
 // agentProcs counts the exec agents running in a container, asked by
 // Docker exec so the count does not start one.
-const agentProcs = `ps -o args | grep -c '[/][.]rtemu/agent'`
+const agentProcs = `ps -o args | grep -c '[r]temu-agent'`
 
 func dockerExecDriver(t *testing.T) *dockerdriver.Driver {
 	t.Helper()
@@ -69,8 +69,8 @@ func TestAgentMatchesDockerExec(t *testing.T) {
 func TestAgentVolumeReadOnly(t *testing.T) {
 	t.Parallel()
 	d, name := newContainer(t)
-	out, errOut, code, err := run(t, d, context.Background(), name, `ls `+dockerdriver.AgentMount+`; touch `+dockerdriver.AgentMount+`/agent `+dockerdriver.AgentMount+`/new`)
-	if err != nil || code == 0 || !strings.Contains(out, "agent") || !strings.Contains(errOut, "Read-only file system") {
+	out, errOut, code, err := run(t, d, context.Background(), name, `ls `+dockerdriver.AgentMount+`/*; touch `+dockerdriver.AgentMount+`/current `+dockerdriver.AgentMount+`/new`)
+	if err != nil || code == 0 || !strings.Contains(out, "rtemu-agent") || !strings.Contains(errOut, "Read-only file system") {
 		t.Fatalf("out=%q stderr=%q code=%d err=%v", out, errOut, code, err)
 	}
 }
@@ -113,7 +113,7 @@ func TestAgentLifetime(t *testing.T) {
 
 	// An agent killed behind the driver's back is replaced, and the
 	// command still runs.
-	if _, _, _, err := run(t, viaDocker, ctx, name, `for p in /proc/[0-9]*; do grep -q '[/][.]rtemu/agent' $p/cmdline 2>/dev/null && kill -9 ${p#/proc/}; done; true`); err != nil {
+	if _, _, _, err := run(t, viaDocker, ctx, name, `for p in /proc/[0-9]*; do grep -q '[r]temu-agent' $p/cmdline 2>/dev/null && kill -9 ${p#/proc/}; done; true`); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return count() == "0" })

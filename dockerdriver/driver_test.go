@@ -84,7 +84,7 @@ func viaAgent(t *testing.T, d *dockerdriver.Driver, name string) bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.Contains(out, dockerdriver.AgentMount+"/agent")
+	return strings.Contains(out, "/rtemu-agent")
 }
 
 func run(t *testing.T, d *dockerdriver.Driver, ctx context.Context, name, cmd string) (string, string, int, error) {

@@ -167,7 +167,7 @@ func agentsIn(t *testing.T, name string) string {
 	defer d.Close()
 	var out bytes.Buffer
 	if _, err := d.Exec(context.Background(), name, dockerdriver.ExecSpec{
-		Cmd: []string{"/bin/sh", "-c", "ps -o args | grep -c '[/][.]rtemu/agent'"}, Stdout: &out,
+		Cmd: []string{"/bin/sh", "-c", "ps -o args | grep -c '[r]temu-agent'"}, Stdout: &out,
 	}); err != nil {
 		t.Fatal(err)
 	}
