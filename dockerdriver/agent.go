@@ -553,7 +553,8 @@ func (d *Driver) runOnAgent(ctx context.Context, name string, c *agentConn, spec
 
 	// The command's stdin is copied only once it runs: a command the agent
 	// refused is run by Docker exec, which must get all of it.
-	var over, stdinClosed bool // under c.w's lock
+	var over bool // under c.w's lock: no more stdin frames
+	notOver := func() bool { return !over }
 	select {
 	case <-started:
 		if spec.Stdin != nil {
@@ -561,17 +562,11 @@ func (d *Driver) runOnAgent(ctx context.Context, name string, c *agentConn, spec
 				buf := make([]byte, 32<<10)
 				for {
 					n, err := spec.Stdin.Read(buf)
-					if n > 0 && c.w.WriteIf(func() bool { return !over }, agent.FrameStdin, buf[:n]) != nil {
+					if n > 0 && c.w.WriteIf(notOver, agent.FrameStdin, buf[:n]) != nil {
 						return
 					}
 					if err != nil {
-						_ = c.w.WriteIf(func() bool {
-							if over {
-								return false
-							}
-							stdinClosed = true
-							return true
-						}, agent.FrameStdinClose, nil)
+						_ = c.w.WriteIf(notOver, agent.FrameStdinClose, nil)
 						return
 					}
 				}
@@ -597,9 +592,11 @@ func (d *Driver) runOnAgent(ctx context.Context, name string, c *agentConn, spec
 		return -1, ctx.Err(), agentRan
 	}
 
+	// Stdin that comes after the exit is dropped here, so the agent can run
+	// the next command (it drops what was already on its way: the
+	// command's stdin is closed once it has exited).
 	c.w.Lock()
 	over = true
-	reusable := spec.Stdin == nil || stdinClosed
 	c.w.Unlock()
 	if result != agentRan {
 		return -1, nil, result
@@ -611,12 +608,7 @@ func (d *Driver) runOnAgent(ctx context.Context, name string, c *agentConn, spec
 		}
 		return -1, readErr, agentRan
 	}
-	if reusable {
-		d.putAgent(name, c)
-	} else {
-		// The agent may still be feeding a pipe nobody reads.
-		c.close()
-	}
+	d.putAgent(name, c)
 	return code, nil, agentRan
 }
 

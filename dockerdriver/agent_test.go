@@ -3,6 +3,7 @@ package dockerdriver_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"strconv"
 	"strings"
 	"testing"
@@ -109,6 +110,30 @@ func TestAgentLifetime(t *testing.T) {
 	}
 	if n := count(); n != "1" {
 		t.Fatalf("agents after six sequential commands: %s, want 1", n)
+	}
+
+	// A command that exits while its stdin is still coming (an SSH client
+	// that keeps its end open) leaves the agent fit for the next one.
+	pr, pw := io.Pipe()
+	go func() {
+		chunk := bytes.Repeat([]byte("x"), 64<<10)
+		for {
+			if _, err := pw.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	var got bytes.Buffer
+	code, err := d.Exec(ctx, name, dockerdriver.ExecSpec{Cmd: []string{"/bin/sh", "-c", "head -c 3"}, Stdin: pr, Stdout: &got})
+	if err != nil || code != 0 || got.String() != "xxx" {
+		t.Fatalf("head -c 3: %q code=%d err=%v", got.String(), code, err)
+	}
+	if out, _, code, err := run(t, d, ctx, name, "echo next"); err != nil || code != 0 || out != "next\n" {
+		t.Fatalf("the command after: out=%q code=%d err=%v", out, code, err)
+	}
+	pr.Close()
+	if n := count(); n != "1" {
+		t.Fatalf("agents after a command whose stdin stayed open: %s, want 1", n)
 	}
 
 	// An agent killed behind the driver's back is replaced, and the
