@@ -99,4 +99,30 @@ func TestDockerImage(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+
+	// The static binary is its own exec agent, with no loader: the
+	// command's parent is /.rtemu/<dir>/rtemu-agent itself.
+	body := `{"command":"tr '\\0' ' ' </proc/$PPID/cmdline"}`
+	for {
+		req, _ = http.NewRequest("POST", url+"/v1/sandboxes/"+created.Data.ID+"/exec", strings.NewReader(body))
+		req.Header.Set("X-API-Key", emulatortest.APIKey)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ran struct{ Data struct{ Stdout string } }
+		_ = json.NewDecoder(resp.Body).Decode(&ran)
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			if first := strings.Fields(ran.Data.Stdout); len(first) == 0 || !strings.HasPrefix(first[0], "/.rtemu/") || !strings.HasSuffix(first[0], "/rtemu-agent") {
+				t.Fatalf("the command's parent is %q, want the static agent", ran.Data.Stdout)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("exec through the image: %d", resp.StatusCode)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -386,6 +386,9 @@ func (d *Driver) getAgent(ctx context.Context, name string) (c *agentConn, fresh
 	if errors.Is(err, errNoAgent) {
 		a.mu.Lock()
 		a.without[name] = true
+		// The volume may have been removed and made again empty (another
+		// rtemu pruned it): look again at the next Create.
+		a.filled = false
 		a.mu.Unlock()
 	}
 	return c, true, err
