@@ -193,9 +193,13 @@ type agents struct {
 	files *agentFiles
 
 	mu      sync.Mutex
-	filled  bool
+	argv    []string  // starts the agent from the volume; nil until it is filled
 	retryAt time.Time // after a failure to fill the volume
-	idle    map[string][]*agentConn
+	// own lists the containers made with the volume by this driver, whose
+	// agents start with argv without reading the volume's "current" (the
+	// engine takes tens of ms to copy a file out of a container).
+	own  map[string]bool
+	idle map[string][]*agentConn
 	// without lists containers that run commands by Docker exec.
 	without map[string]bool
 	paused  map[string]bool
@@ -206,7 +210,7 @@ func newAgents() *agents {
 	if err != nil {
 		return nil
 	}
-	return &agents{files: f, idle: map[string][]*agentConn{}, without: map[string]bool{}, paused: map[string]bool{}}
+	return &agents{files: f, idle: map[string][]*agentConn{}, without: map[string]bool{}, paused: map[string]bool{}, own: map[string]bool{}}
 }
 
 // agentMount returns the mount a new container gets, filling the volume the
@@ -221,45 +225,54 @@ func (d *Driver) agentMount(ctx context.Context, name, image string) []mount.Mou
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.forgetLocked(name)
-	if !a.filled && time.Now().After(a.retryAt) {
-		if err := d.fillAgentVolume(ctx, image); err != nil {
-			a.retryAt = time.Now().Add(time.Minute)
+	if a.argv == nil && time.Now().After(a.retryAt) {
+		if argv, err := d.fillAgentVolume(ctx, image); err != nil {
+			// A missing image fails this container's create too; the
+			// next create, of another image, tries again at once.
+			if !errors.Is(err, ErrNotFound) {
+				a.retryAt = time.Now().Add(time.Minute)
+			}
 		} else {
-			a.filled = true
+			a.argv = argv
 			d.pruneAgentVolumes(ctx)
 		}
 	}
-	if !a.filled {
+	if a.argv == nil {
 		a.without[name] = true
 		return nil
 	}
+	a.own[name] = true
 	return []mount.Mount{{Type: mount.TypeVolume, Source: a.files.volume, Target: AgentMount, ReadOnly: true,
 		VolumeOptions: &mount.VolumeOptions{NoCopy: true}}}
 }
 
-func (d *Driver) fillAgentVolume(ctx context.Context, image string) error {
+func (d *Driver) fillAgentVolume(ctx context.Context, image string) ([]string, error) {
 	f := d.agents.files
 	if _, err := d.cli.VolumeCreate(ctx, volume.CreateOptions{Name: f.volume, Labels: map[string]string{LabelAgent: f.exe}}); err != nil {
-		return wrap(err, "create volume "+f.volume)
+		return nil, wrap(err, "create volume "+f.volume)
 	}
 	helper, err := d.cli.ContainerCreate(ctx,
 		&container.Config{Image: image, Entrypoint: []string{AgentMount + "/none"}, Labels: map[string]string{labelAgentHelper: "1"}},
 		&container.HostConfig{Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: f.volume, Target: AgentMount}}},
 		nil, nil, "")
 	if err != nil {
-		return wrap(err, "create agent helper")
+		return nil, wrap(err, "create agent helper")
 	}
 	defer func() {
 		rm, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		_ = d.cli.ContainerRemove(rm, helper.ID, container.RemoveOptions{Force: true})
 	}()
-	if _, err := d.agentArgv(ctx, helper.ID); err == nil {
-		return nil
+	if argv, err := d.agentArgv(ctx, helper.ID); err == nil {
+		return argv, nil
 	}
-	tb := f.tarball(newTag()[:12])
+	dir := newTag()[:12]
+	tb := f.tarball(dir)
 	defer tb.Close()
-	return wrap(d.cli.CopyToContainer(ctx, helper.ID, AgentMount, tb, container.CopyToContainerOptions{}), "fill "+f.volume)
+	if err := d.cli.CopyToContainer(ctx, helper.ID, AgentMount, tb, container.CopyToContainerOptions{}); err != nil {
+		return nil, wrap(err, "fill "+f.volume)
+	}
+	return f.argv(dir), nil
 }
 
 // agentLaunch is the content of the volume's "current" file.
@@ -323,6 +336,7 @@ func (a *agents) forgetLocked(name string) {
 	delete(a.idle, name)
 	delete(a.without, name)
 	delete(a.paused, name)
+	delete(a.own, name)
 }
 
 func (a *agents) forget(name string) {
@@ -371,6 +385,10 @@ func (d *Driver) getAgent(ctx context.Context, name string) (c *agentConn, fresh
 		a.mu.Unlock()
 		return nil, false, errNoAgent
 	}
+	var argv []string
+	if a.own[name] {
+		argv = a.argv
+	}
 	for len(a.idle[name]) > 0 {
 		list := a.idle[name]
 		c = list[len(list)-1]
@@ -382,13 +400,13 @@ func (d *Driver) getAgent(ctx context.Context, name string) (c *agentConn, fresh
 		// Its timer fired: it is being closed.
 	}
 	a.mu.Unlock()
-	c, err = d.startAgent(ctx, name)
+	c, err = d.startAgent(ctx, name, argv)
 	if errors.Is(err, errNoAgent) {
 		a.mu.Lock()
 		a.without[name] = true
 		// The volume may have been removed and made again empty (another
 		// rtemu pruned it): look again at the next Create.
-		a.filled = false
+		a.argv = nil
 		a.mu.Unlock()
 	}
 	return c, true, err
@@ -430,10 +448,14 @@ type agentConn struct {
 
 func (c *agentConn) close() { c.once.Do(func() { c.att.Close() }) }
 
-func (d *Driver) startAgent(ctx context.Context, name string) (*agentConn, error) {
-	argv, err := d.agentArgv(ctx, name)
-	if err != nil {
-		return nil, err
+// startAgent starts the container's agent with argv, or, when argv is nil,
+// with what the container's volume says.
+func (d *Driver) startAgent(ctx context.Context, name string, argv []string) (*agentConn, error) {
+	if argv == nil {
+		var err error
+		if argv, err = d.agentArgv(ctx, name); err != nil {
+			return nil, err
+		}
 	}
 	created, err := d.cli.ContainerExecCreate(ctx, name, container.ExecOptions{
 		Cmd: argv, Env: []string{agent.EnvServe + "=1"},
