@@ -18,6 +18,7 @@ package agent
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +33,11 @@ import (
 	"time"
 )
 
+// ExecMarker is the environment variable that tags every process of one
+// command (its value is Start.Tag), so the command and all it started can be
+// found and killed.
+const ExecMarker = "RTEMU_EXEC_ID"
+
 // EnvServe set to "1" makes the binary serve the agent protocol on its stdin
 // and stdout, then exit.
 const EnvServe = "RTEMU_AGENT_SERVE"
@@ -44,12 +50,12 @@ func init() {
 }
 
 // Drain bounds: once a command has exited, its output is read until the
-// pipes close, or until nothing has come for quietFor (a background child
-// still holds them), but never for longer than drainLimit. The Docker exec
-// path of the driver behaves the same.
+// pipes close, or until nothing has come for QuietFor (a background child
+// still holds them), but never for longer than DrainLimit. The driver's
+// Docker exec path uses the same (WaitQuiet).
 const (
-	quietFor   = 200 * time.Millisecond
-	drainLimit = 5 * time.Second
+	QuietFor   = 200 * time.Millisecond
+	DrainLimit = 5 * time.Second
 )
 
 // Serve runs commands as the host asks until in ends, then kills what is
@@ -260,23 +266,25 @@ func (c *command) run(w *FrameWriter, outR, errR *os.File) {
 	go func() { readers.Wait(); close(drained) }()
 
 	waitErr := c.cmd.Wait()
-	drainQuietly(drained, &flowing)
+	WaitQuiet(context.Background(), drained, &flowing)
 	closeAll(outR, errR) // ends a reader a background child holds open
 	<-drained
 	c.closeStdin()
 	_ = w.Write(FrameExit, ExitPayload(exitCode(c.cmd.ProcessState, waitErr)))
 }
 
-// drainQuietly returns when drained closes, or once no output has come for
-// quietFor, or after drainLimit.
-func drainQuietly(drained <-chan struct{}, flowing *atomic.Int64) {
-	tick := time.NewTicker(quietFor / 2)
+// WaitQuiet returns when drained closes or ctx ends, or once flowing (a
+// count of output bytes) has not moved for QuietFor, or after DrainLimit.
+func WaitQuiet(ctx context.Context, drained <-chan struct{}, flowing *atomic.Int64) {
+	tick := time.NewTicker(QuietFor / 2)
 	defer tick.Stop()
-	limit := time.After(drainLimit)
+	limit := time.After(DrainLimit)
 	last, quiet := flowing.Load(), 0
 	for {
 		select {
 		case <-drained:
+			return
+		case <-ctx.Done():
 			return
 		case <-limit:
 			return
@@ -341,7 +349,7 @@ func (c *command) kill() {
 		_ = c.cmd.Process.Kill()
 		return
 	}
-	KillTagged("RTEMU_EXEC_ID=" + c.tag)
+	KillTagged(ExecMarker + "=" + c.tag)
 }
 
 // KillTagged kills (SIGKILL) every process whose environment holds the

@@ -46,7 +46,7 @@ type Start struct {
 	// Stdin says the host will send FrameStdin/FrameStdinClose; without it
 	// the command's stdin is /dev/null.
 	Stdin bool `json:"stdin,omitempty"`
-	// Tag is the value of the RTEMU_EXEC_ID variable in Env: FrameKill
+	// Tag is the value of the ExecMarker variable in Env: FrameKill
 	// kills every process whose environment carries it.
 	Tag string `json:"tag"`
 }

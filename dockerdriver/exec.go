@@ -13,6 +13,8 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/rtemu-dev/rtemu/agent"
 )
 
 // WindowSize is a terminal size in characters.
@@ -41,7 +43,7 @@ type ExecSpec struct {
 // container's PID 1 must not be killed, so a cancelled exec is ended by a
 // second exec that kills every process whose environment carries the tag:
 // the command, its children, and whatever they left in the background.
-const execMarker = "RTEMU_EXEC_ID"
+const execMarker = agent.ExecMarker
 
 // killByMarker is run with the tag as $0. It loops because a dying shell may
 // have forked in between.
@@ -177,34 +179,21 @@ func (d *Driver) exitCode(ctx context.Context, execID string) (int, error) {
 	}
 }
 
-// closeWhenQuiet waits for the stream to end; once no output has come for
-// quietFor (or after drainLimit in all) it closes the stream itself.
+// closeWhenQuiet waits for the stream to end; once no output has come for a
+// moment (or after a bound in all) it closes the stream itself. The agent
+// drains a command's pipes the same way.
 func (d *Driver) closeWhenQuiet(ctx context.Context, closeStream func(), drained <-chan struct{}, flowing *atomic.Int64) {
-	const quietFor, drainLimit = 200 * time.Millisecond, 5 * time.Second
-	tick := time.NewTicker(quietFor / 2)
-	defer tick.Stop()
-	limit := time.After(drainLimit)
-	last, quiet := flowing.Load(), 0
-	for {
-		select {
-		case <-drained:
-			return
-		case <-ctx.Done():
-			return
-		case <-limit:
-		case <-tick.C:
-			if n := flowing.Load(); n != last {
-				last, quiet = n, 0
-				continue
-			}
-			if quiet++; quiet < 2 {
-				continue
-			}
-		}
-		closeStream()
-		<-drained
+	agent.WaitQuiet(ctx, drained, flowing)
+	select {
+	case <-drained:
+		return
+	default:
+	}
+	if ctx.Err() != nil {
 		return
 	}
+	closeStream()
+	<-drained
 }
 
 func (d *Driver) watchExit(ctx context.Context, execID string, exited chan<- struct{}) {
