@@ -631,6 +631,13 @@ func (d *Driver) runOnAgent(ctx context.Context, name string, c *agentConn, spec
 		if st, err := d.Inspect(context.WithoutCancel(ctx), name); err == nil && !st.Running {
 			return -1, fmt.Errorf("exec in %s: %w", name, ErrNotRunning), agentRan
 		}
+		if errors.Is(readErr, io.EOF) || errors.Is(readErr, io.ErrUnexpectedEOF) {
+			// The agent was killed under the command (kill -9 $PPID, a
+			// pkill): end what is left of the command too and report it
+			// killed, as a Docker exec whose process is killed reports.
+			d.killExec(name, tag)
+			return 128 + 9, nil, agentRan
+		}
 		return -1, readErr, agentRan
 	}
 	d.putAgent(name, c)

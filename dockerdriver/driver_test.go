@@ -137,6 +137,10 @@ func TestExec(t *testing.T) {
 			{"exit 3", "exit 3", "", "", 3},
 			{"not found", "no-such-command-here", "", "", 127},
 			{"killed", "kill -9 $$", "", "", 137},
+			// Through the agent this kills the agent; by Docker exec
+			// ($PPID is 0) the shell's process group. Either way: 137.
+			{"parent killed", "kill -9 $PPID; sleep 5", "", "", 137},
+			{"after the parent was killed", "echo still", "still\n", "", 0},
 			{"large output", "yes x | head -c 3000000", strings.Repeat("x\n", 1500000), "", 0},
 		}
 		for _, tt := range tests {
