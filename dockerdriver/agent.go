@@ -605,8 +605,10 @@ func (d *Driver) runOnAgent(ctx context.Context, name string, c *agentConn, spec
 	case <-fin:
 	case <-ctx.Done():
 		// Kill it all: through the agent, or, when the agent does not
-		// answer, by Docker exec, as a Docker exec is killed.
-		_ = c.w.Write(agent.FrameKill, nil)
+		// answer, by Docker exec, as a Docker exec is killed. The frame is
+		// sent aside: the writer may be held by stdin the agent is not
+		// reading (closing the stream below frees it).
+		go func() { _ = c.w.Write(agent.FrameKill, nil) }()
 		select {
 		case <-fin:
 		case <-time.After(2 * time.Second):

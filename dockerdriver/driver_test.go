@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -279,4 +280,36 @@ func TestCreateNameInUse(t *testing.T) {
 	if !errors.Is(err, dockerdriver.ErrNameInUse) {
 		t.Fatalf("err = %v, want ErrNameInUse", err)
 	}
+}
+
+// A command that never reads its stdin while more keeps coming (an upload
+// into a stuck command) is still killed when the caller gives up.
+func TestExecCancelWithUnreadStdin(t *testing.T) {
+	t.Parallel()
+	forEachExecPath(t, func(t *testing.T, d *dockerdriver.Driver, name string) {
+		pr, pw := io.Pipe()
+		defer pr.Close()
+		go func() {
+			chunk := bytes.Repeat([]byte("y"), 64<<10)
+			for {
+				if _, err := pw.Write(chunk); err != nil {
+					return
+				}
+			}
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		start := time.Now()
+		_, err := d.Exec(ctx, name, dockerdriver.ExecSpec{Cmd: []string{"/bin/sh", "-c", "sleep 303"}, Stdin: pr})
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err = %v, want deadline exceeded", err)
+		}
+		if el := time.Since(start); el > 5*time.Second {
+			t.Errorf("cancel took %v", el)
+		}
+		ps, _, _, err := run(t, d, context.Background(), name, `ps -o args | grep -c '^sleep 303'`)
+		if err != nil || strings.TrimSpace(ps) != "0" {
+			t.Fatalf("processes left: %q (err %v)", ps, err)
+		}
+	})
 }
