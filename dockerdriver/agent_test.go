@@ -3,6 +3,7 @@ package dockerdriver_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -180,4 +181,37 @@ func errString(err error) string {
 		return "<nil>"
 	}
 	return "error"
+}
+
+// Concurrent commands in one sandbox each get an agent of their own; two
+// are kept afterwards.
+func TestAgentConcurrentCommands(t *testing.T) {
+	t.Parallel()
+	d, name := newContainer(t)
+	viaDocker := dockerExecDriver(t)
+	const n = 8
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			var out bytes.Buffer
+			want := strconv.Itoa(i)
+			code, err := d.Exec(context.Background(), name, dockerdriver.ExecSpec{
+				Cmd: []string{"/bin/sh", "-c", `sleep 0.3; echo "$N"`}, Env: []string{"N=" + want}, Stdout: &out,
+			})
+			if err == nil && (code != 0 || out.String() != want+"\n") {
+				err = fmt.Errorf("command %d: code %d, out %q", i, code, out.String())
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The others end as their streams close.
+	waitFor(t, func() bool {
+		out, _, _, err := run(t, viaDocker, context.Background(), name, agentProcs)
+		return err == nil && strings.TrimSpace(out) == "2"
+	})
 }
