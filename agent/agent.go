@@ -211,7 +211,10 @@ func start(s Start, base []string, w *FrameWriter) (*command, error) {
 		closeAll(outR, outW)
 		return nil, err
 	}
-	cmd := &exec.Cmd{Path: path, Args: s.Argv, Env: env, Dir: s.Dir, Stdout: outW, Stderr: errW}
+	cmd := &exec.Cmd{Path: path, Args: s.Argv, Env: env, Dir: s.Dir, Stdout: outW, Stderr: errW,
+		// A session of its own, as runc gives an exec'd process: kill 0
+		// and job control reach the command's processes, not the agent.
+		SysProcAttr: &syscall.SysProcAttr{Setsid: true}}
 	var inR, inW *os.File
 	if s.Stdin {
 		if inR, inW, err = os.Pipe(); err != nil {

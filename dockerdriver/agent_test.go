@@ -38,7 +38,7 @@ func TestAgentMatchesDockerExec(t *testing.T) {
 	if !viaAgent(t, viaAgentDrv, name) || viaAgent(t, viaDocker, name) {
 		t.Fatal("the two drivers must take the two paths")
 	}
-	const probe = `env | grep -v '^RTEMU_EXEC_ID=' | sort; echo "pwd=$(pwd) id=$(id) umask=$(umask)"; ulimit -a; cat /proc/self/cgroup; ls -l /proc/self/fd/0 | sed 's/.*-> //'`
+	const probe = `env | grep -v '^RTEMU_EXEC_ID=' | sort; echo "pwd=$(pwd) id=$(id) umask=$(umask)"; ulimit -a; cat /proc/self/cgroup; ls -l /proc/self/fd/0 | sed 's/.*-> //'; grep -E '^(Sig(Ign|Blk)|Cap|NoNewPrivs|Seccomp|Uid|Gid|Groups)' /proc/self/status; set -- $(cat /proc/$$/stat); echo "group leader: $([ $5 = $$ ] && echo yes || echo no); session leader: $([ $6 = $$ ] && echo yes || echo no)"`
 	specs := []struct {
 		name string
 		spec dockerdriver.ExecSpec

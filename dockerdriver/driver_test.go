@@ -138,6 +138,7 @@ func TestExec(t *testing.T) {
 			{"exit 3", "exit 3", "", "", 3},
 			{"not found", "no-such-command-here", "", "", 127},
 			{"killed", "kill -9 $$", "", "", 137},
+			{"own process group killed", "sleep 30 & kill -9 0; sleep 5", "", "", 137},
 			// Through the agent this kills the agent; by Docker exec
 			// ($PPID is 0) the shell's process group. Either way: 137.
 			{"parent killed", "kill -9 $PPID; sleep 5", "", "", 137},
