@@ -217,16 +217,17 @@ func newAgents() *agents {
 // first time (with a helper container of the same image, which the volume
 // outlives). It returns nil when the volume cannot be made: the container
 // then does without.
-func (d *Driver) agentMount(ctx context.Context, name, image string) []mount.Mount {
+func (d *Driver) agentMount(ctx context.Context, spec ContainerSpec) []mount.Mount {
 	a := d.agents
 	if a == nil {
 		return nil
 	}
+	name := spec.Name
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.forgetLocked(name)
 	if a.argv == nil && time.Now().After(a.retryAt) {
-		if argv, err := d.fillAgentVolume(ctx, image); err != nil {
+		if argv, err := d.fillAgentVolume(ctx, spec.Image, spec.HelperLabels); err != nil {
 			// A missing image fails this container's create too; the
 			// next create, of another image, tries again at once.
 			if !errors.Is(err, ErrNotFound) {
@@ -246,13 +247,17 @@ func (d *Driver) agentMount(ctx context.Context, name, image string) []mount.Mou
 		VolumeOptions: &mount.VolumeOptions{NoCopy: true}}}
 }
 
-func (d *Driver) fillAgentVolume(ctx context.Context, image string) ([]string, error) {
+func (d *Driver) fillAgentVolume(ctx context.Context, image string, labels map[string]string) ([]string, error) {
 	f := d.agents.files
 	if _, err := d.cli.VolumeCreate(ctx, volume.CreateOptions{Name: f.volume, Labels: map[string]string{LabelAgent: f.exe}}); err != nil {
 		return nil, wrap(err, "create volume "+f.volume)
 	}
+	helperLabels := map[string]string{labelAgentHelper: "1"}
+	for k, v := range labels {
+		helperLabels[k] = v
+	}
 	helper, err := d.cli.ContainerCreate(ctx,
-		&container.Config{Image: image, Entrypoint: []string{AgentMount + "/none"}, Labels: map[string]string{labelAgentHelper: "1"}},
+		&container.Config{Image: image, Entrypoint: []string{AgentMount + "/none"}, Labels: helperLabels},
 		&container.HostConfig{Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: f.volume, Target: AgentMount}}},
 		nil, nil, "")
 	if err != nil {

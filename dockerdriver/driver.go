@@ -176,6 +176,10 @@ type ContainerSpec struct {
 	WorkingDir string
 	// Mounts are host folders bound into the container (workspaces).
 	Mounts []Mount
+	// HelperLabels go on any short-lived container the driver makes for
+	// this one (the one that fills the exec agent's volume), so that whoever
+	// reconciles the owner's containers removes a helper a kill left.
+	HelperLabels map[string]string
 }
 
 // Mount binds a host folder into a container. The engine must see the
@@ -223,7 +227,7 @@ func (d *Driver) Create(ctx context.Context, spec ContainerSpec) error {
 	for _, m := range spec.Mounts {
 		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
 	}
-	host.Mounts = append(host.Mounts, d.agentMount(ctx, spec.Name, spec.Image)...)
+	host.Mounts = append(host.Mounts, d.agentMount(ctx, spec)...)
 	_, err = d.cli.ContainerCreate(ctx, cfg, host, nil, nil, spec.Name)
 	if cerrdefs.IsConflict(err) {
 		return fmt.Errorf("create container %s: %w: %v", spec.Name, ErrNameInUse, err)

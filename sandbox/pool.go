@@ -203,10 +203,11 @@ func (s *Service) makePooledContainer(ctx context.Context, tpl Template, id stri
 		Labels: map[string]string{
 			LabelSandbox: id, LabelInstance: s.instance, LabelTemplate: tpl.Name, LabelPool: tpl.Name,
 		},
-		NanoCPUs:    cpus,
-		MemoryBytes: mem,
-		PidsLimit:   s.pidsLimit,
-		WorkingDir:  WorkspacePath,
+		NanoCPUs:     cpus,
+		MemoryBytes:  mem,
+		HelperLabels: map[string]string{LabelInstance: s.instance},
+		PidsLimit:    s.pidsLimit,
+		WorkingDir:   WorkspacePath,
 	}
 	if err := s.engine.Create(ctx, spec); err != nil {
 		return err

@@ -418,6 +418,9 @@ func (s *Service) makeContainer(ctx context.Context, sb *Sandbox, log *slog.Logg
 		PidsLimit:   s.pidsLimit,
 		WorkingDir:  WorkspacePath,
 		Mounts:      mounts,
+		// A helper the driver makes is this instance's: reconcile removes
+		// one a kill left behind.
+		HelperLabels: map[string]string{LabelInstance: s.instance},
 	}
 	err = s.engine.Create(ctx, spec)
 	// The name holds this sandbox's id, so a container already there is a

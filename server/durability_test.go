@@ -408,6 +408,14 @@ func TestReconcileAtStart(t *testing.T) {
 	if err := d.Start(ctx, orphan); err != nil {
 		t.Fatal(err)
 	}
+	// What a kill in the middle of filling the exec agent's volume leaves:
+	// a helper container, created, never started, labelled with the
+	// instance but no sandbox.
+	helper := "rtemu-test-agent-helper-" + filepath.Base(dataDir)
+	if out, err := exec.Command("docker", "create", "--name", helper, "--label", sandbox.LabelInstance+"="+st.InstanceID(),
+		"--label", "rtemu.agent.helper=1", "--entrypoint", "/.rtemu/none", img).CombinedOutput(); err != nil {
+		t.Fatalf("docker create: %v\n%s", err, out)
+	}
 	now := time.Now().UTC()
 	caught := &sandbox.Sandbox{ID: "sandbox-caught000000", Template: "base-ubuntu", Image: img, Status: sandbox.StatusCreating,
 		Resources: sandbox.Resources{VCPUs: 1, Memory: "256MB", Disk: "10GB"}, Env: map[string]string{"CAUGHT": "yes"},
@@ -430,6 +438,9 @@ func TestReconcileAtStart(t *testing.T) {
 	}
 	p.waitStatus(caught.ID, "running", 30*time.Second)
 	for _, c := range containers() {
+		if c.Name == helper {
+			t.Errorf("agent helper container not removed")
+		}
 		if c.Name == orphan {
 			t.Errorf("orphan container not removed")
 		}
