@@ -268,12 +268,12 @@ func (c *command) run(w *FrameWriter, outR, errR *os.File) {
 	drained := make(chan struct{})
 	go func() { readers.Wait(); close(drained) }()
 
-	waitErr := c.cmd.Wait()
+	_ = c.cmd.Wait() // the exit status is in ProcessState
 	WaitQuiet(context.Background(), drained, &flowing)
 	closeAll(outR, errR) // ends a reader a background child holds open
 	<-drained
 	c.closeStdin()
-	_ = w.Write(FrameExit, ExitPayload(exitCode(c.cmd.ProcessState, waitErr)))
+	_ = w.Write(FrameExit, ExitPayload(exitCode(c.cmd.ProcessState)))
 }
 
 // WaitQuiet returns when drained closes or ctx ends, or once flowing (a
@@ -304,7 +304,7 @@ func WaitQuiet(ctx context.Context, drained <-chan struct{}, flowing *atomic.Int
 }
 
 // exitCode is what a shell reports: the status, or 128+N for signal N.
-func exitCode(st *os.ProcessState, waitErr error) int {
+func exitCode(st *os.ProcessState) int {
 	if st == nil {
 		return -1
 	}

@@ -69,6 +69,17 @@ var Settings = []Setting{
 	{"--exec-agent", "RTEMU_EXEC_AGENT"},
 }
 
+// isOff reads an on/off setting (empty is on).
+func isOff(setting, v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "on", "":
+		return false, nil
+	case "off":
+		return true, nil
+	}
+	return false, fmt.Errorf("%s: %q is not on or off", setting, v)
+}
+
 type listFlag []string
 
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
@@ -110,19 +121,11 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config,
 			return cfg, fmt.Errorf("--ephemeral / RTEMU_EPHEMERAL: %q is not true or false", ephemeral)
 		}
 	}
-	switch strings.ToLower(auth) {
-	case "on", "":
-	case "off":
-		cfg.AuthOff = true
-	default:
-		return cfg, fmt.Errorf("--auth / RTEMU_AUTH: %q is not on or off", auth)
+	if cfg.AuthOff, err = isOff("--auth / RTEMU_AUTH", auth); err != nil {
+		return cfg, err
 	}
-	switch strings.ToLower(execAgent) {
-	case "on", "":
-	case "off":
-		cfg.ExecAgentOff = true
-	default:
-		return cfg, fmt.Errorf("--exec-agent / RTEMU_EXEC_AGENT: %q is not on or off", execAgent)
+	if cfg.ExecAgentOff, err = isOff("--exec-agent / RTEMU_EXEC_AGENT", execAgent); err != nil {
+		return cfg, err
 	}
 	if len(keys) == 0 {
 		keys = splitList(getenv("RTEMU_API_KEYS"))

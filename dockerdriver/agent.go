@@ -3,7 +3,6 @@ package dockerdriver
 import (
 	"archive/tar"
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"debug/elf"
@@ -14,6 +13,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -195,14 +195,29 @@ type agents struct {
 	mu      sync.Mutex
 	argv    []string  // starts the agent from the volume; nil until it is filled
 	retryAt time.Time // after a failure to fill the volume
-	// own lists the containers made with the volume by this driver, whose
-	// agents start with argv without reading the volume's "current" (the
-	// engine takes tens of ms to copy a file out of a container).
-	own  map[string]bool
-	idle map[string][]*agentConn
-	// without lists containers that run commands by Docker exec.
-	without map[string]bool
-	paused  map[string]bool
+	byName  map[string]*containerAgents
+}
+
+// containerAgents is what a driver knows of one container's agents.
+type containerAgents struct {
+	idle []*agentConn
+	// own: made with the volume by this driver, so its agent starts with
+	// argv without reading the volume's "current" (the engine takes tens
+	// of ms to copy a file out of a container).
+	own bool
+	// without: it runs commands by Docker exec.
+	without bool
+	paused  bool
+}
+
+// ofLocked returns the container's entry, making it if need be.
+func (a *agents) ofLocked(name string) *containerAgents {
+	ca := a.byName[name]
+	if ca == nil {
+		ca = &containerAgents{}
+		a.byName[name] = ca
+	}
+	return ca
 }
 
 func newAgents() *agents {
@@ -210,7 +225,7 @@ func newAgents() *agents {
 	if err != nil {
 		return nil
 	}
-	return &agents{files: f, idle: map[string][]*agentConn{}, without: map[string]bool{}, paused: map[string]bool{}, own: map[string]bool{}}
+	return &agents{files: f, byName: map[string]*containerAgents{}}
 }
 
 // agentMount returns the mount a new container gets, filling the volume the
@@ -239,10 +254,10 @@ func (d *Driver) agentMount(ctx context.Context, spec ContainerSpec) []mount.Mou
 		}
 	}
 	if a.argv == nil {
-		a.without[name] = true
+		a.ofLocked(name).without = true
 		return nil
 	}
-	a.own[name] = true
+	a.ofLocked(name).own = true
 	return []mount.Mount{{Type: mount.TypeVolume, Source: a.files.volume, Target: AgentMount, ReadOnly: true,
 		VolumeOptions: &mount.VolumeOptions{NoCopy: true}}}
 }
@@ -334,14 +349,13 @@ func (d *Driver) pruneAgentVolumes(ctx context.Context) {
 
 // forgetLocked drops what is known of a container's agents.
 func (a *agents) forgetLocked(name string) {
-	for _, c := range a.idle[name] {
-		c.idle.Stop()
-		c.close()
+	if ca := a.byName[name]; ca != nil {
+		for _, c := range ca.idle {
+			c.idle.Stop()
+			c.close()
+		}
+		delete(a.byName, name)
 	}
-	delete(a.idle, name)
-	delete(a.without, name)
-	delete(a.paused, name)
-	delete(a.own, name)
 }
 
 func (a *agents) forget(name string) {
@@ -353,19 +367,16 @@ func (a *agents) forget(name string) {
 	a.forgetLocked(name)
 }
 
-// closeAll ends every idle agent: each sees its stdin close and exits.
+// closeAll ends every idle agent (each sees its stdin close and exits) and
+// forgets every container.
 func (a *agents) closeAll() {
 	if a == nil {
 		return
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for name := range a.idle {
-		for _, c := range a.idle[name] {
-			c.idle.Stop()
-			c.close()
-		}
-		delete(a.idle, name)
+	for name := range a.byName {
+		a.forgetLocked(name)
 	}
 }
 
@@ -375,29 +386,25 @@ func (a *agents) setPaused(name string, paused bool) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if paused {
-		a.paused[name] = true
-	} else {
-		delete(a.paused, name)
-	}
+	a.ofLocked(name).paused = paused
 }
 
 // get hands out an idle agent of the container (fresh=false) or starts one.
 func (d *Driver) getAgent(ctx context.Context, name string) (c *agentConn, fresh bool, err error) {
 	a := d.agents
 	a.mu.Lock()
-	if a.without[name] || a.paused[name] {
+	ca := a.ofLocked(name)
+	if ca.without || ca.paused {
 		a.mu.Unlock()
 		return nil, false, errNoAgent
 	}
 	var argv []string
-	if a.own[name] {
+	if ca.own {
 		argv = a.argv
 	}
-	for len(a.idle[name]) > 0 {
-		list := a.idle[name]
-		c = list[len(list)-1]
-		a.idle[name] = list[:len(list)-1]
+	for len(ca.idle) > 0 {
+		c = ca.idle[len(ca.idle)-1]
+		ca.idle = ca.idle[:len(ca.idle)-1]
 		if c.idle.Stop() {
 			a.mu.Unlock()
 			return c, false, nil
@@ -408,7 +415,7 @@ func (d *Driver) getAgent(ctx context.Context, name string) (c *agentConn, fresh
 	c, err = d.startAgent(ctx, name, argv)
 	if errors.Is(err, errNoAgent) {
 		a.mu.Lock()
-		a.without[name] = true
+		a.ofLocked(name).without = true
 		// The volume may have been removed and made again empty (another
 		// rtemu pruned it): look again at the next Create.
 		a.argv = nil
@@ -422,33 +429,29 @@ func (d *Driver) putAgent(name string, c *agentConn) {
 	a := d.agents
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.without[name] || a.paused[name] || len(a.idle[name]) >= agentsKept {
+	ca := a.ofLocked(name)
+	if ca.without || ca.paused || len(ca.idle) >= agentsKept {
 		c.close()
 		return
 	}
 	c.idle = time.AfterFunc(agentIdleFor, func() {
 		a.mu.Lock()
-		list := a.idle[name]
-		for i, x := range list {
-			if x == c {
-				a.idle[name] = append(list[:i:i], list[i+1:]...)
-				break
-			}
+		if ca := a.byName[name]; ca != nil {
+			ca.idle = slices.DeleteFunc(ca.idle, func(x *agentConn) bool { return x == c })
 		}
 		a.mu.Unlock()
 		c.close()
 	})
-	a.idle[name] = append(a.idle[name], c)
+	ca.idle = append(ca.idle, c)
 }
 
 // agentConn is one agent: its exec's hijacked stream, frames both ways.
 type agentConn struct {
-	att    types.HijackedResponse
-	r      *bufio.Reader
-	w      *agent.FrameWriter
-	stderr *tail
-	idle   *time.Timer // set while idle
-	once   sync.Once
+	att  types.HijackedResponse
+	r    *bufio.Reader
+	w    *agent.FrameWriter
+	idle *time.Timer // set while idle
+	once sync.Once
 }
 
 func (c *agentConn) close() { c.once.Do(func() { c.att.Close() }) }
@@ -477,9 +480,11 @@ func (d *Driver) startAgent(ctx context.Context, name string, argv []string) (*a
 		return nil, wrap(err, "attach agent in "+name)
 	}
 	pr, pw := io.Pipe()
-	c := &agentConn{att: att, r: bufio.NewReader(pr), w: agent.NewFrameWriter(att.Conn), stderr: &tail{}}
+	c := &agentConn{att: att, r: bufio.NewReader(pr), w: agent.NewFrameWriter(att.Conn)}
 	go func() {
-		_, err := stdcopy.StdCopy(pw, c.stderr, att.Reader)
+		// The agent's stderr carries only its own complaints; a command's
+		// stderr comes in frames.
+		_, err := stdcopy.StdCopy(pw, io.Discard, att.Reader)
 		pw.CloseWithError(err)
 	}()
 	_ = att.Conn.SetReadDeadline(time.Now().Add(15 * time.Second))
@@ -487,7 +492,7 @@ func (d *Driver) startAgent(ctx context.Context, name string, argv []string) (*a
 	_ = att.Conn.SetReadDeadline(time.Time{})
 	if err != nil || typ != agent.FrameReady || string(p) != agent.Version {
 		c.close()
-		return nil, fmt.Errorf("%w: %s: %v %q", errNoAgent, name, err, c.stderr.String())
+		return nil, fmt.Errorf("%w: %s: %v", errNoAgent, name, err)
 	}
 	return c, nil
 }
@@ -649,26 +654,4 @@ func (d *Driver) runOnAgent(ctx context.Context, name string, c *agentConn, spec
 	}
 	d.putAgent(name, c)
 	return code, nil, agentRan
-}
-
-// tail keeps the last KiB written to it.
-type tail struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (t *tail) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf.Write(p)
-	if n := t.buf.Len(); n > 1024 {
-		t.buf.Next(n - 1024)
-	}
-	return len(p), nil
-}
-
-func (t *tail) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.buf.String()
 }

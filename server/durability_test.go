@@ -146,9 +146,9 @@ func (p *proc) waitStatus(id, want string, within time.Duration) {
 	p.t.Fatalf("sandbox %s is %q, want %q; rtemu log:\n%s", id, last, want, p.log)
 }
 
-func driver(t *testing.T) *dockerdriver.Driver {
+func driver(t *testing.T, options ...dockerdriver.Option) *dockerdriver.Driver {
 	t.Helper()
-	d, err := dockerdriver.New()
+	d, err := dockerdriver.New(options...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,15 +156,10 @@ func driver(t *testing.T) *dockerdriver.Driver {
 	return d
 }
 
-// agentsIn counts the exec agents running in a container, asking by Docker
-// exec (which starts none).
-func agentsIn(t *testing.T, name string) string {
+// agentsIn counts the exec agents running in a container, asking through d,
+// a driver without the agent (so the count starts none).
+func agentsIn(t *testing.T, d *dockerdriver.Driver, name string) string {
 	t.Helper()
-	d, err := dockerdriver.New(dockerdriver.WithoutExecAgent())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
 	var out bytes.Buffer
 	if _, err := d.Exec(context.Background(), name, dockerdriver.ExecSpec{
 		Cmd: []string{"/bin/sh", "-c", "ps -o args | grep -c '[r]temu-agent'"}, Stdout: &out,
@@ -375,15 +370,16 @@ func TestReconcileAtStart(t *testing.T) {
 	}
 	p.waitStatus(paused, "paused", 10*time.Second)
 	// A command starts kept's exec agent, which must not outlive rtemu.
+	byDockerExec := driver(t, dockerdriver.WithoutExecAgent())
 	if code, data := p.do("POST", "/v1/sandboxes/"+kept+"/exec", map[string]any{"command": "true"}); code != 200 || data["exitCode"] != float64(0) {
 		t.Fatalf("exec in kept: %d %v", code, data)
 	}
-	if n := agentsIn(t, "rtemu-"+kept); n != "1" {
+	if n := agentsIn(t, byDockerExec, "rtemu-"+kept); n != "1" {
 		t.Fatalf("exec agents in kept: %s, want 1", n)
 	}
 	p.kill()
 	deadline := time.Now().Add(10 * time.Second)
-	for agentsIn(t, "rtemu-"+kept) != "0" {
+	for agentsIn(t, byDockerExec, "rtemu-"+kept) != "0" {
 		if time.Now().After(deadline) {
 			t.Fatal("the exec agent outlived rtemu's SIGKILL")
 		}
@@ -452,7 +448,7 @@ func TestReconcileAtStart(t *testing.T) {
 	if code, data := p.do("POST", "/v1/sandboxes/"+kept+"/exec", map[string]any{"command": "echo again"}); code != 200 || data["stdout"] != "again\n" {
 		t.Errorf("exec in kept after the restart: %d %v", code, data)
 	}
-	if n := agentsIn(t, "rtemu-"+kept); n != "1" {
+	if n := agentsIn(t, byDockerExec, "rtemu-"+kept); n != "1" {
 		t.Errorf("exec agents in kept after the restart: %s, want 1", n)
 	}
 
