@@ -4,9 +4,6 @@ import (
 	"archive/tar"
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"debug/elf"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,82 +50,6 @@ const (
 // errNoAgent: the container cannot run the agent (no volume, another
 // protocol, a foreign architecture); it runs commands by Docker exec.
 var errNoAgent = errors.New("no exec agent in this container")
-
-// agentFiles are the files the agent's volume holds: the running
-// executable and, when it is dynamically linked, the loader and the
-// libraries it has loaded, so it runs in any image, one without a C
-// library included.
-type agentFiles struct {
-	exe    string
-	interp string   // the ELF interpreter; "" for a static executable
-	libs   []string // loaded shared libraries, the interpreter among them
-	volume string   // named from the files' paths, sizes and times
-}
-
-func findAgentFiles() (*agentFiles, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	if exe, err = filepath.EvalSymlinks(exe); err != nil {
-		return nil, err
-	}
-	ef, err := elf.Open(exe)
-	if err != nil {
-		return nil, err
-	}
-	defer ef.Close()
-	f := &agentFiles{exe: exe}
-	for _, p := range ef.Progs {
-		if p.Type == elf.PT_INTERP {
-			b, err := io.ReadAll(p.Open())
-			if err != nil {
-				return nil, err
-			}
-			f.interp = strings.TrimRight(string(b), "\x00")
-		}
-	}
-	if f.interp != "" {
-		if f.libs, err = loadedLibraries(f.interp); err != nil {
-			return nil, err
-		}
-	}
-	h := sha256.New()
-	for _, p := range append([]string{exe}, f.libs...) {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return nil, err
-		}
-		fmt.Fprintf(h, "%s\x00%d\x00%d\x00", p, fi.Size(), fi.ModTime().UnixNano())
-	}
-	f.volume = "rtemu-agent-" + hex.EncodeToString(h.Sum(nil))[:16]
-	return f, nil
-}
-
-// loadedLibraries lists the shared objects mapped into this process, and
-// the interpreter.
-func loadedLibraries(interp string) ([]string, error) {
-	maps, err := os.ReadFile("/proc/self/maps")
-	if err != nil {
-		return nil, err
-	}
-	seen := map[string]bool{}
-	var libs []string
-	add := func(p string) {
-		if !seen[filepath.Base(p)] {
-			seen[filepath.Base(p)] = true
-			libs = append(libs, p)
-		}
-	}
-	add(interp)
-	for _, line := range strings.Split(string(maps), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) == 6 && strings.HasPrefix(fields[5], "/") && strings.Contains(filepath.Base(fields[5]), ".so") {
-			add(fields[5])
-		}
-	}
-	return libs, nil
-}
 
 // agentExe is the agent's file name in its directory of the volume.
 const agentExe = "rtemu-agent"
@@ -190,7 +111,13 @@ func (f *agentFiles) tarball(dir string) io.ReadCloser {
 
 // agents keeps the agent's volume and the started agents of one driver.
 type agents struct {
-	files *agentFiles
+	how agentSourcing
+	ctx context.Context // ends with the driver: stops a build of the agent
+
+	resolveMu  sync.Mutex
+	resolvedOK bool        // files and info are final
+	files      *agentFiles // nil: no agent for this engine
+	info       AgentInfo
 
 	mu      sync.Mutex
 	argv    []string  // starts the agent from the volume; nil until it is filled
@@ -208,6 +135,10 @@ type containerAgents struct {
 	// without: it runs commands by Docker exec.
 	without bool
 	paused  bool
+	// relay carries connections to the container's ports (ports.go);
+	// relayReady is closed when one being started is up (or failed).
+	relay      *portRelay
+	relayReady chan struct{}
 }
 
 // ofLocked returns the container's entry, making it if need be.
@@ -220,12 +151,36 @@ func (a *agents) ofLocked(name string) *containerAgents {
 	return ca
 }
 
-func newAgents() *agents {
-	f, err := findAgentFiles()
-	if err != nil {
-		return nil
+func newAgents(ctx context.Context, d *Driver, how agentSourcing) *agents {
+	a := &agents{how: how, ctx: ctx, byName: map[string]*containerAgents{}}
+	// Find (or build) the agent now, so the first sandbox need not wait.
+	go a.resolve(d)
+	return a
+}
+
+// resolve finds the agent for the engine once; while the engine does not
+// answer, it is asked again next time.
+func (a *agents) resolve(d *Driver) (*agentFiles, AgentInfo) {
+	a.resolveMu.Lock()
+	defer a.resolveMu.Unlock()
+	if a.resolvedOK {
+		return a.files, a.info
 	}
-	return &agents{files: f, byName: map[string]*containerAgents{}}
+	f, info, final := d.resolveAgent(a.ctx, a.how)
+	if final {
+		a.files, a.info, a.resolvedOK = f, info, true
+	}
+	return f, info
+}
+
+// Agent says which exec agent this driver puts into sandboxes, finding it
+// first if need be.
+func (d *Driver) Agent(ctx context.Context) AgentInfo {
+	if d.agents == nil {
+		return AgentInfo{Error: "the exec agent is off (--exec-agent off)"}
+	}
+	_, info := d.agents.resolve(d)
+	return info
 }
 
 // agentMount returns the mount a new container gets, filling the volume the
@@ -238,9 +193,14 @@ func (d *Driver) agentMount(ctx context.Context, spec ContainerSpec) []mount.Mou
 		return nil
 	}
 	name := spec.Name
+	files, _ := a.resolve(d)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.forgetLocked(name)
+	if files == nil {
+		a.ofLocked(name).without = true
+		return nil
+	}
 	if a.argv == nil && time.Now().After(a.retryAt) {
 		if argv, err := d.fillAgentVolume(ctx, spec.Image, spec.HelperLabels); err != nil {
 			// A missing image fails this container's create too; the
@@ -258,12 +218,12 @@ func (d *Driver) agentMount(ctx context.Context, spec ContainerSpec) []mount.Mou
 		return nil
 	}
 	a.ofLocked(name).own = true
-	return []mount.Mount{{Type: mount.TypeVolume, Source: a.files.volume, Target: AgentMount, ReadOnly: true,
+	return []mount.Mount{{Type: mount.TypeVolume, Source: files.volume, Target: AgentMount, ReadOnly: true,
 		VolumeOptions: &mount.VolumeOptions{NoCopy: true}}}
 }
 
 func (d *Driver) fillAgentVolume(ctx context.Context, image string, labels map[string]string) ([]string, error) {
-	f := d.agents.files
+	f := d.agents.files // resolved by the caller
 	if _, err := d.cli.VolumeCreate(ctx, volume.CreateOptions{Name: f.volume, Labels: map[string]string{LabelAgent: f.exe}}); err != nil {
 		return nil, wrap(err, "create volume "+f.volume)
 	}
@@ -353,6 +313,9 @@ func (a *agents) forgetLocked(name string) {
 		for _, c := range ca.idle {
 			c.idle.Stop()
 			c.close()
+		}
+		if ca.relay != nil {
+			ca.relay.close()
 		}
 		delete(a.byName, name)
 	}
@@ -459,6 +422,11 @@ func (c *agentConn) close() { c.once.Do(func() { c.att.Close() }) }
 // startAgent starts the container's agent with argv, or, when argv is nil,
 // with what the container's volume says.
 func (d *Driver) startAgent(ctx context.Context, name string, argv []string) (*agentConn, error) {
+	return d.startAgentAs(ctx, name, argv, agent.ServeCommands)
+}
+
+// startAgentAs starts the agent in one of its modes (agent.EnvServe).
+func (d *Driver) startAgentAs(ctx context.Context, name string, argv []string, mode string) (*agentConn, error) {
 	if argv == nil {
 		var err error
 		if argv, err = d.agentArgv(ctx, name); err != nil {
@@ -466,7 +434,7 @@ func (d *Driver) startAgent(ctx context.Context, name string, argv []string) (*a
 		}
 	}
 	created, err := d.cli.ContainerExecCreate(ctx, name, container.ExecOptions{
-		Cmd: argv, Env: []string{agent.EnvServe + "=1"},
+		Cmd: argv, Env: []string{agent.EnvServe + "=" + mode},
 		AttachStdin: true, AttachStdout: true, AttachStderr: true,
 	})
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -43,19 +42,25 @@ type Driver struct {
 	cli    *client.Client
 	host   string
 	agents *agents // nil: every command by Docker exec
+	stop   context.CancelFunc
 }
 
 // Option changes a Driver.
-type Option func(*Driver)
+type Option func(*options)
+
+type options struct {
+	noAgent bool
+	agent   agentSourcing
+}
 
 // WithoutExecAgent runs every command by Docker exec, not through the exec
-// agent (see agent.go).
-func WithoutExecAgent() Option { return func(d *Driver) { d.agents = nil } }
+// agent (see agent.go), and relays ports by a shell in the sandbox.
+func WithoutExecAgent() Option { return func(o *options) { o.noAgent = true } }
 
 // New connects the way the Docker CLI does: DOCKER_HOST, then the current
 // context (DOCKER_CONTEXT or ~/.docker/config.json), then the default socket.
 // The API version is negotiated, so old engines (API 1.41) work.
-func New(options ...Option) (*Driver, error) {
+func New(with ...Option) (*Driver, error) {
 	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
 	host, err := contextHost()
 	if err != nil {
@@ -68,15 +73,21 @@ func New(options ...Option) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
-	d := &Driver{cli: cli, host: cli.DaemonHost(), agents: newAgents()}
-	for _, o := range options {
-		o(d)
+	var o options
+	for _, opt := range with {
+		opt(&o)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	d := &Driver{cli: cli, host: cli.DaemonHost(), stop: stop}
+	if !o.noAgent {
+		d.agents = newAgents(ctx, d, o.agent)
 	}
 	return d, nil
 }
 
 // Close releases the client's connections.
 func (d *Driver) Close() error {
+	d.stop()
 	d.agents.closeAll()
 	return d.cli.Close()
 }
@@ -392,24 +403,6 @@ func (d *Driver) Watch(ctx context.Context, labels map[string]string) (<-chan Ev
 		}
 	}()
 	return out, outErr
-}
-
-// DialPort opens a TCP connection to a port inside the container. It is the
-// one way rtemu reaches a sandbox's ports (SSH -L, dev URLs), so a route for
-// engines whose container IPs the host cannot reach belongs here.
-func (d *Driver) DialPort(ctx context.Context, name string, port int) (net.Conn, error) {
-	st, err := d.Inspect(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	if !st.Running || st.Paused {
-		return nil, fmt.Errorf("dial %s:%d: %w", name, port, ErrNotRunning)
-	}
-	if st.IP == "" {
-		return nil, fmt.Errorf("dial %s:%d: container has no IP address", name, port)
-	}
-	var dialer net.Dialer
-	return dialer.DialContext(ctx, "tcp", net.JoinHostPort(st.IP, strconv.Itoa(port)))
 }
 
 // UpdateLimits changes the CPU and memory limits of a container, running or

@@ -63,3 +63,6 @@ func openRegular(r *os.Root, name string) (*os.File, fs.FileInfo, error) {
 	}
 	return nil, nil, ErrLoop
 }
+
+// oDirectory makes opening anything but a folder fail.
+const oDirectory = unix.O_DIRECTORY

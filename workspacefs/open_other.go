@@ -31,3 +31,7 @@ func openRegular(r *os.Root, name string) (*os.File, fs.FileInfo, error) {
 	}
 	return f, fi, nil
 }
+
+// oDirectory is 0 where the flag is not portable: the folders opened with it
+// are the roots' own ".", folders by construction.
+const oDirectory = 0

@@ -307,7 +307,7 @@ func openDir(r *os.Root, name string) (*os.Root, error) {
 
 // readNames reads the names in the folder d (getdents on its handle).
 func readNames(d *os.Root) ([]string, error) {
-	fd, err := d.OpenFile(".", os.O_RDONLY|syscall.O_DIRECTORY, 0)
+	fd, err := d.OpenFile(".", os.O_RDONLY|oDirectory, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,89 @@
+package agent
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// portDialTimeout bounds one connect inside the sandbox; a port nobody
+// listens on is refused at once.
+const portDialTimeout = 10 * time.Second
+
+// ServePorts relays connections to the sandbox's ports until in ends (see
+// Mux), then closes them all.
+func ServePorts(in io.Reader, out io.Writer) int {
+	if err := NewFrameWriter(out).Write(FrameReady, []byte(Version)); err != nil {
+		return 1
+	}
+	m := NewMux(in, out, relayPort)
+	<-m.Done()
+	return 0
+}
+
+// relayPort connects to the requested port from inside the sandbox and
+// copies both ways until both directions are done.
+func relayPort(s *Stream, req []byte) {
+	var r PortRequest
+	if err := json.Unmarshal(req, &r); err != nil || r.Port < 1 || r.Port > 65535 {
+		_ = s.Refuse("bad port request")
+		return
+	}
+	conn, err := dialInside(r.Port)
+	if err != nil {
+		_ = s.Refuse(err.Error())
+		return
+	}
+	if s.Accept(conn.RemoteAddr().String()) != nil {
+		conn.Close()
+		return
+	}
+	var once sync.Once
+	end := func() { once.Do(func() { conn.Close(); s.Close() }) }
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := io.Copy(conn, s); err != nil {
+			end() // a reset from the host: nothing more goes either way
+			return
+		}
+		_ = conn.(*net.TCPConn).CloseWrite()
+	}()
+	if _, err := io.Copy(s, conn); err != nil {
+		end()
+	} else {
+		_ = s.CloseWrite()
+	}
+	<-done
+	end()
+}
+
+// dialInside connects to port on the sandbox's loopback addresses, then on
+// its other addresses: a server bound to 127.0.0.1 or ::1 is reached as one
+// bound to 0.0.0.0 is, and so is one bound to the container's address only.
+func dialInside(port int) (net.Conn, error) {
+	hosts := []string{"127.0.0.1", "::1"}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && !ipn.IP.IsLinkLocalUnicast() {
+				hosts = append(hosts, ipn.IP.String())
+			}
+		}
+	}
+	var last error
+	for _, h := range hosts {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(h, strconv.Itoa(port)), portDialTimeout)
+		if err == nil {
+			return c, nil
+		}
+		if last == nil {
+			last = err // what happened at 127.0.0.1 says most
+		}
+	}
+	return nil, fmt.Errorf("nothing listens on port %d in the sandbox (tried %s): %v", port, strings.Join(hosts, ", "), last)
+}
