@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -30,6 +31,15 @@ type Config struct {
 	ExecAgentOff bool
 	// WarmPool is template → started containers kept ready for creates.
 	WarmPool map[string]int
+	// PublicAddr and PublicSSHAddr are the API's and the SSH gateway's
+	// addresses as clients reach them (rtemu in a container, behind
+	// published ports); "" is the listener's own.
+	PublicAddr    string
+	PublicSSHAddr string
+	// DevURLListenersOff gives dev URLs in the Host-routed form on the API's
+	// address instead of a listener per sandbox port (for rtemu in a
+	// container, where only the API and SSH ports are published).
+	DevURLListenersOff bool
 }
 
 // DefaultTemplates are the templates known without any --template flag:
@@ -67,6 +77,9 @@ var Settings = []Setting{
 	{"--auth", "RTEMU_AUTH"},
 	{"--warm-pool", "RTEMU_WARM_POOL"},
 	{"--exec-agent", "RTEMU_EXEC_AGENT"},
+	{"--public-addr", "RTEMU_PUBLIC_ADDR"},
+	{"--public-ssh-addr", "RTEMU_PUBLIC_SSH_ADDR"},
+	{"--dev-url-listeners", "RTEMU_DEV_URL_LISTENERS"},
 }
 
 // isOff reads an on/off setting (empty is on).
@@ -92,7 +105,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config,
 	fs := flag.NewFlagSet("rtemu serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var templates, keys, pools listFlag
-	var auth, ephemeral, execAgent string
+	var auth, ephemeral, execAgent, devListeners string
 	fs.StringVar(&cfg.Addr, "addr", envOr(getenv, "RTEMU_ADDR", cfg.Addr), "REST API address")
 	fs.StringVar(&cfg.SSHAddr, "ssh-addr", envOr(getenv, "RTEMU_SSH_ADDR", cfg.SSHAddr), "SSH gateway address")
 	fs.StringVar(&cfg.DataDir, "data-dir", getenv("RTEMU_DATA_DIR"), "data directory")
@@ -102,6 +115,9 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config,
 	fs.Var(&pools, "warm-pool", "TEMPLATE=N started containers kept ready (repeatable)")
 	fs.StringVar(&auth, "auth", envOr(getenv, "RTEMU_AUTH", "on"), "on or off")
 	fs.StringVar(&execAgent, "exec-agent", envOr(getenv, "RTEMU_EXEC_AGENT", "on"), "on or off: run commands through an agent in each sandbox")
+	fs.StringVar(&cfg.PublicAddr, "public-addr", getenv("RTEMU_PUBLIC_ADDR"), "HOST:PORT at which clients reach the API (default: the listener's)")
+	fs.StringVar(&cfg.PublicSSHAddr, "public-ssh-addr", getenv("RTEMU_PUBLIC_SSH_ADDR"), "HOST:PORT at which clients reach the SSH gateway (default: the listener's)")
+	fs.StringVar(&devListeners, "dev-url-listeners", envOr(getenv, "RTEMU_DEV_URL_LISTENERS", "on"), "on or off: a loopback listener per sandbox port for dev URLs")
 	// --ephemeral works as a bare boolean flag too.
 	for i, a := range args {
 		if a == "--ephemeral" || a == "-ephemeral" {
@@ -126,6 +142,17 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config,
 	}
 	if cfg.ExecAgentOff, err = isOff("--exec-agent / RTEMU_EXEC_AGENT", execAgent); err != nil {
 		return cfg, err
+	}
+	if cfg.DevURLListenersOff, err = isOff("--dev-url-listeners / RTEMU_DEV_URL_LISTENERS", devListeners); err != nil {
+		return cfg, err
+	}
+	for _, a := range []struct{ name, v string }{{"--public-addr / RTEMU_PUBLIC_ADDR", cfg.PublicAddr}, {"--public-ssh-addr / RTEMU_PUBLIC_SSH_ADDR", cfg.PublicSSHAddr}} {
+		if a.v == "" {
+			continue
+		}
+		if h, p, err := net.SplitHostPort(a.v); err != nil || h == "" || p == "" {
+			return cfg, fmt.Errorf("%s: %q is not HOST:PORT", a.name, a.v)
+		}
 	}
 	if len(keys) == 0 {
 		keys = splitList(getenv("RTEMU_API_KEYS"))

@@ -179,8 +179,17 @@ func (d *Driver) Agent(ctx context.Context) AgentInfo {
 	if d.agents == nil {
 		return AgentInfo{Error: "the exec agent is off (--exec-agent off)"}
 	}
-	_, info := d.agents.resolve(d)
-	return info
+	done := make(chan AgentInfo, 1)
+	go func() {
+		_, info := d.agents.resolve(d)
+		done <- info
+	}()
+	select {
+	case info := <-done:
+		return info
+	case <-ctx.Done():
+		return AgentInfo{Error: "still being found or built (" + ctx.Err().Error() + ")"}
+	}
 }
 
 // agentMount returns the mount a new container gets, filling the volume the

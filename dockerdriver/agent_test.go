@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -31,9 +32,35 @@ func dockerExecDriver(t *testing.T) *dockerdriver.Driver {
 // same environment, user, working directory and limits, with the spec's
 // Env and WorkingDir applied the same way, and the same exit code and
 // output when it cannot start at all.
+//
+// It holds for each source of the agent: rtemu's own executable, and one
+// built with the local Go toolchain, as on a host whose executable cannot
+// run in the container (macOS, Windows, another architecture).
 func TestAgentMatchesDockerExec(t *testing.T) {
 	t.Parallel()
-	viaAgentDrv, name := newContainer(t)
+	sources := []struct {
+		name   string
+		source string
+		opts   func(t *testing.T) []dockerdriver.Option
+	}{
+		{"host executable", dockerdriver.AgentFromHost, func(*testing.T) []dockerdriver.Option { return nil }},
+		{"built agent", dockerdriver.AgentFromBuild, func(t *testing.T) []dockerdriver.Option {
+			return []dockerdriver.Option{dockerdriver.WithHostAgentUnusable(t.TempDir())}
+		}},
+	}
+	for _, src := range sources {
+		t.Run(src.name, func(t *testing.T) {
+			t.Parallel()
+			viaAgentDrv, name := newContainer(t, src.opts(t)...)
+			if got := viaAgentDrv.Agent(context.Background()); got.Source != src.source || got.Platform != "linux/"+runtime.GOARCH {
+				t.Fatalf("agent %+v, want source %q", got, src.source)
+			}
+			agentMatchesDockerExec(t, viaAgentDrv, name)
+		})
+	}
+}
+
+func agentMatchesDockerExec(t *testing.T, viaAgentDrv *dockerdriver.Driver, name string) {
 	viaDocker := dockerExecDriver(t)
 	if !viaAgent(t, viaAgentDrv, name) || viaAgent(t, viaDocker, name) {
 		t.Fatal("the two drivers must take the two paths")

@@ -243,6 +243,11 @@ func (d *Driver) Create(ctx context.Context, spec ContainerSpec) error {
 	if cerrdefs.IsConflict(err) {
 		return fmt.Errorf("create container %s: %w: %v", spec.Name, ErrNameInUse, err)
 	}
+	if err != nil && (strings.Contains(err.Error(), "catatonit") || strings.Contains(err.Error(), "init binary")) {
+		// Podman runs Init: true with its own init binary, packaged apart.
+		return fmt.Errorf("create container %s: the engine has no init binary for the sandbox's PID 1 "+
+			"(Podman: install catatonit, or set init_path in containers.conf): %w", spec.Name, err)
+	}
 	return wrap(err, "create container "+spec.Name)
 }
 

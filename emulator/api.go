@@ -31,6 +31,9 @@ type Config struct {
 	// DataDir and SSHAddr are shown by the dashboard (/_emulator/info).
 	DataDir string
 	SSHAddr string
+	// PublicSSHAddr is the SSH gateway's address as clients reach it, for
+	// the ssh command rtemu hands out; "" is the listener's.
+	PublicSSHAddr string
 	// StopStreams, closed when rtemu shuts down, ends long-lived answers
 	// (the dashboard's event stream): http.Server.Shutdown waits for them.
 	StopStreams <-chan struct{}
@@ -50,14 +53,15 @@ type api struct {
 	dataDir, sshAddr, authMode string
 	stopStreams                <-chan struct{}
 	// portURLs makes the desktop's URL through the dev-URL proxy.
-	portURLs PortURLs
+	portURLs      PortURLs
+	publicSSHAddr string
 }
 
 // New returns the API as an http.Handler.
 func New(cfg Config) http.Handler {
 	a := &api{svc: cfg.Service, version: cfg.Version, log: cfg.Logger, gate: newGate(), devURLs: cfg.DevURLs, ssh: cfg.SSH,
 		dataDir: cfg.DataDir, sshAddr: cfg.SSHAddr, authMode: authMode(cfg), stopStreams: cfg.StopStreams,
-		portURLs: cfg.PortURLs}
+		portURLs: cfg.PortURLs, publicSSHAddr: cfg.PublicSSHAddr}
 	if a.log == nil {
 		a.log = slog.Default()
 	}

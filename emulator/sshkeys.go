@@ -95,6 +95,9 @@ func (a *api) sandboxSSH(c echo.Context) error {
 	addr := ""
 	if a.ssh != nil {
 		addr = a.ssh.Addr()
+		if a.publicSSHAddr != "" {
+			addr = a.publicSSHAddr
+		}
 	}
 	host, portText, err := net.SplitHostPort(addr)
 	if err != nil {

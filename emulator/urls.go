@@ -36,6 +36,7 @@ import (
 type DevURLs struct {
 	svc   *sandbox.Service
 	log   *slog.Logger
+	opts  DevURLOptions
 	proxy *httputil.ReverseProxy
 
 	// bindIP is where the loopback listeners listen (the API listener's
@@ -68,13 +69,23 @@ type devTargetKey struct{}
 // looked for and closed.
 const devURLReapEvery = 10 * time.Second
 
+// DevURLOptions say how dev URLs are written.
+type DevURLOptions struct {
+	// PublicAddr is the API's address as clients reach it (HOST:PORT);
+	// "" is the listener's own.
+	PublicAddr string
+	// NoListeners makes url the Host-routed form on the API's address,
+	// with no listener per sandbox port.
+	NoListeners bool
+}
+
 // NewDevURLs makes the dev-URL proxy. Start begins serving.
-func NewDevURLs(svc *sandbox.Service, log *slog.Logger) *DevURLs {
+func NewDevURLs(svc *sandbox.Service, log *slog.Logger, opts DevURLOptions) *DevURLs {
 	if log == nil {
 		log = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &DevURLs{svc: svc, log: log, ctx: ctx, cancel: cancel, served: map[devTarget]*loopback{}}
+	d := &DevURLs{svc: svc, log: log, opts: opts, ctx: ctx, cancel: cancel, served: map[devTarget]*loopback{}}
 	d.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			t := pr.In.Context().Value(devTargetKey{}).(devTarget)
@@ -115,6 +126,11 @@ func (d *DevURLs) Start(ctx context.Context, apiAddr net.Addr) error {
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 		// Listening everywhere; a URL needs one address.
 		d.urlHost = "127.0.0.1"
+	}
+	if d.opts.PublicAddr != "" {
+		if d.urlHost, d.apiPort, err = net.SplitHostPort(d.opts.PublicAddr); err != nil {
+			return fmt.Errorf("public address: %w", err)
+		}
 	}
 	urls, err := d.svc.DevURLs(ctx)
 	if err != nil {
@@ -164,15 +180,17 @@ func (d *DevURLs) URL(ctx context.Context, ref string, port int) (devURL, error)
 	if err != nil {
 		return devURL{}, err
 	}
+	u := devURL{Port: port, LocalhostURL: fmt.Sprintf("http://%d-%s.localhost:%s", port, sb.ID, d.apiPort)}
+	if d.opts.NoListeners {
+		u.URL = u.LocalhostURL
+		return u, nil
+	}
 	hp, err := d.open(ctx, devTarget{sb.ID, port}, known)
 	if err != nil {
 		return devURL{}, err
 	}
-	return devURL{
-		URL:          "http://" + net.JoinHostPort(d.urlHost, strconv.Itoa(hp)),
-		Port:         port,
-		LocalhostURL: fmt.Sprintf("http://%d-%s.localhost:%s", port, sb.ID, d.apiPort),
-	}, nil
+	u.URL = "http://" + net.JoinHostPort(d.urlHost, strconv.Itoa(hp))
+	return u, nil
 }
 
 // open makes sure a target has a loopback listener and returns its port:
@@ -359,9 +377,8 @@ func (d *DevURLs) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		d.sandboxError(w, err, t.sandboxID, t.port)
 	case errors.Is(err, syscall.ECONNREFUSED):
 		writePage(w, http.StatusBadGateway, "Nothing is listening on this port",
-			fmt.Sprintf("Nothing is listening on port %d in sandbox %s. Start your server there, listening on 0.0.0.0 "+
-				"(all interfaces): rtemu reaches the sandbox at its network address, so a server listening only on "+
-				"127.0.0.1 inside the sandbox cannot be reached.", t.port, t.sandboxID))
+			fmt.Sprintf("Nothing is listening on port %d in sandbox %s. Start your server there: listening on "+
+				"127.0.0.1, ::1 or 0.0.0.0 inside the sandbox all work.", t.port, t.sandboxID))
 	default:
 		d.log.Debug("dev URL proxy error", "sandbox", t.sandboxID, "port", t.port, "err", err)
 		writePage(w, http.StatusBadGateway, "The sandbox's server did not answer",

@@ -35,6 +35,9 @@ type Engine interface {
 	Watch(ctx context.Context, labels map[string]string) (<-chan dockerdriver.Event, <-chan error)
 	Exec(ctx context.Context, name string, spec dockerdriver.ExecSpec) (int, error)
 	DialPort(ctx context.Context, name string, port int) (net.Conn, error)
+	// SharesFolder reports whether the engine sees a host folder at the
+	// same path (bind mounts of workspaces need it).
+	SharesFolder(ctx context.Context, dir, image string, labels map[string]string) (bool, error)
 	Stats(ctx context.Context, name string) (dockerdriver.Stats, error)
 	UpdateLimits(ctx context.Context, name string, nanoCPUs, memoryBytes int64) error
 }
@@ -264,6 +267,11 @@ func (s *Service) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 		}
 	}
 	image := s.templateImage(ctx, tpl)
+	if len(p.Mounts) > 0 {
+		if err := s.checkEngineSeesWorkspaces(ctx, image); err != nil {
+			return nil, err
+		}
+	}
 	now := s.now()
 	sb := &Sandbox{
 		Name: p.Name, Template: tpl.Name, Image: image, Status: StatusCreating,

@@ -96,6 +96,9 @@ type workspaces struct {
 	// mu orders "is this workspace mounted?" against "mount it": a delete
 	// and a create that mounts the same workspace never interleave.
 	mu sync.Mutex
+	// shared says whether the engine sees dir at the same path; nil until
+	// found out (at the first create with mounts). Under mu.
+	shared *bool
 }
 
 // trashPrefix names folders of deleted workspaces still being removed.
@@ -428,6 +431,43 @@ func (s *Service) checkMounts(ctx context.Context, mounts []Mount) error {
 		m.WorkspaceID = w.ID
 	}
 	return v.err()
+}
+
+// checkEngineSeesWorkspaces refuses mounts when the engine does not see the
+// workspace folders at their host paths (a remote engine, a VM engine
+// without the folder shared): the bind mount would show an empty folder of
+// the engine's, or fail. It asks the engine once; a failure to ask (the
+// image is not there yet, say) is left to the create itself. The caller
+// holds s.ws.mu.
+func (s *Service) checkEngineSeesWorkspaces(ctx context.Context, image string) error {
+	if s.ws.shared == nil {
+		ok, err := s.engine.SharesFolder(ctx, s.ws.dir, image, map[string]string{LabelInstance: s.instance})
+		if err != nil {
+			s.log.Debug("could not tell whether the engine sees the workspace folders", "err", err)
+			return nil
+		}
+		s.ws.shared = &ok
+		s.log.Info("the Docker engine sees rtemu's workspace folders", "sees", ok, "dir", s.ws.dir)
+	}
+	if *s.ws.shared {
+		return nil
+	}
+	return &Error{Kind: KindInvalid, Message: "invalid request", Details: []FieldError{{Field: "mounts", Message: fmt.Sprintf(
+		"workspace mounts need a Docker engine that sees rtemu's data dir at the same path, and this engine does not see %s "+
+			"(a remote engine, or a VM engine without that folder shared). Share the folder with the engine at the same path, "+
+			"point --data-dir at a folder it shares, or run rtemu where the engine runs; sandboxes without mounts work as they are",
+		s.ws.dir)}}}
+}
+
+// WorkspacesShared says whether the engine was found to see the workspace
+// folders: known is false until a create with mounts has asked.
+func (s *Service) WorkspacesShared() (shared, known bool) {
+	s.ws.mu.Lock()
+	defer s.ws.mu.Unlock()
+	if s.ws.shared == nil {
+		return false, false
+	}
+	return *s.ws.shared, true
 }
 
 // containerMounts are a sandbox's workspace folders as bind mounts.

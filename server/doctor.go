@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"time"
 
 	"github.com/rtemu-dev/rtemu/config"
@@ -36,6 +37,7 @@ func Doctor(ctx context.Context, cfg config.Config, w io.Writer) bool {
 		report(false, "docker: no engine answers at %s (start it, or set DOCKER_HOST): %v", d.Host(), err)
 	} else {
 		report(true, "docker: engine %s (API %s, %s, %d CPUs) at %s", info.Version, info.APIVersion, info.OS, info.CPUs, info.Host)
+		setupReport(ctx, d, cfg, w)
 		for _, t := range cfg.Templates {
 			present, err := d.ImagePresent(ctx, t.Image)
 			switch {
@@ -66,4 +68,70 @@ func Doctor(ctx context.Context, cfg config.Config, w io.Writer) bool {
 		report(true, "%s address %s is free", l.what, l.addr)
 	}
 	return healthy
+}
+
+// setupReport says what kind of setup this is and what that means for the
+// user, one line a fact.
+func setupReport(ctx context.Context, d *dockerdriver.Driver, cfg config.Config, w io.Writer) {
+	info := func(format string, args ...any) { fmt.Fprintf(w, "info "+format+"\n", args...) }
+	warn := func(format string, args ...any) { fmt.Fprintf(w, "warn "+format+"\n", args...) }
+	st, err := d.Setup(ctx)
+	if err != nil {
+		warn("setup: %v", err)
+		return
+	}
+	kind := st.Kind
+	if st.Rootless {
+		kind += ", rootless"
+	}
+	if st.Remote {
+		kind += ", remote (reached over the network)"
+	}
+	info("setup: %s: sandboxes, exec, SSH, dev URLs and the desktop all work the same on it", kind)
+	if st.Routable {
+		info("container addresses: routable from here; rtemu does not use them (ports are reached from inside each sandbox)")
+	} else {
+		info("container addresses: not routable from here (as on Docker Desktop or a remote engine); rtemu does not need them: ports are reached from inside each sandbox")
+	}
+	if st.Kind == "Podman" {
+		info("podman: sandboxes run with an init process as PID 1; install catatonit if creates fail naming it")
+	}
+	if cfg.ExecAgentOff {
+		info("exec agent: off (--exec-agent off): every command is a Docker exec (~60 ms), and ports are relayed by bash or nc in the sandbox")
+	} else {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		a := d.Agent(actx)
+		cancel()
+		if a.Source != "" {
+			info("exec agent: %s for %s (%s): commands start in about a millisecond", a.Source, a.Platform, a.Path)
+		} else {
+			warn("exec agent: none: %s; every command is a Docker exec (~60 ms), and ports are relayed by bash or nc in the sandbox", a.Error)
+		}
+	}
+	if cfg.DataDir == "" {
+		return
+	}
+	var image string
+	for _, t := range cfg.Templates {
+		if ok, _ := d.ImagePresent(ctx, t.Image); ok {
+			image = t.Image
+			break
+		}
+	}
+	if image == "" {
+		info("workspace mounts: not checked (no template image present to check with)")
+		return
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		warn("workspace mounts: cannot make the data dir %s: %v", cfg.DataDir, err)
+		return
+	}
+	switch shared, err := d.SharesFolder(ctx, cfg.DataDir, image, nil); {
+	case err != nil:
+		warn("workspace mounts: could not check: %v", err)
+	case shared:
+		info("workspace mounts: the engine sees the data dir %s at the same path: mounts work", cfg.DataDir)
+	default:
+		warn("workspace mounts: the engine does not see the data dir %s: creates with mounts answer 400 (share the folder with the engine at the same path, or point --data-dir at one it shares)", cfg.DataDir)
+	}
 }

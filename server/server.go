@@ -102,7 +102,7 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 		return nil, fmt.Errorf("SSH gateway: listen on %s: %w (choose another with --ssh-addr)", cfg.SSHAddr, err)
 	}
 	s.SSHAddr = sshLn.Addr().String()
-	s.devURLs = emulator.NewDevURLs(s.svc, log)
+	s.devURLs = emulator.NewDevURLs(s.svc, log, emulator.DevURLOptions{PublicAddr: cfg.PublicAddr, NoListeners: cfg.DevURLListenersOff})
 	if err := s.devURLs.Start(ctx, ln.Addr()); err != nil {
 		ln.Close()
 		sshLn.Close()
@@ -119,7 +119,7 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 		Handler: s.devURLs.Front(emulator.New(emulator.Config{
 			Service: s.svc, Version: version, APIKeys: cfg.APIKeys, AuthOff: cfg.AuthOff, Logger: log,
 			DevURLs: s.devURLs, SSH: s.ssh, PortURLs: s.devURLs,
-			DataDir: s.DataDir, SSHAddr: s.SSHAddr, StopStreams: streams.Done(),
+			DataDir: s.DataDir, SSHAddr: s.SSHAddr, PublicSSHAddr: cfg.PublicSSHAddr, StopStreams: streams.Done(),
 		})),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),

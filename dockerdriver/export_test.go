@@ -1,0 +1,8 @@
+package dockerdriver
+
+// WithHostAgentUnusable makes the driver act as if rtemu's own executable
+// could not run in the engine's containers (rtemu on macOS or Windows, or an
+// engine of another architecture), keeping built agents in cacheDir.
+func WithHostAgentUnusable(cacheDir string) Option {
+	return func(o *options) { o.agent = agentSourcing{hostUnusable: true, cacheDir: cacheDir} }
+}
