@@ -50,13 +50,14 @@ chmod +x *.sh
 echo 'hello from the sandbox' > /www/index.html`
 
 // startServers writes the scripts and starts: busybox httpd on 3000 (a
-// daemon: it forks into the background), the request-head echo on 4000,
+// daemon: it forks into the background) and on 127.0.0.1:3001 (loopback
+// only, as Vite and Next.js listen by default), the request-head echo on 4000,
 // server-sent events on 4001 (sseGap seconds between the two events) and a
 // WebSocket-style echo on 4002.
 func (c *client) startServers(id string, sseGap int) {
 	c.t.Helper()
 	c.sh(id, sandboxServers)
-	c.sh(id, `httpd -p 3000 -h /www`)
+	c.sh(id, `httpd -p 3000 -h /www && httpd -p 127.0.0.1:3001 -h /www`)
 	c.sh(id, `cd /srv && nc -ll -p 4000 -e /srv/head.sh </dev/null >/dev/null 2>&1 &
 SSE_GAP=`+strconv.Itoa(sseGap)+` nc -ll -p 4001 -e /srv/sse.sh </dev/null >/dev/null 2>&1 &
 nc -ll -p 4002 -e /srv/ws.sh </dev/null >/dev/null 2>&1 &`)

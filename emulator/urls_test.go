@@ -54,6 +54,16 @@ func TestDevURL(t *testing.T) {
 		t.Errorf("ports 3000 and 4000 share %s", base)
 	}
 
+	t.Run("server on 127.0.0.1 only", func(t *testing.T) {
+		u := c.devURL(id, 3001)
+		if code, _, body := get(t, u["url"].(string)+"/", ""); code != 200 || body != hello {
+			t.Errorf("url: %d %q", code, body)
+		}
+		if code, _, body := get(t, c.srv.URL+"/", "3001-"+id+".localhost"); code != 200 || body != hello {
+			t.Errorf("Host routing: %d %q", code, body)
+		}
+	})
+
 	t.Run("clients", func(t *testing.T) {
 		if code, _, body := get(t, base+"/", ""); code != 200 || body != hello {
 			t.Errorf("net/http: %d %q", code, body)

@@ -87,6 +87,7 @@ func WithLog(w io.Writer) Option { return func(s *settings) { s.logOut = w } }
 // SkipIfNoDocker skips the test when no Docker engine answers.
 func SkipIfNoDocker(t testing.TB) {
 	t.Helper()
+	routeEngine()
 	d, err := dockerdriver.New()
 	if err == nil {
 		defer d.Close()
@@ -104,6 +105,7 @@ func SkipIfNoDocker(t testing.TB) {
 // missing.
 func New(t testing.TB, opts ...Option) *Server {
 	t.Helper()
+	routeEngine()
 	opts = append([]Option{WithLog(t.Output()), WithDataDir(t.TempDir())}, opts...)
 	srv, err := Start(context.Background(), opts...)
 	if err != nil {

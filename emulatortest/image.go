@@ -33,6 +33,7 @@ var (
 // busybox binary) and never pulled. The image has no /workspace, so tests
 // see that rtemu makes it.
 func TestImage(ctx context.Context) (string, error) {
+	routeEngine()
 	imageOnce.Do(func() { imageRef, imageErr = buildTestImage(ctx) })
 	return imageRef, imageErr
 }

@@ -1,0 +1,69 @@
+package emulator_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	dockerclient "github.com/docker/docker/client"
+
+	"github.com/rtemu-dev/rtemu/emulatortest"
+)
+
+// Dev URLs (both forms, a WebSocket, server-sent events, servers bound to
+// 127.0.0.1), the desktop's readiness and URL, and exec through the agent
+// all work where rtemu has no route to any container address: rtemu in a
+// network namespace of its own, reaching the engine by its socket and, as
+// a remote engine, over TCP. That is Docker Desktop's situation, and a VM's
+// or remote engine's.
+func TestWithoutRouteToContainers(t *testing.T) {
+	emulatortest.RunWithoutRoute(t, "^(TestNoRouteHere|TestDevURL|TestVNCEndpoint|TestExecAPI)$")
+}
+
+// TestNoRouteHere checks, inside RunWithoutRoute, that the setup is what it
+// claims: no route to the sandbox's container address, and commands run
+// through the exec agent.
+func TestNoRouteHere(t *testing.T) {
+	if emulatortest.NoRoute() == "" {
+		t.Skip("runs inside TestWithoutRouteToContainers")
+	}
+	c := newClient(t)
+	id := c.create(nil)["id"].(string)
+	c.waitStatus(id, "running")
+	cli, err := dockerclient.NewClientWithOpts(dockerclient.FromEnv, dockerclient.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ins, err := cli.ContainerInspect(context.Background(), "rtemu-"+id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ip string
+	for _, n := range ins.NetworkSettings.Networks {
+		ip = n.IPAddress
+	}
+	if ip == "" {
+		t.Fatal("the container has no address")
+	}
+	c.sh(id, "httpd -p 8080 -h /")
+	conn, err := net.DialTimeout("tcp", net.JoinHostPort(ip, "8080"), 2*time.Second)
+	if err == nil {
+		conn.Close()
+		t.Fatalf("%s:8080 is reachable from here: the test is not without a route", ip)
+	}
+	if !errors.Is(err, syscall.ENETUNREACH) {
+		t.Logf("dial of the container's address: %v", err)
+	}
+	if ppid := c.sh(id, `tr '\0' ' ' </proc/$PPID/cmdline`); !strings.Contains(ppid, "rtemu-agent") {
+		t.Errorf("the command's parent is %q, not the exec agent", ppid)
+	}
+	if !strings.HasPrefix(emulatortest.NoRoute(), "tcp") || strings.HasPrefix(cli.DaemonHost(), "tcp://") {
+		return
+	}
+	t.Errorf("engine reached at %s, want a TCP relay", cli.DaemonHost())
+}
