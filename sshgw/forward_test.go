@@ -24,7 +24,7 @@ func TestLocalForward(t *testing.T) {
 	key := newKey(t, "ed25519")
 	h.registerKey("k", key)
 	id := h.sandbox(map[string]any{"name": "web"})
-	h.sh(id, "mkdir -p /www && echo hello-from-sandbox > /www/index.html && httpd -p 8080 -h /www")
+	h.sh(id, "mkdir -p /www && echo hello-from-sandbox > /www/index.html && httpd -p 8080 -h /www && httpd -p 127.0.0.1:8081 -h /www")
 	h.sh(id, "nc -ll -p 7777 -e cat </dev/null >/dev/null 2>&1 &")
 
 	c := h.mustDial(id, gossh.PublicKeys(key.signer))
@@ -48,20 +48,23 @@ func TestLocalForward(t *testing.T) {
 	}
 	t.Run("x/crypto to nc", func(t *testing.T) { echo(t, "localhost:7777") })
 
-	t.Run("x/crypto to httpd", func(t *testing.T) {
-		hc := &http.Client{Transport: &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) {
-			return c.Dial("tcp", "127.0.0.1:8080")
-		}}}
-		resp, err := hc.Get("http://sandbox/index.html")
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if string(body) != "hello-from-sandbox\n" {
-			t.Fatalf("body %q", body)
-		}
-	})
+	// 8081 listens on 127.0.0.1 only, as dev servers do by default.
+	for _, port := range []string{"8080", "8081"} {
+		t.Run("x/crypto to httpd on "+port, func(t *testing.T) {
+			hc := &http.Client{Transport: &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) {
+				return c.Dial("tcp", "127.0.0.1:"+port)
+			}}}
+			resp, err := hc.Get("http://sandbox/index.html")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(body) != "hello-from-sandbox\n" {
+				t.Fatalf("body %q", body)
+			}
+		})
+	}
 
 	t.Run("OpenSSH -L to httpd", func(t *testing.T) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
