@@ -13,6 +13,7 @@ COPY rtemu /rtemu
 # WORKDIR makes the directory: --ephemeral keeps its state under /tmp.
 WORKDIR /tmp
 ENV RTEMU_ADDR=0.0.0.0:7070 \
+    RTEMU_DEV_URL_LISTENERS=off \
     RTEMU_SSH_ADDR=0.0.0.0:2222 \
     RTEMU_DATA_DIR=/var/lib/rtemu \
     TMPDIR=/tmp

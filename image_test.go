@@ -4,13 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/rtemu-dev/rtemu/emulatortest"
 )
@@ -48,19 +53,20 @@ func TestDockerImage(t *testing.T) {
 
 	name := strings.ReplaceAll(strings.TrimPrefix(tag, "rtemu-test/"), ":", "-")
 	dataDir := t.TempDir()
-	out, err := exec.Command("docker", "run", "-d", "--name", name, "-p", "127.0.0.1::7070",
+	// Only the API and SSH ports are published, on ports of the host's
+	// choosing, and rtemu is told where they are, as the README says.
+	apiAddr, sshAddr := freeAddr(t), freeAddr(t)
+	out, err := exec.Command("docker", "run", "-d", "--name", name,
+		"-p", apiAddr+":7070", "-p", sshAddr+":2222",
 		"-v", "/var/run/docker.sock:/var/run/docker.sock", "-v", dataDir+":"+dataDir,
 		"-e", "RTEMU_DATA_DIR="+dataDir, "-e", "RTEMU_EPHEMERAL=false",
-		tag, "serve", "--template", "base-ubuntu="+img).CombinedOutput()
+		"-e", "RTEMU_PUBLIC_ADDR="+apiAddr, "-e", "RTEMU_PUBLIC_SSH_ADDR="+sshAddr,
+		tag, "serve", "--template", "base-ubuntu="+img, "--template", "desktop-ubuntu="+img).CombinedOutput()
 	if err != nil {
 		t.Fatalf("docker run: %v\n%s", err, out)
 	}
 	t.Cleanup(func() { _ = exec.Command("docker", "rm", "-f", name).Run() })
-	port, err := exec.Command("docker", "port", name, "7070/tcp").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	url := "http://" + strings.TrimSpace(strings.Split(string(port), "\n")[0])
+	url := "http://" + apiAddr
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get(url + "/health")
@@ -76,7 +82,7 @@ func TestDockerImage(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	req, _ := http.NewRequest("POST", url+"/v1/sandboxes", strings.NewReader(`{"template":"base-ubuntu"}`))
+	req, _ := http.NewRequest("POST", url+"/v1/sandboxes", strings.NewReader(`{"template":"desktop-ubuntu","rootPassword":"correct horse"}`))
 	req.Header.Set("X-API-Key", emulatortest.APIKey)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -124,5 +130,102 @@ func TestDockerImage(t *testing.T) {
 			t.Fatalf("exec through the image: %d", resp.StatusCode)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	addressesReachFromHost(t, url, created.Data.ID)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// addressesReachFromHost checks that every address rtemu in a container
+// hands out reaches the sandbox from the host: the dev URL's two forms, the
+// desktop's URL and the ssh command.
+func addressesReachFromHost(t *testing.T, api, id string) {
+	t.Helper()
+	call := func(method, path, body string, into any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, api+path, strings.NewReader(body))
+		req.Header.Set("X-API-Key", emulatortest.APIKey)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b, _ := io.ReadAll(resp.Body)
+			t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
+		}
+		_ = json.NewDecoder(resp.Body).Decode(into)
+	}
+	var ran any
+	call("POST", "/v1/sandboxes/"+id+"/exec", `{"command":"mkdir -p /www && echo reached > /www/index.html && httpd -p 127.0.0.1:3000 -h /www && httpd -p 6901 -h /www"}`, &ran)
+
+	// *.localhost is loopback, as browsers and curl resolve it.
+	web := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, port, _ := net.SplitHostPort(addr)
+		if strings.HasSuffix(host, ".localhost") {
+			addr = net.JoinHostPort("127.0.0.1", port)
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}}}
+	fetch := func(what, u string) {
+		t.Helper()
+		resp, err := web.Get(u)
+		if err != nil {
+			t.Fatalf("%s %s: %v", what, u, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "reached\n" {
+			t.Fatalf("%s %s: %d %q", what, u, resp.StatusCode, b)
+		}
+	}
+	var u struct {
+		Data struct{ URL, LocalhostURL string }
+	}
+	call("GET", "/v1/sandboxes/"+id+"/url?port=3000", "", &u)
+	_, apiPort, _ := net.SplitHostPort(strings.TrimPrefix(api, "http://"))
+	if !strings.HasSuffix(u.Data.URL, ".localhost:"+apiPort) {
+		t.Errorf("url %q is not on the published API port %s", u.Data.URL, apiPort)
+	}
+	fetch("url", u.Data.URL)
+	fetch("localhostUrl", u.Data.LocalhostURL)
+	var v struct{ Data struct{ URL string } }
+	call("GET", "/v1/sandboxes/"+id+"/vnc", "", &v)
+	fetch("vnc url", v.Data.URL)
+
+	var s struct {
+		Data struct {
+			Command, Host, User string
+			Port                int
+		}
+	}
+	call("GET", "/v1/sandboxes/"+id+"/ssh", "", &s)
+	cfg := &gossh.ClientConfig{User: s.Data.User, Auth: []gossh.AuthMethod{gossh.Password("correct horse")},
+		HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second}
+	c, err := gossh.Dial("tcp", net.JoinHostPort(s.Data.Host, strconv.Itoa(s.Data.Port)), cfg)
+	if err != nil {
+		t.Fatalf("the ssh command %q does not reach the gateway: %v", s.Data.Command, err)
+	}
+	defer c.Close()
+	sess, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	if out, err := sess.Output("cat /www/index.html"); err != nil || string(out) != "reached\n" {
+		t.Fatalf("ssh %q: %q %v", s.Data.Command, out, err)
+	}
+	if want := "ssh -p " + strconv.Itoa(s.Data.Port) + " " + id + "@"; !strings.HasPrefix(s.Data.Command, want) {
+		t.Errorf("ssh command %q", s.Data.Command)
 	}
 }
