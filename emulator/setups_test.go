@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -66,4 +68,33 @@ func TestNoRouteHere(t *testing.T) {
 		return
 	}
 	t.Errorf("engine reached at %s, want a TCP relay", cli.DaemonHost())
+}
+
+// A create with mounts on an engine that does not see rtemu's data dir (a
+// remote engine, a VM engine without the folder shared) is a 400 saying
+// why and what to do, and changes nothing; sandboxes without mounts work.
+func TestMountsNeedAnEngineThatSeesTheDataDir(t *testing.T) {
+	emulatortest.RunWithPrivateDataDir(t, "^TestMountsRefusedHere$")
+}
+
+func TestMountsRefusedHere(t *testing.T) {
+	dir := os.Getenv(emulatortest.EnvPrivateDataDir)
+	if dir == "" {
+		t.Skip("runs inside TestMountsNeedAnEngineThatSeesTheDataDir")
+	}
+	c := newClient(t, emulatortest.WithDataDir(dir))
+	ws := c.must(http.StatusCreated, "POST", "/v1/workspaces", map[string]any{"name": "src"}).Data()
+	r := c.do("POST", "/v1/sandboxes", map[string]any{"template": "base-ubuntu",
+		"mounts": []map[string]any{{"workspaceId": ws["id"], "path": "/workspace/src"}}})
+	if r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), "does not see "+dir) || !strings.Contains(string(r.Body), `"mounts"`) {
+		t.Fatalf("create with mounts: %d %s", r.Status, r.Body)
+	}
+	if list := c.must(http.StatusOK, "GET", "/v1/sandboxes", nil).List(); len(list) != 0 {
+		t.Fatalf("the refused create left %d sandboxes", len(list))
+	}
+	id := c.create(nil)["id"].(string)
+	c.waitStatus(id, "running")
+	if out := c.sh(id, "echo works"); out != "works\n" {
+		t.Fatalf("exec in a sandbox without mounts: %q", out)
+	}
 }

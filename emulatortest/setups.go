@@ -53,24 +53,58 @@ func RunWithoutRoute(t *testing.T, run string) {
 	SkipIfNoDocker(t)
 	for _, mode := range []string{"unix", "tcp"} {
 		t.Run(mode, func(t *testing.T) {
-			cmd := exec.Command("unshare", "--net", "--", "sh", "-c", `ip link set lo up && exec "$0" "$@"`,
-				os.Args[0], "-test.run", run, "-test.count=1", "-test.v", "-test.timeout=15m")
-			cmd.Env = append(os.Environ(), EnvNoRoute+"="+mode)
+			env := []string{EnvNoRoute + "=" + mode}
 			if mode == "unix" {
-				cmd.Env = append(cmd.Env, "DOCKER_HOST=unix://"+dockerSocket)
+				env = append(env, "DOCKER_HOST=unix://"+dockerSocket)
 			}
-			out, err := cmd.CombinedOutput()
-			passed := regexp.MustCompile(`(?m)^--- PASS: (\S+)`).FindAllSubmatch(out, -1)
-			if err != nil || len(passed) == 0 || bytes.Contains(out, []byte("--- SKIP")) {
-				t.Fatalf("in a network namespace of its own (engine by %s): %v; output:\n%s", mode, err, tail(out, 12000))
-			}
-			var names []string
-			for _, p := range passed {
-				names = append(names, string(p[1]))
-			}
-			t.Logf("passed with no route to containers (engine by %s): %s", mode, strings.Join(names, ", "))
+			rerun(t, "in a network namespace of its own (engine by "+mode+")", run, env,
+				"unshare", "--net", "--", "sh", "-c", `ip link set lo up && exec "$0" "$@"`)
 		})
 	}
+}
+
+// EnvPrivateDataDir names, in a test process run by
+// RunWithPrivateDataDir, a folder that this process sees and the engine
+// does not, as with a remote engine or a VM engine without it shared.
+const EnvPrivateDataDir = "RTEMU_TEST_PRIVATE_DATA_DIR"
+
+// RunWithPrivateDataDir runs this test binary's tests that match run again
+// in a mount namespace of their own, where the folder EnvPrivateDataDir
+// names is a tmpfs the engine cannot see.
+func RunWithPrivateDataDir(t *testing.T, run string) {
+	t.Helper()
+	if os.Getenv(EnvPrivateDataDir) != "" {
+		t.Skip("already inside a mount namespace of its own")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("unshare -m needs root")
+	}
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("no unshare on this machine")
+	}
+	SkipIfNoDocker(t)
+	dir := t.TempDir()
+	rerun(t, "with a data dir the engine cannot see", run, []string{EnvPrivateDataDir + "=" + dir},
+		"unshare", "--mount", "--propagation", "private", "--", "sh", "-c", `mount -t tmpfs rtemu-private "$`+EnvPrivateDataDir+`" && exec "$0" "$@"`)
+}
+
+// rerun runs this test binary again under the command wrap, with the tests
+// that match run and env added, and fails unless some ran and all passed.
+func rerun(t *testing.T, how, run string, env []string, wrap ...string) {
+	t.Helper()
+	args := append(wrap[1:], os.Args[0], "-test.run", run, "-test.count=1", "-test.v", "-test.timeout=15m")
+	cmd := exec.Command(wrap[0], args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	passed := regexp.MustCompile(`(?m)^--- PASS: (\S+)`).FindAllSubmatch(out, -1)
+	if err != nil || len(passed) == 0 || bytes.Contains(out, []byte("--- SKIP")) {
+		t.Fatalf("%s: %v; output:\n%s", how, err, tail(out, 12000))
+	}
+	var names []string
+	for _, p := range passed {
+		names = append(names, string(p[1]))
+	}
+	t.Logf("passed %s: %s", how, strings.Join(names, ", "))
 }
 
 func tail(b []byte, n int) []byte {
