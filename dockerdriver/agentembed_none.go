@@ -9,6 +9,7 @@ package dockerdriver
 // Without the tag (go run ., go install) there are none, and an agent that
 // rtemu's own executable cannot be is built with the local Go toolchain.
 //
-//go:generate sh -c "for a in amd64 arm64; do CGO_ENABLED=0 GOOS=linux GOARCH=$a go build -trimpath -ldflags='-s -w' -o agents/rtemu-agent-linux-$a ../agent/cmd/rtemu-agent || exit 1; done"
+//go:generate env CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath "-ldflags=-s -w" -o agents/rtemu-agent-linux-amd64 ../agent/cmd/rtemu-agent
+//go:generate env CGO_ENABLED=0 GOOS=linux GOARCH=arm64 go build -trimpath "-ldflags=-s -w" -o agents/rtemu-agent-linux-arm64 ../agent/cmd/rtemu-agent
 
 func embeddedAgent(string) []byte { return nil }
