@@ -42,6 +42,8 @@ func TestParse(t *testing.T) {
 			}},
 		{"warm pool env", nil, map[string]string{"HOME": "/home/u", "RTEMU_WARM_POOL": "base-ubuntu=2"},
 			func(c *Config) { c.WarmPool = map[string]int{"base-ubuntu": 2} }},
+		{"strict lifecycle bare flag", []string{"--strict-lifecycle"}, map[string]string{"HOME": "/home/u"}, func(c *Config) { c.StrictLifecycle = true }},
+		{"strict lifecycle env", nil, map[string]string{"HOME": "/home/u", "RTEMU_STRICT_LIFECYCLE": "true"}, func(c *Config) { c.StrictLifecycle = true }},
 		{"ephemeral env", nil, map[string]string{"HOME": "/home/u", "RTEMU_EPHEMERAL": "true"}, func(c *Config) { c.Ephemeral, c.DataDir = true, "" }},
 	}
 	for _, tt := range tests {
@@ -64,7 +66,7 @@ func TestParseRejects(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{
 		{"--template", "noequals"}, {"--template", "=img"}, {"--template", "a b=img"}, {"--auth", "maybe"}, {"--exec-agent", "sometimes"},
-		{"--ephemeral=perhaps"}, {"--no-such-flag"}, {"stray"},
+		{"--ephemeral=perhaps"}, {"--strict-lifecycle=maybe"}, {"--no-such-flag"}, {"stray"},
 		{"--warm-pool", "base-ubuntu"}, {"--warm-pool", "base-ubuntu=-1"}, {"--warm-pool", "base-ubuntu=65"},
 		{"--warm-pool", "nosuch=2"}, {"--warm-pool", "base-ubuntu=two"},
 	} {

@@ -92,6 +92,10 @@ type Config struct {
 	// WarmPool keeps this many started containers per template, handed
 	// out by Create (see pool.go).
 	WarmPool map[string]int
+	// StrictLifecycle makes exec and GET …/ssh on a sandbox that is not
+	// running a conflict at once, as before rtemu waited for creating,
+	// resuming and pausing sandboxes and woke idle-paused ones for exec.
+	StrictLifecycle bool
 }
 
 // Service owns sandboxes: their records, their containers and every
@@ -105,6 +109,8 @@ type Service struct {
 	log       *slog.Logger
 	pidsLimit int64
 	build     TemplateBuilder
+	// strictLifecycle: see Config.StrictLifecycle.
+	strictLifecycle bool
 
 	hostCPUs atomic.Int64 // the engine's CPUs, to clamp vcpus to what Docker accepts
 	engineUp atomic.Bool  // the last reconcile worked and the event stream is connected
@@ -136,7 +142,8 @@ func New(cfg Config) *Service {
 	s := &Service{
 		store: cfg.Store, engine: cfg.Engine, instance: cfg.InstanceID, log: cfg.Logger,
 		templates: map[string]Template{}, pidsLimit: cfg.PidsLimit, build: cfg.BuildTemplate,
-		ctx: ctx, cancel: cancel, now: func() time.Time { return time.Now().UTC() },
+		strictLifecycle: cfg.StrictLifecycle,
+		ctx:             ctx, cancel: cancel, now: func() time.Time { return time.Now().UTC() },
 		act:          activity{open: map[string]int{}, last: map[string]time.Time{}, written: map[string]time.Time{}},
 		provisioning: map[string]bool{},
 	}
@@ -647,17 +654,21 @@ func (s *Service) pauseOp() freezeOp {
 	return freezeOp{
 		from: StatusRunning, via: StatusPausing, to: StatusPaused, verb: "paused",
 		do: s.engine.Pause, undo: StatusRunning,
-		stamp: func(x *Sandbox, t time.Time) { x.PausedAt = &t },
+		stamp: func(x *Sandbox, t time.Time) { x.PausedAt, x.PausedBy = &t, "" },
 	}
 }
 
 // Resume thaws a paused sandbox; its processes continue where they were.
 func (s *Service) Resume(ctx context.Context, ref string) (Status, *Sandbox, error) {
-	return s.freeze(ctx, ref, freezeOp{
+	return s.freeze(ctx, ref, s.resumeOp())
+}
+
+func (s *Service) resumeOp() freezeOp {
+	return freezeOp{
 		from: StatusPaused, via: StatusResuming, to: StatusRunning, verb: "resumed",
 		do: s.engine.Unpause, undo: StatusPaused,
-		stamp: func(x *Sandbox, t time.Time) { x.ResumedAt = &t },
-	})
+		stamp: func(x *Sandbox, t time.Time) { x.ResumedAt, x.PausedBy = &t, "" },
+	}
 }
 
 type freezeOp struct {
@@ -719,7 +730,9 @@ func (s *Service) Exec(ctx context.Context, ref string, p ExecParams) (ExecResul
 	if err := validateExec(&p); err != nil {
 		return ExecResult{}, err
 	}
-	if err := runnable(sb); err != nil {
+	// A sandbox still starting is waited for (as long as the command may
+	// run), one paused for idleness is woken; a user's pause stays.
+	if sb, err = s.usable(ctx, sb.ID, use{by: "exec", wait: p.Timeout, strictable: true}); err != nil {
 		return ExecResult{}, err
 	}
 	// The sandbox's env is given to every exec, not only to the container:
@@ -781,6 +794,8 @@ func runnable(sb *Sandbox) error {
 		return nil
 	case StatusPaused, StatusPausing:
 		return conflict("sandbox %s is %s; resume it first (POST /v1/sandboxes/%s/resume)", sb.ID, sb.Status, sb.ID)
+	case StatusFailed, StatusError:
+		return conflict("sandbox %s is %s, not running: %s", sb.ID, sb.Status, sb.Error)
 	}
 	return conflict("sandbox %s is %s, not running", sb.ID, sb.Status)
 }

@@ -92,9 +92,12 @@ type Sandbox struct {
 	CreatedAt        time.Time
 	UpdatedAt        time.Time
 	PausedAt         *time.Time
-	ResumedAt        *time.Time
-	DestroyedAt      *time.Time
-	LastActivityAt   *time.Time
+	// PausedBy says who paused a paused sandbox: PausedForIdleness when the
+	// idle timer did ("" for a user's pause or one seen in the engine).
+	PausedBy       string
+	ResumedAt      *time.Time
+	DestroyedAt    *time.Time
+	LastActivityAt *time.Time
 }
 
 // ContainerName is the engine's name for the sandbox's container. It is

@@ -157,6 +157,7 @@ type record struct {
 	RootPasswordHash string            `json:"rootPasswordHash,omitempty"`
 	Error            string            `json:"error,omitempty"`
 	PausedAt         *time.Time        `json:"pausedAt,omitempty"`
+	PausedBy         string            `json:"pausedBy,omitempty"`
 	ResumedAt        *time.Time        `json:"resumedAt,omitempty"`
 	DestroyedAt      *time.Time        `json:"destroyedAt,omitempty"`
 	LastActivityAt   *time.Time        `json:"lastActivityAt,omitempty"`
@@ -180,7 +181,7 @@ func encodeSandbox(sb *sandbox.Sandbox) (tags, data string, err error) {
 	r := record{
 		Image: sb.Image, Resources: resources(sb.Resources), Env: sb.Env, Metadata: sb.Metadata,
 		ProjectID: sb.ProjectID, IdleTimeout: sb.IdleTimeout, SSHKeys: sb.SSHKeys, SSHKeysSet: sb.SSHKeysSet,
-		RootPasswordHash: sb.RootPasswordHash, Error: sb.Error, PausedAt: sb.PausedAt, ResumedAt: sb.ResumedAt,
+		RootPasswordHash: sb.RootPasswordHash, Error: sb.Error, PausedAt: sb.PausedAt, PausedBy: sb.PausedBy, ResumedAt: sb.ResumedAt,
 		DestroyedAt: sb.DestroyedAt, LastActivityAt: sb.LastActivityAt,
 	}
 	for _, m := range sb.Mounts {
@@ -242,7 +243,7 @@ func scanSandbox(row scanner) (*sandbox.Sandbox, error) {
 	}
 	sb.Image, sb.Resources, sb.Env, sb.Metadata = r.Image, sandbox.Resources(r.Resources), r.Env, r.Metadata
 	sb.ProjectID, sb.IdleTimeout, sb.SSHKeys, sb.SSHKeysSet = r.ProjectID, r.IdleTimeout, r.SSHKeys, r.SSHKeysSet
-	sb.RootPasswordHash, sb.Error = r.RootPasswordHash, r.Error
+	sb.RootPasswordHash, sb.Error, sb.PausedBy = r.RootPasswordHash, r.Error, r.PausedBy
 	sb.PausedAt, sb.ResumedAt, sb.DestroyedAt, sb.LastActivityAt = r.PausedAt, r.ResumedAt, r.DestroyedAt, r.LastActivityAt
 	sb.Mounts = make([]sandbox.Mount, 0, len(r.Mounts))
 	for _, m := range r.Mounts {
