@@ -98,6 +98,7 @@ func TestBadInput(t *testing.T) {
 		{"list limit zero", "GET", "/v1/sandboxes?limit=0", ``, nil, 400, "bad_request", "limit"},
 		{"list limit negative", "GET", "/v1/sandboxes?limit=-1", ``, nil, 400, "bad_request", "limit"},
 		{"list status unknown", "GET", "/v1/sandboxes?status=sleeping", ``, nil, 400, "bad_request", "status"},
+		{"list projectId not a UUID", "GET", "/v1/sandboxes?projectId=default", ``, nil, 400, "bad_request", "projectId"},
 		{"list cursor forged", "GET", "/v1/sandboxes?cursor=../../etc", ``, nil, 400, "bad_request", "cursor"},
 		{"path traversal id", "GET", "/v1/sandboxes/..%2F..%2Fetc%2Fpasswd", ``, nil, 404, "not_found", ""},
 		{"unknown route", "GET", "/v1/nothing-here", ``, nil, 404, "not_found", ""},

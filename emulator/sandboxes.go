@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -157,7 +158,15 @@ func (a *api) listSandboxes(c echo.Context) error {
 	q := c.QueryParams()
 	f := sandbox.ListFilter{
 		Tags: q["tag"], Template: q.Get("template"), ExcludeTemplate: q.Get("exclude_template"),
-		Limit: sandbox.MaxListLimit, Cursor: q.Get("cursor"),
+		Limit: sandbox.MaxListLimit, Cursor: q.Get("cursor"), ProjectID: q.Get("projectId"),
+	}
+	// tags is the SDK's name for tag: repeated, or comma-separated.
+	for _, v := range q["tags"] {
+		for _, t := range strings.Split(v, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				f.Tags = append(f.Tags, t)
+			}
+		}
 	}
 	for _, st := range q["status"] {
 		f.Statuses = append(f.Statuses, sandbox.Status(st))

@@ -24,6 +24,10 @@ const (
 	StatusError      Status = "error"
 )
 
+// UpstreamOnlyStatuses are values of the hosted API's status enum that
+// rtemu's lifecycle never reaches: a list filtered by them is empty.
+var UpstreamOnlyStatuses = []Status{"pending", "stopped", "orphaned", "suspected_missing"}
+
 // Statuses lists every status, in lifecycle order.
 var Statuses = []Status{StatusCreating, StatusRunning, StatusPausing, StatusPaused, StatusResuming,
 	StatusDestroying, StatusDestroyed, StatusFailed, StatusError}
@@ -165,6 +169,7 @@ type ListFilter struct {
 	Tags            []string // all must match
 	Template        string
 	ExcludeTemplate string
+	ProjectID       string // "" = any project
 	Limit           int    // 1..MaxListLimit
 	Cursor          string // from a previous page's NextCursor
 }

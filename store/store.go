@@ -367,6 +367,10 @@ func (s *Store) ListSandboxes(ctx context.Context, f sandbox.ListFilter, afterSe
 		where = append(where, `template <> ?`)
 		args = append(args, f.ExcludeTemplate)
 	}
+	if f.ProjectID != "" {
+		where = append(where, `json_extract(data, '$.projectId') = ?`)
+		args = append(args, f.ProjectID)
+	}
 	if afterSeq > 0 {
 		where = append(where, `seq < ?`)
 		args = append(args, afterSeq)
