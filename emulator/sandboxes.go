@@ -38,6 +38,14 @@ type sandboxJSON struct {
 	ResumedAt           *string           `json:"resumedAt"`
 	LastActivityAt      *string           `json:"lastActivityAt"`
 	Error               string            `json:"error,omitempty"`
+	// Upstream fields: rtemu has no users (owners are null) and no public
+	// addresses; ip is the sandbox's own address.
+	HasWritableWorkspaceMount bool    `json:"hasWritableWorkspaceMount"`
+	IP                        *string `json:"ip"`
+	PublicIP                  *string `json:"publicIp"`
+	OwnerUserID               *string `json:"ownerUserId"`
+	OwnerDisplayName          *string `json:"ownerDisplayName"`
+	OwnerEmail                *string `json:"ownerEmail"`
 }
 
 type resourcesJSON struct {
@@ -81,7 +89,13 @@ func (a *api) toSandboxJSON(ctx context.Context, sb *sandbox.Sandbox) sandboxJSO
 		SSHReady:  sb.Status == sandbox.StatusRunning && a.sshServing(),
 		CreatedAt: rfc3339(sb.CreatedAt), UpdatedAt: rfc3339(sb.UpdatedAt),
 		PausedAt: optTime(sb.PausedAt), ResumedAt: optTime(sb.ResumedAt), LastActivityAt: optTime(sb.LastActivityAt),
-		Mounts: make([]mountJSON, 0, len(sb.Mounts)),
+		Mounts:                    make([]mountJSON, 0, len(sb.Mounts)),
+		HasWritableWorkspaceMount: sb.HasWritableWorkspaceMount(),
+	}
+	switch sb.Status {
+	case sandbox.StatusRunning, sandbox.StatusPausing, sandbox.StatusPaused, sandbox.StatusResuming:
+		// A container's address is its own only while it has one.
+		out.IP = optString(sb.IP)
 	}
 	if out.Tags == nil {
 		out.Tags = []string{}

@@ -380,7 +380,13 @@ func (s *Service) provision(ctx context.Context, sb *Sandbox) {
 		}
 		return
 	}
-	if _, err := s.transition(ctx, sb.ID, StatusRunning, nil); err != nil {
+	// The address is read once here, so showing a sandbox never asks the
+	// engine.
+	var ip string
+	if st, err := s.engine.Inspect(ctx, sb.ContainerName()); err == nil {
+		ip = st.IP
+	}
+	if _, err := s.transition(ctx, sb.ID, StatusRunning, func(x *Sandbox) { x.IP = ip }); err != nil {
 		// Destroyed while it was being made: the container is ours to remove.
 		log.Info("sandbox changed while starting; removing its container", "err", err)
 		_ = s.engine.Remove(ctx, sb.ContainerName())

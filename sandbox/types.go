@@ -102,6 +102,20 @@ type Sandbox struct {
 	ResumedAt      *time.Time
 	DestroyedAt    *time.Time
 	LastActivityAt *time.Time
+	// IP is the container's address as the sandbox sees it (its own
+	// interface), read from the engine once the container started; "" when
+	// unknown.
+	IP string
+}
+
+// HasWritableWorkspaceMount says whether a workspace is mounted writable.
+func (s *Sandbox) HasWritableWorkspaceMount() bool {
+	for _, m := range s.Mounts {
+		if !m.ReadOnly {
+			return true
+		}
+	}
+	return false
 }
 
 // ContainerName is the engine's name for the sandbox's container. It is

@@ -161,6 +161,7 @@ type record struct {
 	ResumedAt        *time.Time        `json:"resumedAt,omitempty"`
 	DestroyedAt      *time.Time        `json:"destroyedAt,omitempty"`
 	LastActivityAt   *time.Time        `json:"lastActivityAt,omitempty"`
+	IP               string            `json:"ip,omitempty"`
 }
 
 type resources struct {
@@ -182,7 +183,7 @@ func encodeSandbox(sb *sandbox.Sandbox) (tags, data string, err error) {
 		Image: sb.Image, Resources: resources(sb.Resources), Env: sb.Env, Metadata: sb.Metadata,
 		ProjectID: sb.ProjectID, IdleTimeout: sb.IdleTimeout, SSHKeys: sb.SSHKeys, SSHKeysSet: sb.SSHKeysSet,
 		RootPasswordHash: sb.RootPasswordHash, Error: sb.Error, PausedAt: sb.PausedAt, PausedBy: sb.PausedBy, ResumedAt: sb.ResumedAt,
-		DestroyedAt: sb.DestroyedAt, LastActivityAt: sb.LastActivityAt,
+		DestroyedAt: sb.DestroyedAt, LastActivityAt: sb.LastActivityAt, IP: sb.IP,
 	}
 	for _, m := range sb.Mounts {
 		r.Mounts = append(r.Mounts, mount(m))
@@ -243,7 +244,7 @@ func scanSandbox(row scanner) (*sandbox.Sandbox, error) {
 	}
 	sb.Image, sb.Resources, sb.Env, sb.Metadata = r.Image, sandbox.Resources(r.Resources), r.Env, r.Metadata
 	sb.ProjectID, sb.IdleTimeout, sb.SSHKeys, sb.SSHKeysSet = r.ProjectID, r.IdleTimeout, r.SSHKeys, r.SSHKeysSet
-	sb.RootPasswordHash, sb.Error, sb.PausedBy = r.RootPasswordHash, r.Error, r.PausedBy
+	sb.RootPasswordHash, sb.Error, sb.PausedBy, sb.IP = r.RootPasswordHash, r.Error, r.PausedBy, r.IP
 	sb.PausedAt, sb.ResumedAt, sb.DestroyedAt, sb.LastActivityAt = r.PausedAt, r.ResumedAt, r.DestroyedAt, r.LastActivityAt
 	sb.Mounts = make([]sandbox.Mount, 0, len(r.Mounts))
 	for _, m := range r.Mounts {
