@@ -9,6 +9,7 @@ import (
 	"net"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,6 +66,7 @@ type Store interface {
 	DevURLStore
 	WorkspaceStore
 	SSHKeyStore
+	ProjectStore
 }
 
 // Labels rtemu puts on every container it makes.
@@ -115,17 +117,18 @@ type Service struct {
 	hostCPUs atomic.Int64 // the engine's CPUs, to clamp vcpus to what Docker accepts
 	engineUp atomic.Bool  // the last reconcile worked and the event stream is connected
 
-	ctx     context.Context // the service's lifetime; background work stops with it
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	pulls   singleflight.Group
-	act     activity
-	changes changes
-	faults  faults
-	urls    urlTraffic
-	ws      workspaces
-	keys    sshKeyState
-	pool    warmPool
+	ctx      context.Context // the service's lifetime; background work stops with it
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	pulls    singleflight.Group
+	act      activity
+	changes  changes
+	faults   faults
+	urls     urlTraffic
+	ws       workspaces
+	keys     sshKeyState
+	pool     warmPool
+	projects projects
 
 	resetMu    sync.Mutex
 	resetHooks []ResetHook
@@ -262,6 +265,14 @@ func (s *Service) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 	if err := s.checkSSHKeyRefs(ctx, p.SSHKeys); err != nil {
 		return nil, err
 	}
+	if p.ProjectID != nil && *p.ProjectID != "" {
+		// Held until the sandbox is recorded, so a project delete sees it.
+		s.projects.mu.RLock()
+		defer s.projects.mu.RUnlock()
+		if err := s.checkProject(ctx, *p.ProjectID); err != nil {
+			return nil, err
+		}
+	}
 	if len(p.Mounts) > 0 {
 		// Held until the sandbox is recorded, so a workspace delete sees it.
 		s.ws.mu.Lock()
@@ -282,7 +293,7 @@ func (s *Service) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 		sb.Env = map[string]string{}
 	}
 	if p.ProjectID != nil {
-		sb.ProjectID = *p.ProjectID
+		sb.ProjectID = strings.ToLower(*p.ProjectID)
 	}
 	if p.RootPassword != nil {
 		h, err := bcrypt.GenerateFromPassword([]byte(*p.RootPassword), bcrypt.DefaultCost)
@@ -576,6 +587,15 @@ func (s *Service) Update(ctx context.Context, ref string, p UpdateParams) (*Sand
 	sb, err := s.Get(ctx, ref)
 	if err != nil {
 		return nil, err
+	}
+	if p.ProjectID != nil && *p.ProjectID != "" {
+		s.projects.mu.RLock()
+		defer s.projects.mu.RUnlock()
+		if err := s.checkProject(ctx, *p.ProjectID); err != nil {
+			return nil, err
+		}
+		lower := strings.ToLower(*p.ProjectID)
+		p.ProjectID = &lower
 	}
 	sb, err = s.update(ctx, sb.ID, func(x *Sandbox) error {
 		if x.Status == StatusDestroyed || x.Status == StatusDestroying {

@@ -286,6 +286,7 @@ func validateList(f *ListFilter) error {
 	if f.ProjectID != "" && !uuidPattern.MatchString(f.ProjectID) {
 		v.add("projectId", "must be a UUID")
 	}
+	f.ProjectID = strings.ToLower(f.ProjectID)
 	if f.Limit < 1 || f.Limit > MaxListLimit {
 		v.add("limit", "must be between 1 and %d", MaxListLimit)
 	}

@@ -106,6 +106,7 @@ var migrations = []string{
 	migrationDevURLs,
 	workspacesSchema,
 	sshKeysSchema,
+	projectsSchema,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
@@ -439,6 +440,10 @@ func (s *Store) Reset(ctx context.Context) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM "`+strings.ReplaceAll(t, `"`, `""`)+`"`); err != nil {
 			return fmt.Errorf("reset %s: %w", t, err)
 		}
+	}
+	// The default project is there from the start, so after a reset too.
+	if _, err := tx.ExecContext(ctx, seedDefaultProject); err != nil {
+		return fmt.Errorf("reset: default project: %w", err)
 	}
 	return tx.Commit()
 }
