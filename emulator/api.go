@@ -116,6 +116,9 @@ func (a *api) routes() []route {
 		{http.MethodGet, "/v1/sandboxes/:id/ssh", "sandbox.ssh", a.sandboxSSH, false},
 		{http.MethodGet, "/v1/sandboxes/:id/vnc", "sandbox.vnc", a.vnc, false},
 
+		{http.MethodPost, "/v1/terminal/sandbox-sessions", "terminal.create", a.createTerminalSession, false},
+		{http.MethodGet, terminalPath + ":id", "terminal.connect", a.terminalSocket, false},
+
 		{http.MethodGet, "/v1/projects", "project.list", a.listProjects, false},
 		{http.MethodPost, "/v1/projects", "project.create", a.createProject, false},
 		{http.MethodGet, "/v1/projects/:id", "project.get", a.getProject, false},
@@ -176,7 +179,6 @@ func (a *api) operations() []string {
 }
 
 var notImplemented = []struct{ method, path, operation string }{
-	{http.MethodPost, "/v1/terminal/sandbox-sessions", "browser terminal sessions"},
 	{http.MethodPost, "/v1/execute", "stateless code execution (/v1/execute)"},
 }
 

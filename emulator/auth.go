@@ -51,8 +51,11 @@ func authenticate(strict []string, authOff bool) echo.MiddlewareFunc {
 }
 
 // noKeyNeeded are the routes served without a key: health probes, and the
-// dashboard's page and static files, which hold no data.
-var noKeyNeeded = map[string]bool{"/health": true, "/openapi.json": true, "/": true, dashboardAssets + "*": true}
+// dashboard's page and static files, which hold no data. A terminal's
+// WebSocket is opened by a browser, which cannot send a key with it: its
+// one-time session id (minted with a key) stands for one.
+var noKeyNeeded = map[string]bool{"/health": true, "/openapi.json": true, "/": true, dashboardAssets + "*": true,
+	terminalPath + ":id": true}
 
 // jwtPattern is the shape of a session token (a JWT: three base64url parts,
 // the first a JSON header, so "eyJ"), which upstream takes as a Bearer.

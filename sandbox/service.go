@@ -129,6 +129,7 @@ type Service struct {
 	keys     sshKeyState
 	pool     warmPool
 	projects projects
+	terms    terminalSessions
 
 	resetMu    sync.Mutex
 	resetHooks []ResetHook
