@@ -90,12 +90,7 @@ func (a *api) toSandboxJSON(ctx context.Context, sb *sandbox.Sandbox) sandboxJSO
 		CreatedAt: rfc3339(sb.CreatedAt), UpdatedAt: rfc3339(sb.UpdatedAt),
 		PausedAt: optTime(sb.PausedAt), ResumedAt: optTime(sb.ResumedAt), LastActivityAt: optTime(sb.LastActivityAt),
 		Mounts:                    make([]mountJSON, 0, len(sb.Mounts)),
-		HasWritableWorkspaceMount: sb.HasWritableWorkspaceMount(),
-	}
-	switch sb.Status {
-	case sandbox.StatusRunning, sandbox.StatusPausing, sandbox.StatusPaused, sandbox.StatusResuming:
-		// A container's address is its own only while it has one.
-		out.IP = optString(sb.IP)
+		HasWritableWorkspaceMount: sb.HasWritableWorkspaceMount(), IP: optString(sb.Address()),
 	}
 	if out.Tags == nil {
 		out.Tags = []string{}

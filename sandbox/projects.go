@@ -146,8 +146,8 @@ func (s *Service) DeleteProject(ctx context.Context, id string, force bool) (*Pr
 	if p.IsDefault {
 		return nil, conflict("project %s is the default project and cannot be deleted", p.ID)
 	}
-	s.projects.mu.Lock()
-	defer s.projects.mu.Unlock()
+	s.projs.mu.Lock()
+	defer s.projs.mu.Unlock()
 	users, err := s.store.DeleteProject(ctx, p.ID, force)
 	switch {
 	case errors.Is(err, ErrProjectInUse):
@@ -166,7 +166,7 @@ func (s *Service) DeleteProject(ctx context.Context, id string, force bool) (*Pr
 }
 
 // checkProject says whether a sandbox may be assigned to a project: it must
-// exist. The caller holds s.projects.mu for reading until the sandbox is
+// exist. The caller holds s.projs.mu for reading until the sandbox is
 // written.
 func (s *Service) checkProject(ctx context.Context, id string) error {
 	if _, err := s.store.GetProject(ctx, strings.ToLower(id)); err != nil {

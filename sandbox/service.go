@@ -117,19 +117,19 @@ type Service struct {
 	hostCPUs atomic.Int64 // the engine's CPUs, to clamp vcpus to what Docker accepts
 	engineUp atomic.Bool  // the last reconcile worked and the event stream is connected
 
-	ctx      context.Context // the service's lifetime; background work stops with it
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	pulls    singleflight.Group
-	act      activity
-	changes  changes
-	faults   faults
-	urls     urlTraffic
-	ws       workspaces
-	keys     sshKeyState
-	pool     warmPool
-	projects projects
-	terms    terminalSessions
+	ctx     context.Context // the service's lifetime; background work stops with it
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	pulls   singleflight.Group
+	act     activity
+	changes changes
+	faults  faults
+	urls    urlTraffic
+	ws      workspaces
+	keys    sshKeyState
+	pool    warmPool
+	projs   projects
+	terms   terminalSessions
 
 	resetMu    sync.Mutex
 	resetHooks []ResetHook
@@ -145,9 +145,8 @@ func New(cfg Config) *Service {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{
 		store: cfg.Store, engine: cfg.Engine, instance: cfg.InstanceID, log: cfg.Logger,
-		templates: map[string]Template{}, pidsLimit: cfg.PidsLimit, build: cfg.BuildTemplate,
-		strictLifecycle: cfg.StrictLifecycle,
-		ctx:             ctx, cancel: cancel, now: func() time.Time { return time.Now().UTC() },
+		templates: map[string]Template{}, pidsLimit: cfg.PidsLimit, build: cfg.BuildTemplate, strictLifecycle: cfg.StrictLifecycle,
+		ctx: ctx, cancel: cancel, now: func() time.Time { return time.Now().UTC() },
 		act:          activity{open: map[string]int{}, last: map[string]time.Time{}, written: map[string]time.Time{}},
 		provisioning: map[string]bool{},
 	}
@@ -268,8 +267,8 @@ func (s *Service) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 	}
 	if p.ProjectID != nil && *p.ProjectID != "" {
 		// Held until the sandbox is recorded, so a project delete sees it.
-		s.projects.mu.RLock()
-		defer s.projects.mu.RUnlock()
+		s.projs.mu.RLock()
+		defer s.projs.mu.RUnlock()
 		if err := s.checkProject(ctx, *p.ProjectID); err != nil {
 			return nil, err
 		}
@@ -590,8 +589,8 @@ func (s *Service) Update(ctx context.Context, ref string, p UpdateParams) (*Sand
 		return nil, err
 	}
 	if p.ProjectID != nil && *p.ProjectID != "" {
-		s.projects.mu.RLock()
-		defer s.projects.mu.RUnlock()
+		s.projs.mu.RLock()
+		defer s.projs.mu.RUnlock()
 		if err := s.checkProject(ctx, *p.ProjectID); err != nil {
 			return nil, err
 		}

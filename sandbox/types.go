@@ -108,6 +108,16 @@ type Sandbox struct {
 	IP string
 }
 
+// Address is the sandbox's own address while it has a container ("" before
+// the container started, and once it is failed, broken or destroyed).
+func (s *Sandbox) Address() string {
+	switch s.Status {
+	case StatusRunning, StatusPausing, StatusPaused, StatusResuming:
+		return s.IP
+	}
+	return ""
+}
+
 // HasWritableWorkspaceMount says whether a workspace is mounted writable.
 func (s *Sandbox) HasWritableWorkspaceMount() bool {
 	for _, m := range s.Mounts {
