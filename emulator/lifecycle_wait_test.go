@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	gossh "golang.org/x/crypto/ssh"
+
 	"github.com/rtemu-dev/rtemu/emulatortest"
 )
 
@@ -72,6 +74,34 @@ func TestUseDuringStartup(t *testing.T) {
 	for e := range errs {
 		t.Error(e)
 	}
+
+	t.Run("an SSH session on a creating sandbox", func(t *testing.T) {
+		id := c.must(http.StatusCreated, "POST", "/v1/sandboxes", map[string]any{"template": "base-ubuntu", "rootPassword": "pw"}).Data()["id"].(string)
+		conn, err := gossh.Dial("tcp", c.srv.SSHAddr, &gossh.ClientConfig{User: id, Auth: []gossh.AuthMethod{gossh.Password("pw")},
+			HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 30 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		sess, err := conn.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sess.Close()
+		if out, err := sess.Output("echo over-ssh"); err != nil || string(out) != "over-ssh\n" {
+			t.Fatalf("ssh command on a creating sandbox: %q %v", out, err)
+		}
+	})
+
+	t.Run("a dev URL on a creating sandbox", func(t *testing.T) {
+		id := c.must(http.StatusCreated, "POST", "/v1/sandboxes", map[string]any{"template": "base-ubuntu"}).Data()["id"].(string)
+		u := c.devURL(id, 3999)["url"].(string)
+		// Nothing listens on 3999: a request that waited for the sandbox
+		// reaches it and finds no server (502), not a 409 for its state.
+		if code, _, body := get(t, u+"/", ""); code != http.StatusBadGateway {
+			t.Fatalf("dev URL of a creating sandbox: %d %s", code, body)
+		}
+	})
 
 	t.Run("a sandbox that fails is the usual error, naming why", func(t *testing.T) {
 		c.must(http.StatusCreated, "POST", "/_emulator/faults", map[string]any{
