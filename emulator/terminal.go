@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
@@ -102,6 +103,11 @@ func (a *api) terminalSocket(c echo.Context) error {
 	if v, err := strconv.ParseUint(q.Get("rows"), 10, 16); err == nil && v > 0 {
 		size.Rows = uint(v)
 	}
+	// The server's deadlines are for requests; a terminal lasts as long as
+	// it is used. The connection keeps them after the hijack, so clear them.
+	rc := http.NewResponseController(c.Response().Writer)
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
 	ctx := c.Request().Context()
 	srv := websocket.Server{
 		// Any origin: the session id, not the page, is what is trusted.
@@ -131,6 +137,9 @@ func (a *api) serveTerminal(ctx context.Context, ws *websocket.Conn, id string, 
 		}
 	}()
 	stdin, keys := io.Pipe()
+	// Once the shell is gone nothing reads the keys: a write still waiting
+	// fails, and the reader below ends with the connection.
+	defer stdin.Close()
 	resize := make(chan sandbox.WindowSize, 1)
 	go func() {
 		// The client's frames, until it closes or goes away.
