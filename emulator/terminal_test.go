@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -187,8 +188,11 @@ func TestTerminalSessions(t *testing.T) {
 		t.Fatal("no exit message")
 	}
 
+	// Newest first: closed, then opened (a running event may fall between:
+	// it is written just after the sandbox is seen running).
 	evs := eventTypes(c.activity(id))
-	if !strings.Contains(strings.Join(evs, " "), "terminal.closed terminal.opened") {
+	closed, opened := slices.Index(evs, "terminal.closed"), slices.Index(evs, "terminal.opened")
+	if closed < 0 || opened < closed {
 		t.Errorf("feed %v", evs)
 	}
 

@@ -13,14 +13,15 @@ const TerminalSessionTTL = 60 * time.Second
 
 // LoginShell is the command of a terminal: what sshd would start, the
 // user's shell as a login shell in the home directory (bash where the image
-// has it, else sh), as the SSH gateway starts it. First it waits (half a
-// second at most) for the terminal to have its size: engines before API
+// has it, else sh), as the SSH gateway starts it. First it waits (two
+// seconds at most) for the terminal to have its size: engines before API
 // 1.42 ignore the size given at exec create, so it comes with a resize
 // just after the start, and a first command typed ahead (stty size, a
 // full-screen program) would otherwise see 0×0.
 var LoginShell = []string{"/bin/sh", "-c", `if command -v stty >/dev/null 2>&1; then
-  for i in 1 2 3 4 5 6 7 8 9 10; do
-    case $(stty size 2>/dev/null) in ""|"0 0") sleep 0.05 ;; *) break ;; esac
+  i=0
+  while [ $i -lt 40 ]; do
+    case $(stty size 2>/dev/null) in ""|"0 0") sleep 0.05; i=$((i + 1)) ;; *) break ;; esac
   done
 fi
 cd ~ 2>/dev/null || cd /
