@@ -40,6 +40,9 @@ type Config struct {
 	// address instead of a listener per sandbox port (for rtemu in a
 	// container, where only the API and SSH ports are published).
 	DevURLListenersOff bool
+	// StrictLifecycle answers exec and GET …/ssh on a sandbox that is not
+	// running with a 409 at once, instead of waiting or waking it.
+	StrictLifecycle bool
 }
 
 // DefaultTemplates are the templates known without any --template flag:
@@ -80,6 +83,7 @@ var Settings = []Setting{
 	{"--public-addr", "RTEMU_PUBLIC_ADDR"},
 	{"--public-ssh-addr", "RTEMU_PUBLIC_SSH_ADDR"},
 	{"--dev-url-listeners", "RTEMU_DEV_URL_LISTENERS"},
+	{"--strict-lifecycle", "RTEMU_STRICT_LIFECYCLE"},
 }
 
 // isOff reads an on/off setting (empty is on).
@@ -105,11 +109,12 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config,
 	fs := flag.NewFlagSet("rtemu serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var templates, keys, pools listFlag
-	var auth, ephemeral, execAgent, devListeners string
+	var auth, ephemeral, execAgent, strict, devListeners string
 	fs.StringVar(&cfg.Addr, "addr", envOr(getenv, "RTEMU_ADDR", cfg.Addr), "REST API address")
 	fs.StringVar(&cfg.SSHAddr, "ssh-addr", envOr(getenv, "RTEMU_SSH_ADDR", cfg.SSHAddr), "SSH gateway address")
 	fs.StringVar(&cfg.DataDir, "data-dir", getenv("RTEMU_DATA_DIR"), "data directory")
 	fs.StringVar(&ephemeral, "ephemeral", getenv("RTEMU_EPHEMERAL"), "temporary state, containers removed at exit")
+	fs.StringVar(&strict, "strict-lifecycle", getenv("RTEMU_STRICT_LIFECYCLE"), "409 for exec on a sandbox not running, instead of waiting")
 	fs.Var(&templates, "template", "NAME=IMAGE (repeatable)")
 	fs.Var(&keys, "api-key", "accept only this key (repeatable)")
 	fs.Var(&pools, "warm-pool", "TEMPLATE=N started containers kept ready (repeatable)")
@@ -118,11 +123,14 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config,
 	fs.StringVar(&cfg.PublicAddr, "public-addr", getenv("RTEMU_PUBLIC_ADDR"), "HOST:PORT at which clients reach the API (default: the listener's)")
 	fs.StringVar(&cfg.PublicSSHAddr, "public-ssh-addr", getenv("RTEMU_PUBLIC_SSH_ADDR"), "HOST:PORT at which clients reach the SSH gateway (default: the listener's)")
 	fs.StringVar(&devListeners, "dev-url-listeners", envOr(getenv, "RTEMU_DEV_URL_LISTENERS", "on"), "on or off: a loopback listener per sandbox port for dev URLs")
-	// --ephemeral works as a bare boolean flag too.
+	// --ephemeral and --strict-lifecycle work as bare boolean flags too.
+	args = append([]string(nil), args...)
 	for i, a := range args {
-		if a == "--ephemeral" || a == "-ephemeral" {
-			args = append(append(append([]string{}, args[:i]...), "--ephemeral=true"), args[i+1:]...)
-			break
+		switch a {
+		case "--ephemeral", "-ephemeral":
+			args[i] = "--ephemeral=true"
+		case "--strict-lifecycle", "-strict-lifecycle":
+			args[i] = "--strict-lifecycle=true"
 		}
 	}
 	if err := fs.Parse(args); err != nil {
@@ -135,6 +143,11 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config,
 	if ephemeral != "" {
 		if cfg.Ephemeral, err = strconv.ParseBool(ephemeral); err != nil {
 			return cfg, fmt.Errorf("--ephemeral / RTEMU_EPHEMERAL: %q is not true or false", ephemeral)
+		}
+	}
+	if strict != "" {
+		if cfg.StrictLifecycle, err = strconv.ParseBool(strict); err != nil {
+			return cfg, fmt.Errorf("--strict-lifecycle / RTEMU_STRICT_LIFECYCLE: %q is not true or false", strict)
 		}
 	}
 	if cfg.AuthOff, err = isOff("--auth / RTEMU_AUTH", auth); err != nil {

@@ -42,6 +42,11 @@ func TestParse(t *testing.T) {
 			}},
 		{"warm pool env", nil, map[string]string{"HOME": "/home/u", "RTEMU_WARM_POOL": "base-ubuntu=2"},
 			func(c *Config) { c.WarmPool = map[string]int{"base-ubuntu": 2} }},
+		{"strict lifecycle bare flag", []string{"--strict-lifecycle"}, map[string]string{"HOME": "/home/u"}, func(c *Config) { c.StrictLifecycle = true }},
+		{"public addresses and no dev URL listeners", []string{"--public-addr", "localhost:17070", "--dev-url-listeners", "off"},
+			map[string]string{"HOME": "/home/u", "RTEMU_PUBLIC_SSH_ADDR": "localhost:12222"},
+			func(c *Config) { c.PublicAddr, c.PublicSSHAddr, c.DevURLListenersOff = "localhost:17070", "localhost:12222", true }},
+		{"strict lifecycle env", nil, map[string]string{"HOME": "/home/u", "RTEMU_STRICT_LIFECYCLE": "true"}, func(c *Config) { c.StrictLifecycle = true }},
 		{"ephemeral env", nil, map[string]string{"HOME": "/home/u", "RTEMU_EPHEMERAL": "true"}, func(c *Config) { c.Ephemeral, c.DataDir = true, "" }},
 	}
 	for _, tt := range tests {
@@ -64,9 +69,10 @@ func TestParseRejects(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{
 		{"--template", "noequals"}, {"--template", "=img"}, {"--template", "a b=img"}, {"--auth", "maybe"}, {"--exec-agent", "sometimes"},
-		{"--ephemeral=perhaps"}, {"--no-such-flag"}, {"stray"},
+		{"--ephemeral=perhaps"}, {"--strict-lifecycle=maybe"}, {"--no-such-flag"}, {"stray"},
 		{"--warm-pool", "base-ubuntu"}, {"--warm-pool", "base-ubuntu=-1"}, {"--warm-pool", "base-ubuntu=65"},
 		{"--warm-pool", "nosuch=2"}, {"--warm-pool", "base-ubuntu=two"},
+		{"--public-addr", "nocolon"}, {"--public-ssh-addr", ":22"}, {"--dev-url-listeners", "perhaps"},
 	} {
 		if _, err := Parse(args, func(string) string { return "" }, io.Discard); err == nil {
 			t.Errorf("%v accepted", args)

@@ -576,3 +576,35 @@ func writeShot(t *testing.T, name string, png []byte) {
 	}
 	t.Logf("screenshot: %s", path)
 }
+
+// TestTerminalInTheBrowser: the selected sandbox's Terminal opens a browser
+// terminal session: keys typed reach the shell, its output shows, and a
+// resize of the terminal reaches the PTY (stty size).
+func TestTerminalInTheBrowser(t *testing.T) {
+	t.Parallel()
+	emulatortest.SkipIfNoDocker(t)
+	d := connect(t, emulatortest.New(t))
+	id := d.create(map[string]any{"template": "base-ubuntu"})
+	d.apiStatus(id, "running")
+	d.openPage(openOpts{})
+	d.live()
+	d.do(chromedp.Click(chromedp.CSS(fmt.Sprintf(`#sandbox-rows tr[data-id=%q] [data-action="select"]`, id))))
+	d.do(chromedp.Click(chromedp.CSS("#terminal-open")))
+	d.waitFor("the terminal to connect", `document.querySelector('#terminal-status').textContent.includes('Connected')`, 30*time.Second)
+	screenHas := func(line string) string {
+		return fmt.Sprintf(`document.querySelector('#terminal-screen').textContent.split('\n').some((l) => l.trim() === %q)`, line)
+	}
+	d.do(chromedp.SendKeys(chromedp.CSS("#terminal-screen"), "echo hi"+kb.Enter))
+	d.waitFor("hi on the screen", screenHas("hi"), 20*time.Second)
+
+	// A smaller terminal: the page sends a resize, and stty sees it.
+	d.do(chromedp.Evaluate[chromedp.Void](`(() => { const s = document.querySelector('#terminal-screen'); s.style.width = '420px'; s.style.height = '160px'; })()`))
+	d.waitFor("the new size", `document.querySelector('#terminal-screen').dataset.rows !== undefined && Number(document.querySelector('#terminal-screen').dataset.rows) < 10`, 10*time.Second)
+	rows := js[string](d, `document.querySelector('#terminal-screen').dataset.rows`)
+	cols := js[string](d, `document.querySelector('#terminal-screen').dataset.cols`)
+	d.do(chromedp.SendKeys(chromedp.CSS("#terminal-screen"), "stty size"+kb.Enter))
+	d.waitFor("stty size to say "+rows+" "+cols, screenHas(rows+" "+cols), 20*time.Second)
+
+	d.do(chromedp.SendKeys(chromedp.CSS("#terminal-screen"), "exit 5"+kb.Enter))
+	d.waitFor("the exit status", `document.querySelector('#terminal-status [data-exit-code]')?.dataset.exitCode === '5'`, 20*time.Second)
+}

@@ -16,6 +16,12 @@ type eventJSON struct {
 	Title      string         `json:"title"`
 	Attributes map[string]any `json:"attributes"`
 	CreatedAt  string         `json:"createdAt"`
+	// The hosted feed's fields: every event here is about a sandbox.
+	ResourceType string `json:"resourceType"`
+	ResourceID   string `json:"resourceId"`
+	ActorType    string `json:"actorType"`
+	Status       string `json:"status"`
+	Summary      string `json:"summary"`
 }
 
 type activityJSON struct {
@@ -42,7 +48,8 @@ func (a *api) sandboxActivity(c echo.Context) error {
 			attrs = map[string]any{}
 		}
 		out.Events = append(out.Events, eventJSON{ID: ev.ID, SandboxID: ev.SandboxID, EventType: ev.Type,
-			Severity: ev.Severity, Title: ev.Title, Attributes: attrs, CreatedAt: rfc3339(ev.CreatedAt)})
+			Severity: ev.Severity, Title: ev.Title, Attributes: attrs, CreatedAt: rfc3339(ev.CreatedAt),
+			ResourceType: "sandbox", ResourceID: ev.SandboxID, ActorType: ev.ActorType(), Status: ev.Outcome(), Summary: ev.Summary()})
 	}
 	return replyList(c, out, page.HasMore, page.NextCursor)
 }

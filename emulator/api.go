@@ -120,6 +120,15 @@ func (a *api) routes() []route {
 		{http.MethodGet, "/v1/sandboxes/:id/ssh", "sandbox.ssh", a.sandboxSSH, false},
 		{http.MethodGet, "/v1/sandboxes/:id/vnc", "sandbox.vnc", a.vnc, false},
 
+		{http.MethodPost, "/v1/terminal/sandbox-sessions", "terminal.create", a.createTerminalSession, false},
+		{http.MethodGet, terminalPath + ":id", "terminal.connect", a.terminalSocket, false},
+
+		{http.MethodGet, "/v1/projects", "project.list", a.listProjects, false},
+		{http.MethodPost, "/v1/projects", "project.create", a.createProject, false},
+		{http.MethodGet, "/v1/projects/:id", "project.get", a.getProject, false},
+		{http.MethodPatch, "/v1/projects/:id", "project.update", a.updateProject, false},
+		{http.MethodDelete, "/v1/projects/:id", "project.delete", a.deleteProject, false},
+
 		{http.MethodPost, "/v1/ssh-keys", "sshkey.create", a.createSSHKey, false},
 		{http.MethodGet, "/v1/ssh-keys", "sshkey.list", a.listSSHKeys, false},
 		{http.MethodDelete, "/v1/ssh-keys/:id", "sshkey.delete", a.deleteSSHKey, false},
@@ -174,8 +183,6 @@ func (a *api) operations() []string {
 }
 
 var notImplemented = []struct{ method, path, operation string }{
-	{http.MethodPost, "/v1/terminal/sandbox-sessions", "browser terminal sessions"},
-	{http.MethodGet, "/v1/projects", "projects"},
 	{http.MethodPost, "/v1/execute", "stateless code execution (/v1/execute)"},
 }
 

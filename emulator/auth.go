@@ -20,7 +20,7 @@ func authenticate(strict []string, authOff bool) echo.MiddlewareFunc {
 			if authOff || noKeyNeeded[c.Path()] {
 				return next(c)
 			}
-			key := apiKey(c.Request())
+			key, bearer := apiKey(c.Request())
 			if key == "" && c.Path() == eventsPath {
 				// EventSource cannot send headers. Only here does the key ride
 				// in the query; logRequests never logs queries.
@@ -30,6 +30,14 @@ func authenticate(strict []string, authOff bool) echo.MiddlewareFunc {
 			case key == "":
 				return &apiError{status: http.StatusUnauthorized, code: "unauthorized",
 					message: "authentication required: send X-API-Key: KEY or Authorization: Bearer KEY"}
+			case bearer && jwtPattern.MatchString(key):
+				// A session token (the dashboard's and CLI's, upstream):
+				// any is accepted, unless strict mode lists the ones to take.
+				if len(strict) > 0 && !oneOf(key, strict) {
+					return &apiError{status: http.StatusUnauthorized, code: "invalid_token",
+						message: "session token not accepted (strict mode: only the --api-key values are)"}
+				}
+				return next(c)
 			case !keyPattern.MatchString(key):
 				return &apiError{status: http.StatusUnauthorized, code: "invalid_token",
 					message: "unrecognized token format: an API key is rt_live_ or rt_test_ followed by 32 letters and digits"}
@@ -43,18 +51,27 @@ func authenticate(strict []string, authOff bool) echo.MiddlewareFunc {
 }
 
 // noKeyNeeded are the routes served without a key: health probes, and the
-// dashboard's page and static files, which hold no data.
-var noKeyNeeded = map[string]bool{"/health": true, "/openapi.json": true, "/": true, dashboardAssets + "*": true}
+// dashboard's page and static files, which hold no data. A terminal's
+// WebSocket is opened by a browser, which cannot send a key with it: its
+// one-time session id (minted with a key) stands for one.
+var noKeyNeeded = map[string]bool{"/health": true, "/openapi.json": true, "/": true, dashboardAssets + "*": true,
+	terminalPath + ":id": true}
 
-func apiKey(r *http.Request) string {
+// jwtPattern is the shape of a session token (a JWT: three base64url parts,
+// the first a JSON header, so "eyJ"), which upstream takes as a Bearer.
+var jwtPattern = regexp.MustCompile(`^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$`)
+
+// apiKey returns the credential of a request, and whether it came as a
+// Bearer token.
+func apiKey(r *http.Request) (string, bool) {
 	if k := strings.TrimSpace(r.Header.Get("X-API-Key")); k != "" {
-		return k
+		return k, false
 	}
 	auth := r.Header.Get("Authorization")
 	if len(auth) > 7 && strings.EqualFold(auth[:7], "bearer ") {
-		return strings.TrimSpace(auth[7:])
+		return strings.TrimSpace(auth[7:]), true
 	}
-	return ""
+	return "", false
 }
 
 func oneOf(key string, keys []string) bool {

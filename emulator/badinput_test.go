@@ -98,6 +98,15 @@ func TestBadInput(t *testing.T) {
 		{"list limit zero", "GET", "/v1/sandboxes?limit=0", ``, nil, 400, "bad_request", "limit"},
 		{"list limit negative", "GET", "/v1/sandboxes?limit=-1", ``, nil, 400, "bad_request", "limit"},
 		{"list status unknown", "GET", "/v1/sandboxes?status=sleeping", ``, nil, 400, "bad_request", "status"},
+		{"project without a name", "POST", "/v1/projects", `{"color":"#123456"}`, nil, 400, "bad_request", "name"},
+		{"project name wrong type", "POST", "/v1/projects", `{"name":7}`, nil, 400, "bad_request", "name"},
+		{"project color not a colour", "POST", "/v1/projects", `{"name":"x","color":"red"}`, nil, 400, "bad_request", "color"},
+		{"project empty name", "POST", "/v1/projects", `{"name":"  "}`, nil, 400, "bad_request", "name"},
+		{"unknown project", "GET", "/v1/projects/0b0b0b0b-0b0b-4b0b-8b0b-0b0b0b0b0b0b", ``, nil, 404, "not_found", ""},
+		{"project id not a UUID", "PATCH", "/v1/projects/nope", `{"name":"x"}`, nil, 404, "not_found", ""},
+		{"project delete force not a bool", "DELETE", "/v1/projects/0b0b0b0b-0b0b-4b0b-8b0b-0b0b0b0b0b0b?force=perhaps", ``, nil, 400, "bad_request", "force"},
+		{"sandbox in an unknown project", "POST", "/v1/sandboxes", create(`,"projectId":"0b0b0b0b-0b0b-4b0b-8b0b-0b0b0b0b0b0b"`), nil, 400, "bad_request", "projectId"},
+		{"list projectId not a UUID", "GET", "/v1/sandboxes?projectId=default", ``, nil, 400, "bad_request", "projectId"},
 		{"list cursor forged", "GET", "/v1/sandboxes?cursor=../../etc", ``, nil, 400, "bad_request", "cursor"},
 		{"path traversal id", "GET", "/v1/sandboxes/..%2F..%2Fetc%2Fpasswd", ``, nil, 404, "not_found", ""},
 		{"unknown route", "GET", "/v1/nothing-here", ``, nil, 404, "not_found", ""},
@@ -141,6 +150,9 @@ func TestBadInput(t *testing.T) {
 		list := c.must(200, "GET", "/v1/sandboxes?status=creating&status=running&status=failed&status=destroyed", nil).List()
 		if len(list) != 1 || list[0]["id"] != id {
 			t.Errorf("sandboxes after the bad requests: %v", list)
+		}
+		if ps := c.must(200, "GET", "/v1/projects", nil).List(); len(ps) != 1 {
+			t.Errorf("projects after the bad requests: %v", ps)
 		}
 		after := c.must(200, "GET", "/v1/sandboxes/"+id, nil).Data()
 		if fmt.Sprint(after) != fmt.Sprint(before) {

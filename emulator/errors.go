@@ -21,18 +21,24 @@ type envelope struct {
 }
 
 type meta struct {
+	RequestID string `json:"requestId"`
+}
+
+// pageMeta is the meta of a page: the cursor is null, never missing, on the
+// last page, as the hosted docs show it.
+type pageMeta struct {
 	RequestID  string  `json:"requestId"`
-	HasMore    *bool   `json:"hasMore,omitempty"`
-	NextCursor *string `json:"nextCursor,omitempty"`
+	HasMore    bool    `json:"hasMore"`
+	NextCursor *string `json:"nextCursor"`
 }
 
 // listEnvelope carries the pagination both where the hosted docs put it
 // (meta) and where its OpenAPI document does (top level).
 type listEnvelope struct {
-	Data       any     `json:"data"`
-	Meta       meta    `json:"meta"`
-	HasMore    bool    `json:"hasMore"`
-	NextCursor *string `json:"nextCursor"`
+	Data       any      `json:"data"`
+	Meta       pageMeta `json:"meta"`
+	HasMore    bool     `json:"hasMore"`
+	NextCursor *string  `json:"nextCursor"`
 }
 
 type errorBody struct {
@@ -77,7 +83,7 @@ func replyList(c echo.Context, data any, hasMore bool, next string) error {
 	}
 	return c.JSON(http.StatusOK, listEnvelope{
 		Data: data, HasMore: hasMore, NextCursor: nc,
-		Meta: meta{RequestID: requestIDOf(c), HasMore: &hasMore, NextCursor: nc},
+		Meta: pageMeta{RequestID: requestIDOf(c), HasMore: hasMore, NextCursor: nc},
 	})
 }
 

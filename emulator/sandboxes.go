@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -37,6 +38,14 @@ type sandboxJSON struct {
 	ResumedAt           *string           `json:"resumedAt"`
 	LastActivityAt      *string           `json:"lastActivityAt"`
 	Error               string            `json:"error,omitempty"`
+	// Upstream fields: rtemu has no users (owners are null) and no public
+	// addresses; ip is the sandbox's own address.
+	HasWritableWorkspaceMount bool    `json:"hasWritableWorkspaceMount"`
+	IP                        *string `json:"ip"`
+	PublicIP                  *string `json:"publicIp"`
+	OwnerUserID               *string `json:"ownerUserId"`
+	OwnerDisplayName          *string `json:"ownerDisplayName"`
+	OwnerEmail                *string `json:"ownerEmail"`
 }
 
 type resourcesJSON struct {
@@ -80,7 +89,8 @@ func (a *api) toSandboxJSON(ctx context.Context, sb *sandbox.Sandbox) sandboxJSO
 		SSHReady:  sb.Status == sandbox.StatusRunning && a.sshServing(),
 		CreatedAt: rfc3339(sb.CreatedAt), UpdatedAt: rfc3339(sb.UpdatedAt),
 		PausedAt: optTime(sb.PausedAt), ResumedAt: optTime(sb.ResumedAt), LastActivityAt: optTime(sb.LastActivityAt),
-		Mounts: make([]mountJSON, 0, len(sb.Mounts)),
+		Mounts:                    make([]mountJSON, 0, len(sb.Mounts)),
+		HasWritableWorkspaceMount: sb.HasWritableWorkspaceMount(), IP: optString(sb.Address()),
 	}
 	if out.Tags == nil {
 		out.Tags = []string{}
@@ -157,7 +167,15 @@ func (a *api) listSandboxes(c echo.Context) error {
 	q := c.QueryParams()
 	f := sandbox.ListFilter{
 		Tags: q["tag"], Template: q.Get("template"), ExcludeTemplate: q.Get("exclude_template"),
-		Limit: sandbox.MaxListLimit, Cursor: q.Get("cursor"),
+		Limit: sandbox.MaxListLimit, Cursor: q.Get("cursor"), ProjectID: q.Get("projectId"),
+	}
+	// tags is the SDK's name for tag: repeated, or comma-separated.
+	for _, v := range q["tags"] {
+		for _, t := range strings.Split(v, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				f.Tags = append(f.Tags, t)
+			}
+		}
 	}
 	for _, st := range q["status"] {
 		f.Statuses = append(f.Statuses, sandbox.Status(st))

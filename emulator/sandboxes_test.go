@@ -133,14 +133,16 @@ func TestCreateDefaults(t *testing.T) {
 	if st.MemoryBytes != 4<<30 {
 		t.Errorf("memory %d", st.MemoryBytes)
 	}
+	// A sandbox's projectId names a project.
+	pid := c.must(201, "POST", "/v1/projects", map[string]any{"name": "p"}).Data()["id"].(string)
 	sb = c.create(map[string]any{"resources": map[string]any{"vcpus": 1, "memory": "512MiB"}, "idleTimeout": 0,
-		"rootPassword": "hunter2", "metadata": map[string]any{"k": "v"}, "projectId": "6f1c1b9e-2d7a-4c1e-9a53-0d5c9b7e4a11"})
+		"rootPassword": "hunter2", "metadata": map[string]any{"k": "v"}, "projectId": pid})
 	st = inspect(t, sb["id"].(string))
 	if st.NanoCPUs != 1e9 || st.MemoryBytes != 512<<20 {
 		t.Errorf("limits %d %d", st.NanoCPUs, st.MemoryBytes)
 	}
 	if sb["idleTimeout"] != float64(0) || sb["sshAuthMethod"] != "password" || sb["metadata"].(map[string]any)["k"] != "v" ||
-		sb["projectId"] != "6f1c1b9e-2d7a-4c1e-9a53-0d5c9b7e4a11" {
+		sb["projectId"] != pid {
 		t.Errorf("sandbox %v", sb)
 	}
 }
@@ -267,8 +269,9 @@ func TestGetUpdateDelete(t *testing.T) {
 		t.Fatalf("404 body %s", r.Body)
 	}
 
-	up := c.must(200, "PATCH", "/v1/sandboxes/first", `{"name":"second","projectId":"6f1c1b9e-2d7a-4c1e-9a53-0d5c9b7e4a11"}`).Data()
-	if up["name"] != "second" || up["projectId"] != "6f1c1b9e-2d7a-4c1e-9a53-0d5c9b7e4a11" {
+	pid := c.must(201, "POST", "/v1/projects", map[string]any{"name": "p"}).Data()["id"].(string)
+	up := c.must(200, "PATCH", "/v1/sandboxes/first", `{"name":"second","projectId":"`+pid+`"}`).Data()
+	if up["name"] != "second" || up["projectId"] != pid {
 		t.Fatalf("patched %v", up)
 	}
 	c.must(404, "GET", "/v1/sandboxes/first", nil)

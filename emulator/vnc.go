@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -26,6 +27,10 @@ type vncJSON struct {
 	URL  string `json:"url"`
 	Host string `json:"host"`
 	Port int    `json:"port"`
+	// ExpiresAt is the hosted API's: its URLs are signed and short-lived.
+	// rtemu's URL needs no token and keeps working; clients that renew
+	// the URL before expiresAt just get the same one again.
+	ExpiresAt string `json:"expiresAt"`
 }
 
 // vnc answers GET /v1/sandboxes/{id}/vnc.
@@ -46,7 +51,7 @@ func (a *api) vnc(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := vncJSON{URL: raw, Host: u.Hostname()}
+	out := vncJSON{URL: raw, Host: u.Hostname(), ExpiresAt: rfc3339(time.Now().Add(sandbox.DesktopURLLifetime))}
 	out.Port, _ = strconv.Atoi(u.Port())
 	if out.Port == 0 {
 		out.Port = map[string]int{"http": 80, "https": 443}[u.Scheme]

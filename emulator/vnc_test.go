@@ -34,6 +34,9 @@ func TestVNCEndpoint(t *testing.T) {
 	if vnc["host"] != u.Hostname() || vnc["port"] != float64(port) {
 		t.Errorf("vnc %v does not match its url", vnc)
 	}
+	if exp, err := time.Parse(time.RFC3339, vnc["expiresAt"].(string)); err != nil || !exp.After(time.Now()) {
+		t.Errorf("vnc expiresAt %v: want a time to come", vnc["expiresAt"])
+	}
 	// By name too, like every sandbox path.
 	named := c.create(map[string]any{"template": "desktop-ubuntu", "name": "my-desktop"})
 	if got := c.must(http.StatusOK, "GET", "/v1/sandboxes/my-desktop/vnc", nil).Data()["url"]; got != named["vncUrl"] || got == desk["vncUrl"] {

@@ -81,6 +81,10 @@ func WithWarmPool(template string, n int) Option {
 	}
 }
 
+// WithStrictLifecycle answers exec on a sandbox that is not running with
+// a 409 at once (--strict-lifecycle).
+func WithStrictLifecycle() Option { return func(s *settings) { s.cfg.StrictLifecycle = true } }
+
 // WithLog sends rtemu's warnings and errors to w.
 func WithLog(w io.Writer) Option { return func(s *settings) { s.logOut = w } }
 

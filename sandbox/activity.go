@@ -83,38 +83,12 @@ func (s *Service) RecordEvent(ctx context.Context, sandboxID, typ, severity, tit
 	s.event(ctx, sandboxID, typ, severity, title, attrs)
 }
 
-// EnsureRunning returns a sandbox that is running, resuming it first when it
-// is paused (an SSH connection or a dev-URL request wakes a sandbox, as on
-// the hosted service). Other states are a conflict.
+// EnsureRunning returns a sandbox that is running, waiting for one that is
+// creating, resuming or pausing and resuming one that is paused (an SSH
+// connection wakes a sandbox, as on the hosted service). Other states are a
+// conflict.
 func (s *Service) EnsureRunning(ctx context.Context, ref string) (*Sandbox, error) {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		sb, err := s.Get(ctx, ref)
-		if err != nil {
-			return nil, err
-		}
-		switch sb.Status {
-		case StatusRunning:
-			return sb, nil
-		case StatusPaused:
-			if _, _, err := s.Resume(ctx, sb.ID); err != nil && !errors.Is(err, ErrConflict) {
-				return nil, err
-			}
-			continue
-		case StatusPausing, StatusResuming, StatusCreating:
-			// Settles within moments; wait for it.
-			if time.Now().After(deadline) {
-				return nil, conflict("sandbox %s is still %s", sb.ID, sb.Status)
-			}
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(50 * time.Millisecond):
-			}
-		default:
-			return nil, runnable(sb)
-		}
-	}
+	return s.usable(ctx, ref, use{by: "ssh", wakeAny: true})
 }
 
 // DialPort opens a TCP connection to a port inside a sandbox, resuming the
@@ -125,7 +99,7 @@ func (s *Service) DialPort(ctx context.Context, ref string, port int) (net.Conn,
 		return nil, nil, &Error{Kind: KindInvalid, Message: "invalid request",
 			Details: []FieldError{{Field: "port", Message: "must be between 1 and 65535"}}}
 	}
-	sb, err := s.EnsureRunning(ctx, ref)
+	sb, err := s.usable(ctx, ref, use{by: "port", wakeAny: true})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -32,11 +32,9 @@ type AttachSpec struct {
 // started are killed and the error is ctx.Err(). The sandbox counts as
 // active while the process runs.
 func (s *Service) Attach(ctx context.Context, ref string, spec AttachSpec) (int, error) {
-	sb, err := s.Get(ctx, ref)
+	// As an SSH session does: wait for a starting sandbox, wake a paused one.
+	sb, err := s.usable(ctx, ref, use{by: "ssh", wakeAny: true})
 	if err != nil {
-		return -1, err
-	}
-	if err := runnable(sb); err != nil {
 		return -1, err
 	}
 	defer s.BeginActivity(ctx, sb.ID)()

@@ -12,6 +12,10 @@ const (
 	VNCPort         = 6901
 )
 
+// DesktopURLLifetime sets the expiresAt given with a desktop URL, as the
+// hosted API gives one with its signed URLs; rtemu's URL does not expire.
+const DesktopURLLifetime = time.Hour
+
 // vncProbeTimeout bounds the check of a desktop's port; a local connect is
 // answered in well under a millisecond, refused or not.
 const vncProbeTimeout = 500 * time.Millisecond

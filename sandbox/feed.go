@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"strconv"
 )
 
@@ -62,4 +63,48 @@ func parseCursor(c string) (int64, error) {
 			Details: []FieldError{{Field: "cursor", Message: "not a cursor this API returned"}}}
 	}
 	return after, nil
+}
+
+// systemEvents are the feed's entries no client call caused: rtemu or the
+// engine did it.
+var systemEvents = map[string]bool{"running": true, "failed": true, "error": true, "idle-paused": true}
+
+// ActorType is who caused the event, in the hosted feed's words: "system"
+// for what rtemu or the engine did by itself, "user" for a client's call
+// (there are no agents or other actors in rtemu).
+func (e Event) ActorType() string {
+	if systemEvents[e.Type] {
+		return "system"
+	}
+	return "user"
+}
+
+// Outcome is the hosted feed's status of an event: "failed" for an error,
+// "cancelled" for a command whose client went away, else "completed".
+func (e Event) Outcome() string {
+	switch {
+	case e.Severity == "error":
+		return "failed"
+	case e.Attributes["cancelled"] == true:
+		return "cancelled"
+	}
+	return "completed"
+}
+
+// Summary is a one-line description of an event: its title with what the
+// attributes say that matters most.
+func (e Event) Summary() string {
+	a := e.Attributes
+	switch e.Type {
+	case "exec":
+		if a["cancelled"] == true {
+			return fmt.Sprintf("%v: cancelled after %v ms", a["command"], a["durationMs"])
+		}
+		return fmt.Sprintf("%v: exit %v in %v ms", a["command"], a["exitCode"], a["durationMs"])
+	case "failed", "error":
+		return fmt.Sprintf("%s: %v", e.Title, a["error"])
+	case "url-traffic":
+		return fmt.Sprintf("%s: %v %v on port %v", e.Title, a["method"], a["path"], a["port"])
+	}
+	return e.Title
 }

@@ -70,6 +70,7 @@ func (s *Service) sweepIdle(ctx context.Context) {
 func (s *Service) idlePause(ctx context.Context, sb *Sandbox, idle time.Duration) {
 	op := s.pauseOp()
 	op.quiet = true
+	op.stamp = func(x *Sandbox, t time.Time) { x.PausedAt, x.PausedBy = &t, PausedForIdleness }
 	if _, _, err := s.freeze(ctx, sb.ID, op); err != nil {
 		// A conflict is a race with a user's own pause, resume or delete.
 		if ctx.Err() == nil && !errors.Is(err, ErrConflict) {

@@ -107,9 +107,10 @@ func (s *Service) settle(ctx context.Context, sb *Sandbox, state string, exitCod
 	now := s.now()
 	if _, err := s.transition(ctx, sb.ID, to, func(x *Sandbox) {
 		if to == StatusPaused {
-			x.PausedAt = &now
+			// Someone paused it on purpose: exec does not wake it.
+			x.PausedAt, x.PausedBy = &now, ""
 		} else {
-			x.ResumedAt = &now
+			x.ResumedAt, x.PausedBy = &now, ""
 		}
 	}); err == nil {
 		s.log.Info("sandbox state taken from the engine", "sandbox", sb.ID, "status", to)

@@ -45,6 +45,7 @@ func (s *Service) Reset(ctx context.Context) (removed int, err error) {
 		}
 	}
 	s.ClearFaults()
+	s.terms.clear()
 	s.act.mu.Lock()
 	s.act.open, s.act.last, s.act.written = map[string]int{}, map[string]time.Time{}, map[string]time.Time{}
 	s.act.mu.Unlock()

@@ -9,6 +9,7 @@ import (
 	"net"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,6 +69,7 @@ type Store interface {
 	DevURLStore
 	WorkspaceStore
 	SSHKeyStore
+	ProjectStore
 }
 
 // Labels rtemu puts on every container it makes.
@@ -95,6 +97,10 @@ type Config struct {
 	// WarmPool keeps this many started containers per template, handed
 	// out by Create (see pool.go).
 	WarmPool map[string]int
+	// StrictLifecycle makes exec and GET …/ssh on a sandbox that is not
+	// running a conflict at once, as before rtemu waited for creating,
+	// resuming and pausing sandboxes and woke idle-paused ones for exec.
+	StrictLifecycle bool
 }
 
 // Service owns sandboxes: their records, their containers and every
@@ -108,6 +114,8 @@ type Service struct {
 	log       *slog.Logger
 	pidsLimit int64
 	build     TemplateBuilder
+	// strictLifecycle: see Config.StrictLifecycle.
+	strictLifecycle bool
 
 	hostCPUs atomic.Int64 // the engine's CPUs, to clamp vcpus to what Docker accepts
 	engineUp atomic.Bool  // the last reconcile worked and the event stream is connected
@@ -123,6 +131,8 @@ type Service struct {
 	ws      workspaces
 	keys    sshKeyState
 	pool    warmPool
+	projs   projects
+	terms   terminalSessions
 
 	resetMu    sync.Mutex
 	resetHooks []ResetHook
@@ -138,7 +148,7 @@ func New(cfg Config) *Service {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{
 		store: cfg.Store, engine: cfg.Engine, instance: cfg.InstanceID, log: cfg.Logger,
-		templates: map[string]Template{}, pidsLimit: cfg.PidsLimit, build: cfg.BuildTemplate,
+		templates: map[string]Template{}, pidsLimit: cfg.PidsLimit, build: cfg.BuildTemplate, strictLifecycle: cfg.StrictLifecycle,
 		ctx: ctx, cancel: cancel, now: func() time.Time { return time.Now().UTC() },
 		act:          activity{open: map[string]int{}, last: map[string]time.Time{}, written: map[string]time.Time{}},
 		provisioning: map[string]bool{},
@@ -258,6 +268,14 @@ func (s *Service) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 	if err := s.checkSSHKeyRefs(ctx, p.SSHKeys); err != nil {
 		return nil, err
 	}
+	if p.ProjectID != nil && *p.ProjectID != "" {
+		// Held until the sandbox is recorded, so a project delete sees it.
+		s.projs.mu.RLock()
+		defer s.projs.mu.RUnlock()
+		if err := s.checkProject(ctx, *p.ProjectID); err != nil {
+			return nil, err
+		}
+	}
 	if len(p.Mounts) > 0 {
 		// Held until the sandbox is recorded, so a workspace delete sees it.
 		s.ws.mu.Lock()
@@ -283,7 +301,7 @@ func (s *Service) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 		sb.Env = map[string]string{}
 	}
 	if p.ProjectID != nil {
-		sb.ProjectID = *p.ProjectID
+		sb.ProjectID = strings.ToLower(*p.ProjectID)
 	}
 	if p.RootPassword != nil {
 		h, err := bcrypt.GenerateFromPassword([]byte(*p.RootPassword), bcrypt.DefaultCost)
@@ -381,7 +399,13 @@ func (s *Service) provision(ctx context.Context, sb *Sandbox) {
 		}
 		return
 	}
-	if _, err := s.transition(ctx, sb.ID, StatusRunning, nil); err != nil {
+	// The address is read once here, so showing a sandbox never asks the
+	// engine.
+	var ip string
+	if st, err := s.engine.Inspect(ctx, sb.ContainerName()); err == nil {
+		ip = st.IP
+	}
+	if _, err := s.transition(ctx, sb.ID, StatusRunning, func(x *Sandbox) { x.IP = ip }); err != nil {
 		// Destroyed while it was being made: the container is ours to remove.
 		log.Info("sandbox changed while starting; removing its container", "err", err)
 		_ = s.engine.Remove(ctx, sb.ContainerName())
@@ -572,6 +596,15 @@ func (s *Service) Update(ctx context.Context, ref string, p UpdateParams) (*Sand
 	if err != nil {
 		return nil, err
 	}
+	if p.ProjectID != nil && *p.ProjectID != "" {
+		s.projs.mu.RLock()
+		defer s.projs.mu.RUnlock()
+		if err := s.checkProject(ctx, *p.ProjectID); err != nil {
+			return nil, err
+		}
+		lower := strings.ToLower(*p.ProjectID)
+		p.ProjectID = &lower
+	}
 	sb, err = s.update(ctx, sb.ID, func(x *Sandbox) error {
 		if x.Status == StatusDestroyed || x.Status == StatusDestroying {
 			return conflict("sandbox %s is %s", x.ID, x.Status)
@@ -655,17 +688,21 @@ func (s *Service) pauseOp() freezeOp {
 	return freezeOp{
 		from: StatusRunning, via: StatusPausing, to: StatusPaused, verb: "paused",
 		do: s.engine.Pause, undo: StatusRunning,
-		stamp: func(x *Sandbox, t time.Time) { x.PausedAt = &t },
+		stamp: func(x *Sandbox, t time.Time) { x.PausedAt, x.PausedBy = &t, "" },
 	}
 }
 
 // Resume thaws a paused sandbox; its processes continue where they were.
 func (s *Service) Resume(ctx context.Context, ref string) (Status, *Sandbox, error) {
-	return s.freeze(ctx, ref, freezeOp{
+	return s.freeze(ctx, ref, s.resumeOp())
+}
+
+func (s *Service) resumeOp() freezeOp {
+	return freezeOp{
 		from: StatusPaused, via: StatusResuming, to: StatusRunning, verb: "resumed",
 		do: s.engine.Unpause, undo: StatusPaused,
-		stamp: func(x *Sandbox, t time.Time) { x.ResumedAt = &t },
-	})
+		stamp: func(x *Sandbox, t time.Time) { x.ResumedAt, x.PausedBy = &t, "" },
+	}
 }
 
 type freezeOp struct {
@@ -727,7 +764,9 @@ func (s *Service) Exec(ctx context.Context, ref string, p ExecParams) (ExecResul
 	if err := validateExec(&p); err != nil {
 		return ExecResult{}, err
 	}
-	if err := runnable(sb); err != nil {
+	// A sandbox still starting is waited for (as long as the command may
+	// run), one paused for idleness is woken; a user's pause stays.
+	if sb, err = s.usable(ctx, sb.ID, use{by: "exec", wait: p.Timeout, strictable: true}); err != nil {
 		return ExecResult{}, err
 	}
 	// The sandbox's env is given to every exec, not only to the container:
@@ -789,6 +828,8 @@ func runnable(sb *Sandbox) error {
 		return nil
 	case StatusPaused, StatusPausing:
 		return conflict("sandbox %s is %s; resume it first (POST /v1/sandboxes/%s/resume)", sb.ID, sb.Status, sb.ID)
+	case StatusFailed, StatusError:
+		return conflict("sandbox %s is %s, not running: %s", sb.ID, sb.Status, sb.Error)
 	}
 	return conflict("sandbox %s is %s, not running", sb.ID, sb.Status)
 }

@@ -289,15 +289,23 @@ func (s *Service) AuthorizeSSHPassword(ctx context.Context, user, password strin
 }
 
 // SSHTarget returns the sandbox that SSH connection info is asked for, and
-// the first registered key its sshKeys name ("" for none). A destroyed
-// sandbox cannot be connected to: a conflict.
+// the first registered key its sshKeys name ("" for none). A sandbox still
+// starting is waited for; a paused one is answered as it is (the connection
+// wakes it); a failed, broken or destroyed one cannot be connected to: a
+// conflict.
 func (s *Service) SSHTarget(ctx context.Context, ref string) (*Sandbox, string, error) {
-	sb, err := s.Get(ctx, ref)
+	var sb *Sandbox
+	var err error
+	if s.strictLifecycle {
+		// As before the waits: answered at once in every live state.
+		if sb, err = s.Get(ctx, ref); err == nil && (sb.Status == StatusDestroyed || sb.Status == StatusDestroying) {
+			err = conflict("sandbox %s is %s", sb.ID, sb.Status)
+		}
+	} else {
+		sb, err = s.usable(ctx, ref, use{by: "ssh", noWake: true})
+	}
 	if err != nil {
 		return nil, "", err
-	}
-	if sb.Status == StatusDestroyed || sb.Status == StatusDestroying {
-		return nil, "", conflict("sandbox %s is %s", sb.ID, sb.Status)
 	}
 	for _, k := range sb.SSHKeys {
 		if k = strings.TrimSpace(k); !strings.ContainsAny(k, " \t") {

@@ -24,6 +24,10 @@ const (
 	StatusError      Status = "error"
 )
 
+// UpstreamOnlyStatuses are values of the hosted API's status enum that
+// rtemu's lifecycle never reaches: a list filtered by them is empty.
+var UpstreamOnlyStatuses = []Status{"pending", "stopped", "orphaned", "suspected_missing"}
+
 // Statuses lists every status, in lifecycle order.
 var Statuses = []Status{StatusCreating, StatusRunning, StatusPausing, StatusPaused, StatusResuming,
 	StatusDestroying, StatusDestroyed, StatusFailed, StatusError}
@@ -92,9 +96,36 @@ type Sandbox struct {
 	CreatedAt        time.Time
 	UpdatedAt        time.Time
 	PausedAt         *time.Time
-	ResumedAt        *time.Time
-	DestroyedAt      *time.Time
-	LastActivityAt   *time.Time
+	// PausedBy says who paused a paused sandbox: PausedForIdleness when the
+	// idle timer did ("" for a user's pause or one seen in the engine).
+	PausedBy       string
+	ResumedAt      *time.Time
+	DestroyedAt    *time.Time
+	LastActivityAt *time.Time
+	// IP is the container's address as the sandbox sees it (its own
+	// interface), read from the engine once the container started; "" when
+	// unknown.
+	IP string
+}
+
+// Address is the sandbox's own address while it has a container ("" before
+// the container started, and once it is failed, broken or destroyed).
+func (s *Sandbox) Address() string {
+	switch s.Status {
+	case StatusRunning, StatusPausing, StatusPaused, StatusResuming:
+		return s.IP
+	}
+	return ""
+}
+
+// HasWritableWorkspaceMount says whether a workspace is mounted writable.
+func (s *Sandbox) HasWritableWorkspaceMount() bool {
+	for _, m := range s.Mounts {
+		if !m.ReadOnly {
+			return true
+		}
+	}
+	return false
 }
 
 // ContainerName is the engine's name for the sandbox's container. It is
@@ -162,6 +193,7 @@ type ListFilter struct {
 	Tags            []string // all must match
 	Template        string
 	ExcludeTemplate string
+	ProjectID       string // "" = any project
 	Limit           int    // 1..MaxListLimit
 	Cursor          string // from a previous page's NextCursor
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -278,10 +279,14 @@ func validateExec(p *ExecParams) error {
 func validateList(f *ListFilter) error {
 	var v invalid
 	for _, s := range f.Statuses {
-		if _, ok := transitions[s]; !ok {
+		if _, ok := transitions[s]; !ok && !slices.Contains(UpstreamOnlyStatuses, s) {
 			v.add("status", "unknown status %q", s)
 		}
 	}
+	if f.ProjectID != "" && !uuidPattern.MatchString(f.ProjectID) {
+		v.add("projectId", "must be a UUID")
+	}
+	f.ProjectID = strings.ToLower(f.ProjectID)
 	if f.Limit < 1 || f.Limit > MaxListLimit {
 		v.add("limit", "must be between 1 and %d", MaxListLimit)
 	}

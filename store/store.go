@@ -106,6 +106,7 @@ var migrations = []string{
 	migrationDevURLs,
 	workspacesSchema,
 	sshKeysSchema,
+	projectsSchema,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
@@ -157,9 +158,11 @@ type record struct {
 	RootPasswordHash string            `json:"rootPasswordHash,omitempty"`
 	Error            string            `json:"error,omitempty"`
 	PausedAt         *time.Time        `json:"pausedAt,omitempty"`
+	PausedBy         string            `json:"pausedBy,omitempty"`
 	ResumedAt        *time.Time        `json:"resumedAt,omitempty"`
 	DestroyedAt      *time.Time        `json:"destroyedAt,omitempty"`
 	LastActivityAt   *time.Time        `json:"lastActivityAt,omitempty"`
+	IP               string            `json:"ip,omitempty"`
 }
 
 type resources struct {
@@ -180,8 +183,8 @@ func encodeSandbox(sb *sandbox.Sandbox) (tags, data string, err error) {
 	r := record{
 		Image: sb.Image, Resources: resources(sb.Resources), Env: sb.Env, Metadata: sb.Metadata,
 		ProjectID: sb.ProjectID, IdleTimeout: sb.IdleTimeout, SSHKeys: sb.SSHKeys, SSHKeysSet: sb.SSHKeysSet,
-		RootPasswordHash: sb.RootPasswordHash, Error: sb.Error, PausedAt: sb.PausedAt, ResumedAt: sb.ResumedAt,
-		DestroyedAt: sb.DestroyedAt, LastActivityAt: sb.LastActivityAt,
+		RootPasswordHash: sb.RootPasswordHash, Error: sb.Error, PausedAt: sb.PausedAt, PausedBy: sb.PausedBy, ResumedAt: sb.ResumedAt,
+		DestroyedAt: sb.DestroyedAt, LastActivityAt: sb.LastActivityAt, IP: sb.IP,
 	}
 	for _, m := range sb.Mounts {
 		r.Mounts = append(r.Mounts, mount(m))
@@ -242,7 +245,7 @@ func scanSandbox(row scanner) (*sandbox.Sandbox, error) {
 	}
 	sb.Image, sb.Resources, sb.Env, sb.Metadata = r.Image, sandbox.Resources(r.Resources), r.Env, r.Metadata
 	sb.ProjectID, sb.IdleTimeout, sb.SSHKeys, sb.SSHKeysSet = r.ProjectID, r.IdleTimeout, r.SSHKeys, r.SSHKeysSet
-	sb.RootPasswordHash, sb.Error = r.RootPasswordHash, r.Error
+	sb.RootPasswordHash, sb.Error, sb.PausedBy, sb.IP = r.RootPasswordHash, r.Error, r.PausedBy, r.IP
 	sb.PausedAt, sb.ResumedAt, sb.DestroyedAt, sb.LastActivityAt = r.PausedAt, r.ResumedAt, r.DestroyedAt, r.LastActivityAt
 	sb.Mounts = make([]sandbox.Mount, 0, len(r.Mounts))
 	for _, m := range r.Mounts {
@@ -366,6 +369,10 @@ func (s *Store) ListSandboxes(ctx context.Context, f sandbox.ListFilter, afterSe
 		where = append(where, `template <> ?`)
 		args = append(args, f.ExcludeTemplate)
 	}
+	if f.ProjectID != "" {
+		where = append(where, `json_extract(data, '$.projectId') = ?`)
+		args = append(args, f.ProjectID)
+	}
 	if afterSeq > 0 {
 		where = append(where, `seq < ?`)
 		args = append(args, afterSeq)
@@ -433,6 +440,10 @@ func (s *Store) Reset(ctx context.Context) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM "`+strings.ReplaceAll(t, `"`, `""`)+`"`); err != nil {
 			return fmt.Errorf("reset %s: %w", t, err)
 		}
+	}
+	// The default project is there from the start, so after a reset too.
+	if _, err := tx.ExecContext(ctx, seedDefaultProject); err != nil {
+		return fmt.Errorf("reset: default project: %w", err)
 	}
 	return tx.Commit()
 }

@@ -1,11 +1,12 @@
 // The selected sandbox: its facts, the lifecycle actions, a command runner
 // (streamed when rtemu streams exec), connection helpers (ssh command, dev
-// URLs, desktop), live stats and the activity feed. Features this build of
+// URLs, desktop), a terminal (terminal.js), live stats and the activity feed. Features this build of
 // rtemu does not serve yet (501) say so in place instead of failing.
 
 import * as api from './api.js';
 import { h, fill, $, age, ago, when, bytes, duration, statusBadge, toast, copyText } from './dom.js';
 import { actionButtons, displayName } from './sandboxes.js';
+import { terminalPanel } from './terminal.js';
 
 let info = null;
 let current = null; // { sb, abort: AbortController, timers: [] }
@@ -44,6 +45,7 @@ export function show(sb) {
     h('dl', { id: 'detail-facts', class: 'facts' }),
     section('run', 'Run a command', execPanel(sb)),
     section('connect', 'Connect', connectPanel(sb)),
+    section('terminal', 'Terminal', terminalPanel(sb, current.abort.signal)),
     section('stats', 'Usage', h('div', { id: 'stats-body', class: 'stats' })),
     section('activity', 'Activity', h('div', { id: 'activity-body' })));
   update(sb);

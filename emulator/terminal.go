@@ -1,0 +1,245 @@
+package emulator
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/labstack/echo/v4"
+	"golang.org/x/net/websocket"
+
+	"github.com/rtemu-dev/rtemu/sandbox"
+)
+
+// terminalPath is where a browser terminal session's WebSocket is served
+// (upstream's wsPath).
+const terminalPath = "/v1/terminal/sessions/"
+
+type terminalSessionJSON struct {
+	SessionID string `json:"sessionId"`
+	SandboxID string `json:"sandboxId"`
+	WSPath    string `json:"wsPath"`
+	ExpiresAt string `json:"expiresAt"`
+}
+
+func (a *api) createTerminalSession(c echo.Context) error {
+	var req struct {
+		SandboxID string `json:"sandboxId"`
+	}
+	if err := decodeJSON(c, &req, false); err != nil {
+		return err
+	}
+	if strings.TrimSpace(req.SandboxID) == "" {
+		return badRequest("sandboxId", "is required")
+	}
+	ts, err := a.svc.CreateTerminalSession(c.Request().Context(), req.SandboxID)
+	if err != nil {
+		return err
+	}
+	return reply(c, http.StatusCreated, terminalSessionJSON{SessionID: ts.ID, SandboxID: ts.SandboxID,
+		WSPath: terminalPath + ts.ID, ExpiresAt: rfc3339(ts.ExpiresAt)})
+}
+
+// The terminal's WebSocket frames (the README's "Browser terminal" has the
+// protocol): binary frames carry terminal bytes both ways; text frames
+// carry JSON messages.
+type terminalMessage struct {
+	Type     string `json:"type"`               // client: input, resize; server: exit, error
+	Data     string `json:"data,omitempty"`     // input
+	Cols     uint   `json:"cols,omitempty"`     // resize
+	Rows     uint   `json:"rows,omitempty"`     // resize
+	ExitCode *int   `json:"exitCode,omitempty"` // exit
+	Message  string `json:"message,omitempty"`  // error
+}
+
+// Close codes of the terminal's WebSocket beyond 1000 (the shell exited).
+const (
+	closeNormal   = 1000
+	closeNotFound = 4404 // no such session
+	closeRefused  = 4409 // used, expired, or its sandbox cannot run a terminal
+	closeInternal = 4500
+)
+
+// wsFrame is one WebSocket frame; frameCodec sends and receives frames of
+// any type, so a close can carry its code and reason (x/net/websocket's
+// own Close sends only a code).
+type wsFrame struct {
+	op   byte
+	data []byte
+}
+
+var frameCodec = websocket.Codec{
+	Marshal: func(v any) ([]byte, byte, error) {
+		f := v.(wsFrame)
+		return f.data, f.op, nil
+	},
+	Unmarshal: func(data []byte, op byte, v any) error {
+		f := v.(*wsFrame)
+		f.op, f.data = op, data
+		return nil
+	},
+}
+
+// terminalSocket serves a terminal session's WebSocket. It needs no API
+// key (a browser's WebSocket cannot send one): the one-time session id,
+// minted with a key, is the credential.
+func (a *api) terminalSocket(c echo.Context) error {
+	if !strings.EqualFold(c.Request().Header.Get("Upgrade"), "websocket") {
+		return badRequest("Upgrade", "this is a WebSocket endpoint (open wsPath with a WebSocket client)")
+	}
+	q := c.Request().URL.Query()
+	size := sandbox.WindowSize{Cols: 80, Rows: 24}
+	if v, err := strconv.ParseUint(q.Get("cols"), 10, 16); err == nil && v > 0 {
+		size.Cols = uint(v)
+	}
+	if v, err := strconv.ParseUint(q.Get("rows"), 10, 16); err == nil && v > 0 {
+		size.Rows = uint(v)
+	}
+	// The server's deadlines are for requests; a terminal lasts as long as
+	// it is used. The connection keeps them after the hijack, so clear them.
+	rc := http.NewResponseController(c.Response().Writer)
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
+	ctx := c.Request().Context()
+	srv := websocket.Server{
+		// Any origin: the session id, not the page, is what is trusted.
+		Handshake: func(*websocket.Config, *http.Request) error { return nil },
+		Handler: func(ws *websocket.Conn) {
+			a.serveTerminal(ctx, ws, c.Param("id"), size)
+		},
+	}
+	srv.ServeHTTP(c.Response(), c.Request())
+	return nil
+}
+
+func (a *api) serveTerminal(ctx context.Context, ws *websocket.Conn, id string, size sandbox.WindowSize) {
+	ts, err := a.svc.OpenTerminalSession(ctx, id)
+	if err != nil {
+		a.refuseTerminal(ws, err)
+		return
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		// rtemu shutting down ends open terminals too.
+		select {
+		case <-a.stopStreams:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	stdin, keys := io.Pipe()
+	// Once the shell is gone nothing reads the keys: a write still waiting
+	// fails, and the reader below ends with the connection.
+	defer stdin.Close()
+	resize := make(chan sandbox.WindowSize, 1)
+	go func() {
+		// The client's frames, until it closes or goes away.
+		defer cancel()
+		defer keys.Close()
+		for {
+			var f wsFrame
+			if err := frameCodec.Receive(ws, &f); err != nil {
+				return
+			}
+			switch f.op {
+			case websocket.BinaryFrame:
+				if _, err := keys.Write(f.data); err != nil {
+					return
+				}
+			case websocket.TextFrame:
+				var m terminalMessage
+				if json.Unmarshal(f.data, &m) != nil {
+					continue
+				}
+				switch m.Type {
+				case "input":
+					if _, err := keys.Write([]byte(m.Data)); err != nil {
+						return
+					}
+				case "resize":
+					if m.Cols > 0 && m.Rows > 0 && m.Cols < 10000 && m.Rows < 10000 {
+						select {
+						case <-resize:
+						default:
+						}
+						resize <- sandbox.WindowSize{Cols: m.Cols, Rows: m.Rows}
+					}
+				}
+			}
+		}
+	}()
+	out := frameWriter{ws: ws}
+	code, err := a.svc.RunTerminal(ctx, ts, sandbox.TerminalIO{Stdin: stdin, Stdout: out, Size: size, Resize: resize})
+	switch {
+	case ctx.Err() != nil:
+		// The client went away (or rtemu is stopping): nobody to tell.
+		_ = closeFrame(ws, closeNormal, "terminal ended")
+	case err != nil:
+		a.refuseTerminal(ws, err)
+	default:
+		_ = sendMessage(ws, terminalMessage{Type: "exit", ExitCode: &code})
+		_ = closeFrame(ws, closeNormal, fmt.Sprintf("exit %d", code))
+	}
+}
+
+// refuseTerminal ends a terminal that cannot run: an error message, then a
+// close whose code and reason say why.
+func (a *api) refuseTerminal(ws *websocket.Conn, err error) {
+	code := closeInternal
+	var se *sandbox.Error
+	if errors.As(err, &se) {
+		switch se.Kind {
+		case sandbox.KindNotFound:
+			code = closeNotFound
+		case sandbox.KindConflict, sandbox.KindInvalid:
+			code = closeRefused
+		}
+	} else {
+		a.log.Warn("terminal failed", "err", err)
+	}
+	msg := err.Error()
+	if code == closeInternal {
+		msg = "internal error (rtemu's log has the cause)"
+	}
+	_ = sendMessage(ws, terminalMessage{Type: "error", Message: msg})
+	_ = closeFrame(ws, code, msg)
+}
+
+func sendMessage(ws *websocket.Conn, m terminalMessage) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return frameCodec.Send(ws, wsFrame{op: websocket.TextFrame, data: b})
+}
+
+// closeFrame sends a close frame with a code and reason (cut to the 123
+// bytes a close frame holds, on a character boundary). The connection is
+// closed when the handler returns.
+func closeFrame(ws *websocket.Conn, code int, reason string) error {
+	for len(reason) > 123 {
+		_, n := utf8.DecodeLastRuneInString(reason)
+		reason = reason[:len(reason)-n]
+	}
+	b := binary.BigEndian.AppendUint16(nil, uint16(code))
+	return frameCodec.Send(ws, wsFrame{op: websocket.CloseFrame, data: append(b, reason...)})
+}
+
+// frameWriter sends what the terminal writes as binary frames.
+type frameWriter struct{ ws *websocket.Conn }
+
+func (w frameWriter) Write(p []byte) (int, error) {
+	if err := frameCodec.Send(w.ws, wsFrame{op: websocket.BinaryFrame, data: append([]byte(nil), p...)}); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
