@@ -1,0 +1,237 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+)
+
+// The route into a sandbox's ports (dev URLs, ssh -L) goes through the
+// exec agent inside the sandbox, never to the container's address. These
+// rows set it against a direct connection to that address (which this
+// Linux host can route to; Docker Desktop's cannot).
+
+// portServers: busybox httpd on 8080 with a small page and a large file,
+// and a WebSocket-style echo (101, then cat) on 8090.
+const portServers = `mkdir -p /www /srv && echo hi > /www/index.html && head -c %d /dev/zero > /www/big &&
+cat > /srv/ws.sh <<'EOF'
+#!/bin/sh
+while IFS= read -r line; do [ "$(printf '%%s' "$line" | tr -d '\r')" = "" ] && break; done
+printf 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n'
+exec cat
+EOF
+chmod +x /srv/ws.sh && httpd -p 8080 -h /www && (nc -ll -p 8090 -e /srv/ws.sh </dev/null >/dev/null 2>&1 &)`
+
+func (b *bench) ports(ctx context.Context) ([]result, error) {
+	srv, a, err := b.server(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Close()
+	var created struct{ ID string }
+	if _, err := a.call(ctx, "POST", "/v1/sandboxes", map[string]any{"template": "base-ubuntu", "rootPassword": "bench-pw"}, &created); err != nil {
+		return nil, err
+	}
+	id := created.ID
+	if err := a.waitStatus(ctx, id, "running"); err != nil {
+		return nil, err
+	}
+	size := 256 << 20
+	if b.s.short {
+		size = 16 << 20
+	}
+	if err := a.exec(ctx, id, fmt.Sprintf(portServers, size)); err != nil {
+		return nil, err
+	}
+	ins, err := b.raw.cli.ContainerInspect(ctx, "rtemu-"+id)
+	if err != nil {
+		return nil, err
+	}
+	var ip string
+	for _, n := range ins.NetworkSettings.Networks {
+		ip = n.IPAddress
+	}
+	var u struct{ URL string }
+	if _, err := a.call(ctx, "GET", "/v1/sandboxes/"+id+"/url?port=8080", nil, &u); err != nil {
+		return nil, err
+	}
+	var wsURL struct{ URL string }
+	if _, err := a.call(ctx, "GET", "/v1/sandboxes/"+id+"/url?port=8090", nil, &wsURL); err != nil {
+		return nil, err
+	}
+	direct := "http://" + net.JoinHostPort(ip, "8080")
+	// A connection a request, on both sides: the proxy opens one to the
+	// sandbox for each request, and busybox httpd closes after each.
+	hc := &http.Client{Timeout: time.Minute, Transport: &http.Transport{DisableKeepAlives: true}}
+
+	// devurl_request: a small GET through the dev URL against one to the
+	// container's address.
+	var rt, base []time.Duration
+	n := 10 * b.s.iters
+	for i := 0; i <= n && ctx.Err() == nil; i++ {
+		d1, err := fetch(ctx, hc, u.URL+"/index.html")
+		if err != nil {
+			return nil, fmt.Errorf("dev URL: %w", err)
+		}
+		d2, err := fetch(ctx, hc, direct+"/index.html")
+		if err != nil {
+			return nil, fmt.Errorf("direct: %w", err)
+		}
+		if i > 0 {
+			rt, base = append(rt, d1), append(base, d2)
+		}
+	}
+	req := compare("devurl_request", rt, base, "GET to the container's address", math.Inf(1))
+	req.Met = req.RtemuP50 <= 1.5**req.BaselineP50+1
+	req.Target = "≤ 1.5× direct + 1 ms"
+
+	// Throughput of a large download, through the dev URL, through ssh -L
+	// (x/crypto, a direct-tcpip channel), and direct.
+	mb := float64(size) / (1 << 20)
+	throughput := func(get func() (time.Duration, error)) (float64, error) {
+		best := time.Duration(math.MaxInt64)
+		for range 2 {
+			d, err := get()
+			if err != nil {
+				return 0, err
+			}
+			best = min(best, d)
+		}
+		return math.Round(mb/best.Seconds()*10) / 10, nil
+	}
+	directMBs, err := throughput(func() (time.Duration, error) { return fetch(ctx, hc, direct+"/big") })
+	if err != nil {
+		return nil, err
+	}
+	devMBs, err := throughput(func() (time.Duration, error) { return fetch(ctx, hc, u.URL+"/big") })
+	if err != nil {
+		return nil, err
+	}
+	sshc, err := gossh.Dial("tcp", srv.SSHAddr, &gossh.ClientConfig{User: id, Auth: []gossh.AuthMethod{gossh.Password("bench-pw")},
+		HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	defer sshc.Close()
+	viaSSH := &http.Client{Timeout: time.Minute, Transport: &http.Transport{DisableKeepAlives: true,
+		DialContext: func(context.Context, string, string) (net.Conn, error) { return sshc.Dial("tcp", "localhost:8080") }}}
+	sshMBs, err := throughput(func() (time.Duration, error) { return fetch(ctx, viaSSH, "http://sandbox/big") })
+	if err != nil {
+		return nil, err
+	}
+	rows := []result{req}
+	for _, r := range []struct {
+		metric string
+		v      float64
+	}{{"download_devurl", devMBs}, {"download_ssh_forward", sshMBs}} {
+		ratio := math.Round(r.v/directMBs*100) / 100
+		rows = append(rows, result{Metric: r.metric, Value: ptr(r.v), Unit: "MB/s", Ratio: ptr(ratio), N: 2,
+			BaselineP50: nil, Baseline: fmt.Sprintf("direct %.1f MB/s (%.0f MiB)", directMBs, mb), Target: "≥ 50% of direct", Met: ratio >= 0.5})
+	}
+
+	// websockets_64: 64 WebSockets through the dev URL, open at once, each
+	// echoing before and after a hold.
+	hold := 10 * time.Second
+	if b.s.short {
+		hold = time.Second
+	}
+	const nWS = 64
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []string
+	ok := 0
+	start := make(chan struct{})
+	for i := range nWS {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := holdWebSocket(ctx, strings.TrimPrefix(wsURL.URL, "http://"), i, hold, start)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err.Error())
+			} else {
+				ok++
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	ws := result{Metric: "websockets_64", Value: ptr(float64(ok)), Unit: "open", N: nWS, Target: "64 open, 0 errors", Met: ok == nWS,
+		Note: fmt.Sprintf("held %v", hold)}
+	if len(errs) > 0 {
+		ws.Note += "; first error: " + errs[0]
+	}
+	return append(rows, ws), nil
+}
+
+// fetch GETs url and reads the whole body.
+func fetch(ctx context.Context, hc *http.Client, url string) (time.Duration, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return 0, err
+	}
+	t := time.Now()
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return 0, err
+	}
+	if resp.StatusCode != 200 {
+		return 0, fmt.Errorf("GET %s: %d", url, resp.StatusCode)
+	}
+	return time.Since(t), nil
+}
+
+// holdWebSocket upgrades a connection to addr, echoes a line, holds it
+// open, and echoes another.
+func holdWebSocket(ctx context.Context, addr string, i int, hold time.Duration, start <-chan struct{}) error {
+	<-start
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(hold + time.Minute))
+	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"+
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", addr)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		return fmt.Errorf("upgrade: %d", resp.StatusCode)
+	}
+	for round := range 2 {
+		if round == 1 {
+			select {
+			case <-time.After(hold):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		msg := fmt.Sprintf("ws %d round %d\n", i, round)
+		if _, err := io.WriteString(conn, msg); err != nil {
+			return err
+		}
+		line, err := br.ReadString('\n')
+		if err != nil || line != msg {
+			return fmt.Errorf("echo %q: %v", line, err)
+		}
+	}
+	return nil
+}
