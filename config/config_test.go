@@ -45,7 +45,9 @@ func TestParse(t *testing.T) {
 		{"strict lifecycle bare flag", []string{"--strict-lifecycle"}, map[string]string{"HOME": "/home/u"}, func(c *Config) { c.StrictLifecycle = true }},
 		{"public addresses and no dev URL listeners", []string{"--public-addr", "localhost:17070", "--dev-url-listeners", "off"},
 			map[string]string{"HOME": "/home/u", "RTEMU_PUBLIC_SSH_ADDR": "localhost:12222"},
-			func(c *Config) { c.PublicAddr, c.PublicSSHAddr, c.DevURLListenersOff = "localhost:17070", "localhost:12222", true }},
+			func(c *Config) {
+				c.PublicAddr, c.PublicSSHAddr, c.DevURLListenersOff = "localhost:17070", "localhost:12222", true
+			}},
 		{"strict lifecycle env", nil, map[string]string{"HOME": "/home/u", "RTEMU_STRICT_LIFECYCLE": "true"}, func(c *Config) { c.StrictLifecycle = true }},
 		{"ephemeral env", nil, map[string]string{"HOME": "/home/u", "RTEMU_EPHEMERAL": "true"}, func(c *Config) { c.Ephemeral, c.DataDir = true, "" }},
 	}
