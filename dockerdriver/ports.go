@@ -203,22 +203,24 @@ func (d *Driver) dropRelay(name string, r *portRelay) {
 }
 
 // relayScript connects to port $1 from inside the sandbox, on 127.0.0.1
-// then ::1, prints R once connected, and then copies its stdin to the
-// connection and the connection to its stdout. It uses bash's /dev/tcp or
+// then ::1, prints RR once connected, and then copies its stdin to the
+// connection and the connection to its stdout. The two Rs are written
+// apart: the engine (Docker 20.10 here) was seen to hold a relayed
+// process's first write back until its next one. It uses bash's /dev/tcp or
 // an nc with -e (busybox's, traditional netcat); exit 111 means nothing
 // listens, 112 that the image has neither.
 const relayScript = `p=$1
 exec 3<&0 4>&1
 if command -v bash >/dev/null 2>&1; then
   for h in 127.0.0.1 ::1; do
-    bash -c 'exec 5<>"/dev/tcp/$0/$1" || exit 111; printf R >&4; cat <&5 >&4 & cat <&3 >&5; wait; exit 0' "$h" "$p" 2>/dev/null
+    bash -c 'exec 5<>"/dev/tcp/$0/$1" || exit 111; printf R >&4; sleep 0.1; printf R >&4; cat <&5 >&4 & cat <&3 >&5; wait; exit 0' "$h" "$p" 2>/dev/null
     [ $? = 111 ] || exit 0
   done
   exit 111
 fi
 if command -v nc >/dev/null 2>&1; then
   for h in 127.0.0.1 ::1; do
-    nc "$h" "$p" -e /bin/sh -c 'printf R >&4; cat <&3 & cat >&4; wait; exit 0' 2>/dev/null && exit 0
+    nc "$h" "$p" -e /bin/sh -c 'printf R >&4; sleep 0.1; printf R >&4; cat <&3 & cat >&4; wait; exit 0' 2>/dev/null && exit 0
   done
   exit 111
 fi
@@ -260,16 +262,16 @@ func (d *Driver) dialByShell(ctx context.Context, name string, port int) (net.Co
 		pw.CloseWithError(err)
 	}()
 	c := &shellConn{d: d, name: name, tag: tag, att: att, r: pr}
-	// The relay says R once connected; a relay that says nothing in time is
+	// The relay says RR once connected; a relay that says nothing in time is
 	// given up, so a dial never hangs.
 	wctx, cancel := context.WithTimeout(ctx, shellRelayTimeout)
 	stop := context.AfterFunc(wctx, func() { att.Close() })
-	var first [1]byte
-	_, err = io.ReadFull(pr, first[:])
+	var marker [2]byte
+	_, err = io.ReadFull(pr, marker[:])
 	stop()
 	timedOut := wctx.Err() != nil && ctx.Err() == nil
 	cancel()
-	if err == nil && first[0] == 'R' {
+	if err == nil && string(marker[:]) == "RR" {
 		return c, nil
 	}
 	c.Close()
