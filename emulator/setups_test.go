@@ -1,6 +1,7 @@
 package emulator_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -13,7 +14,9 @@ import (
 
 	dockerclient "github.com/docker/docker/client"
 
+	"github.com/rtemu-dev/rtemu/config"
 	"github.com/rtemu-dev/rtemu/emulatortest"
+	"github.com/rtemu-dev/rtemu/server"
 )
 
 // Dev URLs (both forms, a WebSocket, server-sent events, servers bound to
@@ -64,10 +67,22 @@ func TestNoRouteHere(t *testing.T) {
 	if ppid := c.sh(id, `tr '\0' ' ' </proc/$PPID/cmdline`); !strings.Contains(ppid, "rtemu-agent") {
 		t.Errorf("the command's parent is %q, not the exec agent", ppid)
 	}
-	if !strings.HasPrefix(emulatortest.NoRoute(), "tcp") || strings.HasPrefix(cli.DaemonHost(), "tcp://") {
-		return
+	if emulatortest.NoRoute() == "tcp" && !strings.HasPrefix(cli.DaemonHost(), "tcp://") {
+		t.Errorf("engine reached at %s, want a TCP relay", cli.DaemonHost())
 	}
-	t.Errorf("engine reached at %s, want a TCP relay", cli.DaemonHost())
+
+	// rtemu doctor sees the setup for what it is.
+	var out bytes.Buffer
+	server.Doctor(context.Background(), config.Config{Addr: "127.0.0.1:0", SSHAddr: "127.0.0.1:0"}, &out)
+	wants := []string{"info container addresses: not routable from here"}
+	if emulatortest.NoRoute() == "tcp" {
+		wants = append(wants, "remote (reached over the network)")
+	}
+	for _, want := range wants {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("doctor output lacks %q:\n%s", want, out.String())
+		}
+	}
 }
 
 // A create with mounts on an engine that does not see rtemu's data dir (a

@@ -32,7 +32,7 @@ func TestDoctor(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	cfg := config.Config{Addr: busy.Addr().String(), SSHAddr: "127.0.0.1:0",
+	cfg := config.Config{Addr: busy.Addr().String(), SSHAddr: "127.0.0.1:0", DataDir: t.TempDir(),
 		Templates: []sandbox.Template{{Name: "base-ubuntu", Image: img}, {Name: "gone", Image: "rtemu-test/none:missing"}}}
 	var out bytes.Buffer
 	healthy := server.Doctor(context.Background(), cfg, &out)
@@ -44,6 +44,11 @@ func TestDoctor(t *testing.T) {
 		"--template gone=IMAGE",
 		"FAIL API address " + cfg.Addr + " is not free",
 		"ok   SSH address 127.0.0.1:0 is free",
+		// what the setup is and what it means
+		"info setup: Docker Engine",
+		"info container addresses: routable from here; rtemu does not use them",
+		"info exec agent: host executable for linux/",
+		"info workspace mounts: the engine sees the data dir " + cfg.DataDir + " at the same path: mounts work",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("doctor output lacks %q:\n%s", want, text)
