@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -136,5 +137,35 @@ func TestDialPortPaused(t *testing.T) {
 	}
 	if got := get(t, d, name, 8080); got != "hello-from-sandbox\n" {
 		t.Errorf("after unpause: %q", got)
+	}
+}
+
+// A server that speaks first (VNC, SSH, SMTP) is heard at once, for every
+// connection: nothing the sandbox sends waits for the client's next write.
+func TestDialPortServerSpeaksFirst(t *testing.T) {
+	t.Parallel()
+	d, name := newContainer(t)
+	if _, errOut, code, err := run(t, d, context.Background(), name, `nc -ll -p 9000 -e sh -c 'echo banner; cat' </dev/null >/dev/null 2>&1 &`); err != nil || code != 0 {
+		t.Fatalf("server: %d %v %s", code, err, errOut)
+	}
+	for i := range 20 {
+		var conn net.Conn
+		var err error
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if conn, err = d.DialPort(context.Background(), name, 9000); err == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		conn.Close()
+		if err != nil || line != "banner\n" {
+			t.Fatalf("connection %d: %q %v", i, line, err)
+		}
 	}
 }
