@@ -77,6 +77,14 @@ func New(with ...Option) (*Driver, error) {
 	for _, opt := range with {
 		opt(&o)
 	}
+	// The client negotiates its API version at its first request and some
+	// calls (ContainerList, NetworkList) read it without a lock: settle it
+	// now, before anything (the agent's resolution below) uses the client
+	// from another goroutine. An engine that does not answer leaves it to
+	// the first request, as before.
+	nctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	cli.NegotiateAPIVersion(nctx)
+	cancel()
 	ctx, stop := context.WithCancel(context.Background())
 	d := &Driver{cli: cli, host: cli.DaemonHost(), stop: stop}
 	if !o.noAgent {
