@@ -15,6 +15,8 @@ import (
 //   - a sandbox caught in destroying is destroyed;
 //   - a sandbox caught in pausing or resuming takes the container's state;
 //   - a sandbox whose container vanished or stopped is error;
+//   - a sandbox in error whose container runs (or is paused) takes the
+//     container's state again: only the container's own end is an error;
 //   - a container of this instance with no live record is removed.
 func (s *Service) reconcile(ctx context.Context) (err error) {
 	s.reconcileMu.Lock()
@@ -75,6 +77,10 @@ func (s *Service) reconcile(ctx context.Context) (err error) {
 				continue
 			}
 			s.settle(ctx, sb, c.State, 0)
+		case StatusError:
+			if has && (c.State == "running" || c.State == "paused") {
+				s.heal(ctx, sb, c.State)
+			}
 		}
 	}
 	for _, c := range byName {
@@ -115,6 +121,31 @@ func (s *Service) settle(ctx context.Context, sb *Sandbox, state string, exitCod
 	}); err == nil {
 		s.log.Info("sandbox state taken from the engine", "sandbox", sb.ID, "status", to)
 	}
+}
+
+// heal brings a sandbox wrongly in error back to what its container does
+// (running or paused): say, one an older rtemu marked error on an
+// out-of-memory kill inside it.
+func (s *Service) heal(ctx context.Context, sb *Sandbox, state string) {
+	to := StatusRunning
+	if state == "paused" {
+		to = StatusPaused
+	}
+	was := sb.Error
+	now := s.now()
+	if _, err := s.transition(ctx, sb.ID, to, func(x *Sandbox) {
+		x.Error = ""
+		if to == StatusPaused {
+			x.PausedAt = &now
+		} else {
+			x.ResumedAt = &now
+		}
+	}); err != nil {
+		return
+	}
+	s.log.Info("sandbox in error whose container runs: healed", "sandbox", sb.ID, "status", to, "was", was)
+	s.event(ctx, sb.ID, "recovered", "info", "Sandbox "+string(to)+" again: its container never stopped",
+		map[string]any{"error": was, "status": string(to)})
 }
 
 // watch follows the engine's events for this instance's containers, so that
@@ -168,7 +199,7 @@ func (s *Service) onEvent(ctx context.Context, ev dockerdriver.Event) {
 	}
 	sb, err := s.store.GetSandbox(ctx, id)
 	if err != nil {
-		if ev.Action == "die" || ev.Action == "destroy" || ev.Action == "oom" {
+		if ev.Action == "die" || ev.Action == "destroy" {
 			s.pool.forget(ev.Name) // a pool container killed behind rtemu's back
 		}
 		return
@@ -179,7 +210,14 @@ func (s *Service) onEvent(ctx context.Context, ev dockerdriver.Event) {
 		return
 	}
 	switch ev.Action {
-	case "die", "oom":
+	case "oom":
+		// The kernel killed a process of the sandbox for want of memory
+		// (cgroup v1 and v2 both report it so). The container goes on
+		// unless the victim was its PID 1, which shows as a die event of
+		// its own: running out of memory is the sandbox's business.
+		s.event(ctx, sb.ID, "oom", "warning", "Out of memory: the kernel killed a process in the sandbox",
+			map[string]any{"memory": sb.Resources.Memory})
+	case "die":
 		s.markError(ctx, sb.ID, fmt.Sprintf("the sandbox's container stopped outside rtemu (exit code %d)", ev.ExitCode))
 	case "destroy":
 		s.markError(ctx, sb.ID, "the sandbox's container was removed outside rtemu")

@@ -1,0 +1,123 @@
+package emulator_test
+
+import (
+	"context"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/rtemu-dev/rtemu/dockerdriver"
+	"github.com/rtemu-dev/rtemu/emulatortest"
+	"github.com/rtemu-dev/rtemu/sandbox"
+	"github.com/rtemu-dev/rtemu/store"
+)
+
+// TestOutOfMemoryIsTheSandboxsBusiness runs a command that needs far more
+// memory than its 256 MB sandbox has: the kernel kills it (137), the engine
+// reports an oom event, and the sandbox goes on running (an oom activity
+// event says what happened), across a restart of rtemu too.
+func TestOutOfMemoryIsTheSandboxsBusiness(t *testing.T) {
+	t.Parallel()
+	emulatortest.SkipIfNoDocker(t)
+	dir := t.TempDir()
+	srv, err := emulatortest.Start(context.Background(), emulatortest.WithDataDir(dir),
+		emulatortest.WithLog(t.Output()), emulatortest.WithContainersKept())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &client{t: t, srv: srv, key: srv.APIKey}
+	id := c.create(map[string]any{"resources": map[string]any{"memory": "256MB"}})["id"].(string)
+	t.Cleanup(func() {
+		if d, err := dockerdriver.New(); err == nil {
+			_ = d.Remove(context.Background(), "rtemu-"+id)
+			d.Close()
+		}
+	})
+
+	// tail holds the whole unterminated "line" in memory: 700 MiB.
+	res := c.exec(id, map[string]any{"command": "head -c 700m /dev/zero | tail", "timeout": 60000})
+	if got := res["exitCode"].(float64); got != 137 {
+		t.Fatalf("allocating 700 MiB in 256 MiB did not exit 137 (no OOM kill): %v", res)
+	}
+	pollUntil(t, 10*time.Second, "an oom activity event", func() bool {
+		return slices.Contains(eventTypes(c.activity(id)), "oom")
+	})
+	if st := c.status(id); st != "running" {
+		t.Fatalf("after the OOM kill the sandbox is %s (error %v)", st, c.must(200, "GET", "/v1/sandboxes/"+id, nil).Data()["error"])
+	}
+	if got := c.sh(id, "echo alive"); got != "alive\n" {
+		t.Fatalf("next exec: %q", got)
+	}
+	if evs := eventTypes(c.activity(id)); slices.Contains(evs, "error") {
+		t.Fatalf("an error event was recorded: %v", evs)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	c = &client{t: t, srv: emulatortest.New(t, emulatortest.WithDataDir(dir)), key: emulatortest.APIKey}
+	if st := c.status(id); st != "running" {
+		t.Fatalf("after a restart the sandbox is %s", st)
+	}
+	if got := c.sh(id, "echo still"); got != "still\n" {
+		t.Fatalf("exec after restart: %q", got)
+	}
+}
+
+// TestReconcileHealsWronglyInError: a record in error whose container runs
+// (as an older rtemu left it after an OOM kill) is running again after a
+// restart, with a recovered event, and takes execs.
+func TestReconcileHealsWronglyInError(t *testing.T) {
+	t.Parallel()
+	emulatortest.SkipIfNoDocker(t)
+	dir := t.TempDir()
+	first, c, id := startRestartable(t, dir)
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(dir, "rtemu.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const why = "the sandbox's container stopped outside rtemu (exit code 0)"
+	if _, err := st.UpdateSandbox(ctx, id, func(sb *sandbox.Sandbox) error {
+		sb.Status, sb.Error = sandbox.StatusError, why
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	c = &client{t: t, srv: emulatortest.New(t, emulatortest.WithDataDir(dir)), key: emulatortest.APIKey}
+	sb := c.must(http.StatusOK, "GET", "/v1/sandboxes/"+id, nil).Data()
+	if sb["status"] != "running" || sb["error"] != nil && sb["error"] != "" {
+		t.Fatalf("after reconcile: status %v, error %v", sb["status"], sb["error"])
+	}
+	evs := c.activity(id)
+	if len(evs) == 0 || evs[0]["eventType"] != "recovered" {
+		t.Fatalf("newest event is not recovered: %v", eventTypes(evs))
+	}
+	if got := evs[0]["attributes"].(map[string]any)["error"]; got != why {
+		t.Errorf("recovered event's error: %v", got)
+	}
+	if got := c.sh(id, "echo healed"); got != "healed\n" {
+		t.Fatalf("exec after healing: %q", got)
+	}
+}
+
+// pollUntil polls cond until it holds, failing the test after within.
+func pollUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %v", what, within)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
