@@ -441,6 +441,7 @@ func (s *Service) makeContainer(ctx context.Context, sb *Sandbox, log *slog.Logg
 		Image: sb.Image,
 		// The hostname is the id: a sandbox's shell prompt says which one it is.
 		Hostname: sb.ID[len("sandbox-"):],
+		Aliases:  []string{sb.ID, sb.ID[len("sandbox-"):]},
 		Labels: map[string]string{
 			LabelSandbox: sb.ID, LabelInstance: s.instance, LabelTemplate: sb.Template,
 		},

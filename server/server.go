@@ -71,8 +71,15 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 	if cfg.ExecAgentOff {
 		driverOpts = append(driverOpts, dockerdriver.WithoutExecAgent())
 	}
+	if cfg.SharedSandboxNetwork {
+		driverOpts = append(driverOpts, dockerdriver.WithSharedSandboxNetwork())
+	}
 	if s.driver, err = dockerdriver.New(driverOpts...); err != nil {
 		return nil, err
+	}
+	// Made at start where the engine answers; else at the first create.
+	if _, err := s.driver.SandboxNetwork(ctx); err != nil && !errors.Is(err, dockerdriver.ErrUnavailable) {
+		log.Warn("could not make the sandboxes' network; creates will fail until it can be made", "err", err)
 	}
 	s.svc = sandbox.New(sandbox.Config{
 		Store: s.store, Engine: s.driver, InstanceID: s.store.InstanceID(),
