@@ -16,6 +16,7 @@ import (
 	"github.com/rtemu-dev/rtemu/config"
 	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/emulator"
+	"github.com/rtemu-dev/rtemu/netguard"
 	"github.com/rtemu-dev/rtemu/sandbox"
 	"github.com/rtemu-dev/rtemu/sshgw"
 	"github.com/rtemu-dev/rtemu/store"
@@ -101,6 +102,10 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 		s.svc.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
+	// One bound for every connection rtemu serves (API, dev URLs, SSH),
+	// under the file limit.
+	conns := netguard.ForFileLimit(log)
+	ln = conns.Listener(ln)
 	s.URL = "http://" + ln.Addr().String()
 	sshLn, err := net.Listen("tcp", cfg.SSHAddr)
 	if err != nil {
@@ -110,6 +115,7 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 	}
 	s.SSHAddr = sshLn.Addr().String()
 	s.devURLs = emulator.NewDevURLs(s.svc, log, emulator.DevURLOptions{PublicAddr: cfg.PublicAddr, NoListeners: cfg.DevURLListenersOff})
+	s.devURLs.LimitConnections(conns)
 	if err := s.devURLs.Start(ctx, ln.Addr()); err != nil {
 		ln.Close()
 		sshLn.Close()
@@ -123,12 +129,13 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 	s.httpSrv = &http.Server{
 		// Dev-URL requests (Host: N-<id>.localhost) are routed before the
 		// API and its authentication.
-		Handler: s.devURLs.Front(emulator.New(emulator.Config{
+		Handler: netguard.Bodies(netguard.DefaultBodyRule, s.devURLs.Front(emulator.New(emulator.Config{
 			Service: s.svc, Version: version, APIKeys: cfg.APIKeys, AuthOff: cfg.AuthOff, Logger: log,
 			DevURLs: s.devURLs, SSH: s.ssh, PortURLs: s.devURLs,
 			DataDir: s.DataDir, SSHAddr: s.SSHAddr, PublicSSHAddr: cfg.PublicSSHAddr, StopStreams: streams.Done(),
-		})),
+		}))),
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       netguard.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	s.httpSrv.RegisterOnShutdown(stopStreams)
