@@ -90,8 +90,12 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 	if err := s.svc.Start(ctx); err != nil {
 		return nil, err
 	}
+	// One bound for every connection rtemu serves (API, dev URLs, SSH),
+	// under the file limit.
+	conns := netguard.ForFileLimit(log)
 	s.ssh, err = sshgw.New(sshgw.Config{
 		Service: s.svc, HostKeyPath: filepath.Join(s.DataDir, "ssh_host_ed25519_key"), Logger: log,
+		Conns: conns,
 	})
 	if err != nil {
 		s.svc.Close()
@@ -102,9 +106,6 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 		s.svc.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	// One bound for every connection rtemu serves (API, dev URLs, SSH),
-	// under the file limit.
-	conns := netguard.ForFileLimit(log)
 	ln = conns.Listener(ln)
 	s.URL = "http://" + ln.Addr().String()
 	sshLn, err := net.Listen("tcp", cfg.SSHAddr)
