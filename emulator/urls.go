@@ -247,6 +247,7 @@ func (d *DevURLs) open(ctx context.Context, t devTarget, known int) (int, error)
 		})),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       netguard.IdleTimeout,
+		ConnContext:       netguard.ConnContext,
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
 	}
 	d.served[t] = &loopback{hostPort: hp, srv: srv}

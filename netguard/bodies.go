@@ -3,6 +3,7 @@ package netguard
 import (
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -25,23 +26,32 @@ var DefaultBodyRule = BodyRule{Base: 60 * time.Second, MinRate: 64 << 10}
 var ErrBodyTimeout = errors.New("the request body did not arrive in time")
 
 // Bodies puts a read deadline on every request body's connection, following
-// the rule, and takes it off once the body has been read to its end: a
-// deadline left in place would end a long answer (an exec, an event stream)
-// when net/http's background read of the idle connection hits it.
+// the rule, and takes it off once the body has been read to its end, so a
+// long answer (an exec, an event stream) is never cut by it. (net/http also
+// clears the deadline when it starts its background read at the body's
+// end; nothing here depends on that.) A handler that stops reading early
+// leaves the deadline in place, which only matters to a later read of the
+// same body.
 func Bodies(rule BodyRule, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn := connOf(r.Context())
 		if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+			// The request is all in: the connection is in use (a Budget
+			// does not close it for room) until the handler returns.
+			release := Hold(conn)
+			defer release()
 			h.ServeHTTP(w, r)
 			return
 		}
-		b := &deadlineBody{ReadCloser: r.Body, rc: http.NewResponseController(w), rule: rule, start: time.Now()}
+		b := &deadlineBody{ReadCloser: r.Body, rc: http.NewResponseController(w), rule: rule, start: time.Now(), conn: conn}
+		defer b.handlerDone()
 		if b.rc.SetReadDeadline(b.start.Add(rule.Base)) != nil {
-			h.ServeHTTP(w, r) // a connection without deadlines (a test recorder)
+			b.done = true // a connection without deadlines (a test recorder)
+			h.ServeHTTP(w, r)
 			return
 		}
 		r.Body = b
 		h.ServeHTTP(w, r)
-		b.handlerDone()
 	})
 }
 
@@ -51,9 +61,12 @@ type deadlineBody struct {
 	rule  BodyRule
 	start time.Time
 
-	mu   sync.Mutex
-	read int64
-	done bool // body ended or handler returned: the controller is not touched again
+	conn net.Conn
+
+	mu      sync.Mutex
+	read    int64
+	done    bool   // body ended or handler returned: the controller is not touched again
+	release func() // set once the body is in: the connection is in use
 }
 
 func (b *deadlineBody) Read(p []byte) (int, error) {
@@ -70,6 +83,7 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 		// connection gets the server's own).
 		b.done = true
 		_ = b.rc.SetReadDeadline(time.Time{})
+		b.release = Hold(b.conn)
 	case err != nil && isTimeout(err):
 		return n, ErrBodyTimeout
 	case n > 0 && b.rule.MinRate > 0:
@@ -83,6 +97,9 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 func (b *deadlineBody) handlerDone() {
 	b.mu.Lock()
 	b.done = true
+	if b.release != nil {
+		b.release()
+	}
 	b.mu.Unlock()
 }
 

@@ -5,6 +5,7 @@
 package netguard
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"sync"
@@ -13,16 +14,23 @@ import (
 )
 
 // Budget bounds the connections open at once across the listeners it
-// wraps. A connection beyond the bound is closed as soon as it is accepted:
-// the client sees its connection refused at once rather than waiting in the
-// kernel's queue, and rtemu keeps the file descriptors it needs for its
-// database, the Docker engine and the sandboxes.
+// wraps, so that rtemu keeps the file descriptors it needs for its
+// database, the Docker engine and the sandboxes. When it is full, a new
+// connection takes the place of the oldest one that is not in use: one
+// still sending its request (a slow or trickling client), one idle between
+// requests, or an SSH connection not logged in. Connections in use (a
+// handler running past its request body, a logged-in SSH connection) are
+// never closed for room; when every place is in use, the new connection is
+// closed at once.
 type Budget struct {
-	max     int64
-	open    atomic.Int64
-	refused atomic.Int64
+	max     int
 	log     *slog.Logger
+	refused atomic.Int64
+	evicted atomic.Int64
 	warned  atomic.Int64 // unix seconds of the last warning
+
+	mu    sync.Mutex
+	conns map[*conn]struct{}
 }
 
 // NewBudget bounds connections to limit (at least 1).
@@ -30,7 +38,7 @@ func NewBudget(limit int, log *slog.Logger) *Budget {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Budget{max: int64(max(limit, 1)), log: log}
+	return &Budget{max: max(limit, 1), log: log, conns: map[*conn]struct{}{}}
 }
 
 // headroom is what the budget leaves of the file limit for everything else
@@ -45,13 +53,21 @@ func ForFileLimit(log *slog.Logger) *Budget {
 }
 
 // Max is the bound.
-func (b *Budget) Max() int { return int(b.max) }
+func (b *Budget) Max() int { return b.max }
 
 // Open is how many connections are open now.
-func (b *Budget) Open() int { return int(b.open.Load()) }
+func (b *Budget) Open() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.conns)
+}
 
-// Refused counts connections closed for want of room.
+// Refused counts connections closed on arrival for want of room; Evicted
+// counts connections not in use closed to make room.
 func (b *Budget) Refused() int64 { return b.refused.Load() }
+
+// Evicted counts connections not in use closed to make room.
+func (b *Budget) Evicted() int64 { return b.evicted.Load() }
 
 // Listener wraps ln so that its connections count against the budget.
 func (b *Budget) Listener(ln net.Listener) net.Listener { return &listener{Listener: ln, b: b} }
@@ -67,41 +83,105 @@ func (l *listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if l.b.open.Add(1) > l.b.max {
-			l.b.open.Add(-1)
-			l.b.refused.Add(1)
-			c.Close()
-			l.b.warn()
-			continue
+		if bc := l.b.admit(c); bc != nil {
+			return bc, nil
 		}
-		return &conn{Conn: c, b: l.b}, nil
 	}
 }
 
-// warn logs at most once a minute that connections are being refused.
+// admit makes room for c if it can, or closes it.
+func (b *Budget) admit(c net.Conn) *conn {
+	bc := &conn{Conn: c, b: b, opened: time.Now()}
+	b.mu.Lock()
+	var victim *conn
+	if len(b.conns) >= b.max {
+		for o := range b.conns {
+			if o.inUse.Load() == 0 && (victim == nil || o.opened.Before(victim.opened)) {
+				victim = o
+			}
+		}
+		if victim == nil {
+			b.mu.Unlock()
+			b.refused.Add(1)
+			c.Close()
+			b.warn()
+			return nil
+		}
+		delete(b.conns, victim)
+	}
+	b.conns[bc] = struct{}{}
+	b.mu.Unlock()
+	if victim != nil {
+		b.evicted.Add(1)
+		victim.Conn.Close() // its server sees the error and closes the wrapper
+		b.warn()
+	}
+	return bc
+}
+
+// warn logs at most once a minute that the budget is full.
 func (b *Budget) warn() {
 	now := time.Now().Unix()
 	last := b.warned.Load()
 	if now-last < 60 || !b.warned.CompareAndSwap(last, now) {
 		return
 	}
-	b.log.Warn("too many connections open at once: new ones are closed", "max", b.max, "refusedSoFar", b.refused.Load())
+	b.log.Warn("too many connections open at once: idle and slow ones are closed for new ones",
+		"max", b.max, "evictedSoFar", b.evicted.Load(), "refusedSoFar", b.refused.Load())
 }
 
 type conn struct {
 	net.Conn
-	b    *Budget
-	once sync.Once
+	b      *Budget
+	opened time.Time
+	inUse  atomic.Int32
+	once   sync.Once
 }
 
 func (c *conn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() { c.b.open.Add(-1) })
+	c.once.Do(func() {
+		c.b.mu.Lock()
+		delete(c.b.conns, c)
+		c.b.mu.Unlock()
+	})
 	return err
 }
 
-// Unwrap gives the accepted connection (for TCP options).
+// Unwrap gives the accepted connection.
 func (c *conn) Unwrap() net.Conn { return c.Conn }
+
+// Hold marks c (a connection from a Budget's listener, or one wrapping it
+// with an Unwrap method) in use until release is called: it is not closed
+// to make room meanwhile. On any other connection it does nothing.
+func Hold(c net.Conn) (release func()) {
+	for c != nil {
+		if bc, ok := c.(*conn); ok {
+			bc.inUse.Add(1)
+			var once sync.Once
+			return func() { once.Do(func() { bc.inUse.Add(-1) }) }
+		}
+		u, ok := c.(interface{ Unwrap() net.Conn })
+		if !ok {
+			break
+		}
+		c = u.Unwrap()
+	}
+	return func() {}
+}
+
+type connKey struct{}
+
+// ConnContext is an http.Server's ConnContext that lets Bodies find the
+// request's connection.
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, c)
+}
+
+func connOf(ctx context.Context) net.Conn {
+	c, _ := ctx.Value(connKey{}).(net.Conn)
+	return c
+}
 
 // IdleTimeout closes keep-alive connections idle this long.
 const IdleTimeout = 60 * time.Second

@@ -64,12 +64,20 @@ var apiLine = regexp.MustCompile(`API (http://127\.0\.0\.1:\d+)`)
 
 func startRtemu(t *testing.T, dataDir string) *proc {
 	t.Helper()
+	return startRtemuVia(t, dataDir)
+}
+
+// startRtemuVia starts rtemu through a wrapper command (say, a shell that
+// sets limits first, then execs "$@"), or directly without one.
+func startRtemuVia(t *testing.T, dataDir string, wrapper ...string) *proc {
+	t.Helper()
 	img, err := emulatortest.TestImage(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(rtemuBinary(t), "serve", "--addr", "127.0.0.1:0", "--ssh-addr", "127.0.0.1:0",
+	args := append(wrapper, rtemuBinary(t), "serve", "--addr", "127.0.0.1:0", "--ssh-addr", "127.0.0.1:0",
 		"--data-dir", dataDir, "--template", "base-ubuntu="+img)
+	cmd := exec.Command(args[0], args[1:]...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

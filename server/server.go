@@ -137,6 +137,7 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 		}))),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       netguard.IdleTimeout,
+		ConnContext:       netguard.ConnContext,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	s.httpSrv.RegisterOnShutdown(stopStreams)

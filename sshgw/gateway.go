@@ -199,10 +199,18 @@ type preAuthConn struct {
 	once sync.Once
 }
 
-func (c *preAuthConn) loggedIn() { c.once.Do(func() { c.g.preAuth.Add(-1) }) }
+func (c *preAuthConn) release() { c.once.Do(func() { c.g.preAuth.Add(-1) }) }
+
+// loggedIn gives the place back; from now on the connection is in use, and
+// the connection budget never closes it for room (the hold ends with the
+// connection).
+func (c *preAuthConn) loggedIn() {
+	c.release()
+	netguard.Hold(c.Conn)
+}
 
 func (c *preAuthConn) Close() error {
-	c.loggedIn()
+	c.release()
 	return c.Conn.Close()
 }
 
