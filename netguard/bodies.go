@@ -50,8 +50,13 @@ func Bodies(rule BodyRule, h http.Handler) http.Handler {
 			h.ServeHTTP(w, r)
 			return
 		}
+		orig := r.Body
 		r.Body = b
 		h.ServeHTTP(w, r)
+		// net/http looks at the body's own type after the handler to see
+		// how much is unread (a large unread body closes the connection
+		// rather than being read to its end): give it back its own.
+		r.Body = orig
 	})
 }
 

@@ -250,3 +250,18 @@ func TestHeadroom(t *testing.T) {
 		}
 	}
 }
+
+// TestUnreadBodyAnsweredAtOnce: a handler that refuses a large body without
+// reading it is answered at once (net/http closes such a connection rather
+// than reading the body to its end; the deadline's wrapper must not hide
+// the body from it).
+func TestUnreadBodyAnsweredAtOnce(t *testing.T) {
+	t.Parallel()
+	addr := serve(t, nil, Bodies(DefaultBodyRule, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+	})))
+	status, took := trickle(t, addr, 200<<20, 1, 5*time.Second)
+	if status != "HTTP/1.1 413 Request Entity Too Large" || took > 3*time.Second {
+		t.Fatalf("%q after %v", status, took)
+	}
+}
