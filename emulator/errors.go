@@ -11,6 +11,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/rtemu-dev/rtemu/netguard"
 	"github.com/rtemu-dev/rtemu/sandbox"
 )
 
@@ -126,6 +127,9 @@ func (a *api) handleError(err error, c echo.Context) {
 		if se.Kind == sandbox.KindUnavailable {
 			a.log.Warn("docker engine unavailable", "requestId", out.RequestID, "err", err)
 		}
+	case errors.Is(err, netguard.ErrBodyTimeout):
+		status, out.Code, out.Message = http.StatusRequestTimeout, "bad_request",
+			"the request body did not arrive in time (60 s, plus a second for every 64 KiB)"
 	case errors.As(err, &mbe):
 		status, out.Code, out.Message = http.StatusRequestEntityTooLarge, "payload_too_large",
 			fmt.Sprintf("request body is larger than the limit of %d MiB", mbe.Limit>>20)
