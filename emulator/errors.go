@@ -149,6 +149,11 @@ func (a *api) handleError(err error, c echo.Context) {
 		// The client went away mid-request: nobody reads an answer, and it
 		// is no error of rtemu's.
 		return
+	case a.svc != nil && errors.As(a.svc.Explain(err), &se):
+		// An unexpected failure while the engine does not answer: the
+		// engine's outage is the cause (never a 500).
+		status, out.Code, out.Message = http.StatusServiceUnavailable, "docker_unavailable", se.Message
+		a.log.Warn("docker engine unavailable", "requestId", out.RequestID, "err", err)
 	default:
 		status, out.Code, out.Message = http.StatusInternalServerError, "internal_error",
 			"internal error (request "+out.RequestID+"; rtemu's log has the cause)"

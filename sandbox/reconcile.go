@@ -76,10 +76,19 @@ func (s *Service) reconcile(ctx context.Context) (err error) {
 				s.markError(ctx, sb.ID, "the sandbox's container is gone (removed outside rtemu)")
 				continue
 			}
+			if lost, _ := s.outage.since(sb.ID); !lost.IsZero() && c.State != "running" && c.State != "paused" {
+				// Found stopped after the engine went away: the engine
+				// stopped it (a restart of the engine ends every process).
+				s.markError(ctx, sb.ID, engineRestarted)
+				continue
+			}
 			s.settle(ctx, sb, c.State, 0)
 		case StatusError:
 			if has && (c.State == "running" || c.State == "paused") {
 				s.heal(ctx, sb, c.State)
+			} else if _, died := s.outage.since(sb.ID); died && sb.Error != engineRestarted {
+				// Its die event came as the engine shut down.
+				s.reword(ctx, sb, engineRestarted)
 			}
 		}
 	}
@@ -92,6 +101,7 @@ func (s *Service) reconcile(ctx context.Context) (err error) {
 			return s.engineErr(err)
 		}
 	}
+	s.outage.over()
 	return nil
 }
 
@@ -148,6 +158,21 @@ func (s *Service) heal(ctx context.Context, sb *Sandbox, state string) {
 		map[string]any{"error": was, "status": string(to)})
 }
 
+// reword changes the error of a sandbox in error (say, once it is known
+// that the engine's restart ended its container), with an error event.
+func (s *Service) reword(ctx context.Context, sb *Sandbox, why string) {
+	if _, err := s.update(ctx, sb.ID, func(x *Sandbox) error {
+		if x.Status != StatusError {
+			return conflict("sandbox %s is %s", x.ID, x.Status)
+		}
+		x.Error, x.UpdatedAt = why, s.now()
+		return nil
+	}); err == nil {
+		s.log.Warn("sandbox in error", "sandbox", sb.ID, "reason", why)
+		s.event(ctx, sb.ID, "error", "error", "Sandbox error", map[string]any{"error": why})
+	}
+}
+
 // watch follows the engine's events for this instance's containers, so that
 // a container killed, paused or removed behind rtemu's back shows in its
 // sandbox within moments. When the stream breaks it reconnects and
@@ -174,6 +199,7 @@ func (s *Service) watch(ctx context.Context, reconciled bool) {
 				s.onEvent(ctx, ev)
 			case err := <-errs:
 				s.engineUp.Store(false)
+				s.outage.lost(s.now())
 				if ctx.Err() == nil {
 					s.log.Warn("engine event stream ended; reconnecting", "err", err)
 				}
@@ -218,6 +244,7 @@ func (s *Service) onEvent(ctx context.Context, ev dockerdriver.Event) {
 		s.event(ctx, sb.ID, "oom", "warning", "Out of memory: the kernel killed a process in the sandbox",
 			map[string]any{"memory": sb.Resources.Memory})
 	case "die":
+		s.outage.sawDie(sb.ID, s.now())
 		s.markError(ctx, sb.ID, fmt.Sprintf("the sandbox's container stopped outside rtemu (exit code %d)", ev.ExitCode))
 	case "destroy":
 		s.markError(ctx, sb.ID, "the sandbox's container was removed outside rtemu")

@@ -119,6 +119,7 @@ type Service struct {
 
 	hostCPUs atomic.Int64 // the engine's CPUs, to clamp vcpus to what Docker accepts
 	engineUp atomic.Bool  // the last reconcile worked and the event stream is connected
+	outage   outage       // the engine's last disappearance (outage.go)
 
 	ctx     context.Context // the service's lifetime; background work stops with it
 	cancel  context.CancelFunc
@@ -392,6 +393,7 @@ func (s *Service) provision(ctx context.Context, sb *Sandbox) {
 		return
 	}
 	if err != nil {
+		err = s.outageFailure(err)
 		log.Warn("sandbox failed", "err", err)
 		_ = s.engine.Remove(ctx, sb.ContainerName())
 		if _, terr := s.transition(ctx, sb.ID, StatusFailed, func(x *Sandbox) { x.Error = err.Error() }); terr == nil {
@@ -847,10 +849,7 @@ func (s *Service) engineErr(err error) error {
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, dockerdriver.ErrUnavailable) {
-		return unavailable(err)
-	}
-	return err
+	return s.Explain(err)
 }
 
 func (s *Service) markError(ctx context.Context, id, why string) {
