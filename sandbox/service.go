@@ -643,6 +643,13 @@ func (s *Service) Delete(ctx context.Context, ref string, async bool) (*Sandbox,
 			return sb, nil
 		}
 	default:
+		if !s.engineUp.Load() {
+			// Known down: refuse (503) rather than leave the sandbox
+			// destroying until the engine is back.
+			if err := s.reconcile(ctx); err != nil {
+				return nil, s.engineErr(err)
+			}
+		}
 		sb, err = s.transition(ctx, sb.ID, StatusDestroying, nil)
 		if err != nil {
 			return nil, err

@@ -135,6 +135,26 @@ func (p *proc) do(method, path string, body any) (int, map[string]any) {
 	return resp.StatusCode, data
 }
 
+// doRaw sends a request and returns the status and the body as text.
+func (p *proc) doRaw(method, path string, body any) (int, string) {
+	p.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, p.url+path, rd)
+	req.Header.Set("X-API-Key", emulatortest.APIKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 func (p *proc) status(id string) string {
 	_, d := p.do("GET", "/v1/sandboxes/"+id, nil)
 	s, _ := d["status"].(string)
