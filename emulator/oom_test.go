@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -120,4 +122,40 @@ func pollUntil(t *testing.T, within time.Duration, what string, cond func() bool
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestForkBombStaysInItsLimit: a command that starts processes without end
+// stops at the sandbox's process limit; the command times out, every process
+// it started goes with it, and the sandbox goes on running.
+func TestForkBombStaysInItsLimit(t *testing.T) {
+	t.Parallel()
+	c := newClient(t)
+	id := c.create(nil)["id"].(string)
+	max := strings.TrimSpace(c.sh(id, "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max"))
+	if max != "4096" {
+		t.Fatalf("pids.max %q", max)
+	}
+	// Each loop starts a sleeper until fork fails; peak is written down
+	// as the count of processes in the sandbox's cgroup.
+	res := c.exec(id, map[string]any{"timeout": 8000, "command": `
+		peak() { cat /sys/fs/cgroup/pids/pids.current 2>/dev/null || cat /sys/fs/cgroup/pids.current; }
+		( while :; do sleep 600 & done ) 2>/dev/null &
+		while [ "$(peak)" -lt 4000 ]; do sleep 0.2; done
+		peak > /tmp/peak; sleep 1; peak >> /tmp/peak; sleep 30`})
+	if res["timedOut"] != true {
+		t.Fatalf("the fork loop did not run to the timeout: %v", res)
+	}
+	peaks := strings.Fields(c.sh(id, "cat /tmp/peak"))
+	for _, p := range peaks {
+		if n, err := strconv.Atoi(p); err != nil || n > 4096 {
+			t.Fatalf("processes at the peak: %v", peaks)
+		}
+	}
+	if st := c.status(id); st != "running" {
+		t.Fatalf("after the fork loop the sandbox is %s", st)
+	}
+	pollUntil(t, 20*time.Second, "the fork loop's processes to end", func() bool {
+		n, err := strconv.Atoi(strings.TrimSpace(c.sh(id, "cat /sys/fs/cgroup/pids/pids.current 2>/dev/null || cat /sys/fs/cgroup/pids.current")))
+		return err == nil && n < 50
+	})
 }
