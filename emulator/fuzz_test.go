@@ -7,7 +7,9 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -34,7 +36,14 @@ func TestFuzzedBadRequests(t *testing.T) {
 	execsBefore := countExecs(c.activity(id))
 
 	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	if v := os.Getenv("RTEMU_FUZZ_SEED"); v != "" { // replay a failure
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("RTEMU_FUZZ_SEED=%q: %v", v, err)
+		}
+		seed = n
+	}
+	t.Logf("seed %d (RTEMU_FUZZ_SEED=%d replays this run)", seed, seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
 	valid := []string{
 		`{"template":"base-ubuntu","name":"x","tags":["a"],"resources":{"vcpus":2,"memory":"1GB"},"env":{"A":"b"}}`,
