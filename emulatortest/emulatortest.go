@@ -84,6 +84,7 @@ func WithWarmPool(template string, n int) Option {
 // WithStrictLifecycle answers exec on a sandbox that is not running with
 // a 409 at once (--strict-lifecycle).
 func WithStrictLifecycle() Option { return func(s *settings) { s.cfg.StrictLifecycle = true } }
+
 // WithSharedSandboxNetwork lets sandboxes reach each other
 // (--sandbox-network shared).
 func WithSharedSandboxNetwork() Option {
