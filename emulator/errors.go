@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"time"
 
@@ -145,6 +146,11 @@ func (a *api) handleError(err error, c echo.Context) {
 		default:
 			out.Code, out.Message = "bad_request", http.StatusText(he.Code)
 		}
+	case errors.Is(err, net.ErrClosed):
+		// The connection was closed under a request still being read (a
+		// slow client closed for room by the connection budget): nobody
+		// reads an answer.
+		return
 	case clientGone(c) && errors.Is(err, context.Canceled):
 		// The client went away mid-request: nobody reads an answer, and it
 		// is no error of rtemu's.

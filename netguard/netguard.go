@@ -89,25 +89,36 @@ func (l *listener) Accept() (net.Conn, error) {
 	}
 }
 
-// admit makes room for c if it can, or closes it.
+// admit makes room for c if it can, or closes it. A connection closed for
+// room stays counted until its server has let go of it (its Close): the
+// descriptor is only freed once the goroutine reading it has run, which on
+// a busy machine can take a while, and a bound that forgot it at once would
+// let descriptors run out. New connections may go past the bound by a
+// sixteenth while such closes are under way.
 func (b *Budget) admit(c net.Conn) *conn {
 	bc := &conn{Conn: c, b: b, opened: time.Now()}
 	b.mu.Lock()
 	var victim *conn
 	if len(b.conns) >= b.max {
 		for o := range b.conns {
-			if o.inUse.Load() == 0 && (victim == nil || o.opened.Before(victim.opened)) {
+			if o.inUse.Load() == 0 && !o.evicting && (victim == nil || o.opened.Before(victim.opened)) {
 				victim = o
 			}
 		}
-		if victim == nil {
+		if victim != nil {
+			victim.evicting = true
+		}
+		if victim == nil || len(b.conns) >= b.max+max(1, b.max/16) {
 			b.mu.Unlock()
+			if victim != nil {
+				b.evicted.Add(1)
+				victim.Conn.Close()
+			}
 			b.refused.Add(1)
 			c.Close()
 			b.warn()
 			return nil
 		}
-		delete(b.conns, victim)
 	}
 	b.conns[bc] = struct{}{}
 	b.mu.Unlock()
@@ -136,6 +147,8 @@ type conn struct {
 	opened time.Time
 	inUse  atomic.Int32
 	once   sync.Once
+
+	evicting bool // closed for room, not yet let go of (guarded by b.mu)
 }
 
 func (c *conn) Close() error {
