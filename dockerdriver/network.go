@@ -110,6 +110,12 @@ func (d *Driver) SandboxNetwork(ctx context.Context) (string, error) {
 
 // networksNamed lists rtemu's networks of exactly that name.
 func (d *Driver) networksNamed(ctx context.Context, name string) ([]network.Summary, error) {
+	// The client's NetworkList reads the API version before negotiating it
+	// (a data race with a first request negotiating elsewhere): a request
+	// that negotiates first, under the client's lock, comes before it.
+	if _, err := d.cli.ServerVersion(ctx); err != nil {
+		return nil, wrap(err, "docker version")
+	}
 	list, err := d.cli.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(
 		filters.Arg("name", name), filters.Arg("label", LabelNetwork+"="+name))})
 	if err != nil {
