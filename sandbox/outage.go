@@ -78,15 +78,17 @@ func (o *outage) over() {
 }
 
 // engineDown says whether the engine does not answer now: the event stream
-// is known broken, or a ping fails within two seconds.
+// is known broken, or a ping fails at once (refused, cut). A ping that is
+// merely slow (a busy machine) does not count: a slow engine is not down,
+// and its errors are its own.
 func (s *Service) engineDown() bool {
 	if !s.engineUp.Load() {
 		return true
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, 2*time.Second)
+	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 	defer cancel()
 	_, err := s.engine.Ping(ctx)
-	return err != nil
+	return err != nil && ctx.Err() == nil
 }
 
 // knownEngineError says whether err already means something of its own.
