@@ -127,8 +127,10 @@ func pollUntil(t *testing.T, within time.Duration, what string, cond func() bool
 // TestForkBombStaysInItsLimit: a command that starts processes without end
 // stops at the sandbox's process limit; the command times out, every process
 // it started goes with it, and the sandbox goes on running.
+//
+// Not parallel: 4000 processes slow a 2-core machine down for everything
+// else (the engine's freezer timed out pausing another test's sandbox).
 func TestForkBombStaysInItsLimit(t *testing.T) {
-	t.Parallel()
 	c := newClient(t)
 	id := c.create(nil)["id"].(string)
 	max := strings.TrimSpace(c.sh(id, "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max"))
