@@ -43,6 +43,9 @@ type Config struct {
 	// StrictLifecycle answers exec and GET …/ssh on a sandbox that is not
 	// running with a 409 at once, instead of waiting or waking it.
 	StrictLifecycle bool
+	// SharedSandboxNetwork puts sandboxes on a network where they reach
+	// each other (--sandbox-network shared); by default they cannot.
+	SharedSandboxNetwork bool
 }
 
 // DefaultTemplates are the templates known without any --template flag:
@@ -84,6 +87,7 @@ var Settings = []Setting{
 	{"--public-ssh-addr", "RTEMU_PUBLIC_SSH_ADDR"},
 	{"--dev-url-listeners", "RTEMU_DEV_URL_LISTENERS"},
 	{"--strict-lifecycle", "RTEMU_STRICT_LIFECYCLE"},
+	{"--sandbox-network", "RTEMU_SANDBOX_NETWORK"},
 }
 
 // isOff reads an on/off setting (empty is on).
@@ -109,7 +113,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config,
 	fs := flag.NewFlagSet("rtemu serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var templates, keys, pools listFlag
-	var auth, ephemeral, execAgent, strict, devListeners string
+	var auth, ephemeral, execAgent, strict, devListeners, sandboxNet string
 	fs.StringVar(&cfg.Addr, "addr", envOr(getenv, "RTEMU_ADDR", cfg.Addr), "REST API address")
 	fs.StringVar(&cfg.SSHAddr, "ssh-addr", envOr(getenv, "RTEMU_SSH_ADDR", cfg.SSHAddr), "SSH gateway address")
 	fs.StringVar(&cfg.DataDir, "data-dir", getenv("RTEMU_DATA_DIR"), "data directory")
@@ -123,6 +127,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config,
 	fs.StringVar(&cfg.PublicAddr, "public-addr", getenv("RTEMU_PUBLIC_ADDR"), "HOST:PORT at which clients reach the API (default: the listener's)")
 	fs.StringVar(&cfg.PublicSSHAddr, "public-ssh-addr", getenv("RTEMU_PUBLIC_SSH_ADDR"), "HOST:PORT at which clients reach the SSH gateway (default: the listener's)")
 	fs.StringVar(&devListeners, "dev-url-listeners", envOr(getenv, "RTEMU_DEV_URL_LISTENERS", "on"), "on or off: a loopback listener per sandbox port for dev URLs")
+	fs.StringVar(&sandboxNet, "sandbox-network", envOr(getenv, "RTEMU_SANDBOX_NETWORK", "isolated"), "isolated or shared: whether sandboxes reach each other")
 	// --ephemeral and --strict-lifecycle work as bare boolean flags too.
 	args = append([]string(nil), args...)
 	for i, a := range args {
@@ -166,6 +171,13 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config,
 		if h, p, err := net.SplitHostPort(a.v); err != nil || h == "" || p == "" {
 			return cfg, fmt.Errorf("%s: %q is not HOST:PORT", a.name, a.v)
 		}
+	}
+	switch strings.ToLower(sandboxNet) {
+	case "isolated":
+	case "shared":
+		cfg.SharedSandboxNetwork = true
+	default:
+		return cfg, fmt.Errorf("--sandbox-network / RTEMU_SANDBOX_NETWORK: %q is not isolated or shared", sandboxNet)
 	}
 	if len(keys) == 0 {
 		keys = splitList(getenv("RTEMU_API_KEYS"))

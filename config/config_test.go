@@ -49,6 +49,12 @@ func TestParse(t *testing.T) {
 				c.PublicAddr, c.PublicSSHAddr, c.DevURLListenersOff = "localhost:17070", "localhost:12222", true
 			}},
 		{"strict lifecycle env", nil, map[string]string{"HOME": "/home/u", "RTEMU_STRICT_LIFECYCLE": "true"}, func(c *Config) { c.StrictLifecycle = true }},
+		{"shared sandbox network flag", []string{"--sandbox-network", "shared"}, map[string]string{"HOME": "/home/u", "RTEMU_SANDBOX_NETWORK": "isolated"},
+			func(c *Config) { c.SharedSandboxNetwork = true }},
+		{"shared sandbox network env", nil, map[string]string{"HOME": "/home/u", "RTEMU_SANDBOX_NETWORK": "shared"},
+			func(c *Config) { c.SharedSandboxNetwork = true }},
+		{"isolated sandbox network", []string{"--sandbox-network", "isolated"}, map[string]string{"HOME": "/home/u", "RTEMU_SANDBOX_NETWORK": "shared"},
+			func(c *Config) {}},
 		{"ephemeral env", nil, map[string]string{"HOME": "/home/u", "RTEMU_EPHEMERAL": "true"}, func(c *Config) { c.Ephemeral, c.DataDir = true, "" }},
 	}
 	for _, tt := range tests {
@@ -70,7 +76,7 @@ func TestParse(t *testing.T) {
 func TestParseRejects(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{
-		{"--template", "noequals"}, {"--template", "=img"}, {"--template", "a b=img"}, {"--auth", "maybe"}, {"--exec-agent", "sometimes"},
+		{"--template", "noequals"}, {"--template", "=img"}, {"--template", "a b=img"}, {"--auth", "maybe"}, {"--exec-agent", "sometimes"}, {"--sandbox-network", "open"},
 		{"--ephemeral=perhaps"}, {"--strict-lifecycle=maybe"}, {"--no-such-flag"}, {"stray"},
 		{"--warm-pool", "base-ubuntu"}, {"--warm-pool", "base-ubuntu=-1"}, {"--warm-pool", "base-ubuntu=65"},
 		{"--warm-pool", "nosuch=2"}, {"--warm-pool", "base-ubuntu=two"},

@@ -21,6 +21,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/jsonmessage"
 )
@@ -43,14 +44,17 @@ type Driver struct {
 	host   string
 	agents *agents // nil: every command by Docker exec
 	stop   context.CancelFunc
+	// network is the sandboxes' network (network.go).
+	network sandboxNetwork
 }
 
 // Option changes a Driver.
 type Option func(*options)
 
 type options struct {
-	noAgent bool
-	agent   agentSourcing
+	noAgent       bool
+	agent         agentSourcing
+	sharedNetwork bool // network.go
 }
 
 // WithoutExecAgent runs every command by Docker exec, not through the exec
@@ -87,6 +91,7 @@ func New(with ...Option) (*Driver, error) {
 	cancel()
 	ctx, stop := context.WithCancel(context.Background())
 	d := &Driver{cli: cli, host: cli.DaemonHost(), stop: stop}
+	d.network.shared = o.sharedNetwork
 	if !o.noAgent {
 		d.agents = newAgents(ctx, d, o.agent)
 	}
@@ -182,9 +187,12 @@ func (d *Driver) Pull(ctx context.Context, ref string, progress func(string)) er
 
 // ContainerSpec is what a sandbox container is made from.
 type ContainerSpec struct {
-	Name        string
-	Image       string
-	Hostname    string
+	Name     string
+	Image    string
+	Hostname string
+	// Aliases are names other containers on the sandboxes' network may
+	// use for this one (only the shared network lets them connect).
+	Aliases     []string
 	Labels      map[string]string
 	Env         []string
 	NanoCPUs    int64
@@ -232,11 +240,19 @@ func (d *Driver) Create(ctx context.Context, spec ContainerSpec) error {
 		Entrypoint: cmd[:1],
 		Cmd:        cmd[1:],
 	}
+	netName, err := d.SandboxNetwork(ctx)
+	if err != nil {
+		return err
+	}
 	host := &container.HostConfig{
 		Init: &init,
 		// Never privileged, never the Docker socket: a sandbox must not reach
-		// the host or its siblings.
-		Privileged: false,
+		// the host or its siblings. On rtemu's own network, without raw
+		// sockets, device nodes or a writable cgroup file system (network.go).
+		Privileged:    false,
+		NetworkMode:   container.NetworkMode(netName),
+		CapDrop:       droppedCaps,
+		ReadonlyPaths: sandboxReadonlyPaths,
 		Resources: container.Resources{
 			NanoCPUs:  spec.NanoCPUs,
 			Memory:    spec.MemoryBytes,
@@ -247,7 +263,10 @@ func (d *Driver) Create(ctx context.Context, spec ContainerSpec) error {
 		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
 	}
 	host.Mounts = append(host.Mounts, d.agentMount(ctx, spec)...)
-	_, err = d.cli.ContainerCreate(ctx, cfg, host, nil, nil, spec.Name)
+	endpoints := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+		netName: {Aliases: spec.Aliases},
+	}}
+	_, err = d.cli.ContainerCreate(ctx, cfg, host, endpoints, nil, spec.Name)
 	if cerrdefs.IsConflict(err) {
 		return fmt.Errorf("create container %s: %w: %v", spec.Name, ErrNameInUse, err)
 	}

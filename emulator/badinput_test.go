@@ -35,6 +35,7 @@ func TestBadInput(t *testing.T) {
 		{"not an object", "POST", "/v1/sandboxes", `["base-ubuntu"]`, nil, 400, "bad_request", "body"},
 		{"empty body", "POST", "/v1/sandboxes", ``, nil, 400, "bad_request", "body"},
 		{"trailing garbage", "POST", "/v1/sandboxes", create(``) + `x`, nil, 400, "bad_request", "body"},
+		{"a second object after a stray brace", "POST", "/v1/sandboxes", create(``) + `}{"x":1}`, nil, 400, "bad_request", "body"},
 		{"template missing", "POST", "/v1/sandboxes", `{}`, nil, 400, "bad_request", "template"},
 		{"template wrong type", "POST", "/v1/sandboxes", `{"template":7}`, nil, 400, "bad_request", "template"},
 		{"unknown template", "POST", "/v1/sandboxes", `{"template":"windows-11"}`, nil, 400, "bad_request", "template"},

@@ -70,7 +70,10 @@ func decodeJSON(c echo.Context, v any, optional bool) error {
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
 	}
-	if dec.More() {
+	// Not dec.More(), which says false before a stray "}" or "]" (it is
+	// made for walking arrays): anything but space after the object is
+	// refused.
+	if len(bytes.TrimSpace(body[dec.InputOffset():])) > 0 {
 		return badRequest("body", "unexpected data after the JSON object")
 	}
 	return nil

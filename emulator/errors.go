@@ -6,11 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/rtemu-dev/rtemu/netguard"
 	"github.com/rtemu-dev/rtemu/sandbox"
 )
 
@@ -126,6 +128,9 @@ func (a *api) handleError(err error, c echo.Context) {
 		if se.Kind == sandbox.KindUnavailable {
 			a.log.Warn("docker engine unavailable", "requestId", out.RequestID, "err", err)
 		}
+	case errors.Is(err, netguard.ErrBodyTimeout):
+		status, out.Code, out.Message = http.StatusRequestTimeout, "bad_request",
+			"the request body did not arrive in time (60 s, plus a second for every 64 KiB)"
 	case errors.As(err, &mbe):
 		status, out.Code, out.Message = http.StatusRequestEntityTooLarge, "payload_too_large",
 			fmt.Sprintf("request body is larger than the limit of %d MiB", mbe.Limit>>20)
@@ -141,10 +146,20 @@ func (a *api) handleError(err error, c echo.Context) {
 		default:
 			out.Code, out.Message = "bad_request", http.StatusText(he.Code)
 		}
+	case errors.Is(err, net.ErrClosed):
+		// The connection was closed under a request still being read (a
+		// slow client closed for room by the connection budget): nobody
+		// reads an answer.
+		return
 	case clientGone(c) && errors.Is(err, context.Canceled):
 		// The client went away mid-request: nobody reads an answer, and it
 		// is no error of rtemu's.
 		return
+	case a.svc != nil && errors.As(a.svc.Explain(err), &se):
+		// An unexpected failure while the engine does not answer: the
+		// engine's outage is the cause (never a 500).
+		status, out.Code, out.Message = http.StatusServiceUnavailable, "docker_unavailable", se.Message
+		a.log.Warn("docker engine unavailable", "requestId", out.RequestID, "err", err)
 	default:
 		status, out.Code, out.Message = http.StatusInternalServerError, "internal_error",
 			"internal error (request "+out.RequestID+"; rtemu's log has the cause)"

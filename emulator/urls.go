@@ -17,6 +17,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/rtemu-dev/rtemu/netguard"
 	"github.com/rtemu-dev/rtemu/sandbox"
 )
 
@@ -43,6 +44,7 @@ type DevURLs struct {
 	// IP); urlHost is the host written in their URLs; apiPort is the API
 	// listener's port, for the N-<id>.localhost form.
 	bindIP, urlHost, apiPort string
+	conns                    *netguard.Budget // nil: unbounded
 
 	ctx    context.Context // cancelled by Close: ends every proxied request
 	cancel context.CancelFunc
@@ -114,6 +116,10 @@ func NewDevURLs(svc *sandbox.Service, log *slog.Logger, opts DevURLOptions) *Dev
 	}
 	return d
 }
+
+// LimitConnections counts the dev-URL listeners' connections against b
+// (shared with the API and the SSH gateway). Call it before Start.
+func (d *DevURLs) LimitConnections(b *netguard.Budget) { d.conns = b }
 
 // Start serves again the dev URLs given out before, each on its old port
 // when that port is still free. apiAddr is the API listener's address.
@@ -231,11 +237,17 @@ func (d *DevURLs) open(ctx context.Context, t devTarget, known int) (int, error)
 			return 0, err
 		}
 	}
+	if d.conns != nil {
+		ln = d.conns.Listener(ln)
+	}
 	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Slow clients are cut as on the API (netguard).
+		Handler: netguard.Bodies(netguard.DefaultBodyRule, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			d.serve(w, r, t.sandboxID, t.port)
-		}),
+		})),
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       netguard.IdleTimeout,
+		ConnContext:       netguard.ConnContext,
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
 	}
 	d.served[t] = &loopback{hostPort: hp, srv: srv}

@@ -85,6 +85,12 @@ func WithWarmPool(template string, n int) Option {
 // a 409 at once (--strict-lifecycle).
 func WithStrictLifecycle() Option { return func(s *settings) { s.cfg.StrictLifecycle = true } }
 
+// WithSharedSandboxNetwork lets sandboxes reach each other
+// (--sandbox-network shared).
+func WithSharedSandboxNetwork() Option {
+	return func(s *settings) { s.cfg.SharedSandboxNetwork = true }
+}
+
 // WithLog sends rtemu's warnings and errors to w.
 func WithLog(w io.Writer) Option { return func(s *settings) { s.logOut = w } }
 

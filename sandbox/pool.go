@@ -200,6 +200,7 @@ func (s *Service) makePooledContainer(ctx context.Context, tpl Template, id stri
 		Name:     sb.ContainerName(),
 		Image:    sb.Image,
 		Hostname: id[len("sandbox-"):],
+		Aliases:  []string{id, id[len("sandbox-"):]},
 		Labels: map[string]string{
 			LabelSandbox: id, LabelInstance: s.instance, LabelTemplate: tpl.Name, LabelPool: tpl.Name,
 		},

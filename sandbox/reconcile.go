@@ -15,6 +15,8 @@ import (
 //   - a sandbox caught in destroying is destroyed;
 //   - a sandbox caught in pausing or resuming takes the container's state;
 //   - a sandbox whose container vanished or stopped is error;
+//   - a sandbox in error whose container runs (or is paused) takes the
+//     container's state again: only the container's own end is an error;
 //   - a container of this instance with no live record is removed.
 func (s *Service) reconcile(ctx context.Context) (err error) {
 	s.reconcileMu.Lock()
@@ -74,7 +76,20 @@ func (s *Service) reconcile(ctx context.Context) (err error) {
 				s.markError(ctx, sb.ID, "the sandbox's container is gone (removed outside rtemu)")
 				continue
 			}
+			if lost, _ := s.outage.since(sb.ID); !lost.IsZero() && c.State != "running" && c.State != "paused" {
+				// Found stopped after the engine went away: the engine
+				// stopped it (a restart of the engine ends every process).
+				s.markError(ctx, sb.ID, engineRestarted)
+				continue
+			}
 			s.settle(ctx, sb, c.State, 0)
+		case StatusError:
+			if has && (c.State == "running" || c.State == "paused") {
+				s.heal(ctx, sb, c.State)
+			} else if _, died := s.outage.since(sb.ID); died && sb.Error != engineRestarted {
+				// Its die event came as the engine shut down.
+				s.reword(ctx, sb, engineRestarted)
+			}
 		}
 	}
 	for _, c := range byName {
@@ -86,6 +101,7 @@ func (s *Service) reconcile(ctx context.Context) (err error) {
 			return s.engineErr(err)
 		}
 	}
+	s.outage.over()
 	return nil
 }
 
@@ -117,6 +133,46 @@ func (s *Service) settle(ctx context.Context, sb *Sandbox, state string, exitCod
 	}
 }
 
+// heal brings a sandbox wrongly in error back to what its container does
+// (running or paused): say, one an older rtemu marked error on an
+// out-of-memory kill inside it.
+func (s *Service) heal(ctx context.Context, sb *Sandbox, state string) {
+	to := StatusRunning
+	if state == "paused" {
+		to = StatusPaused
+	}
+	was := sb.Error
+	now := s.now()
+	if _, err := s.transition(ctx, sb.ID, to, func(x *Sandbox) {
+		x.Error = ""
+		if to == StatusPaused {
+			x.PausedAt = &now
+		} else {
+			x.ResumedAt = &now
+		}
+	}); err != nil {
+		return
+	}
+	s.log.Info("sandbox in error whose container runs: healed", "sandbox", sb.ID, "status", to, "was", was)
+	s.event(ctx, sb.ID, "recovered", "info", "Sandbox "+string(to)+" again: its container never stopped",
+		map[string]any{"error": was, "status": string(to)})
+}
+
+// reword changes the error of a sandbox in error (say, once it is known
+// that the engine's restart ended its container), with an error event.
+func (s *Service) reword(ctx context.Context, sb *Sandbox, why string) {
+	if _, err := s.update(ctx, sb.ID, func(x *Sandbox) error {
+		if x.Status != StatusError {
+			return conflict("sandbox %s is %s", x.ID, x.Status)
+		}
+		x.Error, x.UpdatedAt = why, s.now()
+		return nil
+	}); err == nil {
+		s.log.Warn("sandbox in error", "sandbox", sb.ID, "reason", why)
+		s.event(ctx, sb.ID, "error", "error", "Sandbox error", map[string]any{"error": why})
+	}
+}
+
 // watch follows the engine's events for this instance's containers, so that
 // a container killed, paused or removed behind rtemu's back shows in its
 // sandbox within moments. When the stream breaks it reconnects and
@@ -143,6 +199,7 @@ func (s *Service) watch(ctx context.Context, reconciled bool) {
 				s.onEvent(ctx, ev)
 			case err := <-errs:
 				s.engineUp.Store(false)
+				s.outage.lost(s.now())
 				if ctx.Err() == nil {
 					s.log.Warn("engine event stream ended; reconnecting", "err", err)
 				}
@@ -168,7 +225,7 @@ func (s *Service) onEvent(ctx context.Context, ev dockerdriver.Event) {
 	}
 	sb, err := s.store.GetSandbox(ctx, id)
 	if err != nil {
-		if ev.Action == "die" || ev.Action == "destroy" || ev.Action == "oom" {
+		if ev.Action == "die" || ev.Action == "destroy" {
 			s.pool.forget(ev.Name) // a pool container killed behind rtemu's back
 		}
 		return
@@ -179,7 +236,15 @@ func (s *Service) onEvent(ctx context.Context, ev dockerdriver.Event) {
 		return
 	}
 	switch ev.Action {
-	case "die", "oom":
+	case "oom":
+		// The kernel killed a process of the sandbox for want of memory
+		// (cgroup v1 and v2 both report it so). The container goes on
+		// unless the victim was its PID 1, which shows as a die event of
+		// its own: running out of memory is the sandbox's business.
+		s.event(ctx, sb.ID, "oom", "warning", "Out of memory: the kernel killed a process in the sandbox",
+			map[string]any{"memory": sb.Resources.Memory})
+	case "die":
+		s.outage.sawDie(sb.ID, s.now())
 		s.markError(ctx, sb.ID, fmt.Sprintf("the sandbox's container stopped outside rtemu (exit code %d)", ev.ExitCode))
 	case "destroy":
 		s.markError(ctx, sb.ID, "the sandbox's container was removed outside rtemu")

@@ -119,6 +119,7 @@ type Service struct {
 
 	hostCPUs atomic.Int64 // the engine's CPUs, to clamp vcpus to what Docker accepts
 	engineUp atomic.Bool  // the last reconcile worked and the event stream is connected
+	outage   outage       // the engine's last disappearance (outage.go)
 
 	ctx     context.Context // the service's lifetime; background work stops with it
 	cancel  context.CancelFunc
@@ -392,6 +393,7 @@ func (s *Service) provision(ctx context.Context, sb *Sandbox) {
 		return
 	}
 	if err != nil {
+		err = s.outageFailure(err)
 		log.Warn("sandbox failed", "err", err)
 		_ = s.engine.Remove(ctx, sb.ContainerName())
 		if _, terr := s.transition(ctx, sb.ID, StatusFailed, func(x *Sandbox) { x.Error = err.Error() }); terr == nil {
@@ -441,6 +443,7 @@ func (s *Service) makeContainer(ctx context.Context, sb *Sandbox, log *slog.Logg
 		Image: sb.Image,
 		// The hostname is the id: a sandbox's shell prompt says which one it is.
 		Hostname: sb.ID[len("sandbox-"):],
+		Aliases:  []string{sb.ID, sb.ID[len("sandbox-"):]},
 		Labels: map[string]string{
 			LabelSandbox: sb.ID, LabelInstance: s.instance, LabelTemplate: sb.Template,
 		},
@@ -640,6 +643,13 @@ func (s *Service) Delete(ctx context.Context, ref string, async bool) (*Sandbox,
 			return sb, nil
 		}
 	default:
+		if !s.engineUp.Load() {
+			// Known down: refuse (503) rather than leave the sandbox
+			// destroying until the engine is back.
+			if err := s.reconcile(ctx); err != nil {
+				return nil, s.engineErr(err)
+			}
+		}
 		sb, err = s.transition(ctx, sb.ID, StatusDestroying, nil)
 		if err != nil {
 			return nil, err
@@ -846,10 +856,7 @@ func (s *Service) engineErr(err error) error {
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, dockerdriver.ErrUnavailable) {
-		return unavailable(err)
-	}
-	return err
+	return s.Explain(err)
 }
 
 func (s *Service) markError(ctx context.Context, id, why string) {

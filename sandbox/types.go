@@ -36,7 +36,8 @@ var Statuses = []Status{StatusCreating, StatusRunning, StatusPausing, StatusPaus
 // Every status change goes through Service.transition, which checks it here.
 // running ↔ paused directly records a pause or unpause the engine was seen
 // doing outside rtemu; pausing → running and resuming → paused undo an
-// engine call that failed.
+// engine call that failed. error → running or paused heals a record that
+// was put in error while its container went on (reconcile finds it running).
 var transitions = map[Status][]Status{
 	StatusCreating:   {StatusRunning, StatusFailed, StatusDestroying, StatusError},
 	StatusRunning:    {StatusPausing, StatusPaused, StatusDestroying, StatusError},
@@ -45,7 +46,7 @@ var transitions = map[Status][]Status{
 	StatusResuming:   {StatusRunning, StatusPaused, StatusDestroying, StatusError},
 	StatusDestroying: {StatusDestroyed},
 	StatusFailed:     {StatusDestroying},
-	StatusError:      {StatusDestroying},
+	StatusError:      {StatusDestroying, StatusRunning, StatusPaused},
 	StatusDestroyed:  {},
 }
 

@@ -52,9 +52,15 @@ func TestStateMachine(t *testing.T) {
 		}
 	}
 	for _, bad := range [][2]Status{{StatusDestroyed, StatusRunning}, {StatusFailed, StatusRunning}, {StatusCreating, StatusPaused},
-		{StatusDestroying, StatusRunning}, {StatusError, StatusRunning}} {
+		{StatusDestroying, StatusRunning}, {StatusError, StatusCreating}, {StatusError, StatusResuming}} {
 		if canTransition(bad[0], bad[1]) {
 			t.Errorf("%s → %s allowed", bad[0], bad[1])
+		}
+	}
+	// A record in error whose container runs is healed (reconcile).
+	for _, good := range [][2]Status{{StatusError, StatusRunning}, {StatusError, StatusPaused}} {
+		if !canTransition(good[0], good[1]) {
+			t.Errorf("%s → %s refused", good[0], good[1])
 		}
 	}
 }

@@ -64,12 +64,20 @@ var apiLine = regexp.MustCompile(`API (http://127\.0\.0\.1:\d+)`)
 
 func startRtemu(t *testing.T, dataDir string) *proc {
 	t.Helper()
+	return startRtemuVia(t, dataDir)
+}
+
+// startRtemuVia starts rtemu through a wrapper command (say, a shell that
+// sets limits first, then execs "$@"), or directly without one.
+func startRtemuVia(t *testing.T, dataDir string, wrapper ...string) *proc {
+	t.Helper()
 	img, err := emulatortest.TestImage(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(rtemuBinary(t), "serve", "--addr", "127.0.0.1:0", "--ssh-addr", "127.0.0.1:0",
+	args := append(wrapper, rtemuBinary(t), "serve", "--addr", "127.0.0.1:0", "--ssh-addr", "127.0.0.1:0",
 		"--data-dir", dataDir, "--template", "base-ubuntu="+img)
+	cmd := exec.Command(args[0], args[1:]...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -125,6 +133,26 @@ func (p *proc) do(method, path string, body any) (int, map[string]any) {
 	_ = json.NewDecoder(resp.Body).Decode(&out)
 	data, _ := out["data"].(map[string]any)
 	return resp.StatusCode, data
+}
+
+// doRaw sends a request and returns the status and the body as text.
+func (p *proc) doRaw(method, path string, body any) (int, string) {
+	p.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, p.url+path, rd)
+	req.Header.Set("X-API-Key", emulatortest.APIKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 func (p *proc) status(id string) string {

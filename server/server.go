@@ -16,6 +16,7 @@ import (
 	"github.com/rtemu-dev/rtemu/config"
 	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/emulator"
+	"github.com/rtemu-dev/rtemu/netguard"
 	"github.com/rtemu-dev/rtemu/sandbox"
 	"github.com/rtemu-dev/rtemu/sshgw"
 	"github.com/rtemu-dev/rtemu/store"
@@ -71,8 +72,15 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 	if cfg.ExecAgentOff {
 		driverOpts = append(driverOpts, dockerdriver.WithoutExecAgent())
 	}
+	if cfg.SharedSandboxNetwork {
+		driverOpts = append(driverOpts, dockerdriver.WithSharedSandboxNetwork())
+	}
 	if s.driver, err = dockerdriver.New(driverOpts...); err != nil {
 		return nil, err
+	}
+	// Made at start where the engine answers; else at the first create.
+	if _, err := s.driver.SandboxNetwork(ctx); err != nil && !errors.Is(err, dockerdriver.ErrUnavailable) {
+		log.Warn("could not make the sandboxes' network; creates will fail until it can be made", "err", err)
 	}
 	s.svc = sandbox.New(sandbox.Config{
 		Store: s.store, Engine: s.driver, InstanceID: s.store.InstanceID(),
@@ -82,8 +90,12 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 	if err := s.svc.Start(ctx); err != nil {
 		return nil, err
 	}
+	// One bound for every connection rtemu serves (API, dev URLs, SSH),
+	// under the file limit.
+	conns := netguard.ForFileLimit(log)
 	s.ssh, err = sshgw.New(sshgw.Config{
 		Service: s.svc, HostKeyPath: filepath.Join(s.DataDir, "ssh_host_ed25519_key"), Logger: log,
+		Conns: conns,
 	})
 	if err != nil {
 		s.svc.Close()
@@ -94,6 +106,7 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 		s.svc.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
+	ln = conns.Listener(ln)
 	s.URL = "http://" + ln.Addr().String()
 	sshLn, err := net.Listen("tcp", cfg.SSHAddr)
 	if err != nil {
@@ -103,6 +116,7 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 	}
 	s.SSHAddr = sshLn.Addr().String()
 	s.devURLs = emulator.NewDevURLs(s.svc, log, emulator.DevURLOptions{PublicAddr: cfg.PublicAddr, NoListeners: cfg.DevURLListenersOff})
+	s.devURLs.LimitConnections(conns)
 	if err := s.devURLs.Start(ctx, ln.Addr()); err != nil {
 		ln.Close()
 		sshLn.Close()
@@ -116,12 +130,14 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 	s.httpSrv = &http.Server{
 		// Dev-URL requests (Host: N-<id>.localhost) are routed before the
 		// API and its authentication.
-		Handler: s.devURLs.Front(emulator.New(emulator.Config{
+		Handler: netguard.Bodies(netguard.DefaultBodyRule, s.devURLs.Front(emulator.New(emulator.Config{
 			Service: s.svc, Version: version, APIKeys: cfg.APIKeys, AuthOff: cfg.AuthOff, Logger: log,
 			DevURLs: s.devURLs, SSH: s.ssh, PortURLs: s.devURLs,
 			DataDir: s.DataDir, SSHAddr: s.SSHAddr, PublicSSHAddr: cfg.PublicSSHAddr, StopStreams: streams.Done(),
-		})),
+		}))),
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       netguard.IdleTimeout,
+		ConnContext:       netguard.ConnContext,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	s.httpSrv.RegisterOnShutdown(stopStreams)

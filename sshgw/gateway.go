@@ -18,17 +18,28 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/rtemu-dev/rtemu/netguard"
 	"github.com/rtemu-dev/rtemu/sandbox"
 )
 
-// loginGrace is how long a connection may take to authenticate (OpenSSH's
-// LoginGraceTime is 120 s); a client that never does is dropped.
-const loginGrace = 2 * time.Minute
+// Defaults of Config's limits on connections that have not logged in.
+const (
+	// defaultLoginGrace is how long a connection may take to authenticate
+	// (OpenSSH's LoginGraceTime is 120 s); a client that never does is
+	// dropped.
+	defaultLoginGrace = time.Minute
+	// defaultMaxPreAuth bounds the connections still authenticating
+	// (OpenSSH's MaxStartups): past it a new one is closed at once, so a
+	// flood of idle connections holds at most this many, for at most the
+	// grace time, and the rest of the budget stays for logged-in users.
+	defaultMaxPreAuth = 512
+)
 
 // Config configures a Gateway.
 type Config struct {
@@ -37,6 +48,16 @@ type Config struct {
 	// first use, so known_hosts entries stay valid across restarts.
 	HostKeyPath string
 	Logger      *slog.Logger
+	// Conns, if set, counts the gateway's connections against the budget
+	// shared with the API.
+	Conns *netguard.Budget
+	// LoginGrace and MaxPreAuth bound the connections not yet logged in
+	// (0: the defaults, a minute and 512).
+	LoginGrace time.Duration
+	MaxPreAuth int
+	// Throttle slows and then refuses password guessing (zero fields: the
+	// defaults; see throttle.go).
+	Throttle ThrottlePolicy
 }
 
 // Gateway is the SSH server.
@@ -44,6 +65,12 @@ type Gateway struct {
 	svc *sandbox.Service
 	log *slog.Logger
 	srv *ssh.Server
+
+	conns      *netguard.Budget
+	loginGrace time.Duration
+	maxPreAuth int64
+	preAuth    atomic.Int64 // connections accepted and not yet logged in
+	throttle   *throttle
 
 	mu       sync.Mutex
 	addr     string // "" while not serving
@@ -57,9 +84,16 @@ func New(cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &Gateway{svc: cfg.Service, log: cfg.Logger}
+	g := &Gateway{svc: cfg.Service, log: cfg.Logger, conns: cfg.Conns, loginGrace: cfg.LoginGrace,
+		maxPreAuth: int64(cfg.MaxPreAuth), throttle: newThrottle(cfg.Throttle)}
 	if g.log == nil {
 		g.log = slog.Default()
+	}
+	if g.loginGrace <= 0 {
+		g.loginGrace = defaultLoginGrace
+	}
+	if g.maxPreAuth <= 0 {
+		g.maxPreAuth = defaultMaxPreAuth
 	}
 	g.srv = &ssh.Server{
 		Version:          "rtemu",
@@ -89,7 +123,11 @@ func (g *Gateway) Serve(ln net.Listener) error {
 	}
 	g.addr = ln.Addr().String()
 	g.mu.Unlock()
-	err := g.srv.Serve(quickAckListener{ln})
+	var served net.Listener = quickAckListener{ln}
+	if g.conns != nil {
+		served = g.conns.Listener(served) // outside quickAck, which wants the *net.TCPConn
+	}
+	err := g.srv.Serve(served)
 	g.mu.Lock()
 	g.addr = ""
 	g.mu.Unlock()
@@ -150,20 +188,49 @@ type connState struct {
 	// the final one grants nothing. A sandbox renamed after login still
 	// means the one it meant at login.
 	sandboxes map[string]string
+	preAuth   *preAuthConn
+}
+
+// preAuthConn holds one of the gateway's pre-auth places until the
+// connection logs in or closes.
+type preAuthConn struct {
+	net.Conn
+	g    *Gateway
+	once sync.Once
+}
+
+func (c *preAuthConn) release() { c.once.Do(func() { c.g.preAuth.Add(-1) }) }
+
+// loggedIn gives the place back; from now on the connection is in use, and
+// the connection budget never closes it for room (the hold ends with the
+// connection).
+func (c *preAuthConn) loggedIn() {
+	c.release()
+	netguard.Hold(c.Conn)
+}
+
+func (c *preAuthConn) Close() error {
+	c.release()
+	return c.Conn.Close()
 }
 
 type connStateKey struct{}
 
 func (g *Gateway) startLoginTimer(ctx ssh.Context, conn net.Conn) net.Conn {
-	ctx.SetValue(connStateKey{}, &connState{sandboxes: map[string]string{}})
-	time.AfterFunc(loginGrace, func() {
+	if g.preAuth.Add(1) > g.maxPreAuth {
+		g.preAuth.Add(-1)
+		return nil // gliderlabs closes it
+	}
+	pa := &preAuthConn{Conn: conn, g: g}
+	ctx.SetValue(connStateKey{}, &connState{sandboxes: map[string]string{}, preAuth: pa})
+	time.AfterFunc(g.loginGrace, func() {
 		// gliderlabs sets ContextKeyConn once the handshake, authentication
 		// included, has succeeded.
 		if ctx.Value(ssh.ContextKeyConn) == nil {
 			conn.Close()
 		}
 	})
-	return conn
+	return pa
 }
 
 func stateOf(ctx ssh.Context) *connState {
@@ -183,6 +250,7 @@ func (g *Gateway) authorized(ctx ssh.Context, sb *sandbox.Sandbox, err error, me
 		st.mu.Lock()
 		st.sandboxes[ctx.User()] = sb.ID
 		st.mu.Unlock()
+		st.preAuth.loggedIn()
 	}
 	return true
 }
@@ -192,9 +260,23 @@ func (g *Gateway) authorizeKey(ctx ssh.Context, key ssh.PublicKey) bool {
 	return g.authorized(ctx, sb, err, "publickey")
 }
 
+// authorizePassword checks a password unless guessing has locked the
+// sandbox or the source out (throttle.go); every refusal, locked or wrong,
+// is the same to the client.
 func (g *Gateway) authorizePassword(ctx ssh.Context, password string) bool {
-	sb, err := g.svc.AuthorizeSSHPassword(ctx, ctx.User(), password)
-	return g.authorized(ctx, sb, err, "password")
+	user, src := ctx.User(), ctx.RemoteAddr()
+	if locked, wait := g.throttle.locked(user, src); locked {
+		g.log.Debug("ssh password refused: too many failures", "user", user, "source", sourceOf(src))
+		g.throttle.p.Sleep(ctx, wait)
+		return false
+	}
+	sb, err := g.svc.AuthorizeSSHPassword(ctx, user, password)
+	if !g.authorized(ctx, sb, err, "password") {
+		g.throttle.p.Sleep(ctx, g.throttle.failed(user, src))
+		return false
+	}
+	g.throttle.succeeded(user, src)
+	return true
 }
 
 // sandboxOf is the sandbox id the connection logged in to.

@@ -1,0 +1,123 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rtemu-dev/rtemu/dockerdriver"
+)
+
+// Engine outages: while the Docker engine stops, is down or restarts, its
+// failures come in many shapes (a refused connection, a connection cut in
+// the middle of an answer, a 500 with a libnetwork message from an engine
+// shutting down). Whatever the shape, an engine failure while the engine
+// does not answer is reported as the engine's unavailability, and what an
+// outage did to sandboxes is said in their words.
+
+// ErrEngineRestarted is the error of a sandbox whose container the engine
+// stopped when it stopped or restarted.
+const engineRestarted = "the Docker engine restarted; processes were lost"
+
+// outageWindow is how long before the engine's event stream broke a
+// container's end still counts as the engine's doing (the engine stops its
+// containers first, within its shutdown timeout of 15 s, then stops
+// answering).
+const outageWindow = 30 * time.Second
+
+// outage remembers the engine's last disappearance and the containers that
+// ended just before it, until a reconcile has said what became of them.
+type outage struct {
+	mu     sync.Mutex
+	lostAt time.Time            // zero: no outage since the last reconcile
+	died   map[string]time.Time // sandbox id → when its container's die event came
+}
+
+func (o *outage) lost(at time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.lostAt.IsZero() {
+		o.lostAt = at
+	}
+}
+
+func (o *outage) sawDie(id string, at time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.died == nil {
+		o.died = map[string]time.Time{}
+	}
+	o.died[id] = at
+	for k, t := range o.died { // keep it small: only recent ends matter
+		if at.Sub(t) > outageWindow {
+			delete(o.died, k)
+		}
+	}
+}
+
+// since returns when the engine was lost (zero if it was not) and whether
+// the sandbox's container died within the window before that.
+func (o *outage) since(id string) (lostAt time.Time, diedInIt bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.lostAt.IsZero() {
+		return time.Time{}, false
+	}
+	t, ok := o.died[id]
+	return o.lostAt, ok && !t.Before(o.lostAt.Add(-outageWindow))
+}
+
+// over is called once a reconcile after the outage has worked.
+func (o *outage) over() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.lostAt = time.Time{}
+	o.died = nil
+}
+
+// engineDown says whether the engine does not answer now: the event stream
+// is known broken, or a ping fails at once (refused, cut). A ping that is
+// merely slow (a busy machine) does not count: a slow engine is not down,
+// and its errors are its own.
+func (s *Service) engineDown() bool {
+	if !s.engineUp.Load() {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+	defer cancel()
+	_, err := s.engine.Ping(ctx)
+	return err != nil && ctx.Err() == nil
+}
+
+// knownEngineError says whether err already means something of its own.
+func knownEngineError(err error) bool {
+	var se *Error
+	return errors.As(err, &se) || errors.Is(err, dockerdriver.ErrNotFound) ||
+		errors.Is(err, dockerdriver.ErrNotRunning) || errors.Is(err, dockerdriver.ErrNameInUse) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// Explain turns an unexpected failure into the engine's unavailability
+// when the engine does not answer now; any other error is returned as it
+// is. The front doors call it on errors they have no other word for, so
+// that an outage is never an internal error.
+func (s *Service) Explain(err error) error {
+	if err == nil || knownEngineError(err) && !errors.Is(err, dockerdriver.ErrUnavailable) {
+		return err
+	}
+	if errors.Is(err, dockerdriver.ErrUnavailable) || s.engineDown() {
+		return unavailable(err)
+	}
+	return err
+}
+
+// outageFailure words a create's failure when the engine went away under
+// it.
+func (s *Service) outageFailure(err error) error {
+	if errors.Is(err, dockerdriver.ErrUnavailable) || !knownEngineError(err) && s.engineDown() {
+		return fmt.Errorf("the Docker engine stopped or became unreachable while the sandbox was being made: %w", err)
+	}
+	return err
+}
