@@ -25,7 +25,7 @@ import (
 
 // engine is a Docker daemon of the test's own, apart from the machine's in
 // every way that matters: its own bridge (made by the test) and subnet,
-// address pools, data root, exec root, pidfile, socket, containerd
+// data root, exec root, pidfile, socket, containerd
 // namespace and an empty config file, and no iptables rules. It must never
 // be started with --bridge=none, which removes the host's docker0.
 type engine struct {
@@ -78,7 +78,10 @@ func startEngine(t *testing.T) *engine {
 	e.args = []string{dockerd,
 		"--config-file", cfg, "--data-root", filepath.Join(dir, "root"), "--exec-root", filepath.Join(dir, "x"),
 		"--pidfile", filepath.Join(dir, "pid"), "--host", "unix://" + e.socket,
-		"--bridge", e.bridge, "--default-address-pool", fmt.Sprintf("base=10.214.%d.0/24,size=28", octet),
+		// No --default-address-pool: with one, a restarted dockerd that
+		// finds its old "bridge" network deletes the interface named
+		// docker0 (moby's removeDefaultBridgeInterface), the host's own.
+		"--bridge", e.bridge,
 		"--iptables=false", "--ip-masq=false", "--ip-forward=false",
 		"--containerd-namespace", ns, "--containerd-plugins-namespace", ns + "-plugins",
 		"--storage-driver", "vfs",
