@@ -602,8 +602,22 @@ func TestTerminalInTheBrowser(t *testing.T) {
 	d.waitFor("the new size", `document.querySelector('#terminal-screen').dataset.rows !== undefined && Number(document.querySelector('#terminal-screen').dataset.rows) < 10`, 10*time.Second)
 	rows := js[string](d, `document.querySelector('#terminal-screen').dataset.rows`)
 	cols := js[string](d, `document.querySelector('#terminal-screen').dataset.cols`)
-	d.do(chromedp.SendKeys(chromedp.CSS("#terminal-screen"), "stty size"+kb.Enter))
-	d.waitFor("stty size to say "+rows+" "+cols, screenHas(rows+" "+cols), 20*time.Second)
+	// The engine applies a resize asynchronously (API 1.41), so a stty
+	// typed at once may still see the old size: ask again until it shows.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		d.do(chromedp.SendKeys(chromedp.CSS("#terminal-screen"), "stty size"+kb.Enter))
+		seen := false
+		for wait := time.Now().Add(3 * time.Second); time.Now().Before(wait) && !seen; time.Sleep(100 * time.Millisecond) {
+			seen = js[bool](d, screenHas(rows+" "+cols))
+		}
+		if seen {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stty size never said %s %s", rows, cols)
+		}
+	}
 
 	d.do(chromedp.SendKeys(chromedp.CSS("#terminal-screen"), "exit 5"+kb.Enter))
 	d.waitFor("the exit status", `document.querySelector('#terminal-status [data-exit-code]')?.dataset.exitCode === '5'`, 20*time.Second)

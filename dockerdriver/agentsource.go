@@ -297,9 +297,7 @@ func buildAgent(ctx context.Context, cache, goarch string) (string, error) {
 	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		if goBin, err = exec.LookPath(filepath.Join(runtime.GOROOT(), "bin", "go")); err != nil {
-			return "", errors.New("no Go toolchain on PATH to build it with")
-		}
+		return "", errors.New("no Go toolchain on PATH to build it with")
 	}
 	if err := os.MkdirAll(cache, 0o755); err != nil {
 		return "", err

@@ -75,7 +75,7 @@ func TestReconcileHealsWronglyInError(t *testing.T) {
 	t.Parallel()
 	emulatortest.SkipIfNoDocker(t)
 	dir := t.TempDir()
-	first, c, id := startRestartable(t, dir)
+	first, _, id := startRestartable(t, dir)
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestReconcileHealsWronglyInError(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c = &client{t: t, srv: emulatortest.New(t, emulatortest.WithDataDir(dir)), key: emulatortest.APIKey}
+	c := &client{t: t, srv: emulatortest.New(t, emulatortest.WithDataDir(dir)), key: emulatortest.APIKey}
 	sb := c.must(http.StatusOK, "GET", "/v1/sandboxes/"+id, nil).Data()
 	if sb["status"] != "running" || sb["error"] != nil && sb["error"] != "" {
 		t.Fatalf("after reconcile: status %v, error %v", sb["status"], sb["error"])
