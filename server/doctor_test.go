@@ -179,7 +179,7 @@ func TestEnvCommand(t *testing.T) {
 // start line, which gives the API's URL.
 func launch(t *testing.T, cmd *exec.Cmd) (*proc, string) {
 	t.Helper()
-	p := &proc{t: t, cmd: cmd, log: &bytes.Buffer{}}
+	p := &proc{t: t, cmd: cmd, log: &emulatortest.Buffer{}}
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = p.log
 	if err := cmd.Start(); err != nil {

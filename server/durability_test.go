@@ -57,7 +57,7 @@ type proc struct {
 	t   *testing.T
 	cmd *exec.Cmd
 	url string
-	log *bytes.Buffer
+	log *emulatortest.Buffer
 }
 
 var apiLine = regexp.MustCompile(`API (http://127\.0\.0\.1:\d+)`)
@@ -82,7 +82,7 @@ func startRtemuVia(t *testing.T, dataDir string, wrapper ...string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{t: t, cmd: cmd, log: &bytes.Buffer{}}
+	p := &proc{t: t, cmd: cmd, log: &emulatortest.Buffer{}}
 	cmd.Stderr = p.log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -116,23 +116,11 @@ func (p *proc) kill() {
 
 func (p *proc) do(method, path string, body any) (int, map[string]any) {
 	p.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, p.url+path, rd)
-	req.Header.Set("X-API-Key", emulatortest.APIKey)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, nil
-	}
-	defer resp.Body.Close()
+	code, raw := p.doRaw(method, path, body)
 	var out map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&out)
+	_ = json.Unmarshal([]byte(raw), &out)
 	data, _ := out["data"].(map[string]any)
-	return resp.StatusCode, data
+	return code, data
 }
 
 // doRaw sends a request and returns the status and the body as text.
