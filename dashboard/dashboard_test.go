@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -175,9 +176,41 @@ func TestActionsFromThePage(t *testing.T) {
 	for _, step := range []struct{ action, status string }{{"pause", "paused"}, {"resume", "running"}} {
 		t.Run(step.action, func(t *testing.T) {
 			d := d.in(t)
+			// The answer ("pausing") is held back until the change feed has
+			// shown the end ("paused"), as happens on a busy machine: the
+			// older answer must not take the row back to "pausing" (which
+			// has no buttons). The page reads the sandbox again after the
+			// answer; that read marks the answer as taken.
+			d.do(chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(() => {
+  const real = window.__realFetch || (window.__realFetch = window.fetch);
+  let released = false;
+  window.__answerTaken = false;
+  window.fetch = async (url, init) => {
+    const method = (init && init.method) || 'GET';
+    if (released && method === 'GET' && String(url).endsWith('/v1/sandboxes/' + %[1]q)) window.__answerTaken = true;
+    const res = await real(url, init);
+    if (method === 'POST' && String(url).endsWith(%[2]q)) {
+      const shown = () => %[3]s?.querySelector('.status')?.dataset.status;
+      while (shown() !== %[4]q) await new Promise((r) => setTimeout(r, 20));
+      released = true;
+      // Every status the row shows from here on.
+      window.__shownAfter = [];
+      window.__observer = new MutationObserver(() => window.__shownAfter.push(shown()));
+      window.__observer.observe(document.querySelector('#sandbox-rows'),
+        { subtree: true, childList: true, attributes: true });
+    }
+    return res;
+  };
+})()`, id, "/"+step.action, row(id), step.status)))
+			t.Cleanup(func() { d.do(chromedp.Evaluate[chromedp.Void](`window.fetch = window.__realFetch; window.__observer?.disconnect()`)) })
 			d.do(chromedp.Click(chromedp.CSS(fmt.Sprintf(`#sandbox-rows tr[data-id=%q] [data-action=%q]`, id, step.action))))
 			d.rowStatus(id, step.status, 10*time.Second)
 			d.apiStatus(id, step.status)
+			d.waitFor("the answer to be taken", `window.__answerTaken`, 10*time.Second)
+			d.rowStatus(id, step.status, time.Second)
+			if shown := js[[]string](d, `window.__shownAfter`); slices.ContainsFunc(shown, func(s string) bool { return s != step.status }) {
+				t.Errorf("after the answer the row showed %q, want only %q", shown, step.status)
+			}
 			d.waitFor("the details to follow", fmt.Sprintf(`document.querySelector('#detail-head .status')?.dataset.status === %q`, step.status), time.Second)
 		})
 	}

@@ -218,9 +218,12 @@ async function lifecycle(button, sb, op) {
   button.disabled = true;
   try {
     const body = await api.post(`/v1/sandboxes/${encodeURIComponent(sb.id)}/${op}`);
-    // The change feed brings the final status; show the answer's at once.
+    // The answer's status ("pausing") is older than the feed's news when the
+    // feed got here first ("paused"): show it only while the row still has
+    // the record the button was drawn from, then read the sandbox again.
     const cur = sandboxes.get(sb.id);
-    if (cur && body.data && body.data.status) upsert({ ...cur, status: body.data.status });
+    if (cur && cur.status === sb.status && body.data && body.data.status) upsert({ ...cur, status: body.data.status });
+    refresh(sb.id);
   } catch (err) {
     toast(`${op === 'pause' ? 'Pause' : 'Resume'} ${displayName(sb)}: ${err.readable || err.message}`, 'error');
     button.disabled = false;
@@ -239,6 +242,7 @@ export function destroy(sb) {
       const body = await api.del(`/v1/sandboxes/${encodeURIComponent(sb.id)}?async=true`);
       const cur = sandboxes.get(sb.id);
       if (cur && body.data) upsert({ ...cur, status: body.data.deleted ? 'destroyed' : (body.data.status || 'destroying') });
+      if (!body.data || !body.data.deleted) refresh(sb.id);
       toast(`Destroying ${displayName(sb)}`);
     } catch (err) {
       toast(`Destroy ${displayName(sb)}: ${err.readable || err.message}`, 'error');
