@@ -46,21 +46,34 @@ cat > ws.sh <<'EOF'
 printf 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\n\r\n' "$upgrade"
 exec cat
 EOF
+cat > keepalive.sh <<'EOF'
+#!/bin/sh
+# Answers every request on its connection with the connection's pid.
+while :; do
+  head=""
+  . /srv/readhead
+  [ -z "$head" ] && exit 0
+  body="connection $$"
+  printf 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s' "${#body}" "$body"
+done
+EOF
 chmod +x *.sh
 echo 'hello from the sandbox' > /www/index.html`
 
 // startServers writes the scripts and starts: busybox httpd on 3000 (a
 // daemon: it forks into the background) and on 127.0.0.1:3001 (loopback
 // only, as Vite and Next.js listen by default), the request-head echo on 4000,
-// server-sent events on 4001 (sseGap seconds between the two events) and a
-// WebSocket-style echo on 4002.
+// server-sent events on 4001 (sseGap seconds between the two events), a
+// WebSocket-style echo on 4002 and a keep-alive server on 4003 that names
+// the connection.
 func (c *client) startServers(id string, sseGap int) {
 	c.t.Helper()
 	c.sh(id, sandboxServers)
 	c.sh(id, `httpd -p 3000 -h /www && httpd -p 127.0.0.1:3001 -h /www`)
 	c.sh(id, `cd /srv && nc -ll -p 4000 -e /srv/head.sh </dev/null >/dev/null 2>&1 &
 SSE_GAP=`+strconv.Itoa(sseGap)+` nc -ll -p 4001 -e /srv/sse.sh </dev/null >/dev/null 2>&1 &
-nc -ll -p 4002 -e /srv/ws.sh </dev/null >/dev/null 2>&1 &`)
+nc -ll -p 4002 -e /srv/ws.sh </dev/null >/dev/null 2>&1 &
+nc -ll -p 4003 -e /srv/keepalive.sh </dev/null >/dev/null 2>&1 &`)
 }
 
 // devURL asks for a sandbox port's URL.

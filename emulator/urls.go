@@ -92,7 +92,9 @@ func NewDevURLs(svc *sandbox.Service, log *slog.Logger, opts DevURLOptions) *Dev
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			t := pr.In.Context().Value(devTargetKey{}).(devTarget)
 			pr.Out.URL.Scheme = "http"
-			pr.Out.URL.Host = net.JoinHostPort("localhost", strconv.Itoa(t.port))
+			// The transport keeps idle connections by URL host: one pool
+			// per sandbox port (dial ignores the address).
+			pr.Out.URL.Host = net.JoinHostPort(t.sandboxID, strconv.Itoa(t.port))
 			// Dev servers (Vite, Next.js) refuse Hosts they do not know;
 			// localhost they always accept.
 			pr.Out.Host = "localhost"
@@ -100,10 +102,12 @@ func NewDevURLs(svc *sandbox.Service, log *slog.Logger, opts DevURLOptions) *Dev
 		},
 		Transport: &http.Transport{
 			DialContext: d.dial,
-			// Every request dials afresh, so every request goes through
-			// DialPort: a pooled connection would reach a sandbox paused
-			// since without resuming it.
-			DisableKeepAlives: true,
+			// A connection to a sandbox's server is kept for its next
+			// request, as a browser keeps one: each new one is a round
+			// trip through the engine to the relay in the sandbox. serve
+			// wakes a paused sandbox before a kept connection is used.
+			MaxIdleConnsPerHost: 8,
+			IdleConnTimeout:     30 * time.Second,
 			// Pass the client's Accept-Encoding as is; the transport's own
 			// gzip would be decoded here, in chunks it chooses.
 			DisableCompression: true,
@@ -345,7 +349,9 @@ func (d *DevURLs) serve(w http.ResponseWriter, r *http.Request, ref string, port
 		writePage(w, http.StatusBadRequest, "No such port", fmt.Sprintf("Port %d is not a TCP port (1 to 65535).", port))
 		return
 	}
-	sb, err := d.svc.Get(ctx, ref)
+	// Running before the proxy picks a connection: a kept one reaches a
+	// paused sandbox without DialPort's wake-up.
+	sb, err := d.svc.ReadyForPorts(ctx, ref)
 	if err != nil {
 		d.sandboxError(w, err, ref, port)
 		return

@@ -106,6 +106,31 @@ func TestDevURL(t *testing.T) {
 		}
 	})
 
+	t.Run("connections to the server are kept", func(t *testing.T) {
+		// As a browser's would be: a request after another reuses the
+		// connection the proxy has to the sandbox's server, and a pause
+		// between them does not strand the next one.
+		u := c.devURL(id, 4003)["url"].(string) + "/"
+		var conns []string
+		for i := range 3 {
+			if i == 2 {
+				c.must(http.StatusOK, "POST", "/v1/sandboxes/"+id+"/pause", nil)
+				c.waitStatus(id, "paused")
+			}
+			code, _, body := get(t, u, "")
+			if code != 200 || !strings.HasPrefix(body, "connection ") {
+				t.Fatalf("request %d: %d %q", i, code, body)
+			}
+			conns = append(conns, body)
+		}
+		if conns[0] != conns[1] || conns[1] != conns[2] {
+			t.Errorf("requests in turn reached the server on %q; want one connection", conns)
+		}
+		if st := c.status(id); st != "running" {
+			t.Errorf("status %s after a request to a paused sandbox", st)
+		}
+	})
+
 	t.Run("server-sent events unbuffered", func(t *testing.T) {
 		u := c.devURL(id, 4001)["url"].(string)
 		start := time.Now()

@@ -91,6 +91,12 @@ func (s *Service) EnsureRunning(ctx context.Context, ref string) (*Sandbox, erro
 	return s.usable(ctx, ref, use{by: "ssh", wakeAny: true})
 }
 
+// ReadyForPorts is EnsureRunning for traffic to a sandbox's ports (dev URLs,
+// whose proxy may then reuse a connection it has instead of DialPort).
+func (s *Service) ReadyForPorts(ctx context.Context, ref string) (*Sandbox, error) {
+	return s.usable(ctx, ref, use{by: "port", wakeAny: true})
+}
+
 // DialPort opens a TCP connection to a port inside a sandbox, resuming the
 // sandbox when it is paused. SSH port forwarding and dev URLs both come
 // through here.
