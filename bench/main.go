@@ -140,6 +140,7 @@ func run(ctx context.Context, s settings) (rows []result, err error) {
 		{[]string{"list_1000"}, b.list},
 		{[]string{"ssh_true"}, b.sshTrue},
 		{[]string{"devurl_request", "download_devurl", "download_ssh_forward", "websockets_64"}, b.ports},
+		{[]string{"exec_flood_rss"}, b.execFlood},
 		{[]string{"rss_", "startup_"}, b.fleetMetrics},
 	}
 	for _, st := range steps {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/rtemu-dev/rtemu/sandbox"
 	"github.com/rtemu-dev/rtemu/templates"
@@ -46,6 +47,13 @@ type Config struct {
 	// SharedSandboxNetwork puts sandboxes on a network where they reach
 	// each other (--sandbox-network shared); by default they cannot.
 	SharedSandboxNetwork bool
+	// ExecOutputMemory is the memory all commands' buffered output shares
+	// before it spills to files (--exec-output-memory); 0 is the default.
+	ExecOutputMemory int
+	// DiskWatch is how often sandboxes' files are measured where the
+	// engine cannot enforce disk; not a flag (tests shorten it), 0 is the
+	// default.
+	DiskWatch time.Duration
 }
 
 // DefaultTemplates are the templates known without any --template flag:
@@ -88,6 +96,7 @@ var Settings = []Setting{
 	{"--dev-url-listeners", "RTEMU_DEV_URL_LISTENERS"},
 	{"--strict-lifecycle", "RTEMU_STRICT_LIFECYCLE"},
 	{"--sandbox-network", "RTEMU_SANDBOX_NETWORK"},
+	{"--exec-output-memory", "RTEMU_EXEC_OUTPUT_MEMORY"},
 }
 
 // isOff reads an on/off setting (empty is on).
@@ -113,7 +122,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config,
 	fs := flag.NewFlagSet("rtemu serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var templates, keys, pools listFlag
-	var auth, ephemeral, execAgent, strict, devListeners, sandboxNet string
+	var auth, ephemeral, execAgent, strict, devListeners, sandboxNet, outputMemory string
 	fs.StringVar(&cfg.Addr, "addr", envOr(getenv, "RTEMU_ADDR", cfg.Addr), "REST API address")
 	fs.StringVar(&cfg.SSHAddr, "ssh-addr", envOr(getenv, "RTEMU_SSH_ADDR", cfg.SSHAddr), "SSH gateway address")
 	fs.StringVar(&cfg.DataDir, "data-dir", getenv("RTEMU_DATA_DIR"), "data directory")
@@ -128,6 +137,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config,
 	fs.StringVar(&cfg.PublicSSHAddr, "public-ssh-addr", getenv("RTEMU_PUBLIC_SSH_ADDR"), "HOST:PORT at which clients reach the SSH gateway (default: the listener's)")
 	fs.StringVar(&devListeners, "dev-url-listeners", envOr(getenv, "RTEMU_DEV_URL_LISTENERS", "on"), "on or off: a loopback listener per sandbox port for dev URLs")
 	fs.StringVar(&sandboxNet, "sandbox-network", envOr(getenv, "RTEMU_SANDBOX_NETWORK", "isolated"), "isolated or shared: whether sandboxes reach each other")
+	fs.StringVar(&outputMemory, "exec-output-memory", getenv("RTEMU_EXEC_OUTPUT_MEMORY"), "memory all commands' buffered output shares before spilling to files (default 32MB)")
 	// --ephemeral and --strict-lifecycle work as bare boolean flags too.
 	args = append([]string(nil), args...)
 	for i, a := range args {
@@ -171,6 +181,13 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config,
 		if h, p, err := net.SplitHostPort(a.v); err != nil || h == "" || p == "" {
 			return cfg, fmt.Errorf("%s: %q is not HOST:PORT", a.name, a.v)
 		}
+	}
+	if outputMemory != "" {
+		n, err := sandbox.ParseSize(outputMemory)
+		if err != nil || n < 1<<20 || n > 16<<30 {
+			return cfg, fmt.Errorf("--exec-output-memory / RTEMU_EXEC_OUTPUT_MEMORY: %q is not a size from 1MB to 16GB, e.g. 64MB", outputMemory)
+		}
+		cfg.ExecOutputMemory = int(n)
 	}
 	switch strings.ToLower(sandboxNet) {
 	case "isolated":

@@ -55,6 +55,10 @@ func TestParse(t *testing.T) {
 			func(c *Config) { c.SharedSandboxNetwork = true }},
 		{"isolated sandbox network", []string{"--sandbox-network", "isolated"}, map[string]string{"HOME": "/home/u", "RTEMU_SANDBOX_NETWORK": "shared"},
 			func(c *Config) {}},
+		{"exec output memory", []string{"--exec-output-memory", "64MB"}, map[string]string{"HOME": "/home/u", "RTEMU_EXEC_OUTPUT_MEMORY": "8MB"},
+			func(c *Config) { c.ExecOutputMemory = 64 << 20 }},
+		{"exec output memory env", nil, map[string]string{"HOME": "/home/u", "RTEMU_EXEC_OUTPUT_MEMORY": "1GiB"},
+			func(c *Config) { c.ExecOutputMemory = 1 << 30 }},
 		{"ephemeral env", nil, map[string]string{"HOME": "/home/u", "RTEMU_EPHEMERAL": "true"}, func(c *Config) { c.Ephemeral, c.DataDir = true, "" }},
 	}
 	for _, tt := range tests {
@@ -81,6 +85,7 @@ func TestParseRejects(t *testing.T) {
 		{"--warm-pool", "base-ubuntu"}, {"--warm-pool", "base-ubuntu=-1"}, {"--warm-pool", "base-ubuntu=65"},
 		{"--warm-pool", "nosuch=2"}, {"--warm-pool", "base-ubuntu=two"},
 		{"--public-addr", "nocolon"}, {"--public-ssh-addr", ":22"}, {"--dev-url-listeners", "perhaps"},
+		{"--exec-output-memory", "lots"}, {"--exec-output-memory", "512KiB"}, {"--exec-output-memory", "0MB"}, {"--exec-output-memory", "64GB"},
 	} {
 		if _, err := Parse(args, func(string) string { return "" }, io.Discard); err == nil {
 			t.Errorf("%v accepted", args)

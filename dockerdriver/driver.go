@@ -203,6 +203,9 @@ type ContainerSpec struct {
 	WorkingDir string
 	// Mounts are host folders bound into the container (workspaces).
 	Mounts []Mount
+	// DiskBytes caps the container's files, on an engine that enforces it
+	// (DiskLimits); 0 leaves them unbounded.
+	DiskBytes int64
 	// HelperLabels go on any short-lived container the driver makes for
 	// this one (the one that fills the exec agent's volume), so that whoever
 	// reconciles the owner's containers removes a helper a kill left.
@@ -253,6 +256,7 @@ func (d *Driver) Create(ctx context.Context, spec ContainerSpec) error {
 		NetworkMode:   container.NetworkMode(netName),
 		CapDrop:       droppedCaps,
 		ReadonlyPaths: sandboxReadonlyPaths,
+		StorageOpt:    storageOpt(spec.DiskBytes),
 		Resources: container.Resources{
 			NanoCPUs:  spec.NanoCPUs,
 			Memory:    spec.MemoryBytes,

@@ -6,3 +6,9 @@ package dockerdriver
 func WithHostAgentUnusable(cacheDir string) Option {
 	return func(o *options) { o.agent = agentSourcing{hostUnusable: true, cacheDir: cacheDir} }
 }
+
+// DecideDiskLimits is the rule DiskLimits applies to what the engine said.
+var DecideDiskLimits = decideDiskLimits
+
+// StorageOpt is the engine option a disk size becomes.
+var StorageOpt = storageOpt

@@ -17,7 +17,11 @@ type statsBodyJSON struct {
 	MemoryTotalBytes int64   `json:"memoryTotalBytes"`
 	DiskUsedBytes    int64   `json:"diskUsedBytes"`
 	DiskTotalBytes   int64   `json:"diskTotalBytes"`
-	Uptime           int64   `json:"uptime"` // seconds
+	// rtemu's: whether the engine enforces the disk, and, where it does
+	// not, whether the files are past it.
+	DiskLimitEnforced bool  `json:"diskLimitEnforced"`
+	DiskOverLimit     bool  `json:"diskOverLimit"`
+	Uptime            int64 `json:"uptime"` // seconds
 }
 
 func (a *api) sandboxStats(c echo.Context) error {
@@ -28,5 +32,6 @@ func (a *api) sandboxStats(c echo.Context) error {
 	return reply(c, http.StatusOK, statsJSON{SandboxID: sb.ID, Stats: statsBodyJSON{
 		CPUPercent: st.CPUPercent, MemoryUsedBytes: st.MemoryUsedBytes, MemoryTotalBytes: st.MemoryTotalBytes,
 		DiskUsedBytes: st.DiskUsedBytes, DiskTotalBytes: st.DiskTotalBytes, Uptime: int64(st.Uptime.Seconds()),
+		DiskLimitEnforced: st.DiskEnforced, DiskOverLimit: st.DiskOverLimit,
 	}})
 }

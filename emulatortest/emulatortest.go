@@ -81,6 +81,18 @@ func WithWarmPool(template string, n int) Option {
 	}
 }
 
+// WithExecOutputMemory sets the memory buffered exec output shares before
+// it spills to files (--exec-output-memory).
+func WithExecOutputMemory(bytes int) Option {
+	return func(s *settings) { s.cfg.ExecOutputMemory = bytes }
+}
+
+// WithDiskWatch measures sandboxes' files this often where the engine
+// cannot enforce their disk.
+func WithDiskWatch(every time.Duration) Option {
+	return func(s *settings) { s.cfg.DiskWatch = every }
+}
+
 // WithStrictLifecycle answers exec on a sandbox that is not running with
 // a 409 at once (--strict-lifecycle).
 func WithStrictLifecycle() Option { return func(s *settings) { s.cfg.StrictLifecycle = true } }

@@ -209,6 +209,7 @@ func (s *Service) makePooledContainer(ctx context.Context, tpl Template, id stri
 		HelperLabels: map[string]string{LabelInstance: s.instance},
 		PidsLimit:    s.pidsLimit,
 		WorkingDir:   WorkspacePath,
+		DiskBytes:    s.diskBytes(ctx, sb.Image, DefaultDisk),
 	}
 	if err := s.engine.Create(ctx, spec); err != nil {
 		return err
@@ -232,6 +233,9 @@ func (s *Service) limits(res Resources) (nanoCPUs, memoryBytes int64) {
 // res, and the sandbox id it was made for; false when the pool has none.
 // The container stays the pool's until handedOver.
 func (s *Service) takePooled(ctx context.Context, template string, res Resources) (string, bool) {
+	if !s.poolFitsDisk(res.Disk) {
+		return "", false
+	}
 	for {
 		s.pool.mu.Lock()
 		ids := s.pool.idle[template]

@@ -41,6 +41,10 @@ type Engine interface {
 	SharesFolder(ctx context.Context, dir, image string, labels map[string]string) (bool, error)
 	Stats(ctx context.Context, name string) (dockerdriver.Stats, error)
 	UpdateLimits(ctx context.Context, name string, nanoCPUs, memoryBytes int64) error
+	// DiskLimits tells whether the engine enforces a container's disk
+	// size; DiskUsed measures a container's files.
+	DiskLimits(ctx context.Context, image string, labels map[string]string) (dockerdriver.DiskLimits, error)
+	DiskUsed(ctx context.Context, name string) (int64, error)
 }
 
 // Store errors the service understands.
@@ -101,6 +105,13 @@ type Config struct {
 	// running a conflict at once, as before rtemu waited for creating,
 	// resuming and pausing sandboxes and woke idle-paused ones for exec.
 	StrictLifecycle bool
+	// ExecOutputMemory is the memory the buffered output of all commands
+	// shares (DefaultExecOutputMemory when 0); beyond it output spills to
+	// files under DataDir (or the system's temporary folder).
+	ExecOutputMemory int
+	// DiskWatch is how often sandboxes' files are measured where the
+	// engine cannot enforce disk (DefaultDiskWatch when 0).
+	DiskWatch time.Duration
 }
 
 // Service owns sandboxes: their records, their containers and every
@@ -116,6 +127,8 @@ type Service struct {
 	build     TemplateBuilder
 	// strictLifecycle: see Config.StrictLifecycle.
 	strictLifecycle bool
+	output          *outputBudget // the memory buffered exec output shares
+	disk            diskState     // disk.go
 
 	hostCPUs atomic.Int64 // the engine's CPUs, to clamp vcpus to what Docker accepts
 	engineUp atomic.Bool  // the last reconcile worked and the event stream is connected
@@ -161,6 +174,14 @@ func New(cfg Config) *Service {
 		s.pidsLimit = 4096
 	}
 	s.pool.init(cfg.WarmPool)
+	s.disk.over, s.disk.every = map[string]bool{}, cfg.DiskWatch
+	if s.disk.every <= 0 {
+		s.disk.every = DefaultDiskWatch
+	}
+	s.output = newOutputBudget(cfg.ExecOutputMemory, spillDir(cfg.DataDir))
+	if err := s.output.clearSpills(); err != nil {
+		s.log.Warn("could not clear the exec output spill folder", "err", err)
+	}
 	if cfg.DataDir != "" {
 		s.ws.dir = filepath.Join(cfg.DataDir, "workspaces")
 	}
@@ -190,6 +211,7 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 	s.goBackground(func(ctx context.Context) { s.watch(ctx, reconciled) })
 	s.goBackground(s.sweepIdle)
+	s.goBackground(s.watchDisk)
 	return s.startPool()
 }
 
@@ -453,6 +475,7 @@ func (s *Service) makeContainer(ctx context.Context, sb *Sandbox, log *slog.Logg
 		PidsLimit:   s.pidsLimit,
 		WorkingDir:  WorkspacePath,
 		Mounts:      mounts,
+		DiskBytes:   s.diskBytes(ctx, sb.Image, sb.Resources.Disk),
 		// A helper the driver makes is this instance's: reconcile removes
 		// one a kill left behind.
 		HelperLabels: map[string]string{LabelInstance: s.instance},
@@ -783,7 +806,13 @@ func (s *Service) Exec(ctx context.Context, ref string, p ExecParams) (ExecResul
 	// a container from the warm pool was started before its sandbox's env
 	// was known (see pool.go).
 	env := envList(sb.Env, p.Env)
-	stdout, stderr := &cappedBuffer{max: MaxExecOutput}, &cappedBuffer{max: MaxExecOutput}
+	stdout, stderr := newOutput(s.output, MaxExecOutput), newOutput(s.output, MaxExecOutput)
+	kept := false
+	defer func() {
+		if !kept {
+			_, _ = stdout.Close(), stderr.Close()
+		}
+	}()
 	defer s.BeginActivity(ctx, sb.ID)()
 	runCtx, cancel := context.WithTimeout(ctx, p.Timeout)
 	defer cancel()
@@ -797,12 +826,10 @@ func (s *Service) Exec(ctx context.Context, ref string, p ExecParams) (ExecResul
 		// stderr), as it is on a real machine, not an engine error.
 		Cmd:    []string{"/bin/sh", "-c", `cd -- "$1" && exec /bin/sh -c "$2"`, "sh", p.Cwd, p.Command},
 		Env:    env,
-		Stdout: alsoTo(stdout, p.Stdout),
-		Stderr: alsoTo(stderr, p.Stderr),
+		Stdout: outputTo(stdout, p.Stdout),
+		Stderr: outputTo(stderr, p.Stderr),
 	})
-	res := ExecResult{ExitCode: code, Duration: time.Since(start)}
-	res.Stdout, res.StdoutTruncated = stdout.result()
-	res.Stderr, res.StderrTruncated = stderr.result()
+	res := ExecResult{Stdout: stdout, Stderr: stderr, ExitCode: code, Duration: time.Since(start)}
 	switch {
 	case err == nil:
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
@@ -828,6 +855,7 @@ func (s *Service) Exec(ctx context.Context, ref string, p ExecParams) (ExecResul
 	s.event(ctx, sb.ID, "exec", "info", "Command executed", map[string]any{
 		"command": truncate(p.Command, 200), "exitCode": res.ExitCode, "durationMs": res.Duration.Milliseconds(), "timedOut": res.TimedOut,
 	})
+	kept = true
 	return res, nil
 }
 
@@ -877,32 +905,4 @@ func (s *Service) event(ctx context.Context, sandboxID, typ, severity, title str
 	if err := s.store.AddEvent(context.WithoutCancel(ctx), ev); err != nil {
 		s.log.Warn("could not record activity", "sandbox", sandboxID, "event", typ, "err", err)
 	}
-}
-
-// cappedBuffer keeps the first max bytes written to it and notes whether
-// more came.
-type cappedBuffer struct {
-	max       int
-	mu        sync.Mutex
-	buf       []byte
-	truncated bool
-}
-
-func (b *cappedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	n := len(p)
-	if room := b.max - len(b.buf); room < n {
-		b.truncated = true
-		p = p[:max(room, 0)]
-	}
-	b.buf = append(b.buf, p...)
-	// Claim every byte: a short write would stop the copy feeding us.
-	return n, nil
-}
-
-func (b *cappedBuffer) result() (string, bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.buf), b.truncated
 }

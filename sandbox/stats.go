@@ -20,6 +20,10 @@ type Stats struct {
 	// mounted workspaces are not counted.
 	DiskUsedBytes  int64
 	DiskTotalBytes int64 // the disk the sandbox asked for
+	// DiskEnforced: the engine holds the sandbox to DiskTotalBytes. Where
+	// it cannot, DiskOverLimit says the files are past it (disk.go).
+	DiskEnforced  bool
+	DiskOverLimit bool
 	// Uptime is the time since the sandbox's container started, paused
 	// time included.
 	Uptime time.Duration
@@ -50,6 +54,11 @@ func (s *Service) Stats(ctx context.Context, ref string) (*Sandbox, Stats, error
 		out.MemoryTotalBytes = raw.MemoryLimitBytes
 	}
 	out.DiskTotalBytes, _ = ParseSize(sb.Resources.Disk)
+	if l, known := s.DiskLimits(); known && l.Enforced {
+		out.DiskEnforced = true
+	} else if out.DiskTotalBytes > 0 && out.DiskUsedBytes > 0 {
+		out.DiskOverLimit = s.noteDiskUse(ctx, sb.ID, out.DiskUsedBytes, out.DiskTotalBytes)
+	}
 	// The container's CPU limit is the vCPUs asked for, clamped to the
 	// host's CPUs (see makeContainer).
 	cpus := float64(sb.Resources.VCPUs)

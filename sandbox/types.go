@@ -221,13 +221,22 @@ type ExecParams struct {
 
 // ExecResult is what a finished command gave.
 type ExecResult struct {
-	Stdout          string
-	Stderr          string
-	StdoutTruncated bool
-	StderrTruncated bool
-	ExitCode        int
-	TimedOut        bool
-	Duration        time.Duration
+	// Stdout and Stderr are the first MaxExecOutput bytes of each (empty
+	// for a streaming exec, whose output went to ExecParams' writers). The
+	// caller Closes the result once it has answered.
+	Stdout, Stderr *Output
+	ExitCode       int
+	TimedOut       bool
+	Duration       time.Duration
+}
+
+// Close gives back what the result's output holds.
+func (r ExecResult) Close() {
+	for _, o := range []*Output{r.Stdout, r.Stderr} {
+		if o != nil {
+			_ = o.Close()
+		}
+	}
 }
 
 // Template maps a template name to an image.

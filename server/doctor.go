@@ -10,6 +10,7 @@ import (
 
 	"github.com/rtemu-dev/rtemu/config"
 	"github.com/rtemu-dev/rtemu/dockerdriver"
+	"github.com/rtemu-dev/rtemu/sandbox"
 	"github.com/rtemu-dev/rtemu/templates"
 )
 
@@ -108,9 +109,6 @@ func setupReport(ctx context.Context, d *dockerdriver.Driver, cfg config.Config,
 			warn("exec agent: none: %s; every command is a Docker exec (~60 ms), and ports are relayed by bash or nc in the sandbox", a.Error)
 		}
 	}
-	if cfg.DataDir == "" {
-		return
-	}
 	var image string
 	for _, t := range cfg.Templates {
 		if ok, _ := d.ImagePresent(ctx, t.Image); ok {
@@ -119,7 +117,18 @@ func setupReport(ctx context.Context, d *dockerdriver.Driver, cfg config.Config,
 		}
 	}
 	if image == "" {
-		info("workspace mounts: not checked (no template image present to check with)")
+		info("disk limits, workspace mounts: not checked (no template image present to check with)")
+		return
+	}
+	switch l, err := d.DiskLimits(ctx, image, nil); {
+	case err != nil:
+		warn("disk limits: could not check: %v", err)
+	case l.Enforced:
+		info("disk limits: enforced (storage driver %s): a sandbox's files cannot outgrow its disk", l.StorageDriver)
+	default:
+		warn("disk limits: not enforced on this engine: %s; rtemu measures each sandbox's files every %v and records a \"disk\" event past its disk", l.Why, sandbox.DefaultDiskWatch)
+	}
+	if cfg.DataDir == "" {
 		return
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {

@@ -85,6 +85,7 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 	s.svc = sandbox.New(sandbox.Config{
 		Store: s.store, Engine: s.driver, InstanceID: s.store.InstanceID(),
 		Templates: cfg.Templates, Logger: log, DataDir: s.DataDir, WarmPool: cfg.WarmPool, StrictLifecycle: cfg.StrictLifecycle,
+		ExecOutputMemory: cfg.ExecOutputMemory, DiskWatch: cfg.DiskWatch,
 		BuildTemplate: templates.NewBuilder(s.driver).BuildFunc(),
 	})
 	if err := s.svc.Start(ctx); err != nil {
