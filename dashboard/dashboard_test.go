@@ -202,7 +202,9 @@ func TestActionsFromThePage(t *testing.T) {
     return res;
   };
 })()`, id, "/"+step.action, row(id), step.status)))
-			t.Cleanup(func() { d.do(chromedp.Evaluate[chromedp.Void](`window.fetch = window.__realFetch; window.__observer?.disconnect()`)) })
+			t.Cleanup(func() {
+				d.do(chromedp.Evaluate[chromedp.Void](`window.fetch = window.__realFetch; window.__observer?.disconnect()`))
+			})
 			d.do(chromedp.Click(chromedp.CSS(fmt.Sprintf(`#sandbox-rows tr[data-id=%q] [data-action=%q]`, id, step.action))))
 			d.rowStatus(id, step.status, 10*time.Second)
 			d.apiStatus(id, step.status)
