@@ -9,6 +9,11 @@ import (
 type statsJSON struct {
 	SandboxID string        `json:"sandboxId"`
 	Stats     statsBodyJSON `json:"stats"`
+	// rtemu's, beside the hosted stats (whose fields are all numbers):
+	// whether the engine enforces the disk, and, where it does not,
+	// whether the files are past it.
+	DiskLimitEnforced bool `json:"diskLimitEnforced"`
+	DiskOverLimit     bool `json:"diskOverLimit"`
 }
 
 type statsBodyJSON struct {
@@ -17,11 +22,7 @@ type statsBodyJSON struct {
 	MemoryTotalBytes int64   `json:"memoryTotalBytes"`
 	DiskUsedBytes    int64   `json:"diskUsedBytes"`
 	DiskTotalBytes   int64   `json:"diskTotalBytes"`
-	// rtemu's: whether the engine enforces the disk, and, where it does
-	// not, whether the files are past it.
-	DiskLimitEnforced bool  `json:"diskLimitEnforced"`
-	DiskOverLimit     bool  `json:"diskOverLimit"`
-	Uptime            int64 `json:"uptime"` // seconds
+	Uptime           int64   `json:"uptime"` // seconds
 }
 
 func (a *api) sandboxStats(c echo.Context) error {
@@ -32,6 +33,5 @@ func (a *api) sandboxStats(c echo.Context) error {
 	return reply(c, http.StatusOK, statsJSON{SandboxID: sb.ID, Stats: statsBodyJSON{
 		CPUPercent: st.CPUPercent, MemoryUsedBytes: st.MemoryUsedBytes, MemoryTotalBytes: st.MemoryTotalBytes,
 		DiskUsedBytes: st.DiskUsedBytes, DiskTotalBytes: st.DiskTotalBytes, Uptime: int64(st.Uptime.Seconds()),
-		DiskLimitEnforced: st.DiskEnforced, DiskOverLimit: st.DiskOverLimit,
-	}})
+	}, DiskLimitEnforced: st.DiskEnforced, DiskOverLimit: st.DiskOverLimit})
 }

@@ -340,9 +340,9 @@ async function loadStats() {
     fill(box,
       meter('CPU', `${(s.cpuPercent ?? 0).toFixed(1)}%`, (s.cpuPercent ?? 0) / 100),
       meter('Memory', `${bytes(s.memoryUsedBytes)} of ${bytes(s.memoryTotalBytes)}`, s.memoryTotalBytes ? s.memoryUsedBytes / s.memoryTotalBytes : 0),
-      meter(s.diskLimitEnforced === false ? 'Disk (not enforced)' : 'Disk', `${bytes(s.diskUsedBytes)} of ${bytes(s.diskTotalBytes)}`,
+      meter(body.data.diskLimitEnforced === false ? 'Disk (not enforced)' : 'Disk', `${bytes(s.diskUsedBytes)} of ${bytes(s.diskTotalBytes)}`,
         s.diskTotalBytes ? s.diskUsedBytes / s.diskTotalBytes : 0),
-      s.diskOverLimit ? h('p', { id: 'disk-over', class: 'error-text', role: 'status' },
+      body.data.diskOverLimit ? h('p', { id: 'disk-over', class: 'error-text', role: 'status' },
         'The files are past this sandbox\'s disk. This Docker engine cannot enforce it (see rtemu doctor): writes still succeed here, ' +
         'and would fail on the hosted service.') : null,
       meter('Uptime', duration(s.uptime), null));
