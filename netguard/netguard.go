@@ -62,6 +62,20 @@ func (b *Budget) Open() int {
 	return len(b.conns)
 }
 
+// InUse is how many open connections are in use (serving a request, or
+// held), which no new connection can displace.
+func (b *Budget) InUse() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for c := range b.conns {
+		if c.inUse.Load() > 0 {
+			n++
+		}
+	}
+	return n
+}
+
 // Refused counts connections closed on arrival for want of room; Evicted
 // counts connections not in use closed to make room.
 func (b *Budget) Refused() int64 { return b.refused.Load() }

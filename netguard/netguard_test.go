@@ -162,16 +162,17 @@ func TestBudget(t *testing.T) {
 	go func() { _ = srv.Serve(b.Listener(ln)) }()
 	t.Cleanup(func() { srv.Close() })
 	addr := ln.Addr().String()
-	waitOpen := func(n int) {
+	waitFor := func(what string, count func() int, n int) {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
-		for b.Open() != n {
+		for count() != n {
 			if time.Now().After(deadline) {
-				t.Fatalf("%d open, want %d", b.Open(), n)
+				t.Fatalf("%d %s, want %d", count(), what, n)
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
+	waitOpen := func(n int) { t.Helper(); waitFor("open", b.Open, n) }
 	closed := func(c net.Conn) bool {
 		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		_, err := c.Read(make([]byte, 1))
@@ -215,7 +216,9 @@ func TestBudget(t *testing.T) {
 			held <- err
 		}()
 	}
-	waitOpen(3)
+	// In use, not only open: a connection whose request has not come yet
+	// is idle, and may rightly make room for the 4th.
+	waitFor("in use", b.InUse, 3)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		c, err := net.Dial("tcp", addr)
