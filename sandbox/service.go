@@ -17,29 +17,29 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/sync/singleflight"
 
-	"github.com/rtemu-dev/rtemu/dockerdriver"
+	"github.com/rtemu-dev/rtemu/engine"
 )
 
 // Engine is what the service needs of a container engine.
-// *dockerdriver.Driver implements it.
+// *engine.Driver implements it.
 type Engine interface {
-	Ping(ctx context.Context) (dockerdriver.EngineInfo, error)
+	Ping(ctx context.Context) (engine.Info, error)
 	ImagePresent(ctx context.Context, ref string) (bool, error)
 	Pull(ctx context.Context, ref string, progress func(string)) error
-	Create(ctx context.Context, spec dockerdriver.ContainerSpec) error
+	Create(ctx context.Context, spec engine.ContainerSpec) error
 	Start(ctx context.Context, name string) error
 	Pause(ctx context.Context, name string) error
 	Unpause(ctx context.Context, name string) error
 	Remove(ctx context.Context, name string) error
-	Inspect(ctx context.Context, name string) (dockerdriver.State, error)
-	List(ctx context.Context, labels map[string]string) ([]dockerdriver.Container, error)
-	Watch(ctx context.Context, labels map[string]string) (<-chan dockerdriver.Event, <-chan error)
-	Exec(ctx context.Context, name string, spec dockerdriver.ExecSpec) (int, error)
+	Inspect(ctx context.Context, name string) (engine.State, error)
+	List(ctx context.Context, labels map[string]string) ([]engine.Container, error)
+	Watch(ctx context.Context, labels map[string]string) (<-chan engine.Event, <-chan error)
+	Exec(ctx context.Context, name string, spec engine.ExecSpec) (int, error)
 	DialPort(ctx context.Context, name string, port int) (net.Conn, error)
 	// SharesFolder reports whether the engine sees a host folder at the
 	// same path (bind mounts of workspaces need it).
 	SharesFolder(ctx context.Context, dir, image string, labels map[string]string) (bool, error)
-	Stats(ctx context.Context, name string) (dockerdriver.Stats, error)
+	Stats(ctx context.Context, name string) (engine.Stats, error)
 	UpdateLimits(ctx context.Context, name string, nanoCPUs, memoryBytes int64) error
 }
 
@@ -221,7 +221,7 @@ func (s *Service) Templates() []Template {
 }
 
 // EngineInfo reports on the container engine.
-func (s *Service) EngineInfo(ctx context.Context) (dockerdriver.EngineInfo, error) {
+func (s *Service) EngineInfo(ctx context.Context) (engine.Info, error) {
 	info, err := s.engine.Ping(ctx)
 	if err != nil {
 		return info, unavailable(err)
@@ -438,7 +438,7 @@ func (s *Service) makeContainer(ctx context.Context, sb *Sandbox, log *slog.Logg
 	if err != nil {
 		return err
 	}
-	spec := dockerdriver.ContainerSpec{
+	spec := engine.ContainerSpec{
 		Name:  sb.ContainerName(),
 		Image: sb.Image,
 		// The hostname is the id: a sandbox's shell prompt says which one it is.
@@ -462,11 +462,11 @@ func (s *Service) makeContainer(ctx context.Context, sb *Sandbox, log *slog.Logg
 	// stale one of its own: an rtemu killed while the engine was still
 	// creating (or removing) it, which no list showed at the restart.
 	// Replace it; a removal still under way needs a moment.
-	for deadline := time.Now().Add(10 * time.Second); errors.Is(err, dockerdriver.ErrNameInUse) && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(10 * time.Second); errors.Is(err, engine.ErrNameInUse) && time.Now().Before(deadline); {
 		if rerr := s.engine.Remove(ctx, spec.Name); rerr != nil {
 			return fmt.Errorf("remove a stale container: %w", rerr)
 		}
-		if err = s.engine.Create(ctx, spec); errors.Is(err, dockerdriver.ErrNameInUse) {
+		if err = s.engine.Create(ctx, spec); errors.Is(err, engine.ErrNameInUse) {
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
@@ -749,7 +749,7 @@ func (s *Service) freeze(ctx context.Context, ref string, op freezeOp) (Status, 
 	}
 	if err := op.do(ctx, sb.ContainerName()); err != nil {
 		_, _ = s.transition(context.WithoutCancel(ctx), sb.ID, op.undo, nil)
-		if errors.Is(err, dockerdriver.ErrNotFound) {
+		if errors.Is(err, engine.ErrNotFound) {
 			s.markError(context.WithoutCancel(ctx), sb.ID, "the sandbox's container is gone")
 			return "", nil, conflict("sandbox %s has lost its container", sb.ID)
 		}
@@ -791,7 +791,7 @@ func (s *Service) Exec(ctx context.Context, ref string, p ExecParams) (ExecResul
 		p.Started()
 	}
 	start := time.Now()
-	code, err := s.engine.Exec(runCtx, sb.ContainerName(), dockerdriver.ExecSpec{
+	code, err := s.engine.Exec(runCtx, sb.ContainerName(), engine.ExecSpec{
 		// cd in the shell rather than through the engine's WorkingDir, so a
 		// missing cwd is the command's failure (exit 2 and a message on
 		// stderr), as it is on a real machine, not an engine error.
@@ -814,7 +814,7 @@ func (s *Service) Exec(ctx context.Context, ref string, p ExecParams) (ExecResul
 			"command": truncate(p.Command, 200), "durationMs": res.Duration.Milliseconds(), "cancelled": true,
 		})
 		return ExecResult{}, ctx.Err()
-	case errors.Is(err, dockerdriver.ErrNotRunning):
+	case errors.Is(err, engine.ErrNotRunning):
 		if cur, gerr := s.store.GetSandbox(ctx, sb.ID); gerr == nil {
 			sb = cur
 		}

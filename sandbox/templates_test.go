@@ -61,7 +61,7 @@ func TestRecipeImageBuiltAtFirstCreate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer drv.Close()
-	svc := sandbox.New(sandbox.Config{Store: st, Engine: drv, InstanceID: st.InstanceID(), BuildTemplate: buildTemplate,
+	svc := sandbox.New(sandbox.Config{Store: st, Engine: drv.Engine(), InstanceID: st.InstanceID(), BuildTemplate: buildTemplate,
 		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Templates: []sandbox.Template{
 			{Name: "base-ubuntu", Image: built, Recipe: "base-ubuntu"},
