@@ -105,6 +105,10 @@ func (s *Service) reconcile(ctx context.Context) (err error) {
 	return nil
 }
 
+// Reconcile runs a reconcile now, as a lost event stream would (tests of
+// what reconcile leaves alone).
+func (s *Service) Reconcile(ctx context.Context) error { return s.reconcile(ctx) }
+
 // settle records what the engine says a live sandbox's container is doing.
 func (s *Service) settle(ctx context.Context, sb *Sandbox, state engine.Status, exitCode int) {
 	var to Status

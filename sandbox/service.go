@@ -518,8 +518,9 @@ func (s *Service) ensureImage(ctx context.Context, sb *Sandbox, log *slog.Logger
 	return nil
 }
 
-// insert and update write a sandbox record and tell watchers about it. All
-// of the service's writes of sandboxes go through them.
+// insert, update and transition write a sandbox record and tell watchers
+// about it. All of the service's writes of sandboxes go through them, and
+// only transition changes a status.
 func (s *Service) insert(ctx context.Context, sb *Sandbox) error {
 	if err := s.store.InsertSandbox(ctx, sb); err != nil {
 		return err
@@ -528,7 +529,25 @@ func (s *Service) insert(ctx context.Context, sb *Sandbox) error {
 	return nil
 }
 
+// errStatusWrite: a write other than transition changed a status (a bug;
+// the write is refused).
+var errStatusWrite = errors.New("a sandbox's status is changed only by Service.transition")
+
+// update writes anything of a record but its status.
 func (s *Service) update(ctx context.Context, id string, fn func(*Sandbox) error) (*Sandbox, error) {
+	return s.write(ctx, id, func(sb *Sandbox) error {
+		was := sb.Status
+		if err := fn(sb); err != nil {
+			return err
+		}
+		if sb.Status != was {
+			return fmt.Errorf("sandbox %s: %s → %s: %w", sb.ID, was, sb.Status, errStatusWrite)
+		}
+		return nil
+	})
+}
+
+func (s *Service) write(ctx context.Context, id string, fn func(*Sandbox) error) (*Sandbox, error) {
 	sb, err := s.store.UpdateSandbox(ctx, id, fn)
 	if err == nil {
 		s.Publish(Change{Kind: "sandbox", ID: sb.ID, Status: sb.Status})
@@ -539,7 +558,26 @@ func (s *Service) update(ctx context.Context, id string, fn func(*Sandbox) error
 // transition moves a sandbox to a new status if the state machine allows it
 // from the status it has now, applying mutate in the same write.
 func (s *Service) transition(ctx context.Context, id string, to Status, mutate func(*Sandbox)) (*Sandbox, error) {
-	return s.update(ctx, id, func(sb *Sandbox) error {
+	return s.transitionIf(ctx, id, to, nil, mutate)
+}
+
+// errStay, from a transition's guard, leaves the record as it is and is not
+// an error (a repeat that has nothing to do).
+var errStay = errors.New("stay")
+
+// transitionIf is transition with a guard run on the record first: an
+// error from it refuses the transition with that error (its own wording of
+// the refusal), errStay leaves the record as it is. Every status change of
+// the service is made here.
+func (s *Service) transitionIf(ctx context.Context, id string, to Status, guard func(*Sandbox) error, mutate func(*Sandbox)) (*Sandbox, error) {
+	return s.write(ctx, id, func(sb *Sandbox) error {
+		if guard != nil {
+			if err := guard(sb); errors.Is(err, errStay) {
+				return nil
+			} else if err != nil {
+				return err
+			}
+		}
 		if !canTransition(sb.Status, to) {
 			return conflict("sandbox %s is %s and cannot become %s", sb.ID, sb.Status, to)
 		}
@@ -670,17 +708,15 @@ func (s *Service) destroy(ctx context.Context, sb *Sandbox) (*Sandbox, error) {
 	if err := s.engine.Remove(ctx, sb.ContainerName()); err != nil {
 		return nil, s.engineErr(err)
 	}
-	out, err := s.update(ctx, sb.ID, func(x *Sandbox) error {
+	out, err := s.transitionIf(ctx, sb.ID, StatusDestroyed, func(x *Sandbox) error {
 		if x.Status == StatusDestroyed {
-			return nil
+			return errStay
 		}
 		if !canTransition(x.Status, StatusDestroyed) {
 			return conflict("sandbox %s is %s", x.ID, x.Status)
 		}
-		now := s.now()
-		x.Status, x.UpdatedAt, x.DestroyedAt = StatusDestroyed, now, &now
 		return nil
-	})
+	}, func(x *Sandbox) { t := x.UpdatedAt; x.DestroyedAt = &t })
 	if err == nil {
 		s.event(ctx, sb.ID, "destroyed", "info", "Sandbox destroyed", nil)
 	}
@@ -738,13 +774,12 @@ func (s *Service) freeze(ctx context.Context, ref string, op freezeOp) (Status, 
 	default:
 		return "", nil, conflict("sandbox %s is %s; only a %s sandbox can be %s", sb.ID, sb.Status, op.from, op.verb)
 	}
-	if _, err := s.update(ctx, sb.ID, func(x *Sandbox) error {
+	if _, err := s.transitionIf(ctx, sb.ID, op.via, func(x *Sandbox) error {
 		if x.Status != op.from {
 			return conflict("sandbox %s is %s; only a %s sandbox can be %s", x.ID, x.Status, op.from, op.verb)
 		}
-		x.Status, x.UpdatedAt = op.via, s.now()
 		return nil
-	}); err != nil {
+	}, nil); err != nil {
 		return "", nil, err
 	}
 	if err := op.do(ctx, sb.ContainerName()); err != nil {

@@ -176,8 +176,9 @@ func (sh *shell) command(words []string) (int, error) {
 			return -1, sh.ctx.Err()
 		}
 	case "exec":
+		code, err := sh.run(words[1:])
 		sh.exited = true
-		return sh.run(words[1:])
+		return code, err
 	}
 	fmt.Fprintf(sh.stderr, "sh: %s: not found\n", words[0])
 	return 127, nil
