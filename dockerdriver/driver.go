@@ -331,7 +331,14 @@ func (d *Driver) Inspect(ctx context.Context, name string) (State, error) {
 		st.Init = c.HostConfig.Init != nil && *c.HostConfig.Init
 	}
 	if c.NetworkSettings != nil {
-		st.IP = c.NetworkSettings.IPAddress
+		// The address on the container's own network (NetworkSettings'
+		// top-level IPAddress is only the default bridge's, and deprecated),
+		// else on any it is on.
+		if c.HostConfig != nil {
+			if n := c.NetworkSettings.Networks[string(c.HostConfig.NetworkMode)]; n != nil {
+				st.IP = n.IPAddress
+			}
+		}
 		for _, n := range c.NetworkSettings.Networks {
 			if st.IP == "" && n != nil {
 				st.IP = n.IPAddress

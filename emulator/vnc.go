@@ -2,7 +2,6 @@ package emulator
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -76,13 +75,4 @@ func (a *api) addDesktop(ctx context.Context, sb *sandbox.Sandbox, out *sandboxJ
 		}
 		out.VNCReady = a.svc.VNCReady(ctx, sb)
 	}
-}
-
-// hostPort splits a listener's address for URLs.
-func hostPort(addr net.Addr) (string, string) {
-	host, port, err := net.SplitHostPort(addr.String())
-	if err != nil {
-		return addr.String(), ""
-	}
-	return host, port
 }
