@@ -6,6 +6,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -448,4 +449,39 @@ func TestEngineDownRefuses(t *testing.T) {
 		return err
 	})
 	e.running(sandbox.CreateParams{})
+}
+
+// vncReady comes from the service's watcher: true once something answers on
+// the desktop's port, false while paused; reading it dials nothing.
+func TestVNCReadyFromWatcher(t *testing.T) {
+	t.Parallel()
+	e := started(t, func(c *sandbox.Config) {
+		c.Templates = append(c.Templates, sandbox.Template{Name: sandbox.DesktopTemplate, Image: testImage})
+	})
+	sb := e.running(sandbox.CreateParams{Template: sandbox.DesktopTemplate})
+	if e.svc.VNCReady(sb) {
+		t.Fatal("ready before anything answers on the desktop's port")
+	}
+	if err := e.eng.Serve(sb.ContainerName(), sandbox.VNCPort, func(c net.Conn) { c.Close() }); err != nil {
+		t.Fatal(err)
+	}
+	testwait.Until(t, 10*time.Second, func() bool { return e.svc.VNCReady(e.get(sb.ID)) }, "vncReady never turned true")
+	dials := e.eng.Calls("DialPort")
+	for range 50 {
+		e.svc.VNCReady(e.get(sb.ID))
+	}
+	if _, _, err := e.svc.Pause(e.ctx, sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	if e.svc.VNCReady(e.get(sb.ID)) {
+		t.Fatal("a paused desktop is ready")
+	}
+	// 50 reads and a pause in well under a probe interval: at most the
+	// watcher's own probe dialled meanwhile.
+	if n := e.eng.Calls("DialPort") - dials; n > 2 {
+		t.Fatalf("%d dials while reading readiness", n)
+	}
+	if base := e.running(sandbox.CreateParams{}); e.svc.VNCReady(base) {
+		t.Fatal("a sandbox without a desktop is ready")
+	}
 }

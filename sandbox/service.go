@@ -134,6 +134,7 @@ type Service struct {
 	pool    warmPool
 	projs   projects
 	terms   terminalSessions
+	desks   desktops
 
 	resetMu    sync.Mutex
 	resetHooks []ResetHook
@@ -190,6 +191,7 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 	s.goBackground(func(ctx context.Context) { s.watch(ctx, reconciled) })
 	s.goBackground(s.sweepIdle)
+	s.goBackground(s.watchDesktops)
 	return s.startPool()
 }
 
