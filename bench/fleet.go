@@ -108,7 +108,6 @@ func (b *bench) fleetMetrics(ctx context.Context) (rows []result, err error) {
 	// The fleet, `parallel` creates at a time; every create must succeed.
 	var (
 		mu    sync.Mutex
-		lat   []time.Duration
 		errs  []error
 		first []time.Duration // the first wave's create-to-running
 	)
@@ -135,7 +134,6 @@ func (b *bench) fleetMetrics(ctx context.Context) (rows []result, err error) {
 		if made == 0 {
 			first = waveLat
 		}
-		lat = append(lat, waveLat...)
 		made += wave
 		b.log.Info("fleet", "running", made)
 	}

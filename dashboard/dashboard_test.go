@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"github.com/rtemu-dev/rtemu/dashboard"
+	"github.com/rtemu-dev/rtemu/emulator"
 	"github.com/rtemu-dev/rtemu/emulatortest"
 	"github.com/rtemu-dev/rtemu/sandbox"
 )
@@ -371,7 +372,7 @@ func TestFeaturesNotInThisBuildSaySo(t *testing.T) {
 	// Armed before the page loads, so no panel has data from before.
 	ops := []string{"workspace.list", "sshkey.list", "sandbox.stats", "sandbox.activity", "sandbox.url", "sandbox.vnc", "sandbox.ssh"}
 	for _, op := range ops {
-		if _, err := srv.Service().ArmFault(sandbox.Fault{Operation: op, Mode: sandbox.FaultError, Status: 501, Code: "not_implemented"}, ops); err != nil {
+		if _, err := srv.Service().ArmFault(sandbox.Fault{Operation: op, Mode: sandbox.FaultError, Answer: emulator.FaultAnswer{Status: 501, Code: "not_implemented"}}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -9,17 +9,12 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
+
+	"github.com/rtemu-dev/rtemu/engine"
 )
 
 // DiskLimits says whether the engine enforces a container's disk size.
-type DiskLimits struct {
-	Enforced bool
-	// StorageDriver is the engine's (overlay2, fuse-overlayfs, btrfs, …).
-	StorageDriver string
-	// Why, when not enforced: what the engine said, or that its storage
-	// driver has no size option.
-	Why string
-}
+type DiskLimits = engine.DiskLimits
 
 // sizeDrivers are the storage drivers whose containers take a size
 // (--storage-opt size): overlay2 only on xfs mounted with pquota, which

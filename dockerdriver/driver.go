@@ -24,18 +24,22 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/jsonmessage"
+
+	"github.com/rtemu-dev/rtemu/engine"
 )
 
+// The contract's errors (package engine): wrap maps the Docker client's
+// failures onto them.
 var (
 	// ErrNotFound: the container or image does not exist.
-	ErrNotFound = errors.New("not found in the Docker engine")
+	ErrNotFound = engine.ErrNotFound
 	// ErrNotRunning: the container exists but is paused or stopped, so it
 	// cannot run a command.
-	ErrNotRunning = errors.New("container is not running")
+	ErrNotRunning = engine.ErrNotRunning
 	// ErrNameInUse: a container of that name exists already.
-	ErrNameInUse = errors.New("container name in use")
+	ErrNameInUse = engine.ErrNameInUse
 	// ErrUnavailable: the Docker engine does not answer.
-	ErrUnavailable = errors.New("docker engine unavailable")
+	ErrUnavailable = engine.ErrUnavailable
 )
 
 // Driver is a Docker Engine client in the lifecycle service's terms.
@@ -123,13 +127,7 @@ func wrap(err error, what string) error {
 }
 
 // EngineInfo describes the engine rtemu talks to.
-type EngineInfo struct {
-	Version    string `json:"version"`
-	APIVersion string `json:"apiVersion"`
-	OS         string `json:"os"`
-	Host       string `json:"host"`
-	CPUs       int    `json:"cpus"`
-}
+type EngineInfo = engine.Info
 
 // Ping checks that the engine answers and says which one it is.
 func (d *Driver) Ping(ctx context.Context) (EngineInfo, error) {
@@ -185,41 +183,13 @@ func (d *Driver) Pull(ctx context.Context, ref string, progress func(string)) er
 	}
 }
 
-// ContainerSpec is what a sandbox container is made from.
-type ContainerSpec struct {
-	Name     string
-	Image    string
-	Hostname string
-	// Aliases are names other containers on the sandboxes' network may
-	// use for this one (only the shared network lets them connect).
-	Aliases     []string
-	Labels      map[string]string
-	Env         []string
-	NanoCPUs    int64
-	MemoryBytes int64
-	PidsLimit   int64
-	// WorkingDir is created by the engine at start when the image lacks it,
-	// which is how every sandbox gets an empty /workspace.
-	WorkingDir string
-	// Mounts are host folders bound into the container (workspaces).
-	Mounts []Mount
-	// DiskBytes caps the container's files, on an engine that enforces it
-	// (DiskLimits); 0 leaves them unbounded.
-	DiskBytes int64
-	// HelperLabels go on any short-lived container the driver makes for
-	// this one (the one that fills the exec agent's volume), so that whoever
-	// reconciles the owner's containers removes a helper a kill left.
-	HelperLabels map[string]string
-}
-
-// Mount binds a host folder into a container. The engine must see the
-// folder at the same path as rtemu: a local engine, or Docker Desktop's
-// shared folders.
-type Mount struct {
-	Source   string // host folder
-	Target   string // path inside the container
-	ReadOnly bool
-}
+// ContainerSpec is what a sandbox container is made from; Mount binds a
+// host folder into one. The engine must see the folder at the same path as
+// rtemu: a local engine, or Docker Desktop's shared folders.
+type (
+	ContainerSpec = engine.ContainerSpec
+	Mount         = engine.Mount
+)
 
 // keepAlive keeps a container running whatever the image's own command is.
 // docker-init (Init: true) is PID 1, so orphans of exec'd commands are reaped
@@ -256,7 +226,6 @@ func (d *Driver) Create(ctx context.Context, spec ContainerSpec) error {
 		NetworkMode:   container.NetworkMode(netName),
 		CapDrop:       droppedCaps,
 		ReadonlyPaths: sandboxReadonlyPaths,
-		StorageOpt:    storageOpt(spec.DiskBytes),
 		Resources: container.Resources{
 			NanoCPUs:  spec.NanoCPUs,
 			Memory:    spec.MemoryBytes,
@@ -362,7 +331,14 @@ func (d *Driver) Inspect(ctx context.Context, name string) (State, error) {
 		st.Init = c.HostConfig.Init != nil && *c.HostConfig.Init
 	}
 	if c.NetworkSettings != nil {
-		st.IP = c.NetworkSettings.IPAddress
+		// The address on the container's own network (NetworkSettings'
+		// top-level IPAddress is only the default bridge's, and deprecated),
+		// else on any it is on.
+		if c.HostConfig != nil {
+			if n := c.NetworkSettings.Networks[string(c.HostConfig.NetworkMode)]; n != nil {
+				st.IP = n.IPAddress
+			}
+		}
 		for _, n := range c.NetworkSettings.Networks {
 			if st.IP == "" && n != nil {
 				st.IP = n.IPAddress

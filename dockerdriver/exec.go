@@ -15,28 +15,15 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/rtemu-dev/rtemu/agent"
+	"github.com/rtemu-dev/rtemu/engine"
 )
 
-// WindowSize is a terminal size in characters.
-type WindowSize struct{ Rows, Cols uint }
-
-// ExecSpec describes one command run in a container.
-type ExecSpec struct {
-	Cmd        []string
-	Env        []string
-	WorkingDir string
-	Tty        bool
-	// Size is the terminal's size at start (Tty only), so the first prompt
-	// already has the right width.
-	Size *WindowSize
-	// Resize delivers window changes (Tty only).
-	Resize <-chan WindowSize
-	// Stdin, when set, is copied to the command; its EOF closes the
-	// command's stdin.
-	Stdin  io.Reader
-	Stdout io.Writer
-	Stderr io.Writer // ignored with Tty: a terminal has one stream
-}
+// WindowSize is a terminal size in characters; ExecSpec describes one
+// command run in a container.
+type (
+	WindowSize = engine.WindowSize
+	ExecSpec   = engine.ExecSpec
+)
 
 // execMarker is the environment variable that tags every process an exec
 // starts. Docker has no API to kill an exec (moby/moby#35703), and the

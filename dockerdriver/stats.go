@@ -7,22 +7,12 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+
+	"github.com/rtemu-dev/rtemu/engine"
 )
 
 // Stats is what the engine measures of one container.
-type Stats struct {
-	// CPUCores is how many CPU cores the container kept busy, on average,
-	// over the sampling window (1.5 = one and a half cores).
-	CPUCores float64
-	// MemoryUsedBytes leaves out the page cache the kernel can drop at once
-	// (inactive files), as `docker stats` does.
-	MemoryUsedBytes  int64
-	MemoryLimitBytes int64
-	// DiskUsedBytes is the container's root filesystem: its image plus what
-	// was written to it (SizeRootFs). Bind mounts are not counted.
-	DiskUsedBytes int64
-	StartedAt     time.Time
-}
+type Stats = engine.Stats
 
 // Stats samples a container's CPU, memory and disk use. It works on a paused
 // container too (its CPU use is then zero).

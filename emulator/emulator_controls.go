@@ -3,6 +3,7 @@ package emulator
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 
@@ -97,9 +98,10 @@ func (a *api) injectFaults(next echo.HandlerFunc) echo.HandlerFunc {
 			sandbox.Delay(c.Request().Context(), f)
 		}
 		if f, ok := a.svc.TakeFault(op, sandbox.FaultError); ok {
-			code := f.Code
+			ans, _ := f.Answer.(FaultAnswer)
+			code := ans.Code
 			if code == "" {
-				if code = statusCodes[f.Status]; code == "" {
+				if code = statusCodes[ans.Status]; code == "" {
 					code = "internal_error"
 				}
 			}
@@ -107,7 +109,7 @@ func (a *api) injectFaults(next echo.HandlerFunc) echo.HandlerFunc {
 			if msg == "" {
 				msg = "injected fault " + f.ID + " for " + op
 			}
-			return &apiError{status: f.Status, code: code, message: msg}
+			return &apiError{status: ans.Status, code: code, message: msg}
 		}
 		return next(c)
 	}
@@ -146,10 +148,23 @@ type faultJSON struct {
 	Fired     int    `json:"fired"`
 }
 
+// FaultAnswer is what an error fault answers over REST: the API's own words,
+// which the service keeps opaque (sandbox.Fault.Answer).
+type FaultAnswer struct {
+	Status int
+	Code   string
+}
+
+func toFaultJSON(f sandbox.Fault) faultJSON {
+	ans, _ := f.Answer.(FaultAnswer)
+	return faultJSON{ID: f.ID, Operation: f.Operation, Mode: f.Mode, Status: ans.Status, Code: ans.Code,
+		Message: f.Message, Ms: f.Ms, Count: f.Count, Fired: f.Fired}
+}
+
 func (a *api) listFaults(c echo.Context) error {
 	out := []faultJSON{}
 	for _, f := range a.svc.Faults() {
-		out = append(out, faultJSON(f))
+		out = append(out, toFaultJSON(f))
 	}
 	return reply(c, http.StatusOK, out)
 }
@@ -159,11 +174,33 @@ func (a *api) armFault(c echo.Context) error {
 	if err := decodeJSON(c, &f, false); err != nil {
 		return err
 	}
-	armed, err := a.svc.ArmFault(sandbox.Fault(f), a.operations())
+	// The operations are this API's, and so are the status and code an
+	// error fault answers with.
+	var wrong []sandbox.FieldError
+	known := f.Operation == sandbox.AnyOperation
+	for _, op := range a.operations() {
+		known = known || op == f.Operation
+	}
+	if !known {
+		wrong = append(wrong, sandbox.FieldError{Field: "operation",
+			Message: fmt.Sprintf("unknown operation %q (GET /_emulator/operations lists them; * is every one)", f.Operation)})
+	}
+	var ans any
+	if f.Mode == sandbox.FaultError {
+		if f.Status == 0 {
+			f.Status = http.StatusInternalServerError
+		}
+		if f.Status < 400 || f.Status > 599 {
+			wrong = append(wrong, sandbox.FieldError{Field: "status", Message: "must be an HTTP error status (400–599)"})
+		}
+		ans = FaultAnswer{Status: f.Status, Code: f.Code}
+	}
+	armed, err := a.svc.ArmFault(sandbox.Fault{Operation: f.Operation, Mode: f.Mode, Answer: ans, Message: f.Message,
+		Ms: f.Ms, Count: f.Count}, wrong...)
 	if err != nil {
 		return err
 	}
-	return reply(c, http.StatusCreated, faultJSON(armed))
+	return reply(c, http.StatusCreated, toFaultJSON(armed))
 }
 
 func (a *api) clearFaults(c echo.Context) error {

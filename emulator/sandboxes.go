@@ -104,7 +104,7 @@ func (a *api) toSandboxJSON(ctx context.Context, sb *sandbox.Sandbox) sandboxJSO
 	if sb.Status == sandbox.StatusFailed || sb.Status == sandbox.StatusError {
 		out.Error = sb.Error
 	}
-	a.addDesktop(ctx, sb, &out)
+	a.addDesktop(sb, &out)
 	return out
 }
 
@@ -160,6 +160,7 @@ func (a *api) createSandbox(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	a.openDesktop(c.Request().Context(), sb)
 	return reply(c, http.StatusCreated, a.toSandboxJSON(c.Request().Context(), sb))
 }
 

@@ -67,10 +67,6 @@ type loopback struct {
 
 type devTargetKey struct{}
 
-// devURLReapEvery is how often the listeners of destroyed sandboxes are
-// looked for and closed.
-const devURLReapEvery = 10 * time.Second
-
 // DevURLOptions say how dev URLs are written.
 type DevURLOptions struct {
 	// PublicAddr is the API's address as clients reach it (HOST:PORT);
@@ -151,10 +147,14 @@ func (d *DevURLs) Start(ctx context.Context, apiAddr net.Addr) error {
 			d.log.Warn("cannot serve a dev URL again", "sandbox", u.SandboxID, "port", u.Port, "err", err)
 		}
 	}
+	changes := d.svc.Subscribe(d.ctx)
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		d.reap()
+		// Those served again may belong to sandboxes destroyed while rtemu
+		// was stopping: look at every one once, then follow the changes.
+		d.reapIf(func(string) bool { return true })
+		d.reap(changes)
 	}()
 	return nil
 }
@@ -205,6 +205,22 @@ func (d *DevURLs) URL(ctx context.Context, ref string, port int) (devURL, error)
 
 // open makes sure a target has a loopback listener and returns its port:
 // the known one when it is free, else a new one, which is recorded.
+// KnownPortURL is the URL of a sandbox's port when it is served already
+// (or needs no listener): what showing a sandbox may say without opening
+// anything.
+func (d *DevURLs) KnownPortURL(sandboxID string, port int) (string, bool) {
+	if d.opts.NoListeners {
+		return fmt.Sprintf("http://%d-%s.localhost:%s", port, sandboxID, d.apiPort), true
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	lb, ok := d.served[devTarget{sandboxID, port}]
+	if !ok {
+		return "", false
+	}
+	return "http://" + net.JoinHostPort(d.urlHost, strconv.Itoa(lb.hostPort)), true
+}
+
 // PortURL is the URL of a sandbox's port, as GET /url gives it (the desktop's
 // vncUrl is one).
 func (d *DevURLs) PortURL(ctx context.Context, ref string, port int) (string, error) {
@@ -263,27 +279,31 @@ func (d *DevURLs) open(ctx context.Context, t devTarget, known int) (int, error)
 	return hp, nil
 }
 
-// reap closes the listeners of sandboxes destroyed since they were opened.
-func (d *DevURLs) reap() {
-	t := time.NewTicker(devURLReapEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-d.ctx.Done():
-			return
-		case <-t.C:
-		}
-		d.mu.Lock()
-		ids := map[string]bool{}
-		for k := range d.served {
+// reap closes the listeners of sandboxes destroyed since they were opened,
+// following the service's changes. A change can be lost to a full buffer
+// (Subscribe), so every change of a served sandbox is checked against its
+// record, not only the destroyed ones, and a reset checks them all.
+func (d *DevURLs) reap(changes <-chan sandbox.Change) {
+	for c := range changes {
+		d.reapIf(func(id string) bool { return c.Kind == "reset" || c.Kind == "sandbox" && id == c.ID })
+	}
+}
+
+// reapIf closes the listeners of the served sandboxes picked that are
+// destroyed (or gone).
+func (d *DevURLs) reapIf(pick func(sandboxID string) bool) {
+	ids := map[string]bool{}
+	d.mu.Lock()
+	for k := range d.served {
+		if pick(k.sandboxID) {
 			ids[k.sandboxID] = true
 		}
-		d.mu.Unlock()
-		for id := range ids {
-			sb, err := d.svc.Get(d.ctx, id)
-			if errors.Is(err, sandbox.ErrNotFound) || (err == nil && sb.Status == sandbox.StatusDestroyed) {
-				d.forget(id)
-			}
+	}
+	d.mu.Unlock()
+	for id := range ids {
+		sb, err := d.svc.Get(d.ctx, id)
+		if errors.Is(err, sandbox.ErrNotFound) || (err == nil && sb.Status == sandbox.StatusDestroyed) {
+			d.forget(id)
 		}
 	}
 }

@@ -2,7 +2,6 @@ package emulator
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -18,7 +17,11 @@ import (
 // takes the same path as any dev URL: WebSocket passthrough, activity
 // counted, a paused sandbox resumed by the first request.
 type PortURLs interface {
+	// PortURL gives the URL, opening its listener if it has none yet.
 	PortURL(ctx context.Context, ref string, port int) (string, error)
+	// KnownPortURL gives the URL only if it is served already: showing a
+	// sandbox opens nothing.
+	KnownPortURL(sandboxID string, port int) (string, bool)
 }
 
 // vncJSON is the wire form of GET /v1/sandboxes/{id}/vnc. host and port are
@@ -59,9 +62,20 @@ func (a *api) vnc(c echo.Context) error {
 	return reply(c, http.StatusOK, out)
 }
 
-// addDesktop fills in, for a desktop sandbox, whether its desktop answers
-// now and its URL.
-func (a *api) addDesktop(ctx context.Context, sb *sandbox.Sandbox, out *sandboxJSON) {
+// openDesktop gives a new desktop sandbox its desktop URL (its listener),
+// so that showing the sandbox later only reads it.
+func (a *api) openDesktop(ctx context.Context, sb *sandbox.Sandbox) {
+	if !sb.HasDesktop() || a.portURLs == nil {
+		return
+	}
+	if _, err := a.portURLs.PortURL(ctx, sb.ID, sandbox.VNCPort); err != nil {
+		a.log.Warn("no desktop URL", "sandbox", sb.ID, "err", err)
+	}
+}
+
+// addDesktop fills in, for a desktop sandbox, its URL and whether its
+// desktop answers, as already known: it opens, writes and dials nothing.
+func (a *api) addDesktop(sb *sandbox.Sandbox, out *sandboxJSON) {
 	if !sb.HasDesktop() || a.portURLs == nil {
 		return
 	}
@@ -69,20 +83,9 @@ func (a *api) addDesktop(ctx context.Context, sb *sandbox.Sandbox, out *sandboxJ
 	case sandbox.StatusCreating, sandbox.StatusRunning, sandbox.StatusPausing, sandbox.StatusPaused, sandbox.StatusResuming:
 		// The URL works in all of these (a paused sandbox is resumed by the
 		// first request); readiness is only ever true while running.
-		if u, err := a.portURLs.PortURL(ctx, sb.ID, sandbox.VNCPort); err == nil {
+		if u, ok := a.portURLs.KnownPortURL(sb.ID, sandbox.VNCPort); ok {
 			out.VNCURL = &u
-		} else {
-			a.log.Warn("no desktop URL", "sandbox", sb.ID, "err", err)
 		}
-		out.VNCReady = a.svc.VNCReady(ctx, sb)
+		out.VNCReady = a.svc.VNCReady(sb)
 	}
-}
-
-// hostPort splits a listener's address for URLs.
-func hostPort(addr net.Addr) (string, string) {
-	host, port, err := net.SplitHostPort(addr.String())
-	if err != nil {
-		return addr.String(), ""
-	}
-	return host, port
 }

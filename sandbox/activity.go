@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rtemu-dev/rtemu/dockerdriver"
+	"github.com/rtemu-dev/rtemu/engine"
 )
 
 // activity tracks what keeps sandboxes awake: the last time each was used,
@@ -111,7 +111,7 @@ func (s *Service) DialPort(ctx context.Context, ref string, port int) (net.Conn,
 	}
 	conn, err := s.engine.DialPort(ctx, sb.ContainerName(), port)
 	if err != nil {
-		if errors.Is(err, dockerdriver.ErrNotRunning) {
+		if errors.Is(err, engine.ErrNotRunning) {
 			return nil, sb, runnable(sb)
 		}
 		return nil, sb, s.engineErr(err)

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"io"
 
-	"github.com/rtemu-dev/rtemu/dockerdriver"
+	"github.com/rtemu-dev/rtemu/engine"
 )
 
 // WindowSize is a terminal's size in characters.
-type WindowSize = dockerdriver.WindowSize
+type WindowSize = engine.WindowSize
 
 // AttachSpec is one process run with the caller's own streams: an SSH shell
 // or command, or a file operation of the SFTP server.
@@ -38,7 +38,7 @@ func (s *Service) Attach(ctx context.Context, ref string, spec AttachSpec) (int,
 		return -1, err
 	}
 	defer s.BeginActivity(ctx, sb.ID)()
-	code, err := s.engine.Exec(ctx, sb.ContainerName(), dockerdriver.ExecSpec{
+	code, err := s.engine.Exec(ctx, sb.ContainerName(), engine.ExecSpec{
 		Cmd: spec.Cmd, Env: withSandboxEnv(sb.Env, spec.Env), Tty: spec.Tty, Size: spec.Size, Resize: spec.Resize,
 		Stdin: spec.Stdin, Stdout: spec.Stdout, Stderr: spec.Stderr,
 	})
@@ -47,7 +47,7 @@ func (s *Service) Attach(ctx context.Context, ref string, spec AttachSpec) (int,
 		return code, nil
 	case ctx.Err() != nil:
 		return -1, ctx.Err()
-	case errors.Is(err, dockerdriver.ErrNotRunning):
+	case errors.Is(err, engine.ErrNotRunning):
 		if cur, gerr := s.store.GetSandbox(ctx, sb.ID); gerr == nil {
 			sb = cur
 		}

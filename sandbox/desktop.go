@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"sync"
 	"time"
 )
 
@@ -36,15 +37,59 @@ func (s *Service) Desktop(ctx context.Context, ref string) (*Sandbox, error) {
 	return sb, nil
 }
 
-// VNCReady reports whether a desktop sandbox's web client answers now. It
-// dials through the engine's DialPort (the one route to a sandbox's ports)
-// but not through Service.DialPort: looking at a sandbox must neither
-// resume it nor count as activity, or a client polling for readiness
-// would keep it from ever idling.
-func (s *Service) VNCReady(ctx context.Context, sb *Sandbox) bool {
+// vncProbeEvery is how often the desktops of running desktop sandboxes are
+// probed (watchDesktops): how stale vncReady may be.
+const vncProbeEvery = 500 * time.Millisecond
+
+// desktops is what the desktop watcher last saw: the running desktop
+// sandboxes whose web client answered.
+type desktops struct {
+	mu    sync.Mutex
+	ready map[string]bool
+}
+
+// VNCReady reports whether a desktop sandbox's web client answered when
+// the watcher last looked. It reads only: showing a sandbox dials nothing.
+func (s *Service) VNCReady(sb *Sandbox) bool {
 	if !sb.HasDesktop() || sb.Status != StatusRunning {
 		return false
 	}
+	s.desks.mu.Lock()
+	defer s.desks.mu.Unlock()
+	return s.desks.ready[sb.ID]
+}
+
+// watchDesktops probes the web client of every running desktop sandbox.
+// It dials through the engine's DialPort (the one route to a sandbox's
+// ports) but not through Service.DialPort: looking at a sandbox must
+// neither resume it nor count as activity, or a client polling for
+// readiness would keep it from ever idling.
+func (s *Service) watchDesktops(ctx context.Context) {
+	t := time.NewTicker(vncProbeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		live, err := s.store.LiveSandboxes(ctx)
+		if err != nil {
+			continue
+		}
+		ready := map[string]bool{}
+		for _, sb := range live {
+			if sb.HasDesktop() && sb.Status == StatusRunning && s.vncAnswers(ctx, sb) {
+				ready[sb.ID] = true
+			}
+		}
+		s.desks.mu.Lock()
+		s.desks.ready = ready
+		s.desks.mu.Unlock()
+	}
+}
+
+func (s *Service) vncAnswers(ctx context.Context, sb *Sandbox) bool {
 	ctx, cancel := context.WithTimeout(ctx, vncProbeTimeout)
 	defer cancel()
 	conn, err := s.engine.DialPort(ctx, sb.ContainerName(), VNCPort)

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rtemu-dev/rtemu/dockerdriver"
+	"github.com/rtemu-dev/rtemu/engine"
 )
 
 // A sandbox's disk is enforced where the engine's storage driver can
@@ -22,18 +22,18 @@ const DefaultDiskWatch = 30 * time.Second
 
 type diskState struct {
 	mu     sync.Mutex
-	limits *dockerdriver.DiskLimits // nil until the engine was asked
-	over   map[string]bool          // sandboxes found past their disk
+	limits *engine.DiskLimits // nil until the engine was asked
+	over   map[string]bool    // sandboxes found past their disk
 	every  time.Duration
 }
 
 // DiskLimits says whether the engine enforces disk sizes; known is false
 // until a create has asked it.
-func (s *Service) DiskLimits() (limits dockerdriver.DiskLimits, known bool) {
+func (s *Service) DiskLimits() (limits engine.DiskLimits, known bool) {
 	s.disk.mu.Lock()
 	defer s.disk.mu.Unlock()
 	if s.disk.limits == nil {
-		return dockerdriver.DiskLimits{}, false
+		return engine.DiskLimits{}, false
 	}
 	return *s.disk.limits, true
 }

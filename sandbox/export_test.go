@@ -1,6 +1,30 @@
 package sandbox
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
-// Reconcile runs a reconcile now, as a lost event stream would.
-func (s *Service) Reconcile(ctx context.Context) error { return s.reconcile(ctx) }
+// SetClock makes the service read the time from now (tests of idleness).
+func (s *Service) SetClock(now func() time.Time) { s.now = now }
+
+// Transition applies one transition of the state machine to a record.
+func (s *Service) Transition(ctx context.Context, id string, to Status) error {
+	_, err := s.transition(ctx, id, to, nil)
+	return err
+}
+
+// UpdateRecord is the service's write of anything but a status.
+func (s *Service) UpdateRecord(ctx context.Context, id string, fn func(*Sandbox) error) error {
+	_, err := s.update(ctx, id, fn)
+	return err
+}
+
+// ErrStatusWrite is refused by UpdateRecord.
+var ErrStatusWrite = errStatusWrite
+
+// Transitions is the state machine's table.
+func Transitions() map[Status][]Status { return transitions }
+
+// EngineUp says whether the service counts the engine as answering.
+func (s *Service) EngineUp() bool { return s.engineUp.Load() }

@@ -3,7 +3,6 @@ package sandbox
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"sync"
 	"time"
 )
@@ -24,10 +23,11 @@ type Fault struct {
 	ID        string
 	Operation string
 	Mode      string
-	Status    int    // error: the HTTP status (default 500)
-	Code      string // error: the envelope's code (default from the status)
-	Message   string // error: the message
-	Ms        int    // latency: the delay
+	// Answer is, for an error fault, the front door's own answer (the REST
+	// API's HTTP status and code): the service keeps it and never reads it.
+	Answer  any
+	Message string // error: the message
+	Ms      int    // latency: the delay
 	// Count is how many times the fault fires; 0 means until it is cleared.
 	Count int
 	// Fired is how many times it has fired.
@@ -40,24 +40,13 @@ type faults struct {
 	seq   int
 }
 
-// ArmFault checks and arms a fault; ops lists the operation names that exist.
-func (s *Service) ArmFault(f Fault, ops []string) (Fault, error) {
-	var v invalid
-	known := f.Operation == AnyOperation
-	for _, op := range ops {
-		known = known || op == f.Operation
-	}
-	if !known {
-		v.add("operation", "unknown operation %q (GET /_emulator/operations lists them; * is every one)", f.Operation)
-	}
+// ArmFault checks and arms a fault. Which operations exist, and what an
+// error fault answers, are the front door's: it checks them and passes what
+// it found wrong as more, so that one answer lists every mistake.
+func (s *Service) ArmFault(f Fault, more ...FieldError) (Fault, error) {
+	v := invalid(append([]FieldError(nil), more...))
 	switch f.Mode {
 	case FaultError:
-		if f.Status == 0 {
-			f.Status = http.StatusInternalServerError
-		}
-		if f.Status < 400 || f.Status > 599 {
-			v.add("status", "must be an HTTP error status (400–599)")
-		}
 	case FaultLatency:
 		if f.Ms < 1 || f.Ms > 600000 {
 			v.add("ms", "must be between 1 and 600000")

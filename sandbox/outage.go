@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rtemu-dev/rtemu/dockerdriver"
+	"github.com/rtemu-dev/rtemu/engine"
 )
 
 // Engine outages: while the Docker engine stops, is down or restarts, its
@@ -94,8 +94,8 @@ func (s *Service) engineDown() bool {
 // knownEngineError says whether err already means something of its own.
 func knownEngineError(err error) bool {
 	var se *Error
-	return errors.As(err, &se) || errors.Is(err, dockerdriver.ErrNotFound) ||
-		errors.Is(err, dockerdriver.ErrNotRunning) || errors.Is(err, dockerdriver.ErrNameInUse) ||
+	return errors.As(err, &se) || errors.Is(err, engine.ErrNotFound) ||
+		errors.Is(err, engine.ErrNotRunning) || errors.Is(err, engine.ErrNameInUse) ||
 		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
@@ -104,10 +104,10 @@ func knownEngineError(err error) bool {
 // is. The front doors call it on errors they have no other word for, so
 // that an outage is never an internal error.
 func (s *Service) Explain(err error) error {
-	if err == nil || knownEngineError(err) && !errors.Is(err, dockerdriver.ErrUnavailable) {
+	if err == nil || knownEngineError(err) && !errors.Is(err, engine.ErrUnavailable) {
 		return err
 	}
-	if errors.Is(err, dockerdriver.ErrUnavailable) || s.engineDown() {
+	if errors.Is(err, engine.ErrUnavailable) || s.engineDown() {
 		return unavailable(err)
 	}
 	return err
@@ -116,7 +116,7 @@ func (s *Service) Explain(err error) error {
 // outageFailure words a create's failure when the engine went away under
 // it.
 func (s *Service) outageFailure(err error) error {
-	if errors.Is(err, dockerdriver.ErrUnavailable) || !knownEngineError(err) && s.engineDown() {
+	if errors.Is(err, engine.ErrUnavailable) || !knownEngineError(err) && s.engineDown() {
 		return fmt.Errorf("the Docker engine stopped or became unreachable while the sandbox was being made: %w", err)
 	}
 	return err

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rtemu-dev/rtemu/dockerdriver"
+	"github.com/rtemu-dev/rtemu/engine"
 )
 
 // The warm pool keeps started containers per template so a create hands one
@@ -196,7 +196,7 @@ func (s *Service) makePooledContainer(ctx context.Context, tpl Template, id stri
 		return err
 	}
 	cpus, mem := s.limits(Resources{VCPUs: DefaultVCPUs, Memory: DefaultMemory})
-	spec := dockerdriver.ContainerSpec{
+	spec := engine.ContainerSpec{
 		Name:     sb.ContainerName(),
 		Image:    sb.Image,
 		Hostname: id[len("sandbox-"):],
@@ -261,7 +261,7 @@ func (s *Service) takePooled(ctx context.Context, template string, res Resources
 		s.log.Warn("warm pool: could not fit a container's limits; trying the next", "container", name, "err", err)
 		s.pool.handedOver(name, false)
 		s.discardPooled(name)
-		if errors.Is(err, dockerdriver.ErrUnavailable) || ctx.Err() != nil {
+		if errors.Is(err, engine.ErrUnavailable) || ctx.Err() != nil {
 			return "", false
 		}
 	}

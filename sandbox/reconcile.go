@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/rtemu-dev/rtemu/dockerdriver"
+	"github.com/rtemu-dev/rtemu/engine"
 )
 
 // reconcile makes the records and the engine agree, after a start or a lost
@@ -32,7 +32,7 @@ func (s *Service) reconcile(ctx context.Context) (err error) {
 	if err != nil {
 		return s.engineErr(err)
 	}
-	byName := make(map[string]dockerdriver.Container, len(containers))
+	byName := make(map[string]engine.Container, len(containers))
 	for _, c := range containers {
 		byName[c.Name] = c
 	}
@@ -48,7 +48,7 @@ func (s *Service) reconcile(ctx context.Context) (err error) {
 			if s.isProvisioning(sb.ID) {
 				continue // this rtemu is making it now
 			}
-			if has && c.State == "running" {
+			if has && c.Status == engine.Running {
 				if _, err := s.transition(ctx, sb.ID, StatusRunning, nil); err == nil {
 					s.event(ctx, sb.ID, "running", "info", "Sandbox running", nil)
 				}
@@ -76,16 +76,16 @@ func (s *Service) reconcile(ctx context.Context) (err error) {
 				s.markError(ctx, sb.ID, "the sandbox's container is gone (removed outside rtemu)")
 				continue
 			}
-			if lost, _ := s.outage.since(sb.ID); !lost.IsZero() && c.State != "running" && c.State != "paused" {
+			if lost, _ := s.outage.since(sb.ID); !lost.IsZero() && c.Status != engine.Running && c.Status != engine.Paused {
 				// Found stopped after the engine went away: the engine
 				// stopped it (a restart of the engine ends every process).
 				s.markError(ctx, sb.ID, engineRestarted)
 				continue
 			}
-			s.settle(ctx, sb, c.State, 0)
+			s.settle(ctx, sb, c.Status, 0)
 		case StatusError:
-			if has && (c.State == "running" || c.State == "paused") {
-				s.heal(ctx, sb, c.State)
+			if has && (c.Status == engine.Running || c.Status == engine.Paused) {
+				s.heal(ctx, sb, c.Status)
 			} else if _, died := s.outage.since(sb.ID); died && sb.Error != engineRestarted {
 				// Its die event came as the engine shut down.
 				s.reword(ctx, sb, engineRestarted)
@@ -105,13 +105,17 @@ func (s *Service) reconcile(ctx context.Context) (err error) {
 	return nil
 }
 
+// Reconcile runs a reconcile now, as a lost event stream would (tests of
+// what reconcile leaves alone).
+func (s *Service) Reconcile(ctx context.Context) error { return s.reconcile(ctx) }
+
 // settle records what the engine says a live sandbox's container is doing.
-func (s *Service) settle(ctx context.Context, sb *Sandbox, state string, exitCode int) {
+func (s *Service) settle(ctx context.Context, sb *Sandbox, state engine.Status, exitCode int) {
 	var to Status
 	switch state {
-	case "running":
+	case engine.Running:
 		to = StatusRunning
-	case "paused":
+	case engine.Paused:
 		to = StatusPaused
 	default:
 		s.markError(ctx, sb.ID, fmt.Sprintf("the sandbox's container stopped outside rtemu (state %s, exit code %d)", state, exitCode))
@@ -136,9 +140,9 @@ func (s *Service) settle(ctx context.Context, sb *Sandbox, state string, exitCod
 // heal brings a sandbox wrongly in error back to what its container does
 // (running or paused): say, one an older rtemu marked error on an
 // out-of-memory kill inside it.
-func (s *Service) heal(ctx context.Context, sb *Sandbox, state string) {
+func (s *Service) heal(ctx context.Context, sb *Sandbox, state engine.Status) {
 	to := StatusRunning
-	if state == "paused" {
+	if state == engine.Paused {
 		to = StatusPaused
 	}
 	was := sb.Error
@@ -218,14 +222,14 @@ func (s *Service) watch(ctx context.Context, reconciled bool) {
 	}
 }
 
-func (s *Service) onEvent(ctx context.Context, ev dockerdriver.Event) {
+func (s *Service) onEvent(ctx context.Context, ev engine.Event) {
 	id := ev.Labels[LabelSandbox]
 	if id == "" {
 		return
 	}
 	sb, err := s.store.GetSandbox(ctx, id)
 	if err != nil {
-		if ev.Action == "die" || ev.Action == "destroy" {
+		if ev.Kind == engine.EventDied || ev.Kind == engine.EventRemoved {
 			s.pool.forget(ev.Name) // a pool container killed behind rtemu's back
 		}
 		return
@@ -235,23 +239,23 @@ func (s *Service) onEvent(ctx context.Context, ev dockerdriver.Event) {
 	if sb.Status != StatusRunning && sb.Status != StatusPaused {
 		return
 	}
-	switch ev.Action {
-	case "oom":
+	switch ev.Kind {
+	case engine.EventOOM:
 		// The kernel killed a process of the sandbox for want of memory
 		// (cgroup v1 and v2 both report it so). The container goes on
 		// unless the victim was its PID 1, which shows as a die event of
 		// its own: running out of memory is the sandbox's business.
 		s.event(ctx, sb.ID, "oom", "warning", "Out of memory: the kernel killed a process in the sandbox",
 			map[string]any{"memory": sb.Resources.Memory})
-	case "die":
+	case engine.EventDied:
 		s.outage.sawDie(sb.ID, s.now())
 		s.markError(ctx, sb.ID, fmt.Sprintf("the sandbox's container stopped outside rtemu (exit code %d)", ev.ExitCode))
-	case "destroy":
+	case engine.EventRemoved:
 		s.markError(ctx, sb.ID, "the sandbox's container was removed outside rtemu")
-	case "pause":
-		s.settle(ctx, sb, "paused", 0)
-	case "unpause":
-		s.settle(ctx, sb, "running", 0)
+	case engine.EventPaused:
+		s.settle(ctx, sb, engine.Paused, 0)
+	case engine.EventUnpaused:
+		s.settle(ctx, sb, engine.Running, 0)
 	}
 }
 
@@ -292,7 +296,7 @@ func (s *Service) DestroyAll(ctx context.Context) error {
 // reconcile is still wanted: the pool holds it, or Create has just handed it
 // over (the record is written before the pool lets go of it, so checking
 // the record after the pool leaves no gap).
-func (s *Service) pooledInUse(ctx context.Context, c dockerdriver.Container) bool {
+func (s *Service) pooledInUse(ctx context.Context, c engine.Container) bool {
 	if s.pool.owns(c.Name) {
 		return true
 	}

@@ -17,33 +17,33 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/sync/singleflight"
 
-	"github.com/rtemu-dev/rtemu/dockerdriver"
+	"github.com/rtemu-dev/rtemu/engine"
 )
 
 // Engine is what the service needs of a container engine.
-// *dockerdriver.Driver implements it.
+// *engine.Driver implements it.
 type Engine interface {
-	Ping(ctx context.Context) (dockerdriver.EngineInfo, error)
+	Ping(ctx context.Context) (engine.Info, error)
 	ImagePresent(ctx context.Context, ref string) (bool, error)
 	Pull(ctx context.Context, ref string, progress func(string)) error
-	Create(ctx context.Context, spec dockerdriver.ContainerSpec) error
+	Create(ctx context.Context, spec engine.ContainerSpec) error
 	Start(ctx context.Context, name string) error
 	Pause(ctx context.Context, name string) error
 	Unpause(ctx context.Context, name string) error
 	Remove(ctx context.Context, name string) error
-	Inspect(ctx context.Context, name string) (dockerdriver.State, error)
-	List(ctx context.Context, labels map[string]string) ([]dockerdriver.Container, error)
-	Watch(ctx context.Context, labels map[string]string) (<-chan dockerdriver.Event, <-chan error)
-	Exec(ctx context.Context, name string, spec dockerdriver.ExecSpec) (int, error)
+	Inspect(ctx context.Context, name string) (engine.State, error)
+	List(ctx context.Context, labels map[string]string) ([]engine.Container, error)
+	Watch(ctx context.Context, labels map[string]string) (<-chan engine.Event, <-chan error)
+	Exec(ctx context.Context, name string, spec engine.ExecSpec) (int, error)
 	DialPort(ctx context.Context, name string, port int) (net.Conn, error)
 	// SharesFolder reports whether the engine sees a host folder at the
 	// same path (bind mounts of workspaces need it).
 	SharesFolder(ctx context.Context, dir, image string, labels map[string]string) (bool, error)
-	Stats(ctx context.Context, name string) (dockerdriver.Stats, error)
+	Stats(ctx context.Context, name string) (engine.Stats, error)
 	UpdateLimits(ctx context.Context, name string, nanoCPUs, memoryBytes int64) error
 	// DiskLimits tells whether the engine enforces a container's disk
 	// size; DiskUsed measures a container's files.
-	DiskLimits(ctx context.Context, image string, labels map[string]string) (dockerdriver.DiskLimits, error)
+	DiskLimits(ctx context.Context, image string, labels map[string]string) (engine.DiskLimits, error)
 	DiskUsed(ctx context.Context, name string) (int64, error)
 }
 
@@ -147,6 +147,7 @@ type Service struct {
 	pool    warmPool
 	projs   projects
 	terms   terminalSessions
+	desks   desktops
 
 	resetMu    sync.Mutex
 	resetHooks []ResetHook
@@ -211,6 +212,7 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 	s.goBackground(func(ctx context.Context) { s.watch(ctx, reconciled) })
 	s.goBackground(s.sweepIdle)
+	s.goBackground(s.watchDesktops)
 	s.goBackground(s.watchDisk)
 	return s.startPool()
 }
@@ -243,7 +245,7 @@ func (s *Service) Templates() []Template {
 }
 
 // EngineInfo reports on the container engine.
-func (s *Service) EngineInfo(ctx context.Context) (dockerdriver.EngineInfo, error) {
+func (s *Service) EngineInfo(ctx context.Context) (engine.Info, error) {
 	info, err := s.engine.Ping(ctx)
 	if err != nil {
 		return info, unavailable(err)
@@ -460,7 +462,7 @@ func (s *Service) makeContainer(ctx context.Context, sb *Sandbox, log *slog.Logg
 	if err != nil {
 		return err
 	}
-	spec := dockerdriver.ContainerSpec{
+	spec := engine.ContainerSpec{
 		Name:  sb.ContainerName(),
 		Image: sb.Image,
 		// The hostname is the id: a sandbox's shell prompt says which one it is.
@@ -485,11 +487,11 @@ func (s *Service) makeContainer(ctx context.Context, sb *Sandbox, log *slog.Logg
 	// stale one of its own: an rtemu killed while the engine was still
 	// creating (or removing) it, which no list showed at the restart.
 	// Replace it; a removal still under way needs a moment.
-	for deadline := time.Now().Add(10 * time.Second); errors.Is(err, dockerdriver.ErrNameInUse) && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(10 * time.Second); errors.Is(err, engine.ErrNameInUse) && time.Now().Before(deadline); {
 		if rerr := s.engine.Remove(ctx, spec.Name); rerr != nil {
 			return fmt.Errorf("remove a stale container: %w", rerr)
 		}
-		if err = s.engine.Create(ctx, spec); errors.Is(err, dockerdriver.ErrNameInUse) {
+		if err = s.engine.Create(ctx, spec); errors.Is(err, engine.ErrNameInUse) {
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
@@ -541,8 +543,9 @@ func (s *Service) ensureImage(ctx context.Context, sb *Sandbox, log *slog.Logger
 	return nil
 }
 
-// insert and update write a sandbox record and tell watchers about it. All
-// of the service's writes of sandboxes go through them.
+// insert, update and transition write a sandbox record and tell watchers
+// about it. All of the service's writes of sandboxes go through them, and
+// only transition changes a status.
 func (s *Service) insert(ctx context.Context, sb *Sandbox) error {
 	if err := s.store.InsertSandbox(ctx, sb); err != nil {
 		return err
@@ -551,7 +554,25 @@ func (s *Service) insert(ctx context.Context, sb *Sandbox) error {
 	return nil
 }
 
+// errStatusWrite: a write other than transition changed a status (a bug;
+// the write is refused).
+var errStatusWrite = errors.New("a sandbox's status is changed only by Service.transition")
+
+// update writes anything of a record but its status.
 func (s *Service) update(ctx context.Context, id string, fn func(*Sandbox) error) (*Sandbox, error) {
+	return s.write(ctx, id, func(sb *Sandbox) error {
+		was := sb.Status
+		if err := fn(sb); err != nil {
+			return err
+		}
+		if sb.Status != was {
+			return fmt.Errorf("sandbox %s: %s → %s: %w", sb.ID, was, sb.Status, errStatusWrite)
+		}
+		return nil
+	})
+}
+
+func (s *Service) write(ctx context.Context, id string, fn func(*Sandbox) error) (*Sandbox, error) {
 	sb, err := s.store.UpdateSandbox(ctx, id, fn)
 	if err == nil {
 		s.Publish(Change{Kind: "sandbox", ID: sb.ID, Status: sb.Status})
@@ -562,7 +583,26 @@ func (s *Service) update(ctx context.Context, id string, fn func(*Sandbox) error
 // transition moves a sandbox to a new status if the state machine allows it
 // from the status it has now, applying mutate in the same write.
 func (s *Service) transition(ctx context.Context, id string, to Status, mutate func(*Sandbox)) (*Sandbox, error) {
-	return s.update(ctx, id, func(sb *Sandbox) error {
+	return s.transitionIf(ctx, id, to, nil, mutate)
+}
+
+// errStay, from a transition's guard, leaves the record as it is and is not
+// an error (a repeat that has nothing to do).
+var errStay = errors.New("stay")
+
+// transitionIf is transition with a guard run on the record first: an
+// error from it refuses the transition with that error (its own wording of
+// the refusal), errStay leaves the record as it is. Every status change of
+// the service is made here.
+func (s *Service) transitionIf(ctx context.Context, id string, to Status, guard func(*Sandbox) error, mutate func(*Sandbox)) (*Sandbox, error) {
+	return s.write(ctx, id, func(sb *Sandbox) error {
+		if guard != nil {
+			if err := guard(sb); errors.Is(err, errStay) {
+				return nil
+			} else if err != nil {
+				return err
+			}
+		}
 		if !canTransition(sb.Status, to) {
 			return conflict("sandbox %s is %s and cannot become %s", sb.ID, sb.Status, to)
 		}
@@ -693,17 +733,15 @@ func (s *Service) destroy(ctx context.Context, sb *Sandbox) (*Sandbox, error) {
 	if err := s.engine.Remove(ctx, sb.ContainerName()); err != nil {
 		return nil, s.engineErr(err)
 	}
-	out, err := s.update(ctx, sb.ID, func(x *Sandbox) error {
+	out, err := s.transitionIf(ctx, sb.ID, StatusDestroyed, func(x *Sandbox) error {
 		if x.Status == StatusDestroyed {
-			return nil
+			return errStay
 		}
 		if !canTransition(x.Status, StatusDestroyed) {
 			return conflict("sandbox %s is %s", x.ID, x.Status)
 		}
-		now := s.now()
-		x.Status, x.UpdatedAt, x.DestroyedAt = StatusDestroyed, now, &now
 		return nil
-	})
+	}, func(x *Sandbox) { t := x.UpdatedAt; x.DestroyedAt = &t })
 	if err == nil {
 		s.event(ctx, sb.ID, "destroyed", "info", "Sandbox destroyed", nil)
 	}
@@ -761,18 +799,17 @@ func (s *Service) freeze(ctx context.Context, ref string, op freezeOp) (Status, 
 	default:
 		return "", nil, conflict("sandbox %s is %s; only a %s sandbox can be %s", sb.ID, sb.Status, op.from, op.verb)
 	}
-	if _, err := s.update(ctx, sb.ID, func(x *Sandbox) error {
+	if _, err := s.transitionIf(ctx, sb.ID, op.via, func(x *Sandbox) error {
 		if x.Status != op.from {
 			return conflict("sandbox %s is %s; only a %s sandbox can be %s", x.ID, x.Status, op.from, op.verb)
 		}
-		x.Status, x.UpdatedAt = op.via, s.now()
 		return nil
-	}); err != nil {
+	}, nil); err != nil {
 		return "", nil, err
 	}
 	if err := op.do(ctx, sb.ContainerName()); err != nil {
 		_, _ = s.transition(context.WithoutCancel(ctx), sb.ID, op.undo, nil)
-		if errors.Is(err, dockerdriver.ErrNotFound) {
+		if errors.Is(err, engine.ErrNotFound) {
 			s.markError(context.WithoutCancel(ctx), sb.ID, "the sandbox's container is gone")
 			return "", nil, conflict("sandbox %s has lost its container", sb.ID)
 		}
@@ -820,7 +857,7 @@ func (s *Service) Exec(ctx context.Context, ref string, p ExecParams) (ExecResul
 		p.Started()
 	}
 	start := time.Now()
-	code, err := s.engine.Exec(runCtx, sb.ContainerName(), dockerdriver.ExecSpec{
+	code, err := s.engine.Exec(runCtx, sb.ContainerName(), engine.ExecSpec{
 		// cd in the shell rather than through the engine's WorkingDir, so a
 		// missing cwd is the command's failure (exit 2 and a message on
 		// stderr), as it is on a real machine, not an engine error.
@@ -841,7 +878,7 @@ func (s *Service) Exec(ctx context.Context, ref string, p ExecParams) (ExecResul
 			"command": truncate(p.Command, 200), "durationMs": res.Duration.Milliseconds(), "cancelled": true,
 		})
 		return ExecResult{}, ctx.Err()
-	case errors.Is(err, dockerdriver.ErrNotRunning):
+	case errors.Is(err, engine.ErrNotRunning):
 		if cur, gerr := s.store.GetSandbox(ctx, sb.ID); gerr == nil {
 			sb = cur
 		}

@@ -6,7 +6,7 @@ import (
 	"math"
 	"time"
 
-	"github.com/rtemu-dev/rtemu/dockerdriver"
+	"github.com/rtemu-dev/rtemu/engine"
 )
 
 // Stats is a sandbox's use of its resources, measured by the engine.
@@ -42,7 +42,7 @@ func (s *Service) Stats(ctx context.Context, ref string) (*Sandbox, Stats, error
 		return nil, Stats{}, conflict("sandbox %s is %s; stats are measured while it is running or paused", sb.ID, sb.Status)
 	}
 	raw, err := s.engine.Stats(ctx, sb.ContainerName())
-	if errors.Is(err, dockerdriver.ErrNotFound) {
+	if errors.Is(err, engine.ErrNotFound) {
 		return nil, Stats{}, conflict("sandbox %s has lost its container", sb.ID)
 	}
 	if err != nil {

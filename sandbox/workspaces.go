@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rtemu-dev/rtemu/dockerdriver"
+	"github.com/rtemu-dev/rtemu/engine"
 	"github.com/rtemu-dev/rtemu/workspacefs"
 )
 
@@ -471,14 +471,14 @@ func (s *Service) WorkspacesShared() (shared, known bool) {
 }
 
 // containerMounts are a sandbox's workspace folders as bind mounts.
-func (s *Service) containerMounts(sb *Sandbox) ([]dockerdriver.Mount, error) {
-	out := make([]dockerdriver.Mount, 0, len(sb.Mounts))
+func (s *Service) containerMounts(sb *Sandbox) ([]engine.Mount, error) {
+	out := make([]engine.Mount, 0, len(sb.Mounts))
 	for _, m := range sb.Mounts {
 		folder := s.folderOf(m.WorkspaceID)
 		if fi, err := os.Stat(folder); err != nil || !fi.IsDir() {
 			return nil, fmt.Errorf("workspace %s (mounted at %s) was deleted", m.WorkspaceID, m.Path)
 		}
-		out = append(out, dockerdriver.Mount{Source: folder, Target: m.Path, ReadOnly: m.ReadOnly})
+		out = append(out, engine.Mount{Source: folder, Target: m.Path, ReadOnly: m.ReadOnly})
 	}
 	return out, nil
 }

@@ -83,7 +83,7 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 		log.Warn("could not make the sandboxes' network; creates will fail until it can be made", "err", err)
 	}
 	s.svc = sandbox.New(sandbox.Config{
-		Store: s.store, Engine: s.driver, InstanceID: s.store.InstanceID(),
+		Store: s.store, Engine: s.driver.Engine(), InstanceID: s.store.InstanceID(),
 		Templates: cfg.Templates, Logger: log, DataDir: s.DataDir, WarmPool: cfg.WarmPool, StrictLifecycle: cfg.StrictLifecycle,
 		ExecOutputMemory: cfg.ExecOutputMemory, DiskWatch: cfg.DiskWatch,
 		BuildTemplate: templates.NewBuilder(s.driver).BuildFunc(),

@@ -1,0 +1,47 @@
+package dockerdriver_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/rtemu-dev/rtemu/dockerdriver"
+	"github.com/rtemu-dev/rtemu/emulatortest"
+	"github.com/rtemu-dev/rtemu/engine"
+	"github.com/rtemu-dev/rtemu/engine/enginetest"
+	"github.com/rtemu-dev/rtemu/sandbox"
+)
+
+// The Docker engine passes the contract's conformance suite, as the fake
+// does (engine/fakeengine), on both exec paths.
+func TestConformance(t *testing.T) {
+	emulatortest.SkipIfNoDocker(t)
+	t.Parallel()
+	img, err := emulatortest.TestImage(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range execPaths {
+		t.Run(p.name, func(t *testing.T) {
+			t.Parallel()
+			enginetest.Run(t, enginetest.Harness{
+				New: func(t *testing.T) sandbox.Engine {
+					d, err := dockerdriver.New(p.options...)
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() { d.Close() })
+					return d.Engine()
+				},
+				Image: img,
+				Serve: func(t *testing.T, e sandbox.Engine, name string, port int) {
+					// busybox nc in the background: the exec returns at once.
+					cmd := fmt.Sprintf("nc -ll -p %d -e cat </dev/null >/dev/null 2>&1 &", port)
+					if code, err := e.Exec(context.Background(), name, engine.ExecSpec{Cmd: []string{"/bin/sh", "-c", cmd}}); err != nil || code != 0 {
+						t.Fatalf("start the echo server: code %d, %v", code, err)
+					}
+				},
+			})
+		})
+	}
+}

@@ -1,0 +1,173 @@
+// Package engine is the vocabulary of the contract between rtemu's lifecycle
+// service and a container engine: the values that cross it and the errors
+// the service acts on. The contract itself is sandbox.Engine; the Docker
+// engine (dockerdriver) and the in-memory fake (engine/fakeengine) both speak
+// it, and engine/enginetest is the one conformance suite both pass (see
+// docs/engines.md).
+//
+// Nothing here is Docker's: an engine maps its own states, events and
+// errors onto these.
+package engine
+
+import (
+	"errors"
+	"io"
+	"time"
+)
+
+// The errors the service tells apart. An engine wraps its own failures so
+// that errors.Is finds these.
+var (
+	// ErrNotFound: the container or image does not exist.
+	ErrNotFound = errors.New("not found in the engine")
+	// ErrNotRunning: the container exists but is paused or stopped, so it
+	// cannot run a command or take a connection.
+	ErrNotRunning = errors.New("container is not running")
+	// ErrNameInUse: a container of that name exists already (a conflict).
+	ErrNameInUse = errors.New("container name in use")
+	// ErrUnavailable: the engine does not answer.
+	ErrUnavailable = errors.New("container engine unavailable")
+)
+
+// Info describes the engine the service talks to.
+type Info struct {
+	Version    string `json:"version"`
+	APIVersion string `json:"apiVersion"`
+	OS         string `json:"os"`
+	Host       string `json:"host"`
+	CPUs       int    `json:"cpus"`
+}
+
+// ContainerSpec is what a sandbox container is made from.
+type ContainerSpec struct {
+	Name     string
+	Image    string
+	Hostname string
+	// Aliases are names other containers on the sandboxes' network may
+	// use for this one (only a shared network lets them connect).
+	Aliases     []string
+	Labels      map[string]string
+	Env         []string
+	NanoCPUs    int64
+	MemoryBytes int64
+	PidsLimit   int64
+	// WorkingDir is created at start when the image lacks it, which is how
+	// every sandbox gets an empty /workspace.
+	WorkingDir string
+	// Mounts are host folders bound into the container (workspaces).
+	Mounts []Mount
+	// DiskBytes caps the container's files, on an engine that enforces it
+	// (DiskLimits); 0 leaves them unbounded.
+	DiskBytes int64
+	// HelperLabels go on any short-lived container the engine makes for
+	// this one, so that whoever reconciles the owner's containers removes a
+	// helper a kill left.
+	HelperLabels map[string]string
+}
+
+// Mount binds a host folder into a container. The engine must see the
+// folder at the same path as rtemu (Engine.SharesFolder says whether it
+// does).
+type Mount struct {
+	Source   string // host folder
+	Target   string // path inside the container
+	ReadOnly bool
+}
+
+// Status is what a container is doing, in the service's terms.
+type Status string
+
+const (
+	// Created: made, not started yet.
+	Created Status = "created"
+	// Running: its processes run (an engine restarting it counts too).
+	Running Status = "running"
+	// Paused: its processes are frozen, memory kept.
+	Paused Status = "paused"
+	// Exited: its processes ended (stopped, killed, dead, being removed).
+	Exited Status = "exited"
+)
+
+// State is what the engine says of one container.
+type State struct {
+	Status   Status
+	ExitCode int
+	// IP is the container's address as the container sees it; "" when it
+	// has none.
+	IP     string
+	Labels map[string]string
+}
+
+// Container is one entry of a list.
+type Container struct {
+	Name   string
+	Labels map[string]string
+	Status Status
+}
+
+// EventKind is what happened to a container.
+type EventKind string
+
+const (
+	EventStarted  EventKind = "started"
+	EventDied     EventKind = "died"    // its processes ended
+	EventRemoved  EventKind = "removed" // the container is gone
+	EventOOM      EventKind = "oom"     // the kernel killed a process for want of memory
+	EventPaused   EventKind = "paused"
+	EventUnpaused EventKind = "unpaused"
+)
+
+// Event is one thing that happened to a container.
+type Event struct {
+	Kind     EventKind
+	Name     string
+	Labels   map[string]string
+	ExitCode int // EventDied
+}
+
+// WindowSize is a terminal size in characters.
+type WindowSize struct{ Rows, Cols uint }
+
+// ExecSpec describes one command run in a container.
+type ExecSpec struct {
+	Cmd        []string
+	Env        []string
+	WorkingDir string
+	Tty        bool
+	// Size is the terminal's size at start (Tty only), so the first prompt
+	// already has the right width.
+	Size *WindowSize
+	// Resize delivers window changes (Tty only).
+	Resize <-chan WindowSize
+	// Stdin, when set, is copied to the command; its EOF closes the
+	// command's stdin.
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer // ignored with Tty: a terminal has one stream
+}
+
+// Stats is what the engine measures of one container.
+type Stats struct {
+	// CPUCores is how many CPU cores the container kept busy, on average,
+	// over the sampling window (1.5 = one and a half cores).
+	CPUCores float64
+	// MemoryUsedBytes leaves out the page cache the kernel can drop at once
+	// (inactive files).
+	MemoryUsedBytes  int64
+	MemoryLimitBytes int64
+	// DiskUsedBytes is the container's root filesystem: its image plus what
+	// was written to it. Bind mounts are not counted.
+	DiskUsedBytes int64
+	StartedAt     time.Time
+}
+
+// DiskLimits says whether the engine enforces a container's disk size.
+type DiskLimits struct {
+	Enforced bool
+	// StorageDriver is the engine's way of storing container files
+	// (Docker's overlay2, fuse-overlayfs, btrfs, …).
+	StorageDriver string
+	// Why, when not enforced: what the engine said, or that its storage
+	// has no per-container size.
+	Why string
+}

@@ -1,0 +1,530 @@
+// Package enginetest is the conformance suite of the engine contract
+// (sandbox.Engine): one set of cases every engine passes — the Docker
+// engine (dockerdriver) and the in-memory fake (engine/fakeengine) — so that
+// what the service's tests prove on the fake holds on the real engine. A
+// behaviour an engine cannot model is a case it skips, saying why
+// (Harness.Unmodelled), never a missing one.
+package enginetest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rtemu-dev/rtemu/engine"
+	"github.com/rtemu-dev/rtemu/sandbox"
+)
+
+// Harness is what the suite needs of one engine.
+type Harness struct {
+	// New returns an engine for one case; its cleanup is registered on t.
+	New func(t *testing.T) sandbox.Engine
+	// Image is an image the engine has, with a POSIX shell, echo, cat,
+	// sleep and exit.
+	Image string
+	// Serve starts, inside the running container name, a server on port
+	// that writes back what it reads; it may return before the server
+	// listens (the suite retries refused dials for a while).
+	Serve func(t *testing.T, e sandbox.Engine, name string, port int)
+	// Unmodelled names the cases (by their t.Run name) this engine cannot
+	// model, each with the reason; they are skipped with it.
+	Unmodelled map[string]string
+	// Timeout bounds each wait of the suite (default 30 s; a loaded
+	// machine's Docker needs it).
+	Timeout time.Duration
+}
+
+// Run runs every case of the contract against the harness's engine.
+func Run(t *testing.T, h Harness) {
+	if h.Timeout == 0 {
+		h.Timeout = 30 * time.Second
+	}
+	cases := []struct {
+		name string
+		run  func(t *testing.T, h Harness)
+	}{
+		{"Ping", testPing},
+		{"CreateStartInspectList", testCreateStartInspectList},
+		{"CreateNameInUse", testCreateNameInUse},
+		{"CreateMissingImage", testCreateMissingImage},
+		{"Missing", testMissing},
+		{"PauseUnpause", testPauseUnpause},
+		{"Remove", testRemove},
+		{"Events", testEvents},
+		{"WatchEndsWithContext", testWatchEnds},
+		{"ExecExitCodesAndStreams", testExecStreams},
+		{"ExecEnv", testExecEnv},
+		{"ExecStdin", testExecStdin},
+		{"ExecCancel", testExecCancel},
+		{"DialPort", testDial},
+		{"DialPortRefused", testDialRefused},
+		{"Stats", testStats},
+		{"UpdateLimits", testUpdateLimits},
+		{"SharesFolder", testSharesFolder},
+		{"Disk", testDisk},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if why, ok := h.Unmodelled[c.name]; ok {
+				t.Skipf("this engine cannot model it: %s", why)
+			}
+			t.Parallel()
+			c.run(t, h)
+		})
+	}
+}
+
+// fixture is one case's engine and its containers' names and labels.
+type fixture struct {
+	t      *testing.T
+	h      Harness
+	e      sandbox.Engine
+	ctx    context.Context
+	tag    string
+	labels map[string]string
+}
+
+func newFixture(t *testing.T, h Harness) *fixture {
+	b := make([]byte, 5)
+	_, _ = rand.Read(b)
+	tag := hex.EncodeToString(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*h.Timeout)
+	t.Cleanup(cancel)
+	return &fixture{t: t, h: h, e: h.New(t), ctx: ctx, tag: tag, labels: map[string]string{"rtemu.enginetest": tag}}
+}
+
+func (f *fixture) name(n string) string { return "rtemu-enginetest-" + f.tag + "-" + n }
+
+func (f *fixture) spec(n string) engine.ContainerSpec {
+	return engine.ContainerSpec{Name: f.name(n), Image: f.h.Image, Hostname: "enginetest", Labels: f.labels,
+		Env: []string{"FROM_SPEC=yes"}, NanoCPUs: 1e9, MemoryBytes: 128 << 20, PidsLimit: 100, WorkingDir: "/workspace"}
+}
+
+// create makes a container and removes it when the case ends.
+func (f *fixture) create(n string) string {
+	f.t.Helper()
+	spec := f.spec(n)
+	if err := f.e.Create(f.ctx, spec); err != nil {
+		f.t.Fatalf("Create: %v", err)
+	}
+	f.t.Cleanup(func() {
+		if err := f.e.Remove(context.Background(), spec.Name); err != nil {
+			f.t.Errorf("Remove at cleanup: %v", err)
+		}
+	})
+	return spec.Name
+}
+
+// started makes and starts a container.
+func (f *fixture) started(n string) string {
+	f.t.Helper()
+	name := f.create(n)
+	if err := f.e.Start(f.ctx, name); err != nil {
+		f.t.Fatalf("Start: %v", err)
+	}
+	return name
+}
+
+func (f *fixture) status(name string) engine.Status {
+	f.t.Helper()
+	st, err := f.e.Inspect(f.ctx, name)
+	if err != nil {
+		f.t.Fatalf("Inspect: %v", err)
+	}
+	return st.Status
+}
+
+func (f *fixture) sh(name, script string, stdin io.Reader) (string, string, int, error) {
+	var out, errb bytes.Buffer
+	code, err := f.e.Exec(f.ctx, name, engine.ExecSpec{Cmd: []string{"/bin/sh", "-c", script}, Stdin: stdin, Stdout: &out, Stderr: &errb})
+	return out.String(), errb.String(), code, err
+}
+
+func testPing(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	info, err := f.e.Ping(f.ctx)
+	if err != nil || info.CPUs <= 0 {
+		t.Fatalf("Ping = %+v, %v; want the engine's CPUs", info, err)
+	}
+	if ok, err := f.e.ImagePresent(f.ctx, h.Image); err != nil || !ok {
+		t.Fatalf("ImagePresent(%s) = %v, %v", h.Image, ok, err)
+	}
+	if ok, err := f.e.ImagePresent(f.ctx, "rtemu-enginetest/absent:"+f.tag); err != nil || ok {
+		t.Fatalf("ImagePresent(absent) = %v, %v", ok, err)
+	}
+}
+
+func testCreateStartInspectList(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	name := f.create("c")
+	st, err := f.e.Inspect(f.ctx, name)
+	if err != nil || st.Status != engine.Created || st.Labels["rtemu.enginetest"] != f.tag {
+		t.Fatalf("after Create: %+v, %v; want created with the labels", st, err)
+	}
+	if err := f.e.Start(f.ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	st, err = f.e.Inspect(f.ctx, name)
+	if err != nil || st.Status != engine.Running || st.IP == "" {
+		t.Fatalf("after Start: %+v, %v; want running with an address", st, err)
+	}
+	cs, err := f.e.List(f.ctx, f.labels)
+	if err != nil || len(cs) != 1 || cs[0].Name != name || cs[0].Status != engine.Running || cs[0].Labels["rtemu.enginetest"] != f.tag {
+		t.Fatalf("List = %+v, %v; want just %s, running", cs, err, name)
+	}
+	if cs, err := f.e.List(f.ctx, map[string]string{"rtemu.enginetest": "other-" + f.tag}); err != nil || len(cs) != 0 {
+		t.Fatalf("List by another label = %+v, %v; want none", cs, err)
+	}
+	out, _, code, err := f.sh(name, "pwd; echo $FROM_SPEC", nil)
+	if err != nil || code != 0 || out != "/workspace\nyes\n" {
+		t.Fatalf("the spec's env and working dir: out %q code %d err %v", out, code, err)
+	}
+}
+
+func testCreateNameInUse(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	f.create("dup")
+	if err := f.e.Create(f.ctx, f.spec("dup")); !errors.Is(err, engine.ErrNameInUse) {
+		t.Fatalf("second Create = %v, want ErrNameInUse", err)
+	}
+}
+
+func testCreateMissingImage(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	spec := f.spec("noimage")
+	spec.Image = "rtemu-enginetest/absent:" + f.tag
+	err := f.e.Create(f.ctx, spec)
+	if err == nil {
+		_ = f.e.Remove(context.Background(), spec.Name)
+	}
+	if !errors.Is(err, engine.ErrNotFound) {
+		t.Fatalf("Create of an absent image = %v, want ErrNotFound", err)
+	}
+}
+
+func testMissing(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	name := f.name("missing")
+	if _, err := f.e.Inspect(f.ctx, name); !errors.Is(err, engine.ErrNotFound) {
+		t.Errorf("Inspect = %v, want ErrNotFound", err)
+	}
+	if err := f.e.Remove(f.ctx, name); err != nil {
+		t.Errorf("Remove of a missing container = %v, want nil", err)
+	}
+	if err := f.e.Start(f.ctx, name); !errors.Is(err, engine.ErrNotFound) {
+		t.Errorf("Start = %v, want ErrNotFound", err)
+	}
+	if err := f.e.Pause(f.ctx, name); !errors.Is(err, engine.ErrNotFound) {
+		t.Errorf("Pause = %v, want ErrNotFound", err)
+	}
+	if _, err := f.e.Stats(f.ctx, name); !errors.Is(err, engine.ErrNotFound) {
+		t.Errorf("Stats = %v, want ErrNotFound", err)
+	}
+	if _, _, _, err := f.sh(name, "true", nil); !errors.Is(err, engine.ErrNotFound) {
+		t.Errorf("Exec = %v, want ErrNotFound", err)
+	}
+}
+
+func testPauseUnpause(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	name := f.started("p")
+	if err := f.e.Pause(f.ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if s := f.status(name); s != engine.Paused {
+		t.Fatalf("after Pause: %s", s)
+	}
+	if cs, err := f.e.List(f.ctx, f.labels); err != nil || len(cs) != 1 || cs[0].Status != engine.Paused {
+		t.Fatalf("List after Pause = %+v, %v", cs, err)
+	}
+	if _, _, _, err := f.sh(name, "true", nil); !errors.Is(err, engine.ErrNotRunning) {
+		t.Fatalf("Exec in a paused container = %v, want ErrNotRunning", err)
+	}
+	if _, err := f.e.DialPort(f.ctx, name, 8090); !errors.Is(err, engine.ErrNotRunning) {
+		t.Fatalf("DialPort to a paused container = %v, want ErrNotRunning", err)
+	}
+	if err := f.e.Pause(f.ctx, name); err == nil {
+		t.Fatal("Pause of a paused container: no error")
+	}
+	if err := f.e.Unpause(f.ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if s := f.status(name); s != engine.Running {
+		t.Fatalf("after Unpause: %s", s)
+	}
+	if out, _, code, err := f.sh(name, "echo thawed", nil); err != nil || code != 0 || out != "thawed\n" {
+		t.Fatalf("Exec after Unpause: %q %d %v", out, code, err)
+	}
+	if err := f.e.Unpause(f.ctx, name); err == nil {
+		t.Fatal("Unpause of a running container: no error")
+	}
+}
+
+func testRemove(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	for _, n := range []string{"running", "paused", "created"} {
+		var name string
+		if n == "created" {
+			name = f.create(n)
+		} else {
+			name = f.started(n)
+		}
+		if n == "paused" {
+			if err := f.e.Pause(f.ctx, name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := f.e.Remove(f.ctx, name); err != nil {
+			t.Fatalf("Remove of a %s container: %v", n, err)
+		}
+		if _, err := f.e.Inspect(f.ctx, name); !errors.Is(err, engine.ErrNotFound) {
+			t.Fatalf("Inspect after Remove of a %s container = %v, want ErrNotFound", n, err)
+		}
+	}
+	if cs, err := f.e.List(f.ctx, f.labels); err != nil || len(cs) != 0 {
+		t.Fatalf("List after Remove = %+v, %v", cs, err)
+	}
+}
+
+// next returns the next event of name, skipping others the engine may
+// send (Docker's own ordering of start, kill, die is kept).
+func (f *fixture) next(evs <-chan engine.Event, name string, want engine.EventKind) engine.Event {
+	f.t.Helper()
+	timeout := time.After(f.h.Timeout)
+	for {
+		select {
+		case ev, ok := <-evs:
+			if !ok {
+				f.t.Fatalf("event stream closed waiting for %s of %s", want, name)
+			}
+			if ev.Name != name {
+				f.t.Fatalf("event %+v of another container (the watch's labels are %v)", ev, f.labels)
+			}
+			if ev.Kind == want {
+				if ev.Labels["rtemu.enginetest"] != f.tag {
+					f.t.Fatalf("event %+v without the container's labels", ev)
+				}
+				return ev
+			}
+		case <-timeout:
+			f.t.Fatalf("no %s event of %s within %v", want, name, f.h.Timeout)
+		}
+	}
+}
+
+func testEvents(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	ctx, cancel := context.WithCancel(f.ctx)
+	defer cancel()
+	evs, _ := f.e.Watch(ctx, f.labels)
+	// A container without the labels: none of its events may come.
+	other := f.spec("unwatched")
+	other.Labels = map[string]string{"rtemu.enginetest": "other-" + f.tag}
+	if err := f.e.Create(f.ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.e.Remove(context.Background(), other.Name) })
+	if err := f.e.Start(f.ctx, other.Name); err != nil {
+		t.Fatal(err)
+	}
+	name := f.started("ev")
+	f.next(evs, name, engine.EventStarted)
+	if err := f.e.Pause(f.ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	f.next(evs, name, engine.EventPaused)
+	if err := f.e.Unpause(f.ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	f.next(evs, name, engine.EventUnpaused)
+	if err := f.e.Remove(f.ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	f.next(evs, name, engine.EventDied)
+	f.next(evs, name, engine.EventRemoved)
+}
+
+func testWatchEnds(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	ctx, cancel := context.WithCancel(f.ctx)
+	evs, errs := f.e.Watch(ctx, f.labels)
+	cancel()
+	select {
+	case err := <-errs:
+		if err == nil {
+			t.Fatal("the watch ended with a nil error")
+		}
+	case <-time.After(h.Timeout):
+		t.Fatal("the watch did not end with its context")
+	}
+	for range evs { // the event channel closes after the error
+	}
+}
+
+func testExecStreams(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	name := f.started("x")
+	cases := []struct {
+		script, out, errOut string
+		code                int
+	}{
+		{"echo out; echo err >&2", "out\n", "err\n", 0},
+		{"exit 3", "", "", 3},
+		{"false", "", "", 1},
+		{"echo a && exit 7", "a\n", "", 7},
+	}
+	for _, c := range cases {
+		out, errOut, code, err := f.sh(name, c.script, nil)
+		if err != nil || out != c.out || errOut != c.errOut || code != c.code {
+			t.Errorf("%q: out %q err %q code %d (%v); want %q %q %d", c.script, out, errOut, code, err, c.out, c.errOut, c.code)
+		}
+	}
+	// The argv is the command's, not a shell line.
+	var out bytes.Buffer
+	code, err := f.e.Exec(f.ctx, name, engine.ExecSpec{Cmd: []string{"/bin/sh", "-c", `echo "$1"`, "sh", "two words"}, Stdout: &out})
+	if err != nil || code != 0 || out.String() != "two words\n" {
+		t.Errorf("argv: %q %d %v", out.String(), code, err)
+	}
+}
+
+func testExecEnv(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	name := f.started("env")
+	var out bytes.Buffer
+	code, err := f.e.Exec(f.ctx, name, engine.ExecSpec{Cmd: []string{"/bin/sh", "-c", "echo $GIVEN; echo $FROM_SPEC"},
+		Env: []string{"GIVEN=by-exec"}, Stdout: &out})
+	if err != nil || code != 0 || out.String() != "by-exec\nyes\n" {
+		t.Fatalf("env: %q %d %v", out.String(), code, err)
+	}
+}
+
+func testExecStdin(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	name := f.started("in")
+	out, _, code, err := f.sh(name, "cat", strings.NewReader("line one\nline two\n"))
+	if err != nil || code != 0 || out != "line one\nline two\n" {
+		t.Fatalf("stdin: %q %d %v", out, code, err)
+	}
+}
+
+func testExecCancel(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	name := f.started("cancel")
+	ctx, cancel := context.WithTimeout(f.ctx, time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := f.e.Exec(ctx, name, engine.ExecSpec{Cmd: []string{"/bin/sh", "-c", "sleep 300"}})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Exec past its context = %v, want the context's error", err)
+	}
+	if d := time.Since(start); d > h.Timeout {
+		t.Fatalf("the cancelled command returned after %v", d)
+	}
+	// The container goes on.
+	if out, _, code, err := f.sh(name, "echo alive", nil); err != nil || code != 0 || out != "alive\n" {
+		t.Fatalf("after a cancel: %q %d %v", out, code, err)
+	}
+}
+
+func testDial(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	name := f.started("dial")
+	h.Serve(t, f.e, name, 8090)
+	deadline := time.Now().Add(h.Timeout)
+	for {
+		conn, err := f.e.DialPort(f.ctx, name, 8090)
+		if err != nil {
+			if errors.Is(err, syscall.ECONNREFUSED) && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			t.Fatalf("DialPort: %v", err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(h.Timeout))
+		if _, err := io.WriteString(conn, "ping\n"); err != nil {
+			t.Fatal(err)
+		}
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		if err != nil || line != "ping\n" {
+			t.Fatalf("echo through DialPort: %q %v", line, err)
+		}
+		return
+	}
+}
+
+func testDialRefused(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	name := f.started("refused")
+	if _, err := f.e.DialPort(f.ctx, name, 8099); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("DialPort to a port nothing listens on = %v, want ECONNREFUSED", err)
+	}
+}
+
+func testStats(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	name := f.started("stats")
+	st, err := f.e.Stats(f.ctx, name)
+	if err != nil || st.StartedAt.IsZero() || st.MemoryLimitBytes != 128<<20 || st.CPUCores < 0 || st.MemoryUsedBytes < 0 {
+		t.Fatalf("Stats = %+v, %v; want the start time and the 128 MiB limit", st, err)
+	}
+}
+
+func testUpdateLimits(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	name := f.started("limits")
+	if err := f.e.UpdateLimits(f.ctx, name, 5e8, 192<<20); err != nil {
+		t.Fatal(err)
+	}
+	st, err := f.e.Stats(f.ctx, name)
+	if err != nil || st.MemoryLimitBytes != 192<<20 {
+		t.Fatalf("Stats after UpdateLimits = %+v, %v; want a 192 MiB limit", st, err)
+	}
+	if err := f.e.UpdateLimits(f.ctx, f.name("missing"), 5e8, 192<<20); !errors.Is(err, engine.ErrNotFound) {
+		t.Fatalf("UpdateLimits of a missing container = %v, want ErrNotFound", err)
+	}
+}
+
+func testSharesFolder(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	ok, err := f.e.SharesFolder(f.ctx, t.TempDir(), h.Image, f.labels)
+	if err != nil {
+		t.Fatalf("SharesFolder: %v", err)
+	}
+	// The suite runs on the engine's own host: a folder of it is seen.
+	if !ok {
+		t.Fatal("SharesFolder of a local folder = false")
+	}
+}
+
+// testDisk: the engine says whether it holds containers to a disk size,
+// and why not when it does not, leaving no container behind from asking;
+// it measures a container's files, and a missing one is ErrNotFound.
+func testDisk(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	l, err := f.e.DiskLimits(f.ctx, h.Image, f.labels)
+	if err != nil {
+		t.Fatalf("DiskLimits: %v", err)
+	}
+	if l.StorageDriver == "" || (!l.Enforced && l.Why == "") {
+		t.Errorf("DiskLimits = %+v: want the storage named, and why when not enforced", l)
+	}
+	if cs, err := f.e.List(f.ctx, f.labels); err != nil || len(cs) != 0 {
+		t.Errorf("containers left from asking: %+v, %v", cs, err)
+	}
+	name := f.started("d")
+	if n, err := f.e.DiskUsed(f.ctx, name); err != nil || n <= 0 {
+		t.Errorf("DiskUsed = %d, %v", n, err)
+	}
+	if _, err := f.e.DiskUsed(f.ctx, name+"-none"); !errors.Is(err, engine.ErrNotFound) {
+		t.Errorf("DiskUsed of no container = %v, want ErrNotFound", err)
+	}
+}
