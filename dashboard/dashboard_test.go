@@ -487,7 +487,7 @@ func TestStatsAndActivityOfTheSelectedSandbox(t *testing.T) {
 	t.Parallel()
 	emulatortest.SkipIfNoDocker(t)
 	d := connect(t, emulatortest.New(t))
-	id := d.create(map[string]any{"template": "base-ubuntu"})
+	id := d.create(map[string]any{"template": "base-ubuntu", "resources": map[string]any{"disk": "1GB"}})
 	d.apiStatus(id, "running")
 	st, out := d.call("GET", "/v1/sandboxes/"+id+"/activity", nil)
 	skipUnlessBuilt(t, st, out, "the activity feed", "issue 5")
@@ -504,6 +504,16 @@ func TestStatsAndActivityOfTheSelectedSandbox(t *testing.T) {
 		return
 	}
 	d.waitFor("the meters", `document.querySelector('#stats-body')?.innerText.includes('CPU') && document.querySelector('#stats-body').innerText.includes('Memory')`, 10*time.Second)
+	// Files past the disk, where the engine cannot enforce it, are said
+	// (a sparse file: the engine counts its size without 2 GB written).
+	if _, out := d.call("GET", "/v1/sandboxes/"+id+"/stats", nil); data(out)["diskLimitEnforced"] != false {
+		t.Logf("this engine enforces disk: %v", out)
+		return
+	}
+	if st, out := d.call("POST", "/v1/sandboxes/"+id+"/exec", map[string]any{"command": "dd if=/dev/zero of=/big bs=1M count=0 seek=2048"}); st != http.StatusOK {
+		t.Fatalf("exec: %d %v", st, out)
+	}
+	d.waitFor("the disk warning", `document.querySelector('#disk-over') !== null && document.querySelector('#stats-body').innerText.includes('Disk (not enforced)')`, 15*time.Second)
 }
 
 func TestDevURLOpens(t *testing.T) {
