@@ -121,3 +121,49 @@ func (s *Service) outageFailure(err error) error {
 	}
 	return err
 }
+
+// killedByContainerEnd says why a command that died by a signal (exit 137
+// or 143) died, when its container is no longer running: the engine
+// stopping (it stops its containers, then stops answering, within its
+// shutdown timeout), which is the engine's unavailability, or the container
+// stopped outside rtemu, a conflict. A command killed in a running
+// container (the kernel's OOM killer, a kill inside) is the command's own
+// end: nil.
+func (s *Service) killedByContainerEnd(ctx context.Context, sb *Sandbox, code int) error {
+	if code != 137 && code != 143 {
+		return nil
+	}
+	// The engine may end the command a moment before the container (the
+	// agent is told first): a container that still runs a second later is
+	// the command's own end.
+	for settle := time.Now().Add(time.Second); ; {
+		st, err := s.engine.Inspect(ctx, sb.ContainerName())
+		if err != nil && !errors.Is(err, engine.ErrNotFound) {
+			if werr := s.Explain(err); werr != err {
+				return werr
+			}
+		}
+		if err != nil || st.Status != engine.Running {
+			break
+		}
+		if time.Now().After(settle) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	for deadline := time.Now().Add(outageWindow / 2); time.Now().Before(deadline); {
+		if s.engineDown() {
+			return unavailable(fmt.Errorf("the Docker engine stopped while the command ran (exit code %d)", code))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return conflict("the container of sandbox %s stopped while the command ran (exit code %d)", sb.ID, code)
+}

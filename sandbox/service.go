@@ -869,6 +869,9 @@ func (s *Service) Exec(ctx context.Context, ref string, p ExecParams) (ExecResul
 	res := ExecResult{Stdout: stdout, Stderr: stderr, ExitCode: code, Duration: time.Since(start)}
 	switch {
 	case err == nil:
+		if werr := s.killedByContainerEnd(ctx, sb, code); werr != nil {
+			return ExecResult{}, werr
+		}
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 		res.ExitCode, res.TimedOut = 124, true
 	case ctx.Err() != nil:

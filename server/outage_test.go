@@ -352,6 +352,34 @@ func TestEngineOutage(t *testing.T) {
 	if code != http.StatusCreated {
 		t.Fatalf("create after the outage: %d %v", code, sb)
 	}
-	p.waitStatus(sb["id"].(string), "running", 60*time.Second)
-	p.do("DELETE", "/v1/sandboxes/"+sb["id"].(string), nil)
+	c := sb["id"].(string)
+	p.waitStatus(c, "running", 60*time.Second)
+
+	// The engine stops gracefully (it stops its containers) while a
+	// command runs: the command's answer is a 503 naming the engine, not
+	// a 500.
+	answer := make(chan string, 1)
+	go func() {
+		code, body := p.doRaw("POST", "/v1/sandboxes/"+c+"/exec", map[string]any{"command": "touch /tmp/started; sleep 60", "timeout": 120000})
+		answer <- fmt.Sprintf("%d %s", code, body)
+	}()
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		if code, res := p.do("POST", "/v1/sandboxes/"+c+"/exec", map[string]any{"command": "test -f /tmp/started"}); code == 200 && res["exitCode"] == float64(0) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the long command did not start")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	e.stop(syscall.SIGTERM)
+	select {
+	case got := <-answer:
+		if !strings.HasPrefix(got, "503 ") || !strings.Contains(got, `"docker_unavailable"`) {
+			t.Errorf("a command running while the engine stopped was answered %s", got)
+		}
+	case <-time.After(90 * time.Second):
+		t.Error("a command running while the engine stopped got no answer in 90 s")
+	}
 }
