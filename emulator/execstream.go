@@ -43,7 +43,9 @@ func (a *api) execStream(c echo.Context, p sandbox.ExecParams) error {
 	p.Stdout, p.Stderr, p.Started = stdout, stderr, es.start
 	stopBeat := es.keepAlive(sseKeepAlive)
 	res, err := a.svc.Exec(c.Request().Context(), c.Param("id"), p)
-	defer res.Close()
+	if err == nil {
+		defer res.Close()
+	}
 	stopBeat()
 	if err != nil && !es.hasStarted() {
 		return err
