@@ -65,6 +65,34 @@ func (p *proc) stop() {
 	p.cmd = nil
 }
 
+// startProc builds rtemu and starts it as its own process on a data dir of
+// its own; stop ends it and removes its containers and files.
+func (b *bench) startProc(ctx context.Context) (p *proc, a *api, stop func(), err error) {
+	dir := tempDir()
+	bin := filepath.Join(dir, "rtemu")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/rtemu-dev/rtemu")
+	if out, err := build.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, nil, fmt.Errorf("go build: %v: %s", err, out)
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, nil, err
+	}
+	p = &proc{bin: bin, dataDir: filepath.Join(dir, "data"), addr: addr, img: b.img}
+	stop = func() {
+		p.stop()
+		b.removeInstance(context.WithoutCancel(ctx), p.dataDir)
+		os.RemoveAll(dir)
+	}
+	if _, err := p.start(ctx); err != nil {
+		stop()
+		return nil, nil, nil, err
+	}
+	return p, newAPI("http://"+addr, "rt_test_0123456789abcdefghijklmnopqrstuv"), stop, nil
+}
+
 // rssMB reads the process's resident memory from /proc.
 func (p *proc) rssMB() (float64, error) {
 	kb, err := p.memKB("VmRSS:")
@@ -84,26 +112,11 @@ func freeAddr() (string, error) {
 // after creating it `parallel` at a time with no error) and startup_200
 // (rtemu start until /health is 200, with the fleet to reconcile).
 func (b *bench) fleetMetrics(ctx context.Context) (rows []result, err error) {
-	dir := tempDir()
-	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "rtemu")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/rtemu-dev/rtemu")
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build: %v: %s", err, out)
-	}
-	addr, err := freeAddr()
+	p, a, stop, err := b.startProc(ctx)
 	if err != nil {
 		return nil, err
 	}
-	p := &proc{bin: bin, dataDir: filepath.Join(dir, "data"), addr: addr, img: b.img}
-	defer func() {
-		p.stop()
-		b.removeInstance(context.WithoutCancel(ctx), p.dataDir)
-	}()
-	if _, err := p.start(ctx); err != nil {
-		return nil, err
-	}
-	a := newAPI("http://"+addr, "rt_test_0123456789abcdefghijklmnopqrstuv")
+	defer stop()
 
 	// The fleet, `parallel` creates at a time; every create must succeed.
 	var (

@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,25 +22,11 @@ func (b *bench) execFlood(ctx context.Context) ([]result, error) {
 	if b.s.short {
 		floods, mb = 4, 20
 	}
-	dir := tempDir()
-	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "rtemu")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/rtemu-dev/rtemu").CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build: %v: %s", err, out)
-	}
-	addr, err := freeAddr()
+	p, a, stop, err := b.startProc(ctx)
 	if err != nil {
 		return nil, err
 	}
-	p := &proc{bin: bin, dataDir: filepath.Join(dir, "data"), addr: addr, img: b.img}
-	defer func() {
-		p.stop()
-		b.removeInstance(context.WithoutCancel(ctx), p.dataDir)
-	}()
-	if _, err := p.start(ctx); err != nil {
-		return nil, err
-	}
-	a := newAPI("http://"+addr, "rt_test_0123456789abcdefghijklmnopqrstuv")
+	defer stop()
 	id, err := a.createRunning(ctx, map[string]any{"template": "base-ubuntu"})
 	if err != nil {
 		return nil, err
