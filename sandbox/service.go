@@ -61,6 +61,8 @@ type Store interface {
 	// LiveSandboxes returns every sandbox not destroyed.
 	LiveSandboxes(ctx context.Context) ([]*Sandbox, error)
 	AddEvent(ctx context.Context, ev Event) error
+	// AddEvents appends events in one transaction.
+	AddEvents(ctx context.Context, evs []Event) error
 	// Reset deletes every record of every resource.
 	Reset(ctx context.Context) error
 	// ListEvents returns up to limit events of a sandbox older than
@@ -121,19 +123,22 @@ type Service struct {
 	engineUp atomic.Bool  // the last reconcile worked and the event stream is connected
 	outage   outage       // the engine's last disappearance (outage.go)
 
-	ctx     context.Context // the service's lifetime; background work stops with it
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	pulls   singleflight.Group
-	act     activity
-	changes changes
-	faults  faults
-	urls    urlTraffic
-	ws      workspaces
-	keys    sshKeyState
-	pool    warmPool
-	projs   projects
-	terms   terminalSessions
+	ctx    context.Context // the service's lifetime; background work stops with it
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	pulls  singleflight.Group
+	act    activity
+	events eventLog
+	// execSlots paces concurrent execs in one sandbox (execslots.go).
+	execSlots execSlots
+	changes   changes
+	faults    faults
+	urls      urlTraffic
+	ws        workspaces
+	keys      sshKeyState
+	pool      warmPool
+	projs     projects
+	terms     terminalSessions
 
 	resetMu    sync.Mutex
 	resetHooks []ResetHook
@@ -198,6 +203,7 @@ func (s *Service) Start(ctx context.Context) error {
 func (s *Service) Close() {
 	s.cancel()
 	s.wg.Wait()
+	s.flushEvents()
 }
 
 func (s *Service) goBackground(fn func(ctx context.Context)) {
@@ -403,9 +409,11 @@ func (s *Service) provision(ctx context.Context, sb *Sandbox) {
 	}
 	// The address is read once here, so showing a sandbox never asks the
 	// engine.
-	var ip string
-	if st, err := s.engine.Inspect(ctx, sb.ContainerName()); err == nil {
-		ip = st.IP
+	ip, known := s.pool.address(sb.ID) // a pool container's, read when it was made
+	if !known {
+		if st, err := s.engine.Inspect(ctx, sb.ContainerName()); err == nil {
+			ip = st.IP
+		}
 	}
 	if _, err := s.transition(ctx, sb.ID, StatusRunning, func(x *Sandbox) { x.IP = ip }); err != nil {
 		// Destroyed while it was being made: the container is ours to remove.
@@ -776,7 +784,7 @@ func (s *Service) Exec(ctx context.Context, ref string, p ExecParams) (ExecResul
 	}
 	// A sandbox still starting is waited for (as long as the command may
 	// run), one paused for idleness is woken; a user's pause stays.
-	if sb, err = s.usable(ctx, sb.ID, use{by: "exec", wait: p.Timeout, strictable: true}); err != nil {
+	if sb, err = s.usable(ctx, sb.ID, use{by: "exec", wait: p.Timeout, strictable: true, got: sb}); err != nil {
 		return ExecResult{}, err
 	}
 	// The sandbox's env is given to every exec, not only to the container:
@@ -787,6 +795,10 @@ func (s *Service) Exec(ctx context.Context, ref string, p ExecParams) (ExecResul
 	defer s.BeginActivity(ctx, sb.ID)()
 	runCtx, cancel := context.WithTimeout(ctx, p.Timeout)
 	defer cancel()
+	// Beyond a few commands at once in one sandbox, wait a moment for one
+	// to end rather than have the engine start another exec agent by a
+	// Docker exec (execslots.go).
+	defer s.execSlots.acquire(runCtx, sb.ID)()
 	if p.Started != nil {
 		p.Started()
 	}
@@ -866,17 +878,15 @@ func (s *Service) markError(ctx context.Context, id, why string) {
 	}
 }
 
-// event appends to a sandbox's activity feed. The feed is informational: a
-// failure to write it is logged, never returned.
-func (s *Service) event(ctx context.Context, sandboxID, typ, severity, title string, attrs map[string]any) {
+// event appends to a sandbox's activity feed. The feed is informational: it
+// is written in the background (eventlog.go), and a failure to write it is
+// logged, never returned.
+func (s *Service) event(_ context.Context, sandboxID, typ, severity, title string, attrs map[string]any) {
 	if attrs == nil {
 		attrs = map[string]any{}
 	}
-	ev := Event{ID: "evt_" + newID()[len("sandbox-"):], SandboxID: sandboxID, Type: typ, Severity: severity,
-		Title: title, Attributes: attrs, CreatedAt: s.now()}
-	if err := s.store.AddEvent(context.WithoutCancel(ctx), ev); err != nil {
-		s.log.Warn("could not record activity", "sandbox", sandboxID, "event", typ, "err", err)
-	}
+	s.enqueueEvent(Event{ID: "evt_" + newID()[len("sandbox-"):], SandboxID: sandboxID, Type: typ, Severity: severity,
+		Title: title, Attributes: attrs, CreatedAt: s.now()})
 }
 
 // cappedBuffer keeps the first max bytes written to it and notes whether

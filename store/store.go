@@ -413,6 +413,34 @@ func (s *Store) AddEvent(ctx context.Context, ev sandbox.Event) error {
 	return nil
 }
 
+// AddEvents appends events to activity feeds in one transaction.
+func (s *Store) AddEvents(ctx context.Context, evs []sandbox.Event) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("add events: %w", err)
+	}
+	defer tx.Rollback()
+	st, err := tx.PrepareContext(ctx, `INSERT INTO events(id, sandbox_id, type, severity, title, attributes, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("add events: %w", err)
+	}
+	defer st.Close()
+	for _, ev := range evs {
+		attrs, err := json.Marshal(ev.Attributes)
+		if err != nil {
+			return err
+		}
+		if _, err := st.ExecContext(ctx, ev.ID, ev.SandboxID, ev.Type, ev.Severity, ev.Title, string(attrs), ts(ev.CreatedAt)); err != nil {
+			return fmt.Errorf("add events: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("add events: %w", err)
+	}
+	return nil
+}
+
 // Reset deletes every row of every table but meta (which holds this data
 // dir's instance id). The tables are read from the schema, so a table a
 // later migration adds is cleared too.

@@ -1,0 +1,167 @@
+package emulator_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+	dockerclient "github.com/docker/docker/client"
+
+	"github.com/rtemu-dev/rtemu/emulatortest"
+)
+
+// agentStarts counts the Docker execs made in a container between two
+// times: every exec agent rtemu starts is one (a command run through an
+// agent already started is none).
+func agentStarts(t *testing.T, container string, since, until time.Time) int {
+	t.Helper()
+	cli, err := dockerclient.NewClientWithOpts(dockerclient.FromEnv, dockerclient.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	stamp := func(x time.Time) string { return strconv.FormatFloat(float64(x.UnixNano())/1e9, 'f', 6, 64) }
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	msgs, errs := cli.Events(ctx, events.ListOptions{Since: stamp(since), Until: stamp(until),
+		Filters: filters.NewArgs(filters.Arg("container", container), filters.Arg("event", "exec_create"))})
+	n := 0
+	for {
+		select {
+		case _, ok := <-msgs:
+			if !ok {
+				return n
+			}
+			n++
+		case err := <-errs:
+			if err != nil && ctx.Err() != nil {
+				t.Fatalf("events: %v", err)
+			}
+			return n
+		}
+	}
+}
+
+// execAll runs the commands in one sandbox at once and returns each answer's
+// status, exit code and stdout (or the error).
+func execAll(c *client, id string, cmds []string) []string {
+	out := make([]string, len(cmds))
+	var wg sync.WaitGroup
+	for i, cmd := range cmds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body, _ := json.Marshal(map[string]any{"command": cmd})
+			req, _ := http.NewRequest("POST", c.srv.URL+"/v1/sandboxes/"+id+"/exec", bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("X-API-Key", c.key)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				out[i] = err.Error()
+				return
+			}
+			defer resp.Body.Close()
+			var env struct {
+				Data struct {
+					ExitCode int    `json:"exitCode"`
+					Stdout   string `json:"stdout"`
+				} `json:"data"`
+			}
+			_ = json.NewDecoder(resp.Body).Decode(&env)
+			out[i] = fmt.Sprintf("%d %d %q", resp.StatusCode, env.Data.ExitCode, env.Data.Stdout)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// TestExecBurstReusesAgents: a burst of 30 commands in one sandbox is run by
+// the exec agents already started (8 of them, kept idle after 8 commands
+// ran at once) instead of starting one agent by Docker exec per command
+// beyond them, as it did (issue 15: 30 `true` took 2.2 s).
+func TestExecBurstReusesAgents(t *testing.T) {
+	t.Parallel()
+	c := newClient(t)
+	id := c.create(nil)["id"].(string)
+	eight := make([]string, 8)
+	for i := range eight {
+		eight[i] = "sleep 0.3; echo " + strconv.Itoa(i)
+	}
+	for i, got := range execAll(c, id, eight) {
+		if want := fmt.Sprintf("200 0 %q", strconv.Itoa(i)+"\n"); got != want {
+			t.Fatalf("warm-up exec %d: %s, want %s", i, got, want)
+		}
+	}
+	burst := make([]string, 30)
+	for i := range burst {
+		burst[i] = "echo " + strconv.Itoa(i)
+	}
+	start := time.Now()
+	for i, got := range execAll(c, id, burst) {
+		if want := fmt.Sprintf("200 0 %q", strconv.Itoa(i)+"\n"); got != want {
+			t.Errorf("exec %d: %s, want %s", i, got, want)
+		}
+	}
+	took := time.Since(start)
+	n := agentStarts(t, "rtemu-"+id, start, time.Now())
+	t.Logf("30 concurrent execs: %v, %d exec agents started", took, n)
+	// 0 when every command found an idle agent; a few more only when the
+	// machine is so slow that a command waited past the pacing's second.
+	if n > 4 {
+		t.Fatalf("%d exec agents started by a burst of 30 commands with 8 idle; want (almost) none", n)
+	}
+}
+
+// TestWarmPoolAgentStarted: a sandbox from the warm pool runs its first
+// command on an exec agent started while it waited in the pool: from the
+// create to the answer of its first exec, no Docker exec is made.
+func TestWarmPoolAgentStarted(t *testing.T) {
+	t.Parallel()
+	c := newClient(t, emulatortest.WithWarmPool("base-ubuntu", 1))
+	pool := poolIDs(t, c.srv, "base-ubuntu", 1)
+	start := time.Now()
+	id := c.must(http.StatusCreated, "POST", "/v1/sandboxes", map[string]any{"template": "base-ubuntu"}).Data()["id"].(string)
+	if !pool[id] {
+		t.Fatalf("sandbox %s not from the pool %v", id, pool)
+	}
+	if out := c.sh(id, "echo hi"); out != "hi\n" {
+		t.Fatalf("first exec: %q", out)
+	}
+	if n := agentStarts(t, "rtemu-"+id, start, time.Now()); n != 0 {
+		t.Fatalf("%d Docker execs between the create and its first exec's answer; want 0 (the agent started in the pool)", n)
+	}
+}
+
+// TestActivitySeesEveryExec: the feed is written in the background, yet a
+// read of it right after commands answered shows every one of them.
+func TestActivitySeesEveryExec(t *testing.T) {
+	t.Parallel()
+	c := newClient(t)
+	id := c.create(nil)["id"].(string)
+	cmds := make([]string, 20)
+	for i := range cmds {
+		cmds[i] = "echo " + strconv.Itoa(i)
+	}
+	execAll(c, id, cmds)
+	n := 0
+	for _, e := range c.activity(id) {
+		if e["eventType"] == "exec" {
+			n++
+		}
+	}
+	if n != len(cmds) {
+		t.Fatalf("%d exec events right after %d execs answered", n, len(cmds))
+	}
+	c.sh(id, "true")
+	if evs := c.activity(id); evs[0]["eventType"] != "exec" || evs[0]["attributes"].(map[string]any)["command"] != "true" {
+		t.Fatalf("newest event after an exec: %v", evs[0])
+	}
+}
