@@ -28,6 +28,7 @@ type Store struct {
 	w, r     *sql.DB
 	instance string
 	reads    preparedReads
+	cache    sandboxCache
 }
 
 // Open opens (creating if needed) the database file and migrates it.
@@ -295,12 +296,21 @@ func (s *Store) InsertSandbox(ctx context.Context, sb *sandbox.Sandbox) error {
 		return fmt.Errorf("insert sandbox: %w", err)
 	}
 	sb.Seq, err = res.LastInsertId()
+	s.cache.wrote(sb.ID, nil)
 	return err
 }
 
-// GetSandbox reads one sandbox by id.
+// GetSandbox reads one sandbox by id (from the cache when it has it).
 func (s *Store) GetSandbox(ctx context.Context, id string) (*sandbox.Sandbox, error) {
-	return scanSandbox(s.reads.byID.QueryRowContext(ctx, id))
+	sb, gen, ok := s.cache.get(id)
+	if ok {
+		return sb, nil
+	}
+	sb, err := scanSandbox(s.reads.byID.QueryRowContext(ctx, id))
+	if err == nil {
+		s.cache.fill(sb, gen)
+	}
+	return sb, err
 }
 
 // SandboxByName reads the live (not destroyed) sandbox with that name.
@@ -335,8 +345,10 @@ func (s *Store) UpdateSandbox(ctx context.Context, id string, fn func(*sandbox.S
 		return nil, fmt.Errorf("update sandbox: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
+		s.cache.wrote(id, nil)
 		return nil, fmt.Errorf("update sandbox: %w", err)
 	}
+	s.cache.wrote(id, sb)
 	return sb, nil
 }
 
@@ -473,5 +485,6 @@ func (s *Store) Reset(ctx context.Context) error {
 	if _, err := tx.ExecContext(ctx, seedDefaultProject); err != nil {
 		return fmt.Errorf("reset: default project: %w", err)
 	}
+	defer s.cache.clear()
 	return tx.Commit()
 }
