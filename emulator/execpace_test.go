@@ -95,10 +95,16 @@ func TestExecBurstReusesAgents(t *testing.T) {
 	for i := range eight {
 		eight[i] = "sleep 0.3; echo " + strconv.Itoa(i)
 	}
+	warm := time.Now()
 	for i, got := range execAll(c, id, eight) {
 		if want := fmt.Sprintf("200 0 %q", strconv.Itoa(i)+"\n"); got != want {
 			t.Fatalf("warm-up exec %d: %s, want %s", i, got, want)
 		}
+	}
+	// The count is seen to count: 8 commands at once in a new sandbox
+	// start agents.
+	if n := agentStarts(t, "rtemu-"+id, warm, time.Now()); n < 2 {
+		t.Fatalf("%d exec agents started by 8 concurrent commands in a new sandbox; the count does not work", n)
 	}
 	burst := make([]string, 30)
 	for i := range burst {
@@ -126,7 +132,14 @@ func TestExecBurstReusesAgents(t *testing.T) {
 func TestWarmPoolAgentStarted(t *testing.T) {
 	t.Parallel()
 	c := newClient(t, emulatortest.WithWarmPool("base-ubuntu", 1))
+	made := time.Now()
 	pool := poolIDs(t, c.srv, "base-ubuntu", 1)
+	for id := range pool {
+		// The count is seen to count: the pool started the agent.
+		if n := agentStarts(t, "rtemu-"+id, made, time.Now()); n < 1 {
+			t.Fatalf("no Docker exec while the pool made %s; the count does not work", id)
+		}
+	}
 	start := time.Now()
 	id := c.must(http.StatusCreated, "POST", "/v1/sandboxes", map[string]any{"template": "base-ubuntu"}).Data()["id"].(string)
 	if !pool[id] {
@@ -163,5 +176,65 @@ func TestActivitySeesEveryExec(t *testing.T) {
 	c.sh(id, "true")
 	if evs := c.activity(id); evs[0]["eventType"] != "exec" || evs[0]["attributes"].(map[string]any)["command"] != "true" {
 		t.Fatalf("newest event after an exec: %v", evs[0])
+	}
+}
+
+// TestColdCreatesBounded: of 10 sandboxes asked for at once, at most 4
+// containers are being created and started by the engine at any moment (the
+// rest wait in creating), and all 10 end running.
+func TestColdCreatesBounded(t *testing.T) {
+	t.Parallel()
+	c := newClient(t)
+	cli, err := dockerclient.NewClientWithOpts(dockerclient.FromEnv, dockerclient.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	msgs, _ := cli.Events(ctx, events.ListOptions{Filters: filters.NewArgs(
+		filters.Arg("type", "container"), filters.Arg("label", "rtemu.instance="+c.srv.Service().Instance()), filters.Arg("label", "rtemu.sandbox"),
+		filters.Arg("event", "create"), filters.Arg("event", "start"))})
+	var (
+		mu               sync.Mutex
+		inFlight, most   int
+		created, started int
+	)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for m := range msgs {
+			mu.Lock()
+			switch m.Action {
+			case "create":
+				inFlight, created = inFlight+1, created+1
+			case "start":
+				inFlight, started = inFlight-1, started+1
+			}
+			most = max(most, inFlight)
+			done := started == 10
+			mu.Unlock()
+			if done {
+				return
+			}
+		}
+	}()
+	ids := make([]string, 10)
+	for i := range ids {
+		ids[i] = c.must(http.StatusCreated, "POST", "/v1/sandboxes", map[string]any{"template": "base-ubuntu"}).Data()["id"].(string)
+	}
+	for _, id := range ids {
+		c.waitStatus(id, "running")
+	}
+	select {
+	case <-watched:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the engine's events did not show 10 starts")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("%d created, %d started, at most %d at once", created, started, most)
+	if most > 4 {
+		t.Fatalf("%d containers were being created at once; want at most 4", most)
 	}
 }

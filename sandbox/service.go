@@ -131,6 +131,7 @@ type Service struct {
 	events eventLog
 	// execSlots paces concurrent execs in one sandbox (execslots.go).
 	execSlots execSlots
+	provSlots provSlots // bounds concurrent cold creates (provslots.go)
 	changes   changes
 	faults    faults
 	urls      urlTraffic
@@ -436,6 +437,11 @@ func (s *Service) makeContainer(ctx context.Context, sb *Sandbox, log *slog.Logg
 	}
 	if pooled {
 		return nil // made, started and fitted to its limits by Create
+	}
+	release, err := s.provSlots.acquire(ctx)
+	defer release()
+	if err != nil {
+		return err
 	}
 	if err := s.ensureImage(ctx, sb, log); err != nil {
 		return err
