@@ -812,8 +812,12 @@ func (s *Service) Exec(ctx context.Context, ref string, p ExecParams) (ExecResul
 	code, err := s.engine.Exec(runCtx, sb.ContainerName(), dockerdriver.ExecSpec{
 		// cd in the shell rather than through the engine's WorkingDir, so a
 		// missing cwd is the command's failure (exit 2 and a message on
-		// stderr), as it is on a real machine, not an engine error.
-		Cmd:    []string{"/bin/sh", "-c", `cd -- "$1" && exec /bin/sh -c "$2"`, "sh", p.Cwd, p.Command},
+		// stderr), as it is on a real machine, not an engine error. The
+		// command then runs in that same shell (eval, with no positional
+		// parameters and the shell's own variable unset), not in a second
+		// /bin/sh started by exec: one process start fewer, 0.7 to 1.5 ms
+		// of an exec of `true` (BENCHMARKS.md).
+		Cmd:    []string{"/bin/sh", "-c", execWrapper, "sh", p.Cwd, p.Command},
 		Env:    env,
 		Stdout: alsoTo(stdout, p.Stdout),
 		Stderr: alsoTo(stderr, p.Stderr),
@@ -848,6 +852,10 @@ func (s *Service) Exec(ctx context.Context, ref string, p ExecParams) (ExecResul
 	})
 	return res, nil
 }
+
+// execWrapper runs an exec's command ($2) in the directory $1.
+const execWrapper = `cd -- "$1" && __rtemu_cmd=$2 && shift 2 && eval "unset __rtemu_cmd
+$__rtemu_cmd"`
 
 // runnable says why a sandbox cannot run a command now, if it cannot.
 func runnable(sb *Sandbox) error {
