@@ -97,3 +97,41 @@ func cloneTime(t *time.Time) *time.Time {
 	c := *t
 	return &c
 }
+
+// decodeCache keeps, by sandbox id, the decoded form of the last tags and
+// data columns read, so a list of hundreds of records decodes only the
+// records whose columns changed: the JSON of the data column was two thirds
+// of scanning a list (BENCHMARKS.md). It is keyed by the columns' text, so
+// it is right whoever wrote the row.
+type decodeCache struct {
+	mu   sync.Mutex
+	byID map[string]*decodedCols
+}
+
+type decodedCols struct {
+	tags, data string
+	tagList    []string
+	rec        record
+}
+
+func (c *decodeCache) get(id, tags, data string) (*decodedCols, bool) {
+	if c == nil {
+		return nil, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d, ok := c.byID[id]
+	if !ok || d.tags != tags || d.data != data {
+		return nil, false
+	}
+	return d, true
+}
+
+func (c *decodeCache) put(id string, d *decodedCols) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.byID == nil || len(c.byID) >= maxCached {
+		c.byID = map[string]*decodedCols{}
+	}
+	c.byID[id] = d
+}

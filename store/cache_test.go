@@ -136,3 +136,43 @@ func TestCacheReadsRacingWrites(t *testing.T) {
 		t.Fatalf("last read %v %v, want idleTimeout 199", got, err)
 	}
 }
+
+// TestListDecodeCache: a list decodes a record again when its columns
+// changed, whoever changed them (here a second handle on the file), and
+// what a caller does to a listed record does not change the next list.
+func TestListDecodeCache(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, path := open(t)
+	sb := newSandbox("sandbox-cccccccccccc", "three", "x")
+	if err := s.InsertSandbox(ctx, sb); err != nil {
+		t.Fatal(err)
+	}
+	list := func() *sandbox.Sandbox {
+		t.Helper()
+		got, _, err := s.ListSandboxes(ctx, sandbox.ListFilter{Limit: 10}, 0)
+		if err != nil || len(got) != 1 {
+			t.Fatalf("list: %v %v", got, err)
+		}
+		return got[0]
+	}
+	first := list()
+	first.Env["A"], first.Tags[0] = "changed", "changed"
+	if again := list(); again.Env["A"] != "1" || again.Tags[0] != "x" {
+		t.Fatalf("a caller's change leaked into the next list: %+v", again)
+	}
+	other, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := other.UpdateSandbox(ctx, sb.ID, func(x *sandbox.Sandbox) error {
+		x.Env["A"], x.Tags = "2", []string{"y"}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := list(); got.Env["A"] != "2" || got.Tags[0] != "y" {
+		t.Fatalf("list after another handle's write: %+v", got)
+	}
+}

@@ -11,7 +11,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,6 +31,7 @@ type Store struct {
 	instance string
 	reads    preparedReads
 	cache    sandboxCache
+	decoded  decodeCache // of lists (cache.go)
 }
 
 // Open opens (creating if needed) the database file and migrates it.
@@ -223,7 +226,11 @@ func queryAll[T any](ctx context.Context, db *sql.DB, scan func(scanner) (T, err
 	return out, rows.Err()
 }
 
-func scanSandbox(row scanner) (*sandbox.Sandbox, error) {
+func scanSandbox(row scanner) (*sandbox.Sandbox, error) { return scanSandboxWith(row, nil) }
+
+// scanSandboxWith scans a row, taking the decoded tags and data from dc when
+// it has them for exactly these columns (dc may be nil).
+func scanSandboxWith(row scanner, dc *decodeCache) (*sandbox.Sandbox, error) {
 	var (
 		sb                          sandbox.Sandbox
 		name                        sql.NullString
@@ -238,11 +245,25 @@ func scanSandbox(row scanner) (*sandbox.Sandbox, error) {
 	}
 	sb.Name, sb.Status = name.String, sandbox.Status(status)
 	var r record
-	if err := json.Unmarshal([]byte(tags), &sb.Tags); err != nil {
-		return nil, fmt.Errorf("sandbox %s: tags: %w", sb.ID, err)
-	}
-	if err := json.Unmarshal([]byte(data), &r); err != nil {
-		return nil, fmt.Errorf("sandbox %s: data: %w", sb.ID, err)
+	if d, ok := dc.get(sb.ID, tags, data); ok {
+		// Shared with the cache: copied below where the caller could change it.
+		r, sb.Tags = d.rec, slices.Clone(d.tagList)
+		r.Env, r.Metadata, r.SSHKeys = maps.Clone(r.Env), slices.Clone(r.Metadata), slices.Clone(r.SSHKeys)
+		r.PausedAt, r.ResumedAt, r.DestroyedAt, r.LastActivityAt = cloneTime(r.PausedAt), cloneTime(r.ResumedAt), cloneTime(r.DestroyedAt), cloneTime(r.LastActivityAt)
+	} else {
+		if err := json.Unmarshal([]byte(tags), &sb.Tags); err != nil {
+			return nil, fmt.Errorf("sandbox %s: tags: %w", sb.ID, err)
+		}
+		if err := json.Unmarshal([]byte(data), &r); err != nil {
+			return nil, fmt.Errorf("sandbox %s: data: %w", sb.ID, err)
+		}
+		if dc != nil {
+			kept := &decodedCols{tags: tags, data: data, tagList: slices.Clone(sb.Tags), rec: r}
+			kept.rec.Env, kept.rec.Metadata, kept.rec.SSHKeys = maps.Clone(r.Env), slices.Clone(r.Metadata), slices.Clone(r.SSHKeys)
+			kept.rec.PausedAt, kept.rec.ResumedAt = cloneTime(r.PausedAt), cloneTime(r.ResumedAt)
+			kept.rec.DestroyedAt, kept.rec.LastActivityAt = cloneTime(r.DestroyedAt), cloneTime(r.LastActivityAt)
+			dc.put(sb.ID, kept)
+		}
 	}
 	sb.Image, sb.Resources, sb.Env, sb.Metadata = r.Image, sandbox.Resources(r.Resources), r.Env, r.Metadata
 	sb.ProjectID, sb.IdleTimeout, sb.SSHKeys, sb.SSHKeysSet = r.ProjectID, r.IdleTimeout, r.SSHKeys, r.SSHKeysSet
@@ -264,6 +285,9 @@ func scanSandbox(row scanner) (*sandbox.Sandbox, error) {
 	}
 	return &sb, nil
 }
+
+// scanListed scans a row of a list, through the decode cache.
+func (s *Store) scanListed(row scanner) (*sandbox.Sandbox, error) { return scanSandboxWith(row, &s.decoded) }
 
 func nullName(n string) any {
 	if n == "" {
@@ -390,7 +414,7 @@ func (s *Store) ListSandboxes(ctx context.Context, f sandbox.ListFilter, afterSe
 		args = append(args, afterSeq)
 	}
 	args = append(args, f.Limit+1)
-	out, err := queryAll(ctx, s.r, scanSandbox, `SELECT `+sandboxCols+` FROM sandboxes WHERE `+
+	out, err := queryAll(ctx, s.r, s.scanListed, `SELECT `+sandboxCols+` FROM sandboxes WHERE `+
 		strings.Join(where, " AND ")+` ORDER BY seq DESC LIMIT ?`, args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("list sandboxes: %w", err)
@@ -404,7 +428,7 @@ func (s *Store) ListSandboxes(ctx context.Context, f sandbox.ListFilter, afterSe
 
 // LiveSandboxes returns every sandbox that is not destroyed, oldest first.
 func (s *Store) LiveSandboxes(ctx context.Context) ([]*sandbox.Sandbox, error) {
-	out, err := queryAll(ctx, s.r, scanSandbox, `SELECT `+sandboxCols+` FROM sandboxes WHERE status <> 'destroyed' ORDER BY seq`)
+	out, err := queryAll(ctx, s.r, s.scanListed, `SELECT `+sandboxCols+` FROM sandboxes WHERE status <> 'destroyed' ORDER BY seq`)
 	if err != nil {
 		return nil, fmt.Errorf("live sandboxes: %w", err)
 	}
