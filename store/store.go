@@ -287,7 +287,9 @@ func scanSandboxWith(row scanner, dc *decodeCache) (*sandbox.Sandbox, error) {
 }
 
 // scanListed scans a row of a list, through the decode cache.
-func (s *Store) scanListed(row scanner) (*sandbox.Sandbox, error) { return scanSandboxWith(row, &s.decoded) }
+func (s *Store) scanListed(row scanner) (*sandbox.Sandbox, error) {
+	return scanSandboxWith(row, &s.decoded)
+}
 
 func nullName(n string) any {
 	if n == "" {
