@@ -11,6 +11,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
 
 	"github.com/rtemu-dev/rtemu/emulatortest"
 	"github.com/rtemu-dev/rtemu/sandbox"
@@ -284,6 +285,15 @@ func (b *bench) loadMix(ctx context.Context) ([]result, error) {
 		}
 		lat[k] = append(lat[k], d)
 	}
+	ctrs := make([]string, len(ids))
+	for i, id := range ids {
+		ctrs[i] = "rtemu-" + id
+	}
+	watch, err := b.watchExecs(ctx, ctrs)
+	if err != nil {
+		return nil, err
+	}
+	defer watch.stop()
 	// The mix, per 10 operations: 4 GET, 2 list, 3 exec, 1 create+delete.
 	mix := []kind{kGet, kExec, kGet, kList, kExec, kGet, kCreate, kGet, kExec, kList}
 	start := time.Now()
@@ -320,11 +330,10 @@ func (b *bench) loadMix(ctx context.Context) ([]result, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	ctrs := make([]string, len(ids))
-	for i, id := range ids {
-		ctrs[i] = "rtemu-" + id
+	agents, err := watch.count(ctx)
+	if err != nil {
+		return nil, err
 	}
-	agents := b.execCreates(ctx, ctrs, start, time.Now())
 	targets := [kinds]float64{200, 0, 1000, 0, 3000}
 	var rows []result
 	total := 0
@@ -376,28 +385,63 @@ func (b *bench) loadMix(ctx context.Context) ([]result, error) {
 	return append(rows, c), nil
 }
 
-// execCreates counts the Docker execs made in containers between two times
-// (each one an exec agent started, or a command run without one). Exec
-// events carry no labels, so the containers are named.
-func (b *bench) execCreates(ctx context.Context, containers []string, since, until time.Time) int {
-	stamp := func(x time.Time) string { return fmt.Sprintf("%.6f", float64(x.UnixNano())/1e9) }
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	f := filters.NewArgs(filters.Arg("event", "exec_create"))
+// execWatch counts the Docker execs made in some containers while it
+// watches (each one an exec agent started, or a command run without one).
+// It follows the engine's live events (the engine keeps only its last 256
+// for later queries, which a busy run overflows) and knows it has seen all
+// up to a moment by making an exec of its own and waiting for its event.
+type execWatch struct {
+	cli    *client.Client
+	marker string // the container the markers are made in
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	seen   map[string]bool
+	n      int
+}
+
+func (b *bench) watchExecs(ctx context.Context, containers []string) (*execWatch, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	w := &execWatch{cli: b.raw.cli, marker: containers[0], cancel: cancel, seen: map[string]bool{}}
+	f := filters.NewArgs(filters.Arg("type", "container"), filters.Arg("event", "exec_create"))
 	for _, c := range containers {
 		f.Add("container", c)
 	}
-	msgs, errs := b.raw.cli.Events(ctx, events.ListOptions{Since: stamp(since), Until: stamp(until), Filters: f})
-	n := 0
-	for {
-		select {
-		case _, ok := <-msgs:
-			if !ok {
-				return n
-			}
-			n++
-		case <-errs:
-			return n
+	msgs, _ := b.raw.cli.Events(ctx, events.ListOptions{Filters: f})
+	go func() {
+		for m := range msgs {
+			w.mu.Lock()
+			w.seen[m.Actor.Attributes["execID"]] = true
+			w.n++
+			w.mu.Unlock()
+		}
+	}()
+	if _, err := w.count(ctx); err != nil {
+		cancel()
+		return nil, err
+	}
+	return w, nil
+}
+
+// count returns the execs made since the last count, its markers not
+// counted.
+func (w *execWatch) count(ctx context.Context) (int, error) {
+	ex, err := w.cli.ContainerExecCreate(ctx, w.marker, container.ExecOptions{Cmd: []string{"true"}})
+	if err != nil {
+		return 0, err
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		w.mu.Lock()
+		if w.seen[ex.ID] {
+			n := w.n - 1
+			w.n = 0
+			w.mu.Unlock()
+			return n, nil
+		}
+		w.mu.Unlock()
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("the engine's event of exec %s did not come", ex.ID)
 		}
 	}
 }
+
+func (w *execWatch) stop() { w.cancel() }

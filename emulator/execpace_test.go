@@ -18,38 +18,6 @@ import (
 	"github.com/rtemu-dev/rtemu/emulatortest"
 )
 
-// agentStarts counts the Docker execs made in a container between two
-// times: every exec agent rtemu starts is one (a command run through an
-// agent already started is none).
-func agentStarts(t *testing.T, container string, since, until time.Time) int {
-	t.Helper()
-	cli, err := dockerclient.NewClientWithOpts(dockerclient.FromEnv, dockerclient.WithAPIVersionNegotiation())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	stamp := func(x time.Time) string { return strconv.FormatFloat(float64(x.UnixNano())/1e9, 'f', 6, 64) }
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	msgs, errs := cli.Events(ctx, events.ListOptions{Since: stamp(since), Until: stamp(until),
-		Filters: filters.NewArgs(filters.Arg("container", container), filters.Arg("event", "exec_create"))})
-	n := 0
-	for {
-		select {
-		case _, ok := <-msgs:
-			if !ok {
-				return n
-			}
-			n++
-		case err := <-errs:
-			if err != nil && ctx.Err() != nil {
-				t.Fatalf("events: %v", err)
-			}
-			return n
-		}
-	}
-}
-
 // execAll runs the commands in one sandbox at once and returns each answer's
 // status, exit code and stdout (or the error).
 func execAll(c *client, id string, cmds []string) []string {
@@ -95,7 +63,7 @@ func TestExecBurstReusesAgents(t *testing.T) {
 	for i := range eight {
 		eight[i] = "sleep 0.3; echo " + strconv.Itoa(i)
 	}
-	warm := time.Now()
+	w := watchExecs(t, "rtemu-"+id)
 	for i, got := range execAll(c, id, eight) {
 		if want := fmt.Sprintf("200 0 %q", strconv.Itoa(i)+"\n"); got != want {
 			t.Fatalf("warm-up exec %d: %s, want %s", i, got, want)
@@ -103,7 +71,7 @@ func TestExecBurstReusesAgents(t *testing.T) {
 	}
 	// The count is seen to count: 8 commands at once in a new sandbox
 	// start agents.
-	if n := agentStarts(t, "rtemu-"+id, warm, time.Now()); n < 2 {
+	if n := w.count(); n < 2 {
 		t.Fatalf("%d exec agents started by 8 concurrent commands in a new sandbox; the count does not work", n)
 	}
 	burst := make([]string, 30)
@@ -117,7 +85,7 @@ func TestExecBurstReusesAgents(t *testing.T) {
 		}
 	}
 	took := time.Since(start)
-	n := agentStarts(t, "rtemu-"+id, start, time.Now())
+	n := w.count()
 	t.Logf("30 concurrent execs: %v, %d exec agents started", took, n)
 	// 0 when every command found an idle agent; a few more only when the
 	// machine is so slow that a command waited past the pacing's second.
@@ -132,15 +100,11 @@ func TestExecBurstReusesAgents(t *testing.T) {
 func TestWarmPoolAgentStarted(t *testing.T) {
 	t.Parallel()
 	c := newClient(t, emulatortest.WithWarmPool("base-ubuntu", 1))
-	made := time.Now()
 	pool := poolIDs(t, c.srv, "base-ubuntu", 1)
+	var w *execWatch
 	for id := range pool {
-		// The count is seen to count: the pool started the agent.
-		if n := agentStarts(t, "rtemu-"+id, made, time.Now()); n < 1 {
-			t.Fatalf("no Docker exec while the pool made %s; the count does not work", id)
-		}
+		w = watchExecs(t, "rtemu-"+id)
 	}
-	start := time.Now()
 	id := c.must(http.StatusCreated, "POST", "/v1/sandboxes", map[string]any{"template": "base-ubuntu"}).Data()["id"].(string)
 	if !pool[id] {
 		t.Fatalf("sandbox %s not from the pool %v", id, pool)
@@ -148,7 +112,7 @@ func TestWarmPoolAgentStarted(t *testing.T) {
 	if out := c.sh(id, "echo hi"); out != "hi\n" {
 		t.Fatalf("first exec: %q", out)
 	}
-	if n := agentStarts(t, "rtemu-"+id, start, time.Now()); n != 0 {
+	if n := w.count(); n != 0 {
 		t.Fatalf("%d Docker execs between the create and its first exec's answer; want 0 (the agent started in the pool)", n)
 	}
 }
