@@ -18,7 +18,7 @@ type api struct {
 
 func newAPI(base, key string) *api {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 64
+	tr.MaxIdleConnsPerHost = 256
 	return &api{base: base, key: key, hc: &http.Client{Transport: tr, Timeout: 2 * time.Minute}}
 }
 
@@ -113,6 +113,21 @@ func (a *api) createRunning(ctx context.Context, body map[string]any) (string, e
 func (a *api) remove(ctx context.Context, id string) error {
 	_, err := a.call(ctx, "DELETE", "/v1/sandboxes/"+id, nil, nil)
 	return err
+}
+
+// execOut runs cmd and checks its output.
+func (a *api) execOut(ctx context.Context, id, cmd, want string) error {
+	var res struct {
+		ExitCode int    `json:"exitCode"`
+		Stdout   string `json:"stdout"`
+	}
+	if _, err := a.call(ctx, "POST", "/v1/sandboxes/"+id+"/exec", map[string]any{"command": cmd}, &res); err != nil {
+		return err
+	}
+	if res.ExitCode != 0 || res.Stdout != want {
+		return fmt.Errorf("exec %q: exit %d, stdout %q", cmd, res.ExitCode, res.Stdout)
+	}
+	return nil
 }
 
 func (a *api) exec(ctx context.Context, id, cmd string) error {

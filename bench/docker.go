@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"sync/atomic"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -20,7 +21,7 @@ const benchLabel = "rtemu.bench"
 type raw struct {
 	cli   *client.Client
 	image string
-	seq   int
+	seq   atomic.Int64
 	run   string // this run's id, in every baseline container's name and label
 }
 
@@ -38,9 +39,8 @@ func (r *raw) spec(nanoCPUs int64) (*container.Config, *container.HostConfig) {
 }
 
 func (r *raw) createStart(ctx context.Context, nanoCPUs int64) (string, error) {
-	r.seq++
 	cfg, host := r.spec(nanoCPUs)
-	c, err := r.cli.ContainerCreate(ctx, cfg, host, nil, nil, fmt.Sprintf("rtemu-bench-%s-%d", r.run, r.seq))
+	c, err := r.cli.ContainerCreate(ctx, cfg, host, nil, nil, fmt.Sprintf("rtemu-bench-%s-%d", r.run, r.seq.Add(1)))
 	if err != nil {
 		return "", err
 	}

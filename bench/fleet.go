@@ -119,13 +119,19 @@ func (b *bench) fleetMetrics(ctx context.Context) (rows []result, err error) {
 	defer stop()
 
 	// The fleet, `parallel` creates at a time; every create must succeed.
+	// At ref sandboxes, the reference case: RSS, GET and list latency.
 	var (
-		mu    sync.Mutex
-		errs  []error
-		first []time.Duration // the first wave's create-to-running
+		mu     sync.Mutex
+		errs   []error
+		first  []time.Duration // the first full wave's create-to-running
+		refRSS float64
+		refLat fleetLatency
 	)
 	for made := 0; made < b.s.fleet && ctx.Err() == nil; {
 		wave := min(b.s.parallel, b.s.fleet-made)
+		if made < b.s.ref {
+			wave = min(wave, b.s.ref-made)
+		}
 		var wg sync.WaitGroup
 		var waveLat []time.Duration
 		for i := 0; i < wave; i++ {
@@ -144,11 +150,20 @@ func (b *bench) fleetMetrics(ctx context.Context) (rows []result, err error) {
 			}()
 		}
 		wg.Wait()
-		if made == 0 {
+		if first == nil && wave == b.s.parallel {
 			first = waveLat
 		}
 		made += wave
 		b.log.Info("fleet", "running", made)
+		if made == b.s.ref {
+			time.Sleep(2 * time.Second)
+			if refRSS, err = p.rssMB(); err != nil {
+				return nil, err
+			}
+			if refLat, err = b.fleetLatency(ctx, a); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
@@ -158,14 +173,28 @@ func (b *bench) fleetMetrics(ctx context.Context) (rows []result, err error) {
 	if err != nil {
 		return nil, err
 	}
-	r := result{Metric: fmt.Sprintf("rss_%d", b.s.fleet), RtemuP50: ms(percentile(first, 50)), RtemuP95: ms(percentile(first, 95)), N: len(first),
+	lat, err := b.fleetLatency(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	n := b.s.fleet
+	r := result{Metric: fmt.Sprintf("rss_%d", n), RtemuP50: ms(percentile(first, 50)), RtemuP95: ms(percentile(first, 95)), N: len(first),
 		Value: ptr(float64(int(rss*10)) / 10), Unit: "MB", Target: "≤ 100 MB, 0 errors",
 		Met:  rss <= 100 && len(errs) == 0,
-		Note: fmt.Sprintf("p50/p95: create_to_running of %d parallel creates; %d errors", b.s.parallel, len(errs))}
+		Note: fmt.Sprintf("p50/p95: create_to_running of %d parallel creates; %d errors; %.1f MB with %d", b.s.parallel, len(errs), refRSS, b.s.ref)}
 	if len(errs) > 0 {
 		r.Note += fmt.Sprintf(" (first: %v)", errs[0])
 	}
-	rows = append(rows, r)
+	per := (rss - refRSS) * (1 << 20) / float64(n-b.s.ref)
+	rows = append(rows, r,
+		result{Metric: "fleet_rss_per_sandbox", Value: ptr(float64(int(per))), Unit: "bytes", Info: true, Target: "—",
+			Note: fmt.Sprintf("(RSS with %d − RSS with %d) / %d", n, b.s.ref, n-b.s.ref)},
+		fleetCompare(fmt.Sprintf("fleet_get_%d", n), lat.get, refLat.get, fmt.Sprintf("GET with %d sandboxes", b.s.ref)),
+		fleetCompare(fmt.Sprintf("fleet_list20_%d", n), lat.list20, refLat.list20, fmt.Sprintf("list ?limit=20 with %d sandboxes", b.s.ref)),
+	)
+	full := fleetCompare(fmt.Sprintf("fleet_list_%d", n), lat.list, refLat.list, fmt.Sprintf("list (first page, all %d) with %d sandboxes", b.s.ref, b.s.ref))
+	full.Info, full.Target = true, "— (a page of 500 against one of 20)"
+	rows = append(rows, full)
 
 	// Start-up with the fleet to reconcile.
 	var ups []time.Duration
@@ -213,4 +242,36 @@ func (b *bench) removeInstance(ctx context.Context, dataDir string) {
 		}()
 	}
 	wg.Wait()
+}
+
+// fleetLatency is GET and list latency with the fleet as it is.
+type fleetLatency struct{ get, list20, list []time.Duration }
+
+func (b *bench) fleetLatency(ctx context.Context, a *api) (fleetLatency, error) {
+	var page []sandboxJSON
+	if _, err := a.call(ctx, "GET", "/v1/sandboxes?limit=1", nil, &page); err != nil || len(page) == 0 {
+		return fleetLatency{}, fmt.Errorf("fleet: no sandbox to GET (%v)", err)
+	}
+	var l fleetLatency
+	var err error
+	for _, m := range []struct {
+		out  *[]time.Duration
+		path string
+		n    int
+	}{{&l.get, "/v1/sandboxes/" + page[0].ID, 400}, {&l.list20, "/v1/sandboxes?limit=20", 200}, {&l.list, "/v1/sandboxes", 50}} {
+		if _, err := a.call(ctx, "GET", m.path, nil, nil); err != nil { // warm-up
+			return l, err
+		}
+		if *m.out, err = timed(ctx, m.n, nil, func() error { _, err := a.call(ctx, "GET", m.path, nil, nil); return err }, nil); err != nil {
+			return l, err
+		}
+	}
+	return l, nil
+}
+
+// fleetCompare sets latency with the whole fleet against the reference
+// case: within 20%.
+func fleetCompare(metric string, at, ref []time.Duration, baseline string) result {
+	r := compare(metric, at, ref, baseline, 1.2)
+	return r
 }

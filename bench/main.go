@@ -41,6 +41,10 @@ type settings struct {
 	startups int           // restarts for startup
 	only     string
 	verbose  bool
+	loadFor  time.Duration // exec_parallel (and a quarter of it per scaling level)
+	churnFor time.Duration // churn
+	ref      int           // sandboxes of the fleet's reference case (GET/list latency)
+	plotDir  string
 }
 
 func main() {
@@ -54,11 +58,18 @@ func main() {
 	flag.StringVar(&cpuProf, "cpuprofile", "", "write a CPU profile of the whole run (rtemu is in-process) to this file")
 	flag.StringVar(&s.only, "only", "", "run only the metrics whose name starts with this")
 	flag.BoolVar(&s.verbose, "v", false, "log progress")
+	flag.StringVar(&s.plotDir, "plot", "", "write PNG charts (exec and create latency against parallelism, churn) to this directory")
+	if len(os.Args) > 1 && os.Args[1] == "loadgen" {
+		loadgenMain(os.Args[2:]) // get_sandbox_rps's load, as its own process
+		return
+	}
 	flag.Parse()
 	if s.short {
 		s.iters, s.rpsFor, s.fleet, s.parallel, s.records, s.startups = 4, 2*time.Second, 20, 10, 1000, 2
+		s.loadFor, s.churnFor, s.ref = 2*time.Second, 4*time.Second, 5
 	} else {
-		s.iters, s.rpsFor, s.fleet, s.parallel, s.records, s.startups = 20, 10*time.Second, 200, 50, 1000, 5
+		s.iters, s.rpsFor, s.fleet, s.parallel, s.records, s.startups = 20, 10*time.Second, 500, 50, 1000, 5
+		s.loadFor, s.churnFor, s.ref = 10*time.Second, 20*time.Second, 20
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -72,8 +83,13 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	rows, err := run(ctx, s)
+	b, rows, err := run(ctx, s)
 	printTable(os.Stdout, rows)
+	if s.plotDir != "" && b != nil {
+		if perr := b.plot(s.plotDir); perr != nil {
+			err = errors.Join(err, perr)
+		}
+	}
 	if jsonOut != "" {
 		js, _ := json.MarshalIndent(rows, "", "  ")
 		if werr := os.WriteFile(jsonOut, append(js, '\n'), 0o644); werr != nil {
@@ -98,24 +114,27 @@ type bench struct {
 	img      string
 	log      *slog.Logger
 	hostCPUs int
+	// What -plot draws, when the steps ran.
+	churnSeries [2]*loadResult // rtemu, raw
+	scalingData *scalingData
 }
 
-func run(ctx context.Context, s settings) (rows []result, err error) {
+func run(ctx context.Context, s settings) (b *bench, rows []result, err error) {
 	start := time.Now()
 	img, err := emulatortest.TestImage(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer cli.Close()
 	info, err := cli.Info(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("docker engine: %w", err)
+		return nil, nil, fmt.Errorf("docker engine: %w", err)
 	}
-	b := &bench{s: s, img: img, hostCPUs: info.NCPU,
+	b = &bench{s: s, img: img, hostCPUs: info.NCPU,
 		raw: &raw{cli: cli, image: img, run: fmt.Sprintf("%d", time.Now().UnixNano()%1e9)}}
 	out := io.Discard
 	if s.verbose {
@@ -134,31 +153,42 @@ func run(ctx context.Context, s settings) (rows []result, err error) {
 		fn      func(context.Context) ([]result, error)
 	}{
 		{[]string{"create_to_running", "create_to_running_warm"}, b.createToRunning},
+		{[]string{"create_then_exec", "create_then_exec_warm"}, b.createThenExec},
 		{[]string{"exec_true", "exec_true_vs_cli"}, b.execTrue},
+		{[]string{"exec_parallel"}, b.execParallel},
+		{[]string{"churn"}, b.churn},
 		{[]string{"pause", "resume"}, b.pauseResume},
 		{[]string{"get_sandbox_rps"}, b.getRPS},
 		{[]string{"list_1000"}, b.list},
 		{[]string{"ssh_true"}, b.sshTrue},
 		{[]string{"devurl_request", "download_devurl", "download_ssh_forward", "websockets_64"}, b.ports},
 		{[]string{"exec_flood_rss"}, b.execFlood},
-		{[]string{"rss_", "startup_"}, b.fleetMetrics},
+		{[]string{"load_", "exec_30_one_sandbox"}, b.loadMix},
+		{[]string{"rss_", "startup_", "fleet_"}, b.fleetMetrics},
+	}
+	if !s.short || s.plotDir != "" {
+		// The charts' points: not in the short run unless asked for.
+		steps = append(steps, struct {
+			metrics []string
+			fn      func(context.Context) ([]result, error)
+		}{[]string{"scale_"}, b.scaling})
 	}
 	for _, st := range steps {
 		if !selected(st.metrics, s.only) {
 			continue
 		}
 		if ctx.Err() != nil {
-			return rows, ctx.Err()
+			return b, rows, ctx.Err()
 		}
 		b.log.Info("measuring", "metrics", st.metrics)
 		r, err := st.fn(ctx)
 		rows = append(rows, r...)
 		if err != nil {
-			return rows, fmt.Errorf("%s: %w", st.metrics[0], err)
+			return b, rows, fmt.Errorf("%s: %w", st.metrics[0], err)
 		}
 	}
 	fmt.Printf("load average at end: %s; took %v\n", loadavg(), time.Since(start).Round(time.Second))
-	return rows, nil
+	return b, rows, nil
 }
 
 // selected says whether -only picks a step: "" picks all; otherwise a

@@ -23,6 +23,11 @@ type result struct {
 	Met         bool     `json:"met"`
 	Note        string   `json:"note,omitempty"`
 	BaselineP95 *float64 `json:"baseline_p95_ms,omitempty"`
+	RtemuP99    float64  `json:"rtemu_p99_ms,omitempty"`
+	// BaselineValue is the baseline's rate, for rows of rates.
+	BaselineValue *float64 `json:"baseline_value,omitempty"`
+	// Info rows have no target (the points of a chart).
+	Info bool `json:"info,omitempty"`
 }
 
 func ms(d time.Duration) float64 { return math.Round(float64(d.Microseconds())/10) / 100 }
@@ -64,12 +69,21 @@ func printTable(w io.Writer, rows []result) {
 			ratio = fmt.Sprintf("%.2f", *r.Ratio)
 		}
 		ok := "MET"
-		if !r.Met {
+		switch {
+		case r.Info:
+			ok = "(info)"
+		case !r.Met:
 			ok = "NOT MET"
 		}
 		extra := ""
+		if r.RtemuP99 > 0 {
+			extra = fmt.Sprintf("  p99 %.2f", r.RtemuP99)
+		}
 		if r.Value != nil {
-			extra = fmt.Sprintf("  value %.1f %s", *r.Value, r.Unit)
+			extra += fmt.Sprintf("  value %.1f %s", *r.Value, r.Unit)
+		}
+		if r.BaselineValue != nil {
+			extra += fmt.Sprintf(" (baseline %.1f %s)", *r.BaselineValue, r.Unit)
 		}
 		if r.Baseline != "" {
 			extra += "  (baseline: " + r.Baseline + ")"

@@ -28,7 +28,7 @@ const (
 	// of the sandbox's memory.
 	agentIdleFor = time.Minute
 	// agentsKept bounds the idle agents kept per container.
-	agentsKept = 2
+	agentsKept = 8
 )
 
 // errNoAgent: the container cannot run the agent (no volume, another

@@ -396,6 +396,14 @@ func TestExecAPI(t *testing.T) {
 		{"missing cwd", map[string]any{"command": "pwd", "cwd": "/no/such/dir"}, "", "", 2},
 		{"env", map[string]any{"command": `echo "$A $B $FROM_CREATE"`, "env": map[string]any{"A": "1", "B": "two words"}}, "1 two words c\n", "", 0},
 		{"quotes and pipes", map[string]any{"command": `printf '%s\n' "a'b" | tr a-z A-Z`}, "A'B\n", "", 0},
+		// The command runs in the shell that changed directory (eval): it
+		// sees no positional parameters nor the wrapper's variable, and a
+		// syntax error is the shell's exit 2, as sh -c gives.
+		{"no arguments", map[string]any{"command": `echo "$# [$1] [$2]"`}, "0 [] []\n", "", 0},
+		{"wrapper invisible", map[string]any{"command": `echo "${__rtemu_cmd-unset}"; set | grep -c __rtemu || true`}, "unset\n0\n", "", 0},
+		{"syntax error", map[string]any{"command": "echo ("}, "", "", 2},
+		{"multi-line", map[string]any{"command": "a=1\nif [ $a = 1 ]; then\n  echo yes\nfi\nexit 4"}, "yes\n", "", 4},
+		{"exec replaces", map[string]any{"command": "exec echo replaced; echo never"}, "replaced\n", "", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -31,6 +31,7 @@ func (s *Service) Activity(ctx context.Context, ref string, f ActivityFilter) (P
 	if err != nil {
 		return Page[Event]{}, err
 	}
+	s.flushEvents() // the feed shows every event recorded before this read
 	items, more, err := s.store.ListEvents(ctx, sb.ID, f.Limit, after)
 	if err != nil {
 		return Page[Event]{}, err

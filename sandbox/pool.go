@@ -43,13 +43,20 @@ type warmPool struct {
 	owned  map[string]bool     // container names the pool holds (idle or being handed over)
 	handed map[string]bool     // sandbox ids handed out whose provision has not run yet
 	gen    int                 // bumped by reset: containers of an older generation are dropped
-	paused bool
-	wake   chan struct{}
+	// Of idle containers: when their exec agent was last used (started,
+	// or kept from going idle), and their address.
+	warmed map[string]time.Time
+	ips    map[string]string
+	// refreshing: a refresh of agents is under way.
+	refreshing bool
+	paused     bool
+	wake       chan struct{}
 }
 
 func (p *warmPool) init(sizes map[string]int) {
 	p.size, p.idle, p.making = map[string]int{}, map[string][]string{}, map[string]int{}
 	p.owned, p.handed = map[string]bool{}, map[string]bool{}
+	p.warmed, p.ips = map[string]time.Time{}, map[string]string{}
 	p.wake = make(chan struct{}, 1)
 	for t, n := range sizes {
 		if n > 0 {
@@ -81,14 +88,27 @@ func (p *warmPool) fromPool(id string) bool {
 	return ok
 }
 
+// address returns (once) the address read when a handed-out container was
+// made, so its provision need not ask the engine.
+func (p *warmPool) address(id string) (string, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ip, ok := p.ips[id]
+	delete(p.ips, id)
+	return ip, ok
+}
+
 // handedOver ends a hand-out: the container is now its record's (ok) or is
 // about to be removed.
 func (p *warmPool) handedOver(name string, ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.owned, name)
+	id := strings.TrimPrefix(name, "rtemu-")
+	delete(p.warmed, id)
 	if !ok {
-		delete(p.handed, strings.TrimPrefix(name, "rtemu-"))
+		delete(p.handed, id)
+		delete(p.ips, id)
 	}
 }
 
@@ -101,6 +121,8 @@ func (p *warmPool) forget(name string) {
 	}
 	delete(p.owned, name)
 	id := strings.TrimPrefix(name, "rtemu-")
+	delete(p.warmed, id)
+	delete(p.ips, id)
 	for t, ids := range p.idle {
 		for i, x := range ids {
 			if x == id {
@@ -157,21 +179,79 @@ func (s *Service) fillPool(ctx context.Context) {
 			return
 		case <-s.pool.wake:
 		case <-tick.C:
+			s.refreshPoolAgents()
 		}
 	}
+}
+
+// poolAgentRefresh is how long an idle pool container's exec agent goes
+// unused before the pool runs a command on it, so the engine driver keeps
+// it (it ends agents idle for a minute) and the sandbox's first command
+// finds it started.
+const poolAgentRefresh = 40 * time.Second
+
+// warmAgent starts (or keeps) a pool container's exec agent by running
+// `true` through it.
+func (s *Service) warmAgent(ctx context.Context, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_, err := s.engine.Exec(ctx, name, engine.ExecSpec{Cmd: []string{"true"}})
+	return err
+}
+
+// refreshPoolAgents runs a command on every idle pool container whose agent
+// has not been used for poolAgentRefresh, one at a time, in the background.
+func (s *Service) refreshPoolAgents() {
+	s.pool.mu.Lock()
+	if s.pool.refreshing {
+		s.pool.mu.Unlock()
+		return
+	}
+	var due []string
+	for _, ids := range s.pool.idle {
+		for _, id := range ids {
+			if time.Since(s.pool.warmed[id]) >= poolAgentRefresh {
+				due = append(due, id)
+			}
+		}
+	}
+	if len(due) == 0 {
+		s.pool.mu.Unlock()
+		return
+	}
+	s.pool.refreshing = true
+	s.pool.mu.Unlock()
+	s.goBackground(func(ctx context.Context) {
+		defer func() {
+			s.pool.mu.Lock()
+			s.pool.refreshing = false
+			s.pool.mu.Unlock()
+		}()
+		for _, id := range due {
+			if err := s.warmAgent(ctx, "rtemu-"+id); err != nil {
+				continue // claimed or gone meanwhile; its first exec starts one
+			}
+			s.pool.mu.Lock()
+			if s.pool.owned["rtemu-"+id] {
+				s.pool.warmed[id] = time.Now()
+			}
+			s.pool.mu.Unlock()
+		}
+	})
 }
 
 // makePooled makes and starts one pool container with the default limits.
 func (s *Service) makePooled(ctx context.Context, tpl Template, gen int) {
 	id := newID()
 	name := "rtemu-" + id
-	err := s.makePooledContainer(ctx, tpl, id)
+	ip, err := s.makePooledContainer(ctx, tpl, id)
 	s.pool.mu.Lock()
 	s.pool.making[tpl.Name]--
 	keep := err == nil && ctx.Err() == nil && gen == s.pool.gen && !s.pool.paused
 	if keep {
 		s.pool.idle[tpl.Name] = append(s.pool.idle[tpl.Name], id)
 		s.pool.owned[name] = true
+		s.pool.warmed[id], s.pool.ips[id] = time.Now(), ip
 	}
 	s.pool.mu.Unlock()
 	if !keep {
@@ -190,10 +270,13 @@ func (s *Service) makePooled(ctx context.Context, tpl Template, gen int) {
 	s.pool.poke()
 }
 
-func (s *Service) makePooledContainer(ctx context.Context, tpl Template, id string) error {
+// makePooledContainer makes and starts a pool container, starts its exec
+// agent (so the sandbox's first command does not wait for the Docker exec
+// that starts it) and returns its address.
+func (s *Service) makePooledContainer(ctx context.Context, tpl Template, id string) (string, error) {
 	sb := &Sandbox{ID: id, Template: tpl.Name, Image: s.templateImage(ctx, tpl)}
 	if err := s.ensureImage(ctx, sb, s.log); err != nil {
-		return err
+		return "", err
 	}
 	cpus, mem := s.limits(Resources{VCPUs: DefaultVCPUs, Memory: DefaultMemory})
 	spec := engine.ContainerSpec{
@@ -212,9 +295,19 @@ func (s *Service) makePooledContainer(ctx context.Context, tpl Template, id stri
 		DiskBytes:    s.diskBytes(ctx, sb.Image, DefaultDisk),
 	}
 	if err := s.engine.Create(ctx, spec); err != nil {
-		return err
+		return "", err
 	}
-	return s.engine.Start(ctx, spec.Name)
+	if err := s.engine.Start(ctx, spec.Name); err != nil {
+		return "", err
+	}
+	st, err := s.engine.Inspect(ctx, spec.Name)
+	if err != nil {
+		return "", err
+	}
+	if err := s.warmAgent(ctx, spec.Name); err != nil {
+		return "", fmt.Errorf("start the exec agent: %w", err)
+	}
+	return st.IP, nil
 }
 
 // limits turns a sandbox's resources into the engine's CPU and memory limits.
@@ -281,6 +374,7 @@ func (s *Service) suspendPool() {
 	s.pool.paused = true
 	s.pool.idle = map[string][]string{}
 	s.pool.owned = map[string]bool{}
+	s.pool.warmed, s.pool.ips = map[string]time.Time{}, map[string]string{}
 }
 
 func (s *Service) resumePool() {

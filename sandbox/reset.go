@@ -33,6 +33,7 @@ func (s *Service) Reset(ctx context.Context) (removed int, err error) {
 	if err := s.DestroyAll(ctx); err != nil {
 		return 0, err
 	}
+	s.flushEvents() // so no event of a removed sandbox is written after the reset
 	if err := s.store.Reset(ctx); err != nil {
 		return 0, err
 	}

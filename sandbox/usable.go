@@ -31,6 +31,8 @@ type use struct {
 	// strictable uses get the old conflicts under --strict-lifecycle: a
 	// sandbox not running is a 409 at once, and nothing is woken.
 	strictable bool
+	// got is the sandbox as the caller has just read it (saves a read).
+	got *Sandbox
 }
 
 // transient says whether a status settles by itself within moments.
@@ -44,9 +46,11 @@ func transient(st Status) bool {
 // (exec, SSH, dev URLs, terminals) comes through here, so all of them wait
 // and wake alike.
 func (s *Service) usable(ctx context.Context, ref string, u use) (*Sandbox, error) {
-	sb, err := s.Get(ctx, ref)
-	if err != nil {
-		return nil, err
+	sb, err := u.got, error(nil)
+	if sb == nil {
+		if sb, err = s.Get(ctx, ref); err != nil {
+			return nil, err
+		}
 	}
 	strict := s.strictLifecycle && u.strictable
 	wait := u.wait

@@ -152,5 +152,6 @@ func (s *Store) DeleteProject(ctx context.Context, id string, unassign bool) ([]
 	if _, err := tx.ExecContext(ctx, `DELETE FROM projects WHERE id = ?`, id); err != nil {
 		return nil, fmt.Errorf("delete project: %w", err)
 	}
+	defer s.cache.clear() // the unassigned sandboxes' records changed
 	return users, tx.Commit()
 }

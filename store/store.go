@@ -11,7 +11,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,6 +30,8 @@ type Store struct {
 	w, r     *sql.DB
 	instance string
 	reads    preparedReads
+	cache    sandboxCache
+	decoded  decodeCache // of lists (cache.go)
 }
 
 // Open opens (creating if needed) the database file and migrates it.
@@ -222,7 +226,11 @@ func queryAll[T any](ctx context.Context, db *sql.DB, scan func(scanner) (T, err
 	return out, rows.Err()
 }
 
-func scanSandbox(row scanner) (*sandbox.Sandbox, error) {
+func scanSandbox(row scanner) (*sandbox.Sandbox, error) { return scanSandboxWith(row, nil) }
+
+// scanSandboxWith scans a row, taking the decoded tags and data from dc when
+// it has them for exactly these columns (dc may be nil).
+func scanSandboxWith(row scanner, dc *decodeCache) (*sandbox.Sandbox, error) {
 	var (
 		sb                          sandbox.Sandbox
 		name                        sql.NullString
@@ -237,11 +245,25 @@ func scanSandbox(row scanner) (*sandbox.Sandbox, error) {
 	}
 	sb.Name, sb.Status = name.String, sandbox.Status(status)
 	var r record
-	if err := json.Unmarshal([]byte(tags), &sb.Tags); err != nil {
-		return nil, fmt.Errorf("sandbox %s: tags: %w", sb.ID, err)
-	}
-	if err := json.Unmarshal([]byte(data), &r); err != nil {
-		return nil, fmt.Errorf("sandbox %s: data: %w", sb.ID, err)
+	if d, ok := dc.get(sb.ID, tags, data); ok {
+		// Shared with the cache: copied below where the caller could change it.
+		r, sb.Tags = d.rec, slices.Clone(d.tagList)
+		r.Env, r.Metadata, r.SSHKeys = maps.Clone(r.Env), slices.Clone(r.Metadata), slices.Clone(r.SSHKeys)
+		r.PausedAt, r.ResumedAt, r.DestroyedAt, r.LastActivityAt = cloneTime(r.PausedAt), cloneTime(r.ResumedAt), cloneTime(r.DestroyedAt), cloneTime(r.LastActivityAt)
+	} else {
+		if err := json.Unmarshal([]byte(tags), &sb.Tags); err != nil {
+			return nil, fmt.Errorf("sandbox %s: tags: %w", sb.ID, err)
+		}
+		if err := json.Unmarshal([]byte(data), &r); err != nil {
+			return nil, fmt.Errorf("sandbox %s: data: %w", sb.ID, err)
+		}
+		if dc != nil {
+			kept := &decodedCols{tags: tags, data: data, tagList: slices.Clone(sb.Tags), rec: r}
+			kept.rec.Env, kept.rec.Metadata, kept.rec.SSHKeys = maps.Clone(r.Env), slices.Clone(r.Metadata), slices.Clone(r.SSHKeys)
+			kept.rec.PausedAt, kept.rec.ResumedAt = cloneTime(r.PausedAt), cloneTime(r.ResumedAt)
+			kept.rec.DestroyedAt, kept.rec.LastActivityAt = cloneTime(r.DestroyedAt), cloneTime(r.LastActivityAt)
+			dc.put(sb.ID, kept)
+		}
 	}
 	sb.Image, sb.Resources, sb.Env, sb.Metadata = r.Image, sandbox.Resources(r.Resources), r.Env, r.Metadata
 	sb.ProjectID, sb.IdleTimeout, sb.SSHKeys, sb.SSHKeysSet = r.ProjectID, r.IdleTimeout, r.SSHKeys, r.SSHKeysSet
@@ -262,6 +284,11 @@ func scanSandbox(row scanner) (*sandbox.Sandbox, error) {
 		return nil, err
 	}
 	return &sb, nil
+}
+
+// scanListed scans a row of a list, through the decode cache.
+func (s *Store) scanListed(row scanner) (*sandbox.Sandbox, error) {
+	return scanSandboxWith(row, &s.decoded)
 }
 
 func nullName(n string) any {
@@ -295,12 +322,21 @@ func (s *Store) InsertSandbox(ctx context.Context, sb *sandbox.Sandbox) error {
 		return fmt.Errorf("insert sandbox: %w", err)
 	}
 	sb.Seq, err = res.LastInsertId()
+	s.cache.wrote(sb.ID, nil)
 	return err
 }
 
-// GetSandbox reads one sandbox by id.
+// GetSandbox reads one sandbox by id (from the cache when it has it).
 func (s *Store) GetSandbox(ctx context.Context, id string) (*sandbox.Sandbox, error) {
-	return scanSandbox(s.reads.byID.QueryRowContext(ctx, id))
+	sb, gen, ok := s.cache.get(id)
+	if ok {
+		return sb, nil
+	}
+	sb, err := scanSandbox(s.reads.byID.QueryRowContext(ctx, id))
+	if err == nil {
+		s.cache.fill(sb, gen)
+	}
+	return sb, err
 }
 
 // SandboxByName reads the live (not destroyed) sandbox with that name.
@@ -335,8 +371,10 @@ func (s *Store) UpdateSandbox(ctx context.Context, id string, fn func(*sandbox.S
 		return nil, fmt.Errorf("update sandbox: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
+		s.cache.wrote(id, nil)
 		return nil, fmt.Errorf("update sandbox: %w", err)
 	}
+	s.cache.wrote(id, sb)
 	return sb, nil
 }
 
@@ -378,7 +416,7 @@ func (s *Store) ListSandboxes(ctx context.Context, f sandbox.ListFilter, afterSe
 		args = append(args, afterSeq)
 	}
 	args = append(args, f.Limit+1)
-	out, err := queryAll(ctx, s.r, scanSandbox, `SELECT `+sandboxCols+` FROM sandboxes WHERE `+
+	out, err := queryAll(ctx, s.r, s.scanListed, `SELECT `+sandboxCols+` FROM sandboxes WHERE `+
 		strings.Join(where, " AND ")+` ORDER BY seq DESC LIMIT ?`, args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("list sandboxes: %w", err)
@@ -392,7 +430,7 @@ func (s *Store) ListSandboxes(ctx context.Context, f sandbox.ListFilter, afterSe
 
 // LiveSandboxes returns every sandbox that is not destroyed, oldest first.
 func (s *Store) LiveSandboxes(ctx context.Context) ([]*sandbox.Sandbox, error) {
-	out, err := queryAll(ctx, s.r, scanSandbox, `SELECT `+sandboxCols+` FROM sandboxes WHERE status <> 'destroyed' ORDER BY seq`)
+	out, err := queryAll(ctx, s.r, s.scanListed, `SELECT `+sandboxCols+` FROM sandboxes WHERE status <> 'destroyed' ORDER BY seq`)
 	if err != nil {
 		return nil, fmt.Errorf("live sandboxes: %w", err)
 	}
@@ -409,6 +447,34 @@ func (s *Store) AddEvent(ctx context.Context, ev sandbox.Event) error {
 		VALUES (?, ?, ?, ?, ?, ?, ?)`, ev.ID, ev.SandboxID, ev.Type, ev.Severity, ev.Title, string(attrs), ts(ev.CreatedAt))
 	if err != nil {
 		return fmt.Errorf("add event: %w", err)
+	}
+	return nil
+}
+
+// AddEvents appends events to activity feeds in one transaction.
+func (s *Store) AddEvents(ctx context.Context, evs []sandbox.Event) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("add events: %w", err)
+	}
+	defer tx.Rollback()
+	st, err := tx.PrepareContext(ctx, `INSERT INTO events(id, sandbox_id, type, severity, title, attributes, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("add events: %w", err)
+	}
+	defer st.Close()
+	for _, ev := range evs {
+		attrs, err := json.Marshal(ev.Attributes)
+		if err != nil {
+			return err
+		}
+		if _, err := st.ExecContext(ctx, ev.ID, ev.SandboxID, ev.Type, ev.Severity, ev.Title, string(attrs), ts(ev.CreatedAt)); err != nil {
+			return fmt.Errorf("add events: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("add events: %w", err)
 	}
 	return nil
 }
@@ -445,5 +511,6 @@ func (s *Store) Reset(ctx context.Context) error {
 	if _, err := tx.ExecContext(ctx, seedDefaultProject); err != nil {
 		return fmt.Errorf("reset: default project: %w", err)
 	}
+	defer s.cache.clear()
 	return tx.Commit()
 }

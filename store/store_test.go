@@ -134,3 +134,40 @@ func TestListPages(t *testing.T) {
 		t.Fatalf("tag filter: %d %v", len(fifth), err)
 	}
 }
+
+// TestAddEvents: a batch is written in one transaction: all of it, or, when
+// one event cannot be written (an id already there), none of it.
+func TestAddEvents(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ev := func(id string) sandbox.Event {
+		return sandbox.Event{ID: id, SandboxID: "sandbox-aaaaaaaaaaaa", Type: "exec", Severity: "info", Title: "Command executed",
+			Attributes: map[string]any{"exitCode": 0}, CreatedAt: time.Now().UTC()}
+	}
+	for _, tc := range []struct {
+		name  string
+		batch []sandbox.Event
+		ok    bool
+		want  int
+	}{
+		{"all written", []sandbox.Event{ev("evt_1"), ev("evt_2"), ev("evt_3")}, true, 3},
+		{"a duplicate writes none", []sandbox.Event{ev("evt_1"), ev("evt_2"), ev("evt_1")}, false, 0},
+		{"empty", nil, true, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s, _ := open(t)
+			err := s.AddEvents(ctx, tc.batch)
+			if (err == nil) != tc.ok {
+				t.Fatalf("AddEvents: %v, want ok=%v", err, tc.ok)
+			}
+			got, _, err := s.ListEvents(ctx, "sandbox-aaaaaaaaaaaa", 10, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != tc.want {
+				t.Fatalf("%d events written, want %d", len(got), tc.want)
+			}
+		})
+	}
+}

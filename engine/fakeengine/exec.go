@@ -16,7 +16,8 @@ import (
 // `sh -c SCRIPT ARGS…` (with $0…$9), lists joined by newlines, `;`, `&&` and
 // `||`, the redirection `>&2`, and the commands echo [-n], exit N, true,
 // false, cat (stdin to stdout), sleep N, pwd, cd DIR, printenv NAME and
-// `exec sh -c …`. Anything else is "not found", exit 127.
+// `exec sh -c …`, and the service's exec wrapper by its start. Anything
+// else is "not found", exit 127.
 func interpret(ctx context.Context, spec engine.ExecSpec) (int, error) {
 	stdout, stderr := orDiscard(spec.Stdout), orDiscard(spec.Stderr)
 	if spec.Tty {
@@ -51,7 +52,17 @@ func (sh *shell) run(argv []string) (int, error) {
 	return sh.command(argv)
 }
 
+// serviceWrapper is how the service's exec wrapper starts: cd to $1, then
+// run the command $2 in that shell (with eval, which this shell lacks).
+const serviceWrapper = `cd -- "$1" && __rtemu_cmd=$2 && `
+
 func (sh *shell) script(src string, args []string) (int, error) {
+	if strings.HasPrefix(src, serviceWrapper) && len(args) >= 3 { // args: $0, $1, $2
+		if code, err := sh.command([]string{"cd", "--", args[1]}); code != 0 || err != nil {
+			return code, err
+		}
+		return sh.script(args[2], nil)
+	}
 	code := 0
 	for _, line := range splitAny(src, "\n;") {
 		// a && b || c: run left to right, skipping by the last code.
