@@ -485,3 +485,33 @@ func TestVNCReadyFromWatcher(t *testing.T) {
 		t.Fatal("a sandbox without a desktop is ready")
 	}
 }
+
+// The service says what can be done as a fact (a Remedy), never as a REST
+// route: the SSH gateway shows its messages as they are.
+func TestErrorsNameNoRoutes(t *testing.T) {
+	t.Parallel()
+	e := started(t, func(c *sandbox.Config) { c.StrictLifecycle = true })
+	sb := e.running(sandbox.CreateParams{})
+	if _, _, err := e.svc.Pause(e.ctx, sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.svc.Exec(e.ctx, sb.ID, sandbox.ExecParams{Command: "true"})
+	var se *sandbox.Error
+	if !errors.As(err, &se) || se.Remedy != sandbox.RemedyResume || se.Subject != sb.ID {
+		t.Fatalf("exec in a paused sandbox = %#v, want a conflict whose remedy is to resume it", err)
+	}
+	_, err2 := e.svc.Create(e.ctx, sandbox.CreateParams{Template: "base", SSHKeys: []string{"key_nosuchkey"}, SSHKeysSet: true,
+		Mounts: []sandbox.Mount{{WorkspaceID: "ws_nosuch", Path: "/mnt/x"}}})
+	_, err3 := e.svc.Create(e.ctx, sandbox.CreateParams{Template: "base", ProjectID: ptr("00000000-0000-4000-8000-000000000001")})
+	for _, err := range []error{err, err2, err3} {
+		if err == nil || strings.Contains(err.Error(), "/v1/") || strings.Contains(err.Error(), "POST ") || strings.Contains(err.Error(), "GET ") {
+			t.Errorf("a service error names a route: %v", err)
+		}
+	}
+	var fe *sandbox.Error
+	if !errors.As(err3, &fe) || len(fe.Details) != 1 || fe.Details[0].Remedy != sandbox.RemedyListProjects {
+		t.Errorf("unknown project: %#v", err3)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

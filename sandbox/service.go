@@ -874,7 +874,8 @@ func runnable(sb *Sandbox) error {
 	case StatusRunning:
 		return nil
 	case StatusPaused, StatusPausing:
-		return conflict("sandbox %s is %s; resume it first (POST /v1/sandboxes/%s/resume)", sb.ID, sb.Status, sb.ID)
+		return &Error{Kind: KindConflict, Message: fmt.Sprintf("sandbox %s is %s; resume it first", sb.ID, sb.Status),
+			Remedy: RemedyResume, Subject: sb.ID}
 	case StatusFailed, StatusError:
 		return conflict("sandbox %s is %s, not running: %s", sb.ID, sb.Status, sb.Error)
 	}
