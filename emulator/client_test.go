@@ -23,6 +23,19 @@ type client struct {
 func newClient(t *testing.T, opts ...emulatortest.Option) *client {
 	t.Helper()
 	emulatortest.SkipIfNoDocker(t)
+	return startClient(t, opts...)
+}
+
+// newFakeClient is newClient on the fake engine (emulatortest.WithFake),
+// for tests about the API itself (bad input, auth, envelopes, pagination,
+// the OpenAPI document): no Docker needed.
+func newFakeClient(t *testing.T, opts ...emulatortest.Option) *client {
+	t.Helper()
+	return startClient(t, append([]emulatortest.Option{emulatortest.WithFake()}, opts...)...)
+}
+
+func startClient(t *testing.T, opts ...emulatortest.Option) *client {
+	t.Helper()
 	// RTEMU_TEST_WARM_POOL=N runs the tests with a warm pool of N for
 	// base-ubuntu, so the lifecycle tests prove a pooled sandbox behaves as
 	// a cold one (CI runs them both ways).

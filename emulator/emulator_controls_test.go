@@ -132,7 +132,7 @@ func TestFaults(t *testing.T) {
 
 func TestVersionHeader(t *testing.T) {
 	t.Parallel()
-	c := newClient(t)
+	c := newFakeClient(t)
 	for _, r := range []response{
 		c.do("GET", "/health", nil), c.do("GET", "/v1/sandboxes", nil), c.do("GET", "/v1/nothing", nil),
 		c.do("GET", "/v1/sandboxes", nil, "X-API-Key", ""),
