@@ -105,7 +105,7 @@ func TestIdleTimeout(t *testing.T) {
 // TestIdleTimeoutZero: 0 disables the idle timeout.
 func TestIdleTimeoutZero(t *testing.T) {
 	t.Parallel()
-	c := newClient(t)
+	c := newFakeClient(t)
 	id := c.create(map[string]any{"idleTimeout": 0})["id"].(string)
 	time.Sleep(3 * time.Second)
 	if st := c.status(id); st != "running" {

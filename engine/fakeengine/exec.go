@@ -92,6 +92,8 @@ func (sh *shell) expand(words, args []string) []string {
 			} else {
 				w = ""
 			}
+		} else if w == "$PWD" {
+			w = sh.cwd
 		} else if strings.HasPrefix(w, "$") {
 			w = sh.env[w[1:]]
 		}
