@@ -26,6 +26,7 @@ import (
 
 	"github.com/rtemu-dev/rtemu/emulatortest"
 	"github.com/rtemu-dev/rtemu/engine"
+	"github.com/rtemu-dev/rtemu/internal/testwait"
 )
 
 // harness is one in-process rtemu and the files an SSH client needs: a
@@ -347,13 +348,7 @@ func opensshE(cmd *exec.Cmd, stdin io.Reader) (result, error) {
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testwait.Until(t, d, cond, "timed out waiting for %s", what)
 }
 
 func target(user string, h *harness) string { return fmt.Sprintf("%s@%s", user, h.host) }
