@@ -20,8 +20,11 @@ import (
 	"github.com/rtemu-dev/rtemu/engine"
 )
 
-// Engine is what the service needs of a container engine.
-// *engine.Driver implements it.
+// Engine is what the service needs of a container engine, in the service's
+// words (package engine holds the values and errors that cross it).
+// dockerdriver.Engine (Docker) and fakeengine.Engine (in memory) implement
+// it, and engine/enginetest is the one conformance suite both pass (see
+// docs/engines.md).
 type Engine interface {
 	Ping(ctx context.Context) (engine.Info, error)
 	ImagePresent(ctx context.Context, ref string) (bool, error)

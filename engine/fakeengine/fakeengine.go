@@ -311,7 +311,7 @@ func (e *Engine) Ping(ctx context.Context) (engine.Info, error) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return engine.Info{Version: "fake", APIVersion: "fake", OS: "fake/" + "none", Host: "memory://", CPUs: e.cpus}, nil
+	return engine.Info{Version: "fake", APIVersion: "fake", OS: "fake/none", Host: "memory://", CPUs: e.cpus}, nil
 }
 
 // ImagePresent says whether the image is there.
