@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rtemu-dev/rtemu/dockerdriver"
+	"github.com/rtemu-dev/rtemu/internal/testwait"
 )
 
 // agentProcs counts the exec agents running in a container, asked by
@@ -194,13 +195,7 @@ func TestAgentLifetime(t *testing.T) {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 10s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, cond, "condition not met")
 }
 
 func errString(err error) string {

@@ -11,7 +11,7 @@ import (
 // back, newest first, page by page.
 func TestActivityFeed(t *testing.T) {
 	t.Parallel()
-	c := newClient(t)
+	c := newFakeClient(t)
 	id := c.create(map[string]any{"idleTimeout": 0})["id"].(string)
 	c.exec(id, map[string]any{"command": "echo hi; exit 2"})
 	c.must(http.StatusOK, "POST", "/v1/sandboxes/"+id+"/pause", nil)

@@ -10,7 +10,7 @@ import (
 // 4xx in the error envelope and change nothing.
 func TestBadInput(t *testing.T) {
 	t.Parallel()
-	c := newClient(t)
+	c := newFakeClient(t)
 	sb := c.create(map[string]any{"name": "target", "tags": []string{"keep"}})
 	id := sb["id"].(string)
 	before := c.must(200, "GET", "/v1/sandboxes/"+id, nil).Data()

@@ -3,6 +3,7 @@ package emulator_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rtemu-dev/rtemu/emulatortest"
+	"github.com/rtemu-dev/rtemu/internal/testwait"
 )
 
 // client talks to a test rtemu as an SDK would: real HTTP on loopback.
@@ -23,6 +25,19 @@ type client struct {
 func newClient(t *testing.T, opts ...emulatortest.Option) *client {
 	t.Helper()
 	emulatortest.SkipIfNoDocker(t)
+	return startClient(t, opts...)
+}
+
+// newFakeClient is newClient on the fake engine (emulatortest.WithFake),
+// for tests about the API itself (bad input, auth, envelopes, pagination,
+// the OpenAPI document): no Docker needed.
+func newFakeClient(t *testing.T, opts ...emulatortest.Option) *client {
+	t.Helper()
+	return startClient(t, append([]emulatortest.Option{emulatortest.WithFake()}, opts...)...)
+}
+
+func startClient(t *testing.T, opts ...emulatortest.Option) *client {
+	t.Helper()
 	// RTEMU_TEST_WARM_POOL=N runs the tests with a warm pool of N for
 	// base-ubuntu, so the lifecycle tests prove a pooled sandbox behaves as
 	// a cold one (CI runs them both ways).
@@ -161,23 +176,20 @@ func (c *client) create(body map[string]any) map[string]any {
 // waitStatus polls a sandbox until it has the status, with a deadline.
 func (c *client) waitStatus(id, status string) map[string]any {
 	c.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
 	var last map[string]any
-	for time.Now().Before(deadline) {
-		r := c.do("GET", "/v1/sandboxes/"+id, nil)
-		if r.Status == http.StatusOK {
+	testwait.Check(c.t, 60*time.Second, func() error {
+		if r := c.do("GET", "/v1/sandboxes/"+id, nil); r.Status == http.StatusOK {
 			last = r.Data()
-			if last["status"] == status {
-				return last
-			}
-			if s := last["status"]; s == "failed" && status != "failed" {
-				c.t.Fatalf("sandbox %s failed: %v", id, last["error"])
-			}
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	c.t.Fatalf("sandbox %s did not become %s; last %v", id, status, last)
-	return nil
+		if s := last["status"]; s == "failed" && status != "failed" {
+			c.t.Fatalf("sandbox %s failed: %v", id, last["error"])
+		}
+		if last["status"] == status {
+			return nil
+		}
+		return fmt.Errorf("sandbox %s did not become %s; last %v", id, status, last)
+	})
+	return last
 }
 
 // exec runs a command through the API and returns the result object.

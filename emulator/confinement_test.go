@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/rtemu-dev/rtemu/internal/testwait"
 )
 
 // The confinement attacks, each on its own: whatever a request names and
@@ -318,7 +320,7 @@ func TestConfinementSwap(t *testing.T) {
 
 	// During calls: the sandbox flips d for 4 seconds.
 	c.sh(a.sb, `cd /workspace && (end=$(( $(date +%s) + 4 )); while [ $(date +%s) -lt $end ]; do
-		mv d d.tmp; ln -s `+a.outside+` d; rm d; mv d.tmp d; done) >/dev/null 2>&1 &`)
+		mv d d.tmp; ln -s `+a.outside+` d; rm d; mv d.tmp d; done; : >/tmp/swaps-done) >/dev/null 2>&1 &`)
 	var inside, refused, total atomic.Int64
 	deadline := time.Now().Add(3500 * time.Millisecond)
 	for time.Now().Before(deadline) {
@@ -342,8 +344,9 @@ func TestConfinementSwap(t *testing.T) {
 	if inside.Load() == 0 {
 		t.Fatal("no download succeeded: the race never saw the real folder")
 	}
-	// Let the loop end before looking at the host.
-	time.Sleep(time.Until(deadline.Add(time.Second)))
+	// Let the loop end (it says so) before looking at the host.
+	testwait.Until(t, 30*time.Second, func() bool { return c.sh(a.sb, "test -e /tmp/swaps-done && echo done || true") == "done\n" },
+		"the swapping loop did not end")
 	a.untouched(t)
 }
 

@@ -16,7 +16,7 @@ const strictKey = "rt_live_STRICTstrictSTRICTstrict01234567"
 
 func TestDashboardPageAndAssetsNeedNoKey(t *testing.T) {
 	t.Parallel()
-	c := newClient(t, emulatortest.WithAPIKeys(strictKey))
+	c := newFakeClient(t, emulatortest.WithAPIKeys(strictKey))
 	cases := []struct {
 		name, method, path string
 		status             int
@@ -72,7 +72,7 @@ func TestEmulatorInfo(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c := newClient(t, tc.opts...)
+			c := newFakeClient(t, tc.opts...)
 			r := c.must(http.StatusOK, "GET", "/_emulator/info", nil)
 			d := r.Data()
 			if d["version"] != "test" || d["dataDir"] != c.srv.DataDir || d["auth"] != tc.auth {
@@ -130,7 +130,7 @@ func openEvents(t *testing.T, ctx context.Context, url string, header map[string
 
 func TestEventsStreamEverySandboxChange(t *testing.T) {
 	t.Parallel()
-	c := newClient(t)
+	c := newFakeClient(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	opened := time.Now() // event times are counted from about here
@@ -181,8 +181,8 @@ func TestEventsStreamEverySandboxChange(t *testing.T) {
 // EventSource cannot send headers, so the feed alone takes ?key=.
 func TestEventsKeyInQueryOnlyForTheFeed(t *testing.T) {
 	t.Parallel()
-	strict := newClient(t, emulatortest.WithAPIKeys(strictKey))
-	open := newClient(t)
+	strict := newFakeClient(t, emulatortest.WithAPIKeys(strictKey))
+	open := newFakeClient(t)
 	other := "rt_test_" + strings.Repeat("x", 32)
 	cases := []struct {
 		name   string

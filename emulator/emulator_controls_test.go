@@ -132,7 +132,7 @@ func TestFaults(t *testing.T) {
 
 func TestVersionHeader(t *testing.T) {
 	t.Parallel()
-	c := newClient(t)
+	c := newFakeClient(t)
 	for _, r := range []response{
 		c.do("GET", "/health", nil), c.do("GET", "/v1/sandboxes", nil), c.do("GET", "/v1/nothing", nil),
 		c.do("GET", "/v1/sandboxes", nil, "X-API-Key", ""),
@@ -147,7 +147,7 @@ func TestVersionHeader(t *testing.T) {
 // tested without sleeping for it.
 func TestExpireIdle(t *testing.T) {
 	t.Parallel()
-	c := newClient(t)
+	c := newFakeClient(t)
 	id := c.create(map[string]any{"idleTimeout": 600})["id"].(string)
 	never := c.create(map[string]any{"idleTimeout": 0})["id"].(string)
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -118,13 +119,11 @@ func (a *api) handleError(err error, c echo.Context) {
 		status, out.Code, out.Message, out.Details = ae.status, ae.code, ae.message, ae.details
 	case errors.As(err, &se):
 		m := kindStatus[se.Kind]
-		status, out.Code, out.Message = m.status, m.code, se.Message
+		status, out.Code, out.Message = m.status, m.code, restMessage(se)
 		if se.Code != "" {
 			out.Code = se.Code
 		}
-		for _, d := range se.Details {
-			out.Details = append(out.Details, fieldDetail{Field: d.Field, Message: d.Message})
-		}
+		out.Details = restDetails(se)
 		if se.Kind == sandbox.KindUnavailable {
 			a.log.Warn("docker engine unavailable", "requestId", out.RequestID, "err", err)
 		}
@@ -206,4 +205,48 @@ func (a *api) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 			"status", c.Response().Status, "ms", time.Since(start).Milliseconds(), "requestId", requestIDOf(c))
 		return nil
 	}
+}
+
+// remedies words the service's remedies in this API's terms: the route
+// that does it.
+var remedies = map[sandbox.Remedy]func(subject string) string{
+	sandbox.RemedyResume:          func(id string) string { return " (POST /v1/sandboxes/" + id + "/resume)" },
+	sandbox.RemedyListProjects:    func(string) string { return " (GET /v1/projects lists them)" },
+	sandbox.RemedyRegisterSSHKey:  func(string) string { return " (register it with POST /v1/ssh-keys, or give the public key itself)" },
+	sandbox.RemedyCreateWorkspace: func(string) string { return " (create it with POST /v1/workspaces)" },
+}
+
+// restMessage is a service error's message with its remedy in REST terms.
+func restMessage(se *sandbox.Error) string {
+	if w := remedies[se.Remedy]; w != nil {
+		return se.Message + w(se.Subject)
+	}
+	return se.Message
+}
+
+// restDetails are a service error's field errors with their remedies in
+// REST terms.
+func restDetails(se *sandbox.Error) []fieldDetail {
+	var out []fieldDetail
+	for _, d := range se.Details {
+		msg := d.Message
+		if w := remedies[d.Remedy]; w != nil {
+			msg += w(se.Subject)
+		}
+		out = append(out, fieldDetail{Field: d.Field, Message: msg})
+	}
+	return out
+}
+
+// restText is a service error as one line (its Error()), in REST terms.
+func restText(se *sandbox.Error) string {
+	var b strings.Builder
+	b.WriteString(restMessage(se))
+	for _, d := range restDetails(se) {
+		fmt.Fprintf(&b, "; %s: %s", d.Field, d.Message)
+	}
+	if se.Err != nil {
+		fmt.Fprintf(&b, ": %v", se.Err)
+	}
+	return b.String()
 }

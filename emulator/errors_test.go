@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/rtemu-dev/rtemu/sandbox"
 )
 
 // TestPanicIsAnInternalError: a handler that panics answers 500 in the
@@ -30,6 +32,33 @@ func TestPanicIsAnInternalError(t *testing.T) {
 		e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, tc.path, nil))
 		if rec.Code != tc.status || !strings.Contains(rec.Body.String(), tc.body) {
 			t.Errorf("%s: %d %s", tc.path, rec.Code, rec.Body.String())
+		}
+	}
+}
+
+// The REST API words the service's remedies as its routes.
+func TestRemediesWordedAsRoutes(t *testing.T) {
+	t.Parallel()
+	a := &api{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	e := echo.New()
+	e.HTTPErrorHandler = a.handleError
+	e.Use(requestID)
+	e.GET("/paused", func(echo.Context) error {
+		return &sandbox.Error{Kind: sandbox.KindConflict, Message: "sandbox sandbox-abc is paused; resume it first",
+			Remedy: sandbox.RemedyResume, Subject: "sandbox-abc"}
+	})
+	e.GET("/nokey", func(echo.Context) error {
+		return &sandbox.Error{Kind: sandbox.KindInvalid, Message: "invalid request", Details: []sandbox.FieldError{
+			{Field: "sshKeys[0]", Message: "SSH key k not found", Remedy: sandbox.RemedyRegisterSSHKey}}}
+	})
+	for _, tc := range []struct{ path, body string }{
+		{"/paused", `resume it first (POST /v1/sandboxes/sandbox-abc/resume)`},
+		{"/nokey", `SSH key k not found (register it with POST /v1/ssh-keys, or give the public key itself)`},
+	} {
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, tc.path, nil))
+		if !strings.Contains(rec.Body.String(), tc.body) {
+			t.Errorf("%s: %d %s; want %s", tc.path, rec.Code, rec.Body.String(), tc.body)
 		}
 	}
 }

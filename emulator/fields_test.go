@@ -87,11 +87,10 @@ func TestUpstreamFields(t *testing.T) {
 // strict mode unless it is one of the --api-key values.
 func TestSessionTokens(t *testing.T) {
 	t.Parallel()
-	emulatortest.SkipIfNoDocker(t)
 	const jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyXzEyMyJ9.c2lnbmF0dXJl"
 	const other = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyXzQ1NiJ9.c2lnbmF0dXJl"
-	def := emulatortest.New(t)
-	strict := emulatortest.New(t, emulatortest.WithAPIKeys("rt_test_abcdefghijklmnopqrstuvwxyz012345", jwt))
+	def := emulatortest.New(t, emulatortest.WithFake())
+	strict := emulatortest.New(t, emulatortest.WithFake(), emulatortest.WithAPIKeys("rt_test_abcdefghijklmnopqrstuvwxyz012345", jwt))
 	for _, tc := range []struct {
 		name    string
 		srv     *emulatortest.Server

@@ -380,7 +380,7 @@ func rawRequest(t *testing.T, srvURL, req string) int {
 // changes nothing.
 func TestFilesBadInput(t *testing.T) {
 	t.Parallel()
-	c := newClient(t)
+	c := newFakeClient(t)
 	ws := c.workspace(map[string]any{})
 	base := "/v1/workspaces/" + ws
 	c.must(http.StatusOK, "POST", base+"/files", map[string]any{"name": "dir", "type": "folder"})

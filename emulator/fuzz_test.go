@@ -21,7 +21,7 @@ import (
 // anything.
 func TestFuzzedBadRequests(t *testing.T) {
 	t.Parallel()
-	c := newClient(t)
+	c := newFakeClient(t)
 	id := c.create(map[string]any{"name": "fuzz-target", "tags": []string{"keep"}})["id"].(string)
 	ws := c.workspace(map[string]any{"name": "fuzz"})
 	snapshot := func() []any {

@@ -1,23 +1,24 @@
 package emulator_test
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/rtemu-dev/rtemu/internal/testwait"
 )
 
 // waitPaused polls until a sandbox is paused and returns when that was seen.
 func (c *client) waitPaused(id string, within time.Duration) time.Time {
 	c.t.Helper()
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
+	testwait.Check(c.t, within, func() error {
 		if c.status(id) == "paused" {
-			return time.Now()
+			return nil
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	c.t.Fatalf("sandbox %s was not paused within %v (status %s)", id, within, c.status(id))
-	return time.Time{}
+		return fmt.Errorf("sandbox %s was not paused (status %s)", id, c.status(id))
+	})
+	return time.Now()
 }
 
 // TestIdleTimeout: a sandbox with no activity for idleTimeout seconds is
@@ -30,16 +31,21 @@ func TestIdleTimeout(t *testing.T) {
 	seenRunning := time.Now()
 
 	t.Run("idle pauses", func(t *testing.T) {
-		time.Sleep(time.Until(seenRunning.Add(time.Second)))
-		if st := c.status(id); st != "running" {
-			t.Fatalf("status %s one second after it was running", st)
-		}
 		paused := c.waitPaused(id, 20*time.Second)
 		if idle := paused.Sub(seenRunning); idle < 1900*time.Millisecond {
 			t.Errorf("paused %v after running; idleTimeout is 2 s", idle)
 		}
-		evs := c.activity(id)
-		if evs[0]["eventType"] != "idle-paused" || evs[0]["attributes"].(map[string]any)["idleTimeout"] != float64(2) {
+		var evs []map[string]any
+		testwait.Check(t, 10*time.Second, func() error {
+			if evs = c.activity(id); len(evs) > 0 && evs[0]["eventType"] == "idle-paused" {
+				return nil
+			}
+			return fmt.Errorf("no idle-paused event: %v", eventTypes(evs))
+		})
+		// The service's own measure of the idleness it paused for: not
+		// early (no fixed sleep needed to see it still running before).
+		attrs := evs[0]["attributes"].(map[string]any)
+		if attrs["idleTimeout"] != float64(2) || attrs["idleMs"].(float64) < 2000 {
 			t.Errorf("newest event %v", evs[0])
 		}
 		for _, e := range evs {
@@ -105,9 +111,13 @@ func TestIdleTimeout(t *testing.T) {
 // TestIdleTimeoutZero: 0 disables the idle timeout.
 func TestIdleTimeoutZero(t *testing.T) {
 	t.Parallel()
-	c := newClient(t)
+	c := newFakeClient(t)
 	id := c.create(map[string]any{"idleTimeout": 0})["id"].(string)
-	time.Sleep(3 * time.Second)
+	c.waitStatus(id, "running")
+	// A witness with a timeout of 1 s, made after it: once the witness is
+	// paused, the idle sweeps have gone over the first for longer.
+	witness := c.create(map[string]any{"idleTimeout": 1})["id"].(string)
+	c.waitPaused(witness, 20*time.Second)
 	if st := c.status(id); st != "running" {
 		t.Errorf("status %s with idleTimeout 0", st)
 	}

@@ -12,7 +12,7 @@ import (
 // accepted as tag, repeated or comma-separated.
 func TestListShapes(t *testing.T) {
 	t.Parallel()
-	c := newClient(t)
+	c := newFakeClient(t)
 	a := c.create(map[string]any{"tags": []string{"ci", "x"}})["id"].(string)
 	b := c.create(map[string]any{"tags": []string{"ci"}})["id"].(string)
 

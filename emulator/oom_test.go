@@ -12,6 +12,7 @@ import (
 
 	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/emulatortest"
+	"github.com/rtemu-dev/rtemu/internal/testwait"
 	"github.com/rtemu-dev/rtemu/sandbox"
 	"github.com/rtemu-dev/rtemu/store"
 )
@@ -115,13 +116,7 @@ func TestReconcileHealsWronglyInError(t *testing.T) {
 // pollUntil polls cond until it holds, failing the test after within.
 func pollUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %v", what, within)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testwait.Until(t, within, cond, "no %s", what)
 }
 
 // TestForkBombStaysInItsLimit: a command that starts processes without end

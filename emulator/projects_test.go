@@ -11,7 +11,7 @@ import (
 // with force, which unassigns its sandboxes.
 func TestProjects(t *testing.T) {
 	t.Parallel()
-	c := newClient(t)
+	c := newFakeClient(t)
 
 	list := c.must(http.StatusOK, "GET", "/v1/projects", nil).List()
 	if len(list) != 1 || list[0]["isDefault"] != true || list[0]["name"] != "Default" {

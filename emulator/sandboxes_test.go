@@ -149,7 +149,7 @@ func TestCreateDefaults(t *testing.T) {
 
 func TestCreateRejects(t *testing.T) {
 	t.Parallel()
-	c := newClient(t)
+	c := newFakeClient(t)
 	c.create(map[string]any{"name": "taken"})
 	tests := []struct {
 		name   string
@@ -186,7 +186,7 @@ func TestCreateRejects(t *testing.T) {
 
 func TestListFiltersAndPagination(t *testing.T) {
 	t.Parallel()
-	c := newClient(t, emulatortest.WithTemplate("other", ""))
+	c := newFakeClient(t, emulatortest.WithTemplate("other", ""))
 	var ids []string
 	for i := 0; i < 7; i++ {
 		body := map[string]any{"tags": []string{"all", fmt.Sprintf("n%d", i%2)}}
@@ -446,9 +446,9 @@ func TestExecAPI(t *testing.T) {
 func TestAuth(t *testing.T) {
 	t.Parallel()
 	const good = "rt_live_ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
-	open := newClient(t)
-	strict := newClient(t, emulatortest.WithAPIKeys(good))
-	off := newClient(t, emulatortest.WithAuthOff())
+	open := newFakeClient(t)
+	strict := newFakeClient(t, emulatortest.WithAPIKeys(good))
+	off := newFakeClient(t, emulatortest.WithAuthOff())
 	tests := []struct {
 		name   string
 		c      *client

@@ -46,7 +46,7 @@ func TestSSHKeysAPI(t *testing.T) {
 	if _, err := exec.LookPath("ssh-keygen"); err != nil {
 		t.Fatalf("ssh-keygen not installed (apt-get install openssh-client): %v", err)
 	}
-	c := newClient(t)
+	c := newFakeClient(t)
 	dir := t.TempDir()
 
 	kinds := []struct {
@@ -149,7 +149,7 @@ func TestSSHKeysAPI(t *testing.T) {
 // Issue 3 points 2 and 12.
 func TestSandboxSSHFields(t *testing.T) {
 	t.Parallel()
-	c := newClient(t)
+	c := newFakeClient(t)
 	dir := t.TempDir()
 
 	// No key registered yet: a sandbox without sshKeys has no way in.

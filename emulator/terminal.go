@@ -207,6 +207,9 @@ func (a *api) refuseTerminal(ws *websocket.Conn, err error) {
 		a.log.Warn("terminal failed", "err", err)
 	}
 	msg := err.Error()
+	if se != nil {
+		msg = restText(se)
+	}
 	if code == closeInternal {
 		msg = "internal error (rtemu's log has the cause)"
 	}

@@ -50,9 +50,10 @@ type DevURLs struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // listeners, proxied requests and the reaper
 
-	mu     sync.Mutex
-	served map[devTarget]*loopback
-	closed bool
+	mu      sync.Mutex
+	served  map[devTarget]*loopback
+	reaping map[string]bool // destroyed sandboxes whose listeners close soon
+	closed  bool
 }
 
 type devTarget struct {
@@ -302,10 +303,44 @@ func (d *DevURLs) reapIf(pick func(sandboxID string) bool) {
 	d.mu.Unlock()
 	for id := range ids {
 		sb, err := d.svc.Get(d.ctx, id)
-		if errors.Is(err, sandbox.ErrNotFound) || (err == nil && sb.Status == sandbox.StatusDestroyed) {
+		switch {
+		case errors.Is(err, sandbox.ErrNotFound):
 			d.forget(id)
+		case err == nil && sb.Status == sandbox.StatusDestroyed:
+			d.forgetLater(id)
 		}
 	}
+}
+
+// devURLGrace is how long a destroyed sandbox's dev URLs keep answering
+// (409, the sandbox is destroyed) before their listeners close: a client
+// is told why rather than refused.
+const devURLGrace = 10 * time.Second
+
+// forgetLater closes a destroyed sandbox's listeners after the grace.
+func (d *DevURLs) forgetLater(sandboxID string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed || d.reaping[sandboxID] {
+		return
+	}
+	if d.reaping == nil {
+		d.reaping = map[string]bool{}
+	}
+	d.reaping[sandboxID] = true
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		select {
+		case <-d.ctx.Done():
+			return
+		case <-time.After(devURLGrace):
+		}
+		d.forget(sandboxID)
+		d.mu.Lock()
+		delete(d.reaping, sandboxID)
+		d.mu.Unlock()
+	}()
 }
 
 func (d *DevURLs) forget(sandboxID string) {

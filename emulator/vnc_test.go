@@ -2,6 +2,7 @@ package emulator_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rtemu-dev/rtemu/internal/testwait"
 )
 
 // TestVNCEndpoint: /vnc and the desktop fields, on a desktop-ubuntu
@@ -85,17 +88,14 @@ func TestVNCEndpoint(t *testing.T) {
 // waitField polls a sandbox until a field has a value.
 func waitField(t *testing.T, c *client, id, field string, want any) map[string]any {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
 	var last map[string]any
-	for time.Now().Before(deadline) {
-		last = c.must(http.StatusOK, "GET", "/v1/sandboxes/"+id, nil).Data()
-		if last[field] == want {
-			return last
+	testwait.Check(t, 30*time.Second, func() error {
+		if last = c.must(http.StatusOK, "GET", "/v1/sandboxes/"+id, nil).Data(); last[field] == want {
+			return nil
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("sandbox %s: %s never became %v; last %v", id, field, want, last)
-	return nil
+		return fmt.Errorf("sandbox %s: %s never became %v; last %v", id, field, want, last)
+	})
+	return last
 }
 
 // getVia fetches u as a browser would: a *.localhost host is loopback

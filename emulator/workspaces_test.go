@@ -146,7 +146,7 @@ func (c *client) mounted(ws, path string, readOnly bool) string {
 // with storage totals, get by id and slug, rename and usage.
 func TestWorkspaceMetadata(t *testing.T) {
 	t.Parallel()
-	c := newClient(t)
+	c := newFakeClient(t)
 
 	r := c.must(http.StatusCreated, "POST", "/v1/workspaces", map[string]any{"name": "Docs Project"})
 	w := r.Data()
@@ -259,7 +259,7 @@ func TestWorkspaceMetadata(t *testing.T) {
 // goes, folder and all; force deletes a mounted one.
 func TestWorkspaceDelete(t *testing.T) {
 	t.Parallel()
-	c := newClient(t)
+	c := newFakeClient(t)
 	ws := c.workspace(map[string]any{})
 	c.must(http.StatusOK, "POST", "/v1/workspaces/"+ws+"/files", map[string]any{"name": "keep.txt", "contents": "x"})
 	sb := c.mounted(ws, "/workspace", false)
@@ -429,7 +429,7 @@ func TestMounts(t *testing.T) {
 // TestMountRejects: bad mounts are 400s and nothing is created.
 func TestMountRejects(t *testing.T) {
 	t.Parallel()
-	c := newClient(t)
+	c := newFakeClient(t)
 	ws := c.workspace(map[string]any{})
 	for _, tc := range []struct {
 		name, mounts, field string
@@ -492,7 +492,7 @@ func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 // TestDeleteAllWorkspaces is what a reset of the emulator calls.
 func TestDeleteAllWorkspaces(t *testing.T) {
 	t.Parallel()
-	c := newClient(t)
+	c := newFakeClient(t)
 	a := c.workspace(map[string]any{})
 	c.workspace(map[string]any{})
 	c.upload(a, "", "f.txt", "", []byte("x"))

@@ -19,6 +19,7 @@ import (
 
 	"github.com/rtemu-dev/rtemu/config"
 	"github.com/rtemu-dev/rtemu/dockerdriver"
+	"github.com/rtemu-dev/rtemu/engine/fakeengine"
 	"github.com/rtemu-dev/rtemu/sandbox"
 	"github.com/rtemu-dev/rtemu/server"
 )
@@ -38,6 +39,7 @@ type settings struct {
 	cfg            config.Config
 	logOut         io.Writer
 	keepContainers bool
+	engine         sandbox.Engine // nil: Docker's
 }
 
 // Option changes how rtemu is started.
@@ -103,6 +105,21 @@ func WithSharedSandboxNetwork() Option {
 	return func(s *settings) { s.cfg.SharedSandboxNetwork = true }
 }
 
+// WithEngine runs rtemu on another engine than Docker's: a fake engine
+// (see Fake) for tests that are about the front doors (bad input, auth,
+// envelopes, pagination, the OpenAPI document, SSH authentication) and need
+// no real containers. Templates then map to FakeImage.
+func WithEngine(e sandbox.Engine) Option { return func(s *settings) { s.engine = e } }
+
+// FakeImage is the image templates map to on a fake engine.
+const FakeImage = "rtemu-test/fake:1"
+
+// Fake is an in-memory engine that has FakeImage, for WithEngine.
+func Fake() *fakeengine.Engine { return fakeengine.New(FakeImage) }
+
+// WithFake runs rtemu on a fresh fake engine (WithEngine(Fake())).
+func WithFake() Option { return WithEngine(Fake()) }
+
 // WithLog sends rtemu's warnings and errors to w.
 func WithLog(w io.Writer) Option { return func(s *settings) { s.logOut = w } }
 
@@ -147,11 +164,18 @@ func New(t testing.TB, opts ...Option) *Server {
 func Start(ctx context.Context, opts ...Option) (*Server, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	img, err := TestImage(ctx)
-	if err != nil {
-		return nil, err
+	var s settings
+	for _, o := range opts {
+		o(&s)
 	}
-	s := settings{
+	img := FakeImage
+	if s.engine == nil {
+		var err error
+		if img, err = TestImage(ctx); err != nil {
+			return nil, err
+		}
+	}
+	s = settings{
 		cfg: config.Config{
 			Addr:      "127.0.0.1:0",
 			SSHAddr:   "127.0.0.1:0",
@@ -170,7 +194,13 @@ func Start(ctx context.Context, opts ...Option) (*Server, error) {
 	// No data dir: a temporary one, removed at Close.
 	s.cfg.Ephemeral = s.cfg.DataDir == ""
 	log := slog.New(slog.NewTextHandler(s.logOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv, err := server.Start(ctx, s.cfg, "test", log)
+	var srv *server.Server
+	var err error
+	if s.engine != nil {
+		srv, err = server.StartWithEngine(ctx, s.cfg, "test", log, s.engine)
+	} else {
+		srv, err = server.Start(ctx, s.cfg, "test", log)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("start rtemu: %w", err)
 	}

@@ -17,10 +17,24 @@ const (
 	KindForbidden                   // refused whatever the state (a path leading out of a workspace)
 )
 
+// Remedy names what the caller can do about an error, as a fact: each front
+// door words it in its own terms (the REST API names its route; the SSH
+// gateway, which has no routes, says nothing more). The service's messages
+// never name a route.
+type Remedy string
+
+const (
+	RemedyResume          Remedy = "resume"           // resume the sandbox (Error.Subject)
+	RemedyListProjects    Remedy = "list-projects"    // see which projects exist
+	RemedyRegisterSSHKey  Remedy = "register-ssh-key" // register the key, or give the public key itself
+	RemedyCreateWorkspace Remedy = "create-workspace" // create the workspace first
+)
+
 // FieldError is one invalid field of a request.
 type FieldError struct {
 	Field   string
 	Message string
+	Remedy  Remedy // "" for none
 }
 
 // Error is the service's typed error. Compare with errors.Is against the
@@ -32,7 +46,11 @@ type Error struct {
 	// Code overrides the envelope's code where the upstream API has its own
 	// (e.g. WORKSPACE_IN_USE); "" means the code of the kind.
 	Code string
-	Err  error // the cause, for logs
+	// Remedy is what the caller can do, for the front door to word;
+	// Subject is the sandbox it is about.
+	Remedy  Remedy
+	Subject string
+	Err     error // the cause, for logs
 }
 
 func (e *Error) Error() string {
@@ -79,6 +97,11 @@ type invalid []FieldError
 
 func (v *invalid) add(field, format string, args ...any) {
 	*v = append(*v, FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
+}
+
+// addFix is add with a remedy.
+func (v *invalid) addFix(r Remedy, field, format string, args ...any) {
+	*v = append(*v, FieldError{Field: field, Message: fmt.Sprintf(format, args...), Remedy: r})
 }
 
 func (v invalid) err() error {

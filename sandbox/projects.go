@@ -172,7 +172,7 @@ func (s *Service) checkProject(ctx context.Context, id string) error {
 	if _, err := s.store.GetProject(ctx, strings.ToLower(id)); err != nil {
 		if errors.Is(err, ErrNoRecord) {
 			return &Error{Kind: KindInvalid, Message: "invalid request", Details: []FieldError{{
-				Field: "projectId", Message: "no project with id " + id + " (GET /v1/projects lists them)"}}}
+				Field: "projectId", Message: "no project with id " + id, Remedy: RemedyListProjects}}}
 		}
 		return err
 	}

@@ -137,8 +137,12 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("Delete = %+v, %v; containers %v", out, err, e.eng.Names())
 	}
 	want := []string{"created", "running", "paused", "resumed", "exec", "exec", "destroyed"}
-	testwait.Until(t, 10*time.Second, func() bool { return strings.Join(e.events(sb.ID), " ") == strings.Join(want, " ") },
-		"feed %v, want %v", e.events(sb.ID), want)
+	testwait.Check(t, 10*time.Second, func() error {
+		if strings.Join(e.events(sb.ID), " ") == strings.Join(want, " ") {
+			return nil
+		}
+		return fmt.Errorf("feed %v, want %v", e.events(sb.ID), want)
+	})
 	// A destroyed sandbox refuses what only a live one does.
 	if _, _, err := e.svc.Pause(e.ctx, sb.ID); !errors.Is(err, sandbox.ErrConflict) {
 		t.Fatalf("Pause of a destroyed sandbox = %v", err)
@@ -250,12 +254,20 @@ func TestReconcileBranches(t *testing.T) {
 					t.Errorf("error %q lacks %q", sb.Error, c.want.errHas)
 				}
 			}
-			testwait.Until(t, 10*time.Second, func() bool { return e.has(name) == c.want.container },
-				"container there: %v, want %v", e.has(name), c.want.container)
+			testwait.Check(t, 10*time.Second, func() error {
+				if e.has(name) == c.want.container {
+					return nil
+				}
+				return fmt.Errorf("container there: %v, want %v", e.has(name), c.want.container)
+			})
 		})
 	}
-	testwait.Until(t, 10*time.Second, func() bool { return e.hasEvent(ids[12], "recovered") },
-		"a healed sandbox's feed lacks recovered: %v", e.events(ids[12]))
+	testwait.Check(t, 10*time.Second, func() error {
+		if e.hasEvent(ids[12], "recovered") {
+			return nil
+		}
+		return fmt.Errorf("a healed sandbox's feed lacks recovered: %v", e.events(ids[12]))
+	})
 }
 
 // Containers changed behind the service's back while it watches: their
@@ -282,7 +294,12 @@ func TestEngineEventsFollowed(t *testing.T) {
 	}
 	oom := e.running(sandbox.CreateParams{})
 	e.eng.OOM(oom.ContainerName())
-	testwait.Until(t, 10*time.Second, func() bool { return e.hasEvent(oom.ID, "oom") }, "no oom event: %v", e.events(oom.ID))
+	testwait.Check(t, 10*time.Second, func() error {
+		if e.hasEvent(oom.ID, "oom") {
+			return nil
+		}
+		return fmt.Errorf("no oom event: %v", e.events(oom.ID))
+	})
 	if got := e.get(oom.ID).Status; got != sandbox.StatusRunning {
 		t.Errorf("an OOM kill inside the sandbox made it %s", got)
 	}
@@ -313,7 +330,12 @@ func TestIdleSweep(t *testing.T) {
 		return e.get(first.ID).Status == sandbox.StatusPaused
 	}, "an idle sandbox was not paused")
 	// The feed's entry follows the status.
-	testwait.Until(t, 10*time.Second, func() bool { return e.hasEvent(first.ID, "idle-paused") }, "no idle-paused event: %v", e.events(first.ID))
+	testwait.Check(t, 10*time.Second, func() error {
+		if e.hasEvent(first.ID, "idle-paused") {
+			return nil
+		}
+		return fmt.Errorf("no idle-paused event: %v", e.events(first.ID))
+	})
 	sb := e.get(first.ID)
 	if sb.PausedBy != sandbox.PausedForIdleness || e.hasEvent(first.ID, "paused") {
 		t.Fatalf("idle pause: by %q, feed %v", sb.PausedBy, e.events(first.ID))
@@ -353,7 +375,12 @@ func TestFailAsyncFault(t *testing.T) {
 	if !strings.Contains(failed.Error, "disk on fire") || e.has(sb.ContainerName()) {
 		t.Fatalf("failed: %q, containers %v", failed.Error, e.eng.Names())
 	}
-	testwait.Until(t, 10*time.Second, func() bool { return e.hasEvent(sb.ID, "failed") }, "no failed event: %v", e.events(sb.ID))
+	testwait.Check(t, 10*time.Second, func() error {
+		if e.hasEvent(sb.ID, "failed") {
+			return nil
+		}
+		return fmt.Errorf("no failed event: %v", e.events(sb.ID))
+	})
 	// Count 1: the next create runs.
 	e.running(sandbox.CreateParams{})
 	// An engine failure while making the container fails the sandbox too.
@@ -369,7 +396,12 @@ func TestFailAsyncFault(t *testing.T) {
 func TestWarmPoolClaimsAndRefills(t *testing.T) {
 	t.Parallel()
 	e := started(t, func(c *sandbox.Config) { c.WarmPool = map[string]int{"base": 2} })
-	testwait.Until(t, 10*time.Second, func() bool { return e.svc.WarmPoolReady("base") == 2 }, "pool not filled: %d", e.svc.WarmPoolReady("base"))
+	testwait.Check(t, 10*time.Second, func() error {
+		if e.svc.WarmPoolReady("base") == 2 {
+			return nil
+		}
+		return fmt.Errorf("pool not filled: %d", e.svc.WarmPoolReady("base"))
+	})
 	pooled := map[string]bool{}
 	for _, n := range e.eng.Names() {
 		pooled[n] = true
@@ -387,7 +419,12 @@ func TestWarmPoolClaimsAndRefills(t *testing.T) {
 	if spec, _ := e.eng.Spec(big.ContainerName()); spec.NanoCPUs != 2e9 || spec.MemoryBytes != 2<<30 {
 		t.Fatalf("pooled container's limits not fitted: %d CPU, %d bytes", spec.NanoCPUs, spec.MemoryBytes)
 	}
-	testwait.Until(t, 10*time.Second, func() bool { return e.svc.WarmPoolReady("base") == 2 }, "pool not refilled: %d", e.svc.WarmPoolReady("base"))
+	testwait.Check(t, 10*time.Second, func() error {
+		if e.svc.WarmPoolReady("base") == 2 {
+			return nil
+		}
+		return fmt.Errorf("pool not refilled: %d", e.svc.WarmPoolReady("base"))
+	})
 	if got := e.eng.Calls("Create") - creates; got != 2 {
 		t.Fatalf("%d containers made for two pooled sandboxes and the refill, want 2 (the refill's)", got)
 	}
@@ -418,7 +455,12 @@ func TestResetDuringInFlightCreate(t *testing.T) {
 		t.Fatalf("Reset = %d, %v", n, err)
 	}
 	release()
-	testwait.Until(t, 10*time.Second, func() bool { return len(e.eng.Names()) == 0 }, "containers left after a reset: %v", e.eng.Names())
+	testwait.Check(t, 10*time.Second, func() error {
+		if len(e.eng.Names()) == 0 {
+			return nil
+		}
+		return fmt.Errorf("containers left after a reset: %v", e.eng.Names())
+	})
 	for _, id := range []string{keep.ID, sb.ID} {
 		if _, err := e.svc.Get(e.ctx, id); !errors.Is(err, sandbox.ErrNotFound) {
 			t.Fatalf("sandbox %s after a reset: %v", id, err)
@@ -485,3 +527,33 @@ func TestVNCReadyFromWatcher(t *testing.T) {
 		t.Fatal("a sandbox without a desktop is ready")
 	}
 }
+
+// The service says what can be done as a fact (a Remedy), never as a REST
+// route: the SSH gateway shows its messages as they are.
+func TestErrorsNameNoRoutes(t *testing.T) {
+	t.Parallel()
+	e := started(t, func(c *sandbox.Config) { c.StrictLifecycle = true })
+	sb := e.running(sandbox.CreateParams{})
+	if _, _, err := e.svc.Pause(e.ctx, sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.svc.Exec(e.ctx, sb.ID, sandbox.ExecParams{Command: "true"})
+	var se *sandbox.Error
+	if !errors.As(err, &se) || se.Remedy != sandbox.RemedyResume || se.Subject != sb.ID {
+		t.Fatalf("exec in a paused sandbox = %#v, want a conflict whose remedy is to resume it", err)
+	}
+	_, err2 := e.svc.Create(e.ctx, sandbox.CreateParams{Template: "base", SSHKeys: []string{"key_nosuchkey"}, SSHKeysSet: true,
+		Mounts: []sandbox.Mount{{WorkspaceID: "ws_nosuch", Path: "/mnt/x"}}})
+	_, err3 := e.svc.Create(e.ctx, sandbox.CreateParams{Template: "base", ProjectID: ptr("00000000-0000-4000-8000-000000000001")})
+	for _, err := range []error{err, err2, err3} {
+		if err == nil || strings.Contains(err.Error(), "/v1/") || strings.Contains(err.Error(), "POST ") || strings.Contains(err.Error(), "GET ") {
+			t.Errorf("a service error names a route: %v", err)
+		}
+	}
+	var fe *sandbox.Error
+	if !errors.As(err3, &fe) || len(fe.Details) != 1 || fe.Details[0].Remedy != sandbox.RemedyListProjects {
+		t.Errorf("unknown project: %#v", err3)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -20,8 +20,11 @@ import (
 	"github.com/rtemu-dev/rtemu/engine"
 )
 
-// Engine is what the service needs of a container engine.
-// *engine.Driver implements it.
+// Engine is what the service needs of a container engine, in the service's
+// words (package engine holds the values and errors that cross it).
+// dockerdriver.Engine (Docker) and fakeengine.Engine (in memory) implement
+// it, and engine/enginetest is the one conformance suite both pass (see
+// docs/engines.md).
 type Engine interface {
 	Ping(ctx context.Context) (engine.Info, error)
 	ImagePresent(ctx context.Context, ref string) (bool, error)
@@ -931,7 +934,8 @@ func runnable(sb *Sandbox) error {
 	case StatusRunning:
 		return nil
 	case StatusPaused, StatusPausing:
-		return conflict("sandbox %s is %s; resume it first (POST /v1/sandboxes/%s/resume)", sb.ID, sb.Status, sb.ID)
+		return &Error{Kind: KindConflict, Message: fmt.Sprintf("sandbox %s is %s; resume it first", sb.ID, sb.Status),
+			Remedy: RemedyResume, Subject: sb.ID}
 	case StatusFailed, StatusError:
 		return conflict("sandbox %s is %s, not running: %s", sb.ID, sb.Status, sb.Error)
 	}

@@ -192,7 +192,7 @@ func (s *Service) checkSSHKeyRefs(ctx context.Context, keys []string) error {
 			if !errors.Is(err, ErrNoRecord) {
 				return err
 			}
-			v.add(fmt.Sprintf("sshKeys[%d]", i), "SSH key %s not found (register it with POST /v1/ssh-keys, or give the public key itself)", truncate(k, 64))
+			v.addFix(RemedyRegisterSSHKey, fmt.Sprintf("sshKeys[%d]", i), "SSH key %s not found", truncate(k, 64))
 		}
 	}
 	return v.err()

@@ -422,7 +422,7 @@ func (s *Service) checkMounts(ctx context.Context, mounts []Mount) error {
 		m := &mounts[i]
 		w, err := s.store.GetWorkspace(ctx, strings.ToLower(m.WorkspaceID))
 		if errors.Is(err, ErrNoRecord) {
-			v.add(fmt.Sprintf("mounts[%d].workspaceId", i), "workspace %s not found (create it with POST /v1/workspaces)", m.WorkspaceID)
+			v.addFix(RemedyCreateWorkspace, fmt.Sprintf("mounts[%d].workspaceId", i), "workspace %s not found", m.WorkspaceID)
 			continue
 		}
 		if err != nil {

@@ -51,7 +51,18 @@ type Server struct {
 func (s *Server) RemoveContainersOnClose() { s.removeAll = true }
 
 // Start opens the state, reconciles it with the engine and starts serving.
-func Start(ctx context.Context, cfg config.Config, version string, log *slog.Logger) (_ *Server, err error) {
+func Start(ctx context.Context, cfg config.Config, version string, log *slog.Logger) (*Server, error) {
+	return start(ctx, cfg, version, log, nil)
+}
+
+// StartWithEngine is Start on another engine than Docker's (tests of the
+// front doors on engine/fakeengine): no Docker driver is made, and
+// recipe templates cannot be built.
+func StartWithEngine(ctx context.Context, cfg config.Config, version string, log *slog.Logger, eng sandbox.Engine) (*Server, error) {
+	return start(ctx, cfg, version, log, eng)
+}
+
+func start(ctx context.Context, cfg config.Config, version string, log *slog.Logger, eng sandbox.Engine) (_ *Server, err error) {
 	s := &Server{cfg: cfg, log: log, DataDir: cfg.DataDir, served: make(chan error, 1), removeAll: cfg.Ephemeral}
 	defer func() {
 		if err != nil {
@@ -68,25 +79,30 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 	if s.store, err = store.Open(ctx, filepath.Join(s.DataDir, "rtemu.db")); err != nil {
 		return nil, err
 	}
-	var driverOpts []dockerdriver.Option
-	if cfg.ExecAgentOff {
-		driverOpts = append(driverOpts, dockerdriver.WithoutExecAgent())
-	}
-	if cfg.SharedSandboxNetwork {
-		driverOpts = append(driverOpts, dockerdriver.WithSharedSandboxNetwork())
-	}
-	if s.driver, err = dockerdriver.New(driverOpts...); err != nil {
-		return nil, err
-	}
-	// Made at start where the engine answers; else at the first create.
-	if _, err := s.driver.SandboxNetwork(ctx); err != nil && !errors.Is(err, dockerdriver.ErrUnavailable) {
-		log.Warn("could not make the sandboxes' network; creates will fail until it can be made", "err", err)
+	engineHost := "injected engine"
+	var build sandbox.TemplateBuilder
+	if eng == nil {
+		var driverOpts []dockerdriver.Option
+		if cfg.ExecAgentOff {
+			driverOpts = append(driverOpts, dockerdriver.WithoutExecAgent())
+		}
+		if cfg.SharedSandboxNetwork {
+			driverOpts = append(driverOpts, dockerdriver.WithSharedSandboxNetwork())
+		}
+		if s.driver, err = dockerdriver.New(driverOpts...); err != nil {
+			return nil, err
+		}
+		// Made at start where the engine answers; else at the first create.
+		if _, err := s.driver.SandboxNetwork(ctx); err != nil && !errors.Is(err, dockerdriver.ErrUnavailable) {
+			log.Warn("could not make the sandboxes' network; creates will fail until it can be made", "err", err)
+		}
+		eng, engineHost, build = s.driver.Engine(), s.driver.Host(), templates.NewBuilder(s.driver).BuildFunc()
 	}
 	s.svc = sandbox.New(sandbox.Config{
-		Store: s.store, Engine: s.driver.Engine(), InstanceID: s.store.InstanceID(),
+		Store: s.store, Engine: eng, InstanceID: s.store.InstanceID(),
 		Templates: cfg.Templates, Logger: log, DataDir: s.DataDir, WarmPool: cfg.WarmPool, StrictLifecycle: cfg.StrictLifecycle,
 		ExecOutputMemory: cfg.ExecOutputMemory, DiskWatch: cfg.DiskWatch,
-		BuildTemplate: templates.NewBuilder(s.driver).BuildFunc(),
+		BuildTemplate: build,
 	})
 	if err := s.svc.Start(ctx); err != nil {
 		return nil, err
@@ -151,7 +167,7 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 	if err := writeRunning(s.DataDir, Running{URL: s.URL, SSHAddr: s.SSHAddr, PID: os.Getpid(), Version: version}); err != nil {
 		log.Warn("could not write the state file for `rtemu env`", "err", err)
 	}
-	log.Info("rtemu serving", "api", s.URL, "ssh", s.SSHAddr, "dataDir", s.DataDir, "docker", s.driver.Host(),
+	log.Info("rtemu serving", "api", s.URL, "ssh", s.SSHAddr, "dataDir", s.DataDir, "docker", engineHost,
 		"instance", s.store.InstanceID(), "ephemeral", cfg.Ephemeral)
 	return s, nil
 }

@@ -13,7 +13,7 @@ import (
 // refused. Issue 3 point 2.
 func TestKeyAuth(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
+	h := newFakeHarness(t)
 	edKey, ecKey, rsaKey, stranger := newKey(t, "ed25519"), newKey(t, "ecdsa"), newKey(t, "rsa"), newKey(t, "ed25519")
 	edID := h.registerKey("laptop", edKey)
 	h.registerKey("desktop", ecKey)
@@ -100,7 +100,7 @@ func TestKeyAuth(t *testing.T) {
 // x/crypto; it is never returned by the API. Issue 3 point 5.
 func TestPasswordAuth(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
+	h := newFakeHarness(t)
 	id := h.sandbox(map[string]any{"name": "pw-box", "rootPassword": "correct horse"})
 	d := h.mustAPI(http.StatusOK, "GET", "/v1/sandboxes/"+id, nil)
 	if _, ok := d["rootPassword"]; ok || d["sshAuthMethod"] != "password" {
@@ -127,7 +127,7 @@ func TestPasswordAuth(t *testing.T) {
 // client cannot tell them apart. Issue 3 point 6.
 func TestRefusalsIndistinguishable(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
+	h := newFakeHarness(t)
 	mine, theirs := newKey(t, "ed25519"), newKey(t, "ed25519")
 	box := h.sandbox(map[string]any{"name": "mine", "sshKeys": []string{mine.authorized}, "rootPassword": "s3cret"})
 	other := h.sandbox(map[string]any{"sshKeys": []string{theirs.authorized}})

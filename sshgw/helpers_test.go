@@ -2,6 +2,7 @@ package sshgw_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -24,6 +25,8 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/rtemu-dev/rtemu/emulatortest"
+	"github.com/rtemu-dev/rtemu/engine"
+	"github.com/rtemu-dev/rtemu/internal/testwait"
 )
 
 // harness is one in-process rtemu and the files an SSH client needs: a
@@ -40,6 +43,34 @@ type harness struct {
 func newHarness(t *testing.T, opts ...emulatortest.Option) *harness {
 	t.Helper()
 	emulatortest.SkipIfNoDocker(t)
+	return startHarness(t, opts...)
+}
+
+// newFakeHarness is newHarness on the fake engine (emulatortest.WithFake),
+// for tests of the gateway itself (authentication, throttling, pre-auth
+// bounds): no Docker needed.
+func newFakeHarness(t *testing.T, opts ...emulatortest.Option) *harness {
+	t.Helper()
+	eng := emulatortest.Fake()
+	// The gateway's login script (sshd's part: home, USER, the login shell)
+	// is more shell than the fake's interpreter knows; run what it would
+	// exec: the command, or for a shell, a cat standing in for it.
+	eng.SetExec(func(ctx context.Context, _ string, spec engine.ExecSpec, builtin func(engine.ExecSpec) (int, error)) (int, error) {
+		if len(spec.Cmd) >= 4 && spec.Cmd[3] == "rtemu-ssh" {
+			cmd := "cat"
+			if len(spec.Cmd) == 5 {
+				cmd = spec.Cmd[4]
+			}
+			spec.Cmd = []string{"/bin/sh", "-c", cmd}
+			spec.Env = append([]string{"USER=root", "LOGNAME=root"}, spec.Env...)
+		}
+		return builtin(spec)
+	})
+	return startHarness(t, append([]emulatortest.Option{emulatortest.WithEngine(eng)}, opts...)...)
+}
+
+func startHarness(t *testing.T, opts ...emulatortest.Option) *harness {
+	t.Helper()
 	for _, bin := range []string{"ssh", "scp", "sftp", "sshpass", "ssh-keygen"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			t.Fatalf("%s not installed (apt-get install openssh-client sshpass): %v", bin, err)
@@ -317,13 +348,7 @@ func opensshE(cmd *exec.Cmd, stdin io.Reader) (result, error) {
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testwait.Until(t, d, cond, "timed out waiting for %s", what)
 }
 
 func target(user string, h *harness) string { return fmt.Sprintf("%s@%s", user, h.host) }

@@ -32,7 +32,7 @@ func banner(t *testing.T, addr string) (string, net.Conn) {
 // dropped after the login grace time, after which a real login works.
 func TestPreAuthConnectionsBounded(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
+	h := newFakeHarness(t)
 	key := newKey(t, "ed25519")
 	box := h.sandbox(map[string]any{"sshKeys": []string{key.authorized}})
 	g, err := sshgw.New(sshgw.Config{Service: h.srv.Service(), HostKeyPath: filepath.Join(t.TempDir(), "key"),
@@ -93,7 +93,7 @@ func TestPreAuthConnectionsBounded(t *testing.T) {
 // authenticate do not slow a real login on rtemu's gateway.
 func TestIdlePreAuthFloodDoesNotDelayLogin(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
+	h := newFakeHarness(t)
 	key := newKey(t, "ed25519")
 	box := h.sandbox(map[string]any{"sshKeys": []string{key.authorized}})
 	login := func() time.Duration {

@@ -88,7 +88,7 @@ func dialAt(addr, user string, auth gossh.AuthMethod) (time.Duration, error) {
 // address, across sandboxes.
 func TestPasswordGuessingThrottled(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
+	h := newFakeHarness(t)
 	key := newKey(t, "ed25519")
 	box := h.sandbox(map[string]any{"sshKeys": []string{key.authorized}, "rootPassword": "right"})
 	others := []string{h.sandbox(map[string]any{"rootPassword": "right"}), h.sandbox(map[string]any{"rootPassword": "right"})}

@@ -15,15 +15,15 @@ import (
 // conformance suite and the service's tests, not a shell. It knows
 // `sh -c SCRIPT ARGS…` (with $0…$9), lists joined by newlines, `;`, `&&` and
 // `||`, the redirection `>&2`, and the commands echo [-n], exit N, true,
-// false, cat (stdin to stdout), sleep N, pwd, cd DIR, printenv NAME and
-// `exec sh -c …`, and the service's exec wrapper by its start. Anything
-// else is "not found", exit 127.
-func interpret(ctx context.Context, spec engine.ExecSpec) (int, error) {
+// false, cat (stdin to stdout), sleep N, pwd, hostname, cd DIR, printenv
+// NAME and `exec sh -c …`, and the service's exec wrapper by its start.
+// Anything else is "not found", exit 127.
+func interpret(ctx context.Context, spec engine.ExecSpec, hostname string) (int, error) {
 	stdout, stderr := orDiscard(spec.Stdout), orDiscard(spec.Stderr)
 	if spec.Tty {
 		stderr = stdout
 	}
-	sh := &shell{ctx: ctx, stdin: spec.Stdin, stdout: stdout, stderr: stderr, env: map[string]string{}, cwd: spec.WorkingDir}
+	sh := &shell{ctx: ctx, stdin: spec.Stdin, stdout: stdout, stderr: stderr, env: map[string]string{}, cwd: spec.WorkingDir, hostname: hostname}
 	if sh.cwd == "" {
 		sh.cwd = "/"
 	}
@@ -41,6 +41,7 @@ type shell struct {
 	stdout, stderr io.Writer
 	env            map[string]string
 	cwd            string
+	hostname       string
 	exited         bool
 }
 
@@ -102,6 +103,8 @@ func (sh *shell) expand(words, args []string) []string {
 			} else {
 				w = ""
 			}
+		} else if w == "$PWD" {
+			w = sh.cwd
 		} else if strings.HasPrefix(w, "$") {
 			w = sh.env[w[1:]]
 		}
@@ -129,6 +132,9 @@ func (sh *shell) command(words []string) (int, error) {
 		return 0, nil
 	case "pwd":
 		fmt.Fprintln(out, sh.cwd)
+		return 0, nil
+	case "hostname":
+		fmt.Fprintln(out, sh.hostname)
 		return 0, nil
 	case "cd":
 		args := words[1:]

@@ -33,8 +33,10 @@ type Call struct {
 // hook may block (until ctx ends) to make the call hang.
 type Hook func(ctx context.Context, c Call) error
 
-// ExecFunc runs one command in place of the built-in interpreter.
-type ExecFunc func(ctx context.Context, name string, spec engine.ExecSpec) (int, error)
+// ExecFunc runs one command in place of the built-in interpreter; builtin
+// runs a spec (say, a rewritten one) through it. The spec has the
+// container's env and working dir already.
+type ExecFunc func(ctx context.Context, name string, spec engine.ExecSpec, builtin func(engine.ExecSpec) (int, error)) (int, error)
 
 // Engine is the fake. The zero value is not usable; call New.
 type Engine struct {
@@ -310,7 +312,7 @@ func (e *Engine) Ping(ctx context.Context) (engine.Info, error) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return engine.Info{Version: "fake", APIVersion: "fake", OS: "fake/" + "none", Host: "memory://", CPUs: e.cpus}, nil
+	return engine.Info{Version: "fake", APIVersion: "fake", OS: "fake/none", Host: "memory://", CPUs: e.cpus}, nil
 }
 
 // ImagePresent says whether the image is there.
@@ -566,12 +568,14 @@ func (e *Engine) Exec(ctx context.Context, name string, spec engine.ExecSpec) (i
 	if spec.WorkingDir == "" {
 		spec.WorkingDir = c.spec.WorkingDir
 	}
+	host := c.spec.Hostname
 	e.mu.Unlock()
-	if fn != nil {
-		return fn(ctx, name, spec)
-	}
 	spec.Env = env
-	return interpret(ctx, spec)
+	builtin := func(s engine.ExecSpec) (int, error) { return interpret(ctx, s, host) }
+	if fn != nil {
+		return fn(ctx, name, spec, builtin)
+	}
+	return builtin(spec)
 }
 
 func (e *Engine) running(name, what string) error {

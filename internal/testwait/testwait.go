@@ -12,7 +12,8 @@ import (
 const Tick = 20 * time.Millisecond
 
 // Until polls cond until it holds; after timeout it fails the test with
-// the message. It returns once cond held.
+// the message (its args are evaluated once, at the call: to report the
+// last state seen, use Check).
 func Until(t testing.TB, timeout time.Duration, cond func() bool, format string, args ...any) {
 	t.Helper()
 	if err := For(timeout, func() error {
