@@ -262,6 +262,9 @@ func (s *Service) onEvent(ctx context.Context, ev engine.Event) {
 // DestroyAll removes every container of this instance and marks every live
 // sandbox destroyed (used by --ephemeral at exit).
 func (s *Service) DestroyAll(ctx context.Context) error {
+	// Its destroyed events are written before it returns: the store is
+	// closed next at an exit.
+	defer s.flushEvents()
 	live, err := s.store.LiveSandboxes(ctx)
 	if err != nil {
 		return err
