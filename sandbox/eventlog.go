@@ -5,11 +5,11 @@ import (
 	"sync"
 )
 
-// eventLog writes the activity feed off the request path: s.event queues
-// an event and returns; one writer at a time drains the queue into the
-// store in batches (one transaction each), so an exec's answer does not
-// wait for its feed entry, and a burst of execs costs one write, not one
-// each. Readers of the feed (Activity) and Reset flush first, so the feed
+// eventLog writes the activity feed with group commits: s.event queues an
+// event and waits for it to be written; one writer at a time drains the
+// queue into the store in batches (one transaction each), so a burst of
+// execs costs one write, not one each, and no answer goes out before its
+// event is durable. Readers of the feed (Activity) and Reset flush first, so the feed
 // shows every event recorded before the read began.
 //
 // The writer is a goroutine that exists only while events are queued: none
@@ -33,17 +33,31 @@ func (l *eventLog) lockedCond() *sync.Cond {
 	return l.cond
 }
 
-// enqueue queues an event and starts the writer if none runs.
-func (s *Service) enqueueEvent(ev Event) {
+// enqueueEvent queues an event, starts the writer if none runs, and
+// returns the event's place in the queue (for waitEvent).
+func (s *Service) enqueueEvent(ev Event) uint64 {
 	l := &s.events
 	l.mu.Lock()
 	l.queue = append(l.queue, ev)
 	l.queued++
+	n := l.queued
 	start := !l.writing
 	l.writing = true
 	l.mu.Unlock()
 	if start {
 		go s.writeEvents()
+	}
+	return n
+}
+
+// waitEvent waits until the event queued n-th is written (or its write
+// failed, which the writer logs).
+func (s *Service) waitEvent(n uint64) {
+	l := &s.events
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for l.written < n {
+		l.lockedCond().Wait()
 	}
 }
 
@@ -79,9 +93,7 @@ func (s *Service) writeEvents() {
 func (s *Service) flushEvents() {
 	l := &s.events
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	target := l.queued
-	for l.written < target {
-		l.lockedCond().Wait()
-	}
+	n := l.queued
+	l.mu.Unlock()
+	s.waitEvent(n)
 }

@@ -964,13 +964,14 @@ func (s *Service) markError(ctx context.Context, id, why string) {
 	}
 }
 
-// event appends to a sandbox's activity feed. The feed is informational: it
-// is written in the background (eventlog.go), and a failure to write it is
-// logged, never returned.
+// event appends to a sandbox's activity feed and returns once it is in the
+// store, so an answer that follows never says what a kill -9 could lose.
+// Events recorded at once share one write (eventlog.go); a failure to write
+// is logged, never returned: the feed is informational.
 func (s *Service) event(_ context.Context, sandboxID, typ, severity, title string, attrs map[string]any) {
 	if attrs == nil {
 		attrs = map[string]any{}
 	}
-	s.enqueueEvent(Event{ID: "evt_" + newID()[len("sandbox-"):], SandboxID: sandboxID, Type: typ, Severity: severity,
-		Title: title, Attributes: attrs, CreatedAt: s.now()})
+	s.waitEvent(s.enqueueEvent(Event{ID: "evt_" + newID()[len("sandbox-"):], SandboxID: sandboxID, Type: typ, Severity: severity,
+		Title: title, Attributes: attrs, CreatedAt: s.now()}))
 }

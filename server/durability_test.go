@@ -485,3 +485,52 @@ func TestReconcileAtStart(t *testing.T) {
 		}
 	}
 }
+
+// TestFeedSurvivesKillAfterAnswers: an event whose answer went out is in
+// the store: execs and a pause answered, then SIGKILL at once, and the
+// restarted rtemu's feed has every one of them.
+func TestFeedSurvivesKillAfterAnswers(t *testing.T) {
+	emulatortest.SkipIfNoDocker(t)
+	t.Parallel()
+	dataDir := t.TempDir()
+	instanceContainers(t, dataDir)
+	p := startRtemu(t, dataDir)
+	code, data := p.do("POST", "/v1/sandboxes", map[string]any{"template": "base-ubuntu"})
+	if code != 201 {
+		t.Fatalf("create: %d %v", code, data)
+	}
+	id := data["id"].(string)
+	p.waitStatus(id, "running", 30*time.Second)
+	const execs = 8
+	var wg sync.WaitGroup
+	for i := range execs {
+		wg.Go(func() {
+			if code, data := p.do("POST", "/v1/sandboxes/"+id+"/exec", map[string]any{"command": fmt.Sprintf("echo %d", i)}); code != 200 {
+				t.Errorf("exec %d: %d %v", i, code, data)
+			}
+		})
+	}
+	wg.Wait()
+	if code, _ := p.do("POST", "/v1/sandboxes/"+id+"/pause", nil); code != 200 {
+		t.Fatal("pause failed")
+	}
+	p.kill()
+
+	p = startRtemu(t, dataDir)
+	_, raw := p.doRaw("GET", "/v1/sandboxes/"+id+"/activity?limit=100", nil)
+	var feed struct {
+		Data struct {
+			Events []map[string]any `json:"events"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(raw), &feed); err != nil {
+		t.Fatalf("activity: %v: %s", err, raw)
+	}
+	got := map[string]int{}
+	for _, e := range feed.Data.Events {
+		got[fmt.Sprint(e["eventType"])]++
+	}
+	if got["exec"] != execs || got["paused"] != 1 {
+		t.Errorf("after a kill -9 the feed has %d exec and %d paused events, want %d and 1 (all: %v)", got["exec"], got["paused"], execs, got)
+	}
+}
