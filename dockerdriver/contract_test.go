@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/emulatortest"
 	"github.com/rtemu-dev/rtemu/engine"
 	"github.com/rtemu-dev/rtemu/engine/enginetest"
+	"github.com/rtemu-dev/rtemu/internal/testwait"
 	"github.com/rtemu-dev/rtemu/sandbox"
 )
 
@@ -35,11 +37,18 @@ func TestConformance(t *testing.T) {
 				},
 				Image: img,
 				Serve: func(t *testing.T, e sandbox.Engine, name string, port int) {
-					// busybox nc in the background: the exec returns at once.
+					// busybox nc in the background: the exec returns at once;
+					// then wait until the kernel lists the port as listening
+					// (state 0A in /proc/net/tcp*), so no dial races its start.
 					cmd := fmt.Sprintf("nc -ll -p %d -e cat </dev/null >/dev/null 2>&1 &", port)
 					if code, err := e.Exec(context.Background(), name, engine.ExecSpec{Cmd: []string{"/bin/sh", "-c", cmd}}); err != nil || code != 0 {
 						t.Fatalf("start the echo server: code %d, %v", code, err)
 					}
+					listening := fmt.Sprintf("grep -q ':%04X [0-9A-F:]* 0A' /proc/net/tcp /proc/net/tcp6 2>/dev/null", port)
+					testwait.Until(t, 30*time.Second, func() bool {
+						code, err := e.Exec(context.Background(), name, engine.ExecSpec{Cmd: []string{"/bin/sh", "-c", listening}})
+						return err == nil && code == 0
+					}, "the echo server on port %d does not listen", port)
 				},
 			})
 		})

@@ -53,13 +53,7 @@ func startClient(t *testing.T, opts ...emulatortest.Option) *client {
 		// Full before the test begins, so its first creates take pool
 		// containers rather than racing the first fill.
 		n, _ := strconv.Atoi(v)
-		deadline := time.Now().Add(60 * time.Second)
-		for srv.Service().WarmPoolReady("base-ubuntu") < n {
-			if time.Now().After(deadline) {
-				t.Fatalf("warm pool of %d not filled in 60s", n)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		testwait.Until(t, 60*time.Second, func() bool { return srv.Service().WarmPoolReady("base-ubuntu") >= n }, "warm pool of %d not filled", n)
 	}
 	return &client{t: t, srv: srv, key: srv.APIKey}
 }

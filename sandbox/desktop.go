@@ -37,15 +37,20 @@ func (s *Service) Desktop(ctx context.Context, ref string) (*Sandbox, error) {
 	return sb, nil
 }
 
-// vncProbeEvery is how often the desktops of running desktop sandboxes are
-// probed (watchDesktops): how stale vncReady may be.
-const vncProbeEvery = 500 * time.Millisecond
+// vncProbeEvery is how often a running desktop not yet seen ready is probed
+// (watchDesktops); one seen ready is probed again only every
+// vncRecheckEvery: a desktop's web client (websockify) serves the browser
+// too, and a probe is a connection it has to take and drop.
+const (
+	vncProbeEvery   = 500 * time.Millisecond
+	vncRecheckEvery = 10 * time.Second
+)
 
 // desktops is what the desktop watcher last saw: the running desktop
 // sandboxes whose web client answered.
 type desktops struct {
 	mu    sync.Mutex
-	ready map[string]bool
+	ready map[string]time.Time // sandbox id → when its web client last answered
 }
 
 // VNCReady reports whether a desktop sandbox's web client answered when
@@ -56,7 +61,8 @@ func (s *Service) VNCReady(sb *Sandbox) bool {
 	}
 	s.desks.mu.Lock()
 	defer s.desks.mu.Unlock()
-	return s.desks.ready[sb.ID]
+	_, ok := s.desks.ready[sb.ID]
+	return ok
 }
 
 // watchDesktops probes the web client of every running desktop sandbox.
@@ -77,10 +83,18 @@ func (s *Service) watchDesktops(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		ready := map[string]bool{}
+		s.desks.mu.Lock()
+		was := s.desks.ready
+		s.desks.mu.Unlock()
+		ready := map[string]time.Time{}
 		for _, sb := range live {
-			if sb.HasDesktop() && sb.Status == StatusRunning && s.vncAnswers(ctx, sb) {
-				ready[sb.ID] = true
+			if !sb.HasDesktop() || sb.Status != StatusRunning {
+				continue // a paused desktop is not ready; once resumed it is probed afresh
+			}
+			if at, ok := was[sb.ID]; ok && time.Since(at) < vncRecheckEvery {
+				ready[sb.ID] = at
+			} else if s.vncAnswers(ctx, sb) {
+				ready[sb.ID] = time.Now()
 			}
 		}
 		s.desks.mu.Lock()

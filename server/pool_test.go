@@ -10,6 +10,7 @@ import (
 	"github.com/rtemu-dev/rtemu/config"
 	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/emulatortest"
+	"github.com/rtemu-dev/rtemu/internal/testwait"
 	"github.com/rtemu-dev/rtemu/sandbox"
 	"github.com/rtemu-dev/rtemu/server"
 )
@@ -51,13 +52,7 @@ func TestWarmPoolReconcileAndClose(t *testing.T) {
 	}
 	waitReady := func(svc *sandbox.Service) {
 		t.Helper()
-		deadline := time.Now().Add(90 * time.Second)
-		for svc.WarmPoolReady("base-ubuntu") < 2 {
-			if time.Now().After(deadline) {
-				t.Fatal("pool not filled")
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		testwait.Until(t, 90*time.Second, func() bool { return svc.WarmPoolReady("base-ubuntu") >= 2 }, "pool not filled")
 	}
 	waitReady(svc)
 	before := pool()

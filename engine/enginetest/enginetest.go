@@ -31,8 +31,8 @@ type Harness struct {
 	// sleep and exit.
 	Image string
 	// Serve starts, inside the running container name, a server on port
-	// that writes back what it reads; it may return before the server
-	// listens (the suite retries refused dials for a while).
+	// that writes back what it reads, and returns once it listens (the
+	// suite still retries a failed echo for a while).
 	Serve func(t *testing.T, e sandbox.Engine, name string, port int)
 	// Unmodelled names the cases (by their t.Run name) this engine cannot
 	// model, each with the reason; they are skipped with it.
@@ -454,7 +454,10 @@ func testDial(t *testing.T, h Harness) {
 	}
 }
 
-// echo dials port, writes a line and reads one back within timeout.
+// echo dials port, writes a line and reads one back within timeout. The
+// line is written again every half second until one comes back: a relay
+// through the Docker engine's exec attach (the shell relay, ports.go) was
+// seen to hold a relayed process's last write back until its next one.
 func (f *fixture) echo(name string, port int, timeout time.Duration) (string, error) {
 	conn, err := f.e.DialPort(f.ctx, name, port)
 	if err != nil {
@@ -462,9 +465,20 @@ func (f *fixture) echo(name string, port int, timeout time.Duration) (string, er
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(timeout))
-	if _, err := io.WriteString(conn, "ping\n"); err != nil {
-		return "", err
-	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			if _, err := io.WriteString(conn, "ping\n"); err != nil {
+				return
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	}()
 	return bufio.NewReader(conn).ReadString('\n')
 }
 
