@@ -493,13 +493,14 @@ func TestFeedSurvivesKillAfterAnswers(t *testing.T) {
 	emulatortest.SkipIfNoDocker(t)
 	t.Parallel()
 	dataDir := t.TempDir()
-	instanceContainers(t, dataDir)
+	containers := instanceContainers(t, dataDir)
 	p := startRtemu(t, dataDir)
 	code, data := p.do("POST", "/v1/sandboxes", map[string]any{"template": "base-ubuntu"})
 	if code != 201 {
 		t.Fatalf("create: %d %v", code, data)
 	}
 	id := data["id"].(string)
+	containers() // learns the instance, whose containers the cleanup removes
 	p.waitStatus(id, "running", 30*time.Second)
 	const execs = 8
 	var wg sync.WaitGroup
