@@ -2,10 +2,13 @@ package emulator_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rtemu-dev/rtemu/internal/testwait"
 )
 
 // TestExecStream streams a command's output as it comes.
@@ -127,25 +130,18 @@ func TestExecStream(t *testing.T) {
 			t.Fatalf("the command is not running:\n%s", ps)
 		}
 		cancel()
-		deadline := time.Now().Add(15 * time.Second)
-		for strings.Contains(c.sh(id, "ps"), "sleep 3141") {
-			if time.Now().After(deadline) {
-				t.Fatal("the command still runs after its client went away")
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		testwait.Until(t, 15*time.Second, func() bool { return !strings.Contains(c.sh(id, "ps"), "sleep 3141") },
+			"the command still runs after its client went away")
 		// The feed is written once the engine call returns, moments after
 		// the kill.
-		for cancelled := false; !cancelled; time.Sleep(50 * time.Millisecond) {
+		testwait.Check(t, 15*time.Second, func() error {
 			evs := c.activity(id)
 			for _, e := range evs {
 				if e["eventType"] == "exec" && e["attributes"].(map[string]any)["cancelled"] == true {
-					cancelled = true
+					return nil
 				}
 			}
-			if !cancelled && time.Now().After(deadline) {
-				t.Fatalf("no cancelled exec in the feed: %v", eventTypes(evs))
-			}
-		}
+			return fmt.Errorf("no cancelled exec in the feed: %v", eventTypes(evs))
+		})
 	})
 }
