@@ -139,7 +139,12 @@ func (b *bench) ports(ctx context.Context) ([]result, error) {
 	}
 
 	// websockets_64: 64 WebSockets through the dev URL, open at once, each
-	// echoing before and after a hold.
+	// echoing before and after a hold. They are opened one after another:
+	// the echo server (busybox nc -ll) listens with a backlog of 2, so 64
+	// connects in the same instant overflow its accept queue (the kernel
+	// drops the handshakes it cannot queue, and some stall past the
+	// deadline) whatever is in front of it. Every one is open before any
+	// is held.
 	hold := 10 * time.Second
 	if b.s.short {
 		hold = time.Second
@@ -149,12 +154,14 @@ func (b *bench) ports(ctx context.Context) ([]result, error) {
 	var mu sync.Mutex
 	var errs []string
 	ok := 0
-	start := make(chan struct{})
+	g := &wsGroup{turn: make(chan struct{}, 1), allOpen: make(chan struct{})}
+	g.opening.Add(nWS)
+	go func() { g.opening.Wait(); close(g.allOpen) }()
 	for i := range nWS {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := holdWebSocket(ctx, strings.TrimPrefix(wsURL.URL, "http://"), i, hold, start)
+			err := holdWebSocket(ctx, strings.TrimPrefix(wsURL.URL, "http://"), i, hold, g)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -164,7 +171,6 @@ func (b *bench) ports(ctx context.Context) ([]result, error) {
 			}
 		}()
 	}
-	close(start)
 	wg.Wait()
 	ws := result{Metric: "websockets_64", Value: ptr(float64(ok)), Unit: "open", N: nWS, Target: "64 open, 0 errors", Met: ok == nWS,
 		Note: fmt.Sprintf("held %v", hold)}
@@ -195,10 +201,33 @@ func fetch(ctx context.Context, hc *http.Client, url string) (time.Duration, err
 	return time.Since(t), nil
 }
 
-// holdWebSocket upgrades a connection to addr, echoes a line, holds it
-// open, and echoes another.
-func holdWebSocket(ctx context.Context, addr string, i int, hold time.Duration, start <-chan struct{}) error {
-	<-start
+// wsGroup paces the opening of websockets_64: one handshake at a time
+// (turn), and every socket open (opening, then allOpen) before any is held.
+type wsGroup struct {
+	turn    chan struct{}
+	opening sync.WaitGroup
+	allOpen chan struct{}
+}
+
+// holdWebSocket upgrades a connection to addr in its turn, echoes a line,
+// waits until every socket of the group is open, holds it open, and echoes
+// another.
+func holdWebSocket(ctx context.Context, addr string, i int, hold time.Duration, g *wsGroup) error {
+	opened := false
+	defer func() {
+		if !opened {
+			g.opening.Done()
+		}
+	}()
+	g.turn <- struct{}{}
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			<-g.turn
+		}
+	}
+	defer release()
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -231,6 +260,16 @@ func holdWebSocket(ctx context.Context, addr string, i int, hold time.Duration, 
 		line, err := br.ReadString('\n')
 		if err != nil || line != msg {
 			return fmt.Errorf("echo %q: %v", line, err)
+		}
+		if round == 0 {
+			release()
+			opened = true
+			g.opening.Done()
+			select {
+			case <-g.allOpen:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 	}
 	return nil

@@ -205,13 +205,13 @@ func errString(err error) string {
 	return "error"
 }
 
-// Concurrent commands in one sandbox each get an agent of their own; two
-// are kept afterwards.
+// Concurrent commands in one sandbox each get an agent of their own; at
+// most AgentsKept are kept afterwards.
 func TestAgentConcurrentCommands(t *testing.T) {
 	t.Parallel()
 	d, name := newContainer(t)
 	viaDocker := dockerExecDriver(t)
-	const n = 8
+	const n = dockerdriver.AgentsKept + 4
 	errs := make(chan error, n)
 	for i := range n {
 		go func() {
@@ -234,6 +234,6 @@ func TestAgentConcurrentCommands(t *testing.T) {
 	// The others end as their streams close.
 	waitFor(t, func() bool {
 		out, _, _, err := run(t, viaDocker, context.Background(), name, agentProcs)
-		return err == nil && strings.TrimSpace(out) == "2"
+		return err == nil && strings.TrimSpace(out) == strconv.Itoa(dockerdriver.AgentsKept)
 	})
 }

@@ -12,3 +12,6 @@ var DecideDiskLimits = decideDiskLimits
 
 // StorageOpt is the engine option a disk size becomes.
 var StorageOpt = storageOpt
+
+// AgentsKept is how many idle agents a container keeps.
+const AgentsKept = agentsKept
