@@ -121,15 +121,21 @@ func (s *session) serve(ctx context.Context, reqs <-chan *gossh.Request) {
 			if done != nil || !valid {
 				break
 			}
-			ok = true
 			done = make(chan struct{})
 			// Everything the requests set so far is fixed from here on;
 			// the command runs with a copy of it.
 			spec, pty := s.attachSpec(command, kind == "exec"), s.size != nil
+			// The reply goes out before the command starts: a command
+			// that ends at once closes the channel, and a reply after
+			// that is lost (the client's exec then fails with EOF).
+			if req.WantReply {
+				_ = req.Reply(true, nil)
+			}
 			go func() {
 				defer close(done)
 				s.run(runCtx, kind, command, spec, pty)
 			}()
+			continue
 		}
 		// signal, break, auth-agent-req, x11-req and the rest are refused:
 		// the engine has no way to signal an exec'd process.
