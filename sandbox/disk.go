@@ -25,7 +25,12 @@ type diskState struct {
 	limits *engine.DiskLimits // nil until the engine was asked
 	over   map[string]bool    // sandboxes found past their disk
 	every  time.Duration
+	next   int // where the next round of measurements starts
 }
+
+// diskRound bounds the sandboxes measured in one round: the engine walks a
+// container's files to size them, so a fleet is measured a part at a time.
+const diskRound = 16
 
 // DiskLimits says whether the engine enforces disk sizes; known is false
 // until a create has asked it.
@@ -73,7 +78,8 @@ func (s *Service) poolFitsDisk(disk string) bool {
 }
 
 // watchDisk measures running sandboxes' files where the engine does not
-// enforce their disk, and records when one goes past it.
+// enforce their disk (diskRound of them a round, in turn), and records when
+// one goes past it.
 func (s *Service) watchDisk(ctx context.Context) {
 	t := time.NewTicker(s.disk.every)
 	defer t.Stop()
@@ -91,14 +97,27 @@ func (s *Service) watchDisk(ctx context.Context) {
 }
 
 func (s *Service) checkDisks(ctx context.Context) {
-	list, err := s.store.LiveSandboxes(ctx)
+	live, err := s.store.LiveSandboxes(ctx)
 	if err != nil {
 		return
 	}
+	var list []*Sandbox
+	for _, sb := range live {
+		if limit, _ := ParseSize(sb.Resources.Disk); sb.Status == StatusRunning && limit > 0 {
+			list = append(list, sb)
+		}
+	}
+	if len(list) > diskRound {
+		s.disk.mu.Lock()
+		start := s.disk.next % len(list)
+		s.disk.next = start + diskRound
+		s.disk.mu.Unlock()
+		list = append(list[start:], list[:start]...)[:diskRound]
+	}
 	for _, sb := range list {
 		limit, _ := ParseSize(sb.Resources.Disk)
-		if sb.Status != StatusRunning || limit == 0 || ctx.Err() != nil {
-			continue
+		if ctx.Err() != nil {
+			return
 		}
 		used, err := s.engine.DiskUsed(ctx, sb.ContainerName())
 		if err != nil {
