@@ -126,7 +126,7 @@ func setupReport(ctx context.Context, d *dockerdriver.Driver, cfg config.Config,
 	case l.Enforced:
 		info("disk limits: enforced (storage driver %s): a sandbox's files cannot outgrow its disk", l.StorageDriver)
 	default:
-		warn("disk limits: not enforced on this engine: %s; rtemu measures each sandbox's files every %v and records a \"disk\" event past its disk", l.Why, sandbox.DefaultDiskWatch)
+		warn("disk limits: not enforced on this engine: %s; rtemu measures running sandboxes' files (a few every %v, in turn) and records a \"disk\" event past a sandbox's disk", l.Why, sandbox.DefaultDiskWatch)
 	}
 	if cfg.DataDir == "" {
 		return
