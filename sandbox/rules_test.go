@@ -557,3 +557,69 @@ func TestErrorsNameNoRoutes(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// An exec on a sandbox caught pausing waits for the pause to end, then
+// gets the paused rule (a user's pause: a conflict saying to resume); one
+// caught resuming waits and runs. Neither answers while the engine is
+// still at it.
+func TestExecWaitsThroughPausingAndResuming(t *testing.T) {
+	t.Parallel()
+	e := started(t)
+	sb := e.running(sandbox.CreateParams{})
+	for _, step := range []struct {
+		method string
+		via    sandbox.Status
+		do     func() error
+		check  func(res sandbox.ExecResult, err error) error
+	}{
+		{"Pause", sandbox.StatusPausing, func() error { _, _, err := e.svc.Pause(e.ctx, sb.ID); return err },
+			func(res sandbox.ExecResult, err error) error {
+				var se *sandbox.Error
+				if !errors.As(err, &se) || se.Kind != sandbox.KindConflict || !strings.Contains(se.Message, "paused") {
+					return fmt.Errorf("exec after the pause: %+v, %v; want the paused conflict", res, err)
+				}
+				return nil
+			}},
+		{"Unpause", sandbox.StatusResuming, func() error { _, _, err := e.svc.Resume(e.ctx, sb.ID); return err },
+			func(res sandbox.ExecResult, err error) error {
+				if err != nil || res.Stdout.String() != "after\n" {
+					return fmt.Errorf("exec after the resume: %+v, %v", res, err)
+				}
+				return nil
+			}},
+	} {
+		entered, release := e.eng.Hang(step.method)
+		done := make(chan error, 1)
+		go func() { done <- step.do() }()
+		<-entered
+		if got := e.get(sb.ID).Status; got != step.via {
+			t.Fatalf("while the engine is at %s: %s, want %s", step.method, got, step.via)
+		}
+		type answer struct {
+			res sandbox.ExecResult
+			err error
+		}
+		execDone := make(chan answer, 1)
+		go func() {
+			res, err := e.svc.Exec(e.ctx, sb.ID, sandbox.ExecParams{Command: "echo after", Timeout: 20 * time.Second})
+			execDone <- answer{res, err}
+		}()
+		// The exec must still be waiting once the service has seen it
+		// (it reads the sandbox, then waits on its changes): it can only
+		// answer after the engine call ends.
+		select {
+		case a := <-execDone:
+			t.Fatalf("exec answered while %s: %+v, %v", step.via, a.res, a.err)
+		case <-time.After(200 * time.Millisecond):
+		}
+		release()
+		if err := <-done; err != nil {
+			t.Fatalf("%s: %v", step.method, err)
+		}
+		a := <-execDone
+		if err := step.check(a.res, a.err); err != nil {
+			t.Error(err)
+		}
+		a.res.Close()
+	}
+}
