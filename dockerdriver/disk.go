@@ -4,7 +4,6 @@ import (
 	"context"
 	"strconv"
 	"strings"
-	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
@@ -51,17 +50,9 @@ func (d *Driver) DiskLimits(ctx context.Context, image string, labels map[string
 	if !sizeDrivers[info.Driver] {
 		return decideDiskLimits(info.Driver, nil), nil
 	}
-	helperLabels := map[string]string{labelAgentHelper: "1"}
-	for k, v := range labels {
-		helperLabels[k] = v
-	}
-	c, err := d.cli.ContainerCreate(ctx,
-		&container.Config{Image: image, Entrypoint: []string{"/rtemu-probe-never-started"}, Labels: helperLabels},
-		&container.HostConfig{StorageOpt: map[string]string{"size": "1G"}}, nil, nil, "")
+	_, remove, err := d.probeContainer(ctx, image, labels, &container.HostConfig{StorageOpt: map[string]string{"size": "1G"}})
 	if err == nil {
-		rm, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		_ = d.cli.ContainerRemove(rm, c.ID, container.RemoveOptions{Force: true})
+		remove()
 	} else if cerrdefs.IsNotFound(err) || client.IsErrConnectionFailed(err) {
 		// No image yet, or no engine: nothing learnt.
 		return DiskLimits{}, wrap(err, "probe disk limits")

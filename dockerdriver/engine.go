@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"context"
 	"io"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -29,26 +30,16 @@ func (d *Driver) SharesFolder(ctx context.Context, dir, image string, labels map
 		return false, err
 	}
 	defer os.Remove(filepath.Join(dir, marker))
-	helperLabels := map[string]string{labelAgentHelper: "1"}
-	for k, v := range labels {
-		helperLabels[k] = v
-	}
-	c, err := d.cli.ContainerCreate(ctx,
-		&container.Config{Image: image, Entrypoint: []string{"/rtemu-probe-never-started"}, Labels: helperLabels},
-		&container.HostConfig{Mounts: []mount.Mount{{Type: mount.TypeBind, Source: dir, Target: "/rtemu-probe", ReadOnly: true}}},
-		nil, nil, "")
+	id, remove, err := d.probeContainer(ctx, image, labels,
+		&container.HostConfig{Mounts: []mount.Mount{{Type: mount.TypeBind, Source: dir, Target: "/rtemu-probe", ReadOnly: true}}})
 	if err != nil {
 		if strings.Contains(err.Error(), "bind source path does not exist") {
 			return false, nil
 		}
 		return false, wrap(err, "probe whether the engine sees "+dir)
 	}
-	defer func() {
-		rm, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		_ = d.cli.ContainerRemove(rm, c.ID, container.RemoveOptions{Force: true})
-	}()
-	rc, _, err := d.cli.CopyFromContainer(ctx, c.ID, "/rtemu-probe/"+marker)
+	defer remove()
+	rc, _, err := d.cli.CopyFromContainer(ctx, id, "/rtemu-probe/"+marker)
 	if err != nil {
 		// The folder the engine mounted is another one of the same path.
 		return false, nil
@@ -60,6 +51,27 @@ func (d *Driver) SharesFolder(ctx context.Context, dir, image string, labels map
 	}
 	b, _ := io.ReadAll(io.LimitReader(tr, 64))
 	return string(b) == token, nil
+}
+
+// probeContainer creates, never to start, a container of image with host's
+// settings, labelled a helper (reconcile removes one a kill left behind),
+// for a question only the engine can answer. It returns the container's id
+// and what removes it; an error is the engine's own, unwrapped: what the
+// engine refused may be the answer.
+func (d *Driver) probeContainer(ctx context.Context, image string, labels map[string]string, host *container.HostConfig) (string, func(), error) {
+	helperLabels := map[string]string{labelAgentHelper: "1"}
+	maps.Copy(helperLabels, labels)
+	c, err := d.cli.ContainerCreate(ctx,
+		&container.Config{Image: image, Entrypoint: []string{"/rtemu-probe-never-started"}, Labels: helperLabels},
+		host, nil, nil, "")
+	if err != nil {
+		return "", nil, err
+	}
+	return c.ID, func() {
+		rm, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = d.cli.ContainerRemove(rm, c.ID, container.RemoveOptions{Force: true})
+	}, nil
 }
 
 // Setup describes the engine and how rtemu reaches it, for `rtemu doctor`.
