@@ -29,13 +29,16 @@ const ExecMarker = "RTEMU_EXEC_ID"
 
 // EnvServe makes the binary serve on its stdin and stdout, then exit: set to
 // ServeCommands it runs commands (Serve), set to ServePortsMode it relays
-// connections to the sandbox's ports (ServePorts).
+// connections to the sandbox's ports (ServePorts), set to ServeLinkMode it
+// opens connections to rtemu's socket for the sandbox and serves both on
+// each (ServeLink).
 const EnvServe = "RTEMU_AGENT_SERVE"
 
 // The values of EnvServe.
 const (
 	ServeCommands  = "1"
 	ServePortsMode = "ports"
+	ServeLinkMode  = "link"
 )
 
 func init() {
@@ -52,6 +55,8 @@ func Main() (code int, ok bool) {
 		return Serve(os.Stdin, os.Stdout), true
 	case ServePortsMode:
 		return ServePorts(os.Stdin, os.Stdout), true
+	case ServeLinkMode:
+		return ServeLink(os.Stdin, os.Stdout), true
 	}
 	return 0, false
 }

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -18,6 +17,9 @@ const (
 	FrameStdin      = 'I' // payload: bytes for the command's stdin
 	FrameStdinClose = 'C' // the command's stdin reaches EOF
 	FrameKill       = 'K' // kill the command and everything it started
+	FrameLink       = 'L' // to the link hub: payload JSON Link (link_linux.go)
+	FrameDial       = 'D' // to the link hub: open one more linked connection
+	FramePort       = 'T' // on a linked connection: payload JSON PortRequest
 
 	// agent → host
 	FrameReady   = 'R' // payload: Version; sent once, when the agent is up
@@ -26,6 +28,7 @@ const (
 	FrameStdout  = 'O' // payload: output
 	FrameStderr  = 'E' // payload: output
 	FrameExit    = 'X' // payload: big-endian int32 exit code (128+N for signal N)
+	FrameHello   = 'H' // first on a linked connection: payload Link.Token
 )
 
 // Version names the protocol; the host refuses an agent that says another.
@@ -49,6 +52,14 @@ type Start struct {
 	// Tag is the value of the ExecMarker variable in Env: FrameKill
 	// kills every process whose environment carries it.
 	Tag string `json:"tag"`
+}
+
+// Link is the link hub's FrameLink request.
+type Link struct {
+	// Socket is the path of rtemu's socket inside the sandbox.
+	Socket string `json:"socket"`
+	// Token is said first on every connection (FrameHello).
+	Token string `json:"token"`
 }
 
 // ErrFrame is a malformed frame.
@@ -97,8 +108,9 @@ func (f *FrameWriter) writeLocked(typ byte, payload []byte) error {
 	return err
 }
 
-// ReadFrame reads one frame.
-func ReadFrame(r *bufio.Reader) (byte, []byte, error) {
+// ReadFrame reads one frame, and nothing beyond it: r may be a connection
+// whose next bytes belong to someone else.
+func ReadFrame(r io.Reader) (byte, []byte, error) {
 	var hdr [5]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return 0, nil, err

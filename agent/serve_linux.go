@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,11 +22,16 @@ import (
 // still running and returns the exit status for the process.
 func Serve(in io.Reader, out io.Writer) int {
 	w := NewFrameWriter(out)
-	base := baseEnv()
 	if err := w.Write(FrameReady, []byte(Version)); err != nil {
 		return 1
 	}
-	r := bufio.NewReader(in)
+	return serveLoop(bufio.NewReader(in), w, baseEnv(), nil)
+}
+
+// serveLoop runs the commands r's frames ask for, one at a time. On a linked
+// connection (raw, see ServeLink) a FramePort between commands makes the
+// connection a relay to that port instead, for the rest of its life.
+func serveLoop(r *bufio.Reader, w *FrameWriter, base []string, raw net.Conn) int {
 	var cur *command
 	for {
 		typ, p, err := ReadFrame(r)
@@ -75,6 +81,16 @@ func Serve(in io.Reader, out io.Writer) int {
 			if cur != nil {
 				cur.kill()
 			}
+		case FramePort:
+			if raw == nil {
+				fmt.Fprintln(os.Stderr, "rtemu agent: a port request on the command stream")
+				return 1
+			}
+			if cur != nil {
+				cur.wait()
+			}
+			relayLinked(raw, r, w, p)
+			return 0
 		default:
 			fmt.Fprintf(os.Stderr, "rtemu agent: unknown frame %q\n", typ)
 			return 1

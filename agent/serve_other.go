@@ -18,6 +18,9 @@ func Serve(io.Reader, io.Writer) int { return refuse() }
 // ServePorts refuses to run outside Linux.
 func ServePorts(io.Reader, io.Writer) int { return refuse() }
 
+// ServeLink refuses to run outside Linux.
+func ServeLink(io.Reader, io.Writer) int { return refuse() }
+
 func refuse() int {
 	fmt.Fprintln(os.Stderr, "rtemu agent: the exec agent runs only inside a Linux container")
 	return 2

@@ -30,6 +30,10 @@ type Config struct {
 	// ExecAgentOff runs every command by Docker exec (see the README's
 	// "Exec agent").
 	ExecAgentOff bool
+	// ExecAgentStreamsOnly keeps the agent but never links it to rtemu by a
+	// socket (docs/exec-agent.md): commands and ports go by the engine's
+	// streams, as on Docker Desktop.
+	ExecAgentStreamsOnly bool
 	// WarmPool is template → started containers kept ready for creates.
 	WarmPool map[string]int
 	// PublicAddr and PublicSSHAddr are the API's and the SSH gateway's
@@ -132,7 +136,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config,
 	fs.Var(&keys, "api-key", "accept only this key (repeatable)")
 	fs.Var(&pools, "warm-pool", "TEMPLATE=N started containers kept ready (repeatable)")
 	fs.StringVar(&auth, "auth", envOr(getenv, "RTEMU_AUTH", "on"), "on or off")
-	fs.StringVar(&execAgent, "exec-agent", envOr(getenv, "RTEMU_EXEC_AGENT", "on"), "on or off: run commands through an agent in each sandbox")
+	fs.StringVar(&execAgent, "exec-agent", envOr(getenv, "RTEMU_EXEC_AGENT", "on"), "on, streams or off: run commands through an agent in each sandbox (streams: never over a socket of rtemu's, only the engine's streams)")
 	fs.StringVar(&cfg.PublicAddr, "public-addr", getenv("RTEMU_PUBLIC_ADDR"), "HOST:PORT at which clients reach the API (default: the listener's)")
 	fs.StringVar(&cfg.PublicSSHAddr, "public-ssh-addr", getenv("RTEMU_PUBLIC_SSH_ADDR"), "HOST:PORT at which clients reach the SSH gateway (default: the listener's)")
 	fs.StringVar(&devListeners, "dev-url-listeners", envOr(getenv, "RTEMU_DEV_URL_LISTENERS", "on"), "on or off: a loopback listener per sandbox port for dev URLs")
@@ -168,8 +172,10 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config,
 	if cfg.AuthOff, err = isOff("--auth / RTEMU_AUTH", auth); err != nil {
 		return cfg, err
 	}
-	if cfg.ExecAgentOff, err = isOff("--exec-agent / RTEMU_EXEC_AGENT", execAgent); err != nil {
-		return cfg, err
+	if strings.EqualFold(execAgent, "streams") {
+		cfg.ExecAgentStreamsOnly = true
+	} else if cfg.ExecAgentOff, err = isOff("--exec-agent / RTEMU_EXEC_AGENT", execAgent); err != nil {
+		return cfg, fmt.Errorf("%w (or streams)", err)
 	}
 	if cfg.DevURLListenersOff, err = isOff("--dev-url-listeners / RTEMU_DEV_URL_LISTENERS", devListeners); err != nil {
 		return cfg, err

@@ -5,12 +5,16 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rtemu-dev/rtemu/agent"
 	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/internal/testwait"
 )
@@ -48,6 +52,7 @@ func TestAgentMatchesDockerExec(t *testing.T) {
 		{"built agent", dockerdriver.AgentFromBuild, func(t *testing.T) []dockerdriver.Option {
 			return []dockerdriver.Option{dockerdriver.WithHostAgentUnusable(t.TempDir())}
 		}},
+		{"host executable, linked", dockerdriver.AgentFromHost, func(*testing.T) []dockerdriver.Option { return linkedOptions }},
 	}
 	for _, src := range sources {
 		t.Run(src.name, func(t *testing.T) {
@@ -63,7 +68,7 @@ func TestAgentMatchesDockerExec(t *testing.T) {
 
 func agentMatchesDockerExec(t *testing.T, viaAgentDrv *dockerdriver.Driver, name string) {
 	viaDocker := dockerExecDriver(t)
-	if !viaAgent(t, viaAgentDrv, name) || viaAgent(t, viaDocker, name) {
+	if viaAgent(t, viaAgentDrv, name) == "docker exec" || viaAgent(t, viaDocker, name) != "docker exec" {
 		t.Fatal("the two drivers must take the two paths")
 	}
 	const probe = `env | grep -v '^RTEMU_EXEC_ID=' | sort; echo "pwd=$(pwd) id=$(id) umask=$(umask)"; ulimit -a; cat /proc/self/cgroup; ls -l /proc/self/fd/0 | sed 's/.*-> //'; grep -E '^(Sig(Ign|Blk)|Cap|NoNewPrivs|Seccomp|Uid|Gid|Groups)' /proc/self/status; set -- $(cat /proc/$$/stat); echo "group leader: $([ $5 = $$ ] && echo yes || echo no); session leader: $([ $6 = $$ ] && echo yes || echo no)"`
@@ -109,7 +114,16 @@ func TestAgentVolumeReadOnly(t *testing.T) {
 // killed: the engine closes their stdin), and one that died is replaced.
 func TestAgentLifetime(t *testing.T) {
 	t.Parallel()
-	d, name := newContainer(t)
+	for _, p := range execPaths[:2] {
+		t.Run(p.name, func(t *testing.T) {
+			t.Parallel()
+			agentLifetime(t, p.options, p.via)
+		})
+	}
+}
+
+func agentLifetime(t *testing.T, options []dockerdriver.Option, via string) {
+	d, name := newContainer(t, options...)
 	viaDocker := dockerExecDriver(t)
 	ctx := context.Background()
 	count := func() string {
@@ -124,8 +138,8 @@ func TestAgentLifetime(t *testing.T) {
 	if n := count(); n != "0" {
 		t.Fatalf("agents before any command: %s, want 0", n)
 	}
-	if !viaAgent(t, d, name) {
-		t.Fatal("a command did not run through the agent")
+	if got := viaAgent(t, d, name); got != via {
+		t.Fatalf("a command ran by %s, want %s", got, via)
 	}
 	// The agent is kept for the next command.
 	if n := count(); n != "1" {
@@ -133,8 +147,8 @@ func TestAgentLifetime(t *testing.T) {
 	}
 	// Sequential commands reuse it.
 	for range 5 {
-		if !viaAgent(t, d, name) {
-			t.Fatal("a command did not run through the agent")
+		if got := viaAgent(t, d, name); got != via {
+			t.Fatalf("a command ran by %s, want %s", got, via)
 		}
 	}
 	if n := count(); n != "1" {
@@ -174,8 +188,8 @@ func TestAgentLifetime(t *testing.T) {
 	if out, _, code, err := run(t, d, ctx, name, "echo again"); err != nil || code != 0 || out != "again\n" {
 		t.Fatalf("after the agent died: out=%q code=%d err=%v", out, code, err)
 	}
-	if !viaAgent(t, d, name) {
-		t.Fatal("the replacement did not run through the agent")
+	if got := viaAgent(t, d, name); got != via {
+		t.Fatalf("after the agent died a command ran by %s, want %s", got, via)
 	}
 
 	// A second driver's agent ends when that driver closes.
@@ -183,7 +197,7 @@ func TestAgentLifetime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !viaAgent(t, other, name) {
+	if viaAgent(t, other, name) != "stream" {
 		t.Fatal("the second driver did not use an agent")
 	}
 	if n := count(); n != "2" {
@@ -236,4 +250,99 @@ func TestAgentConcurrentCommands(t *testing.T) {
 		out, _, _, err := run(t, viaDocker, context.Background(), name, agentProcs)
 		return err == nil && strings.TrimSpace(out) == strconv.Itoa(dockerdriver.AgentsKept)
 	})
+}
+
+// Where the hub cannot reach rtemu's socket (the engine's side of the
+// folder is another folder of the same path: a VM's file sharing, a remote
+// host), commands go by an agent on the engine's stream, and later
+// containers get no link folder.
+func TestLinkThatCannotConnect(t *testing.T) {
+	t.Parallel()
+	d, name := newContainer(t, linkedOptions...)
+	st, err := d.Inspect(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := st.Labels["rtemu.link"]
+	if dir == "" {
+		t.Fatalf("the container has no link folder: labels %v", st.Labels)
+	}
+	// The container keeps the folder it was given; rtemu's socket goes into
+	// a new one of the same path.
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := viaAgent(t, d, name); got != "stream" {
+		t.Fatalf("a command ran by %s, want stream", got)
+	}
+	if out, _, code, err := run(t, d, context.Background(), name, "echo still"); err != nil || code != 0 || out != "still\n" {
+		t.Fatalf("out=%q code=%d err=%v", out, code, err)
+	}
+	second := newContainerOf(t, d)
+	if st, err := d.Inspect(context.Background(), second); err != nil || st.Labels["rtemu.link"] != "" {
+		t.Fatalf("a container made after the failure: labels %v (err %v), want no link folder", st.Labels, err)
+	}
+	if got := viaAgent(t, d, second); got != "stream" {
+		t.Fatalf("in the second container a command ran by %s, want stream", got)
+	}
+}
+
+// A linked container's folder goes with the container.
+func TestLinkFolderRemoved(t *testing.T) {
+	t.Parallel()
+	d, name := newContainer(t, linkedOptions...)
+	if got := viaAgent(t, d, name); got != "link" {
+		t.Fatalf("a command ran by %s, want link", got)
+	}
+	st, err := d.Inspect(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := st.Labels["rtemu.link"]
+	if _, err := os.Stat(filepath.Join(dir, "agent.sock")); err != nil {
+		t.Fatalf("the link's socket: %v", err)
+	}
+	if err := d.Remove(context.Background(), name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("the link folder after Remove: %v, want it gone", err)
+	}
+}
+
+// The link folder is read-only in the sandbox, and a connection to the
+// socket that does not say the hub's token (a process of the sandbox trying
+// to pass for its agent) is closed without being used.
+func TestLinkRefusesStrangers(t *testing.T) {
+	t.Parallel()
+	d, name := newContainer(t, linkedOptions...)
+	if got := viaAgent(t, d, name); got != "link" {
+		t.Fatalf("a command ran by %s, want link", got)
+	}
+	_, errOut, code, err := run(t, d, context.Background(), name, `touch `+dockerdriver.LinkMount+`/x || rm -f `+dockerdriver.LinkMount+`/agent.sock`)
+	if err != nil || code == 0 || !strings.Contains(errOut, "Read-only file system") {
+		t.Fatalf("writing the link folder: code=%d stderr=%q err=%v", code, errOut, err)
+	}
+	st, err := d.Inspect(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("unix", filepath.Join(st.Labels["rtemu.link"], "agent.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := agent.NewFrameWriter(c).Write(agent.FrameHello, []byte("not-the-token")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("after a wrong token: read %d bytes, err %v; want the connection closed", n, err)
+	}
+	if out, _, code, err := run(t, d, context.Background(), name, "echo fine"); err != nil || code != 0 || out != "fine\n" {
+		t.Fatalf("a command after: out=%q code=%d err=%v", out, code, err)
+	}
 }

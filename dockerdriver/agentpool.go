@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"slices"
 	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
 
@@ -48,6 +48,8 @@ type containerAgents struct {
 	// relayReady is closed when one being started is up (or failed).
 	relay      *portRelay
 	relayReady chan struct{}
+	// link is the container's link (agentlink.go); nil without one.
+	link *agentLink
 }
 
 // ofLocked returns the container's entry, making it if need be.
@@ -111,6 +113,9 @@ func (a *agents) forgetLocked(name string) {
 		if ca.relay != nil {
 			ca.relay.close()
 		}
+		if ca.link != nil {
+			ca.link.closeLocked()
+		}
 		delete(a.byName, name)
 	}
 }
@@ -146,8 +151,14 @@ func (a *agents) setPaused(name string, paused bool) {
 	a.ofLocked(name).paused = paused
 }
 
-// get hands out an idle agent of the container (fresh=false) or starts one.
-func (d *Driver) getAgent(ctx context.Context, name string) (c *agentConn, fresh bool, err error) {
+// get hands out a linked connection (agentlink.go) unless noLink, or an
+// idle agent of the container (fresh=false), or starts one.
+func (d *Driver) getAgent(ctx context.Context, name string, noLink bool) (c *agentConn, fresh bool, err error) {
+	if !noLink {
+		if c, err := d.linkedAgent(ctx, name); err == nil {
+			return c, false, nil
+		}
+	}
 	a := d.agents
 	a.mu.Lock()
 	ca := a.ofLocked(name)
@@ -183,6 +194,10 @@ func (d *Driver) getAgent(ctx context.Context, name string) (c *agentConn, fresh
 
 // putAgent keeps an agent for the container's next command.
 func (d *Driver) putAgent(name string, c *agentConn) {
+	if c.link != nil {
+		c.putLinked()
+		return
+	}
 	a := d.agents
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -202,16 +217,21 @@ func (d *Driver) putAgent(name string, c *agentConn) {
 	ca.idle = append(ca.idle, c)
 }
 
-// agentConn is one agent: its exec's hijacked stream, frames both ways.
+// agentConn is one agent: its exec's hijacked stream, or a linked
+// connection to the hub (link set), frames both ways.
 type agentConn struct {
-	att  types.HijackedResponse
-	r    *bufio.Reader
-	w    *agent.FrameWriter
-	idle *time.Timer // set while idle
-	once sync.Once
+	conn    net.Conn
+	closeFn func()
+	link    *agentLink
+	r       *bufio.Reader
+	w       *agent.FrameWriter
+	idle    *time.Timer // set while idle
+	once    sync.Once
 }
 
-func (c *agentConn) close() { c.once.Do(func() { c.att.Close() }) }
+func (c *agentConn) close() { c.once.Do(c.closeFn) }
+
+func newFrameReader(r io.Reader) *bufio.Reader { return bufio.NewReader(r) }
 
 // startAgent starts the container's agent with argv, or, when argv is nil,
 // with what the container's volume says.
@@ -242,7 +262,7 @@ func (d *Driver) startAgentAs(ctx context.Context, name string, argv []string, m
 		return nil, wrap(err, "attach agent in "+name)
 	}
 	pr, pw := io.Pipe()
-	c := &agentConn{att: att, r: bufio.NewReader(pr), w: agent.NewFrameWriter(att.Conn)}
+	c := &agentConn{conn: att.Conn, closeFn: att.Close, r: newFrameReader(pr), w: agent.NewFrameWriter(att.Conn)}
 	go func() {
 		// The agent's stderr carries only its own complaints; a command's
 		// stderr comes in frames.
@@ -266,8 +286,8 @@ func (d *Driver) execViaAgent(ctx context.Context, name string, spec ExecSpec) (
 	if d.agents == nil || spec.Tty {
 		return 0, nil, false
 	}
-	for {
-		c, fresh, err := d.getAgent(ctx, name)
+	for brokenLinks := 0; ; {
+		c, fresh, err := d.getAgent(ctx, name, brokenLinks >= 3)
 		if err != nil {
 			return 0, nil, false
 		}
@@ -282,6 +302,9 @@ func (d *Driver) execViaAgent(ctx context.Context, name string, spec ExecSpec) (
 			c.close()
 			if fresh {
 				return 0, nil, false
+			}
+			if c.link != nil {
+				brokenLinks++
 			}
 			// An idle agent may have ended with its container's restart:
 			// try a fresh one.

@@ -11,8 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -50,6 +52,10 @@ type Driver struct {
 	stop   context.CancelFunc
 	// network is the sandboxes' network (network.go).
 	network sandboxNetwork
+	// linkDir holds the containers' link folders (agentlink.go); linkOff
+	// is set once the engine showed it cannot use them.
+	linkDir string
+	linkOff atomic.Bool
 }
 
 // Option changes a Driver.
@@ -59,6 +65,7 @@ type options struct {
 	noAgent       bool
 	agent         agentSourcing
 	sharedNetwork bool // network.go
+	linkDir       string
 }
 
 // WithoutExecAgent runs every command by Docker exec, not through the exec
@@ -94,7 +101,7 @@ func New(with ...Option) (*Driver, error) {
 	cli.NegotiateAPIVersion(nctx)
 	cancel()
 	ctx, stop := context.WithCancel(context.Background())
-	d := &Driver{cli: cli, host: cli.DaemonHost(), stop: stop}
+	d := &Driver{cli: cli, host: cli.DaemonHost(), stop: stop, linkDir: o.linkDir}
 	d.network.shared = o.sharedNetwork
 	if !o.noAgent {
 		d.agents = newAgents(ctx, d, o.agent)
@@ -239,7 +246,32 @@ func (d *Driver) Create(ctx context.Context, spec ContainerSpec) error {
 	endpoints := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
 		netName: {Aliases: spec.Aliases},
 	}}
+	linkDir := d.newLinkFolder(spec.Name)
+	if linkDir != "" {
+		cfg.Labels = maps.Clone(cfg.Labels)
+		if cfg.Labels == nil {
+			cfg.Labels = map[string]string{}
+		}
+		cfg.Labels[labelLink] = linkDir
+		host.Mounts = append(host.Mounts, linkMountOf(linkDir))
+	}
 	_, err = d.cli.ContainerCreate(ctx, cfg, host, endpoints, nil, spec.Name)
+	if err != nil && linkDir != "" && mountRefused(err) {
+		// The engine does not see rtemu's folders: no links from now on.
+		d.linkOff.Store(true)
+		d.removeLinkFolder(linkDir)
+		linkDir = ""
+		delete(cfg.Labels, labelLink)
+		host.Mounts = host.Mounts[:len(host.Mounts)-1]
+		_, err = d.cli.ContainerCreate(ctx, cfg, host, endpoints, nil, spec.Name)
+	}
+	if linkDir != "" {
+		if err == nil {
+			d.agents.setLink(d, spec.Name, linkDir)
+		} else {
+			d.removeLinkFolder(linkDir)
+		}
+	}
 	if cerrdefs.IsConflict(err) {
 		return fmt.Errorf("create container %s: %w: %v", spec.Name, ErrNameInUse, err)
 	}
@@ -268,6 +300,16 @@ func (d *Driver) Unpause(ctx context.Context, name string) error {
 	if err := d.cli.ContainerUnpause(ctx, name); err != nil {
 		return wrap(err, "unpause "+name)
 	}
+	// The engine (Docker 20.10 here) applies containerd's "paused" event
+	// when it comes, and under load it was seen to come after the unpause:
+	// the engine then says paused of a container whose processes run, and
+	// refuses execs. Thaw again until it says running.
+	for range 3 {
+		if st, err := d.Inspect(ctx, name); err != nil || !st.Paused {
+			break
+		}
+		_ = d.cli.ContainerUnpause(ctx, name)
+	}
 	d.agents.setPaused(name, false)
 	return nil
 }
@@ -277,12 +319,16 @@ func (d *Driver) Unpause(ctx context.Context, name string) error {
 func (d *Driver) Remove(ctx context.Context, name string) error {
 	d.agents.forget(name)
 	// A frozen container cannot be killed (moby/moby#15853): thaw it first.
-	if st, err := d.Inspect(ctx, name); err == nil && st.Paused {
+	st, err := d.Inspect(ctx, name)
+	if err == nil && st.Paused {
 		if err := d.Unpause(ctx, name); err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
 	}
-	err := d.cli.ContainerRemove(ctx, name, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	err = d.cli.ContainerRemove(ctx, name, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if err == nil || cerrdefs.IsNotFound(err) {
+		d.removeLinkFolder(st.Labels[labelLink])
+	}
 	if cerrdefs.IsNotFound(err) {
 		return nil
 	}

@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,17 +17,25 @@ import (
 	"github.com/rtemu-dev/rtemu/emulatortest"
 )
 
-// newContainer starts a container of the test image and removes it at the
-// end of the test.
+// newContainer starts a container of the test image on a new driver and
+// removes both at the end of the test.
 func newContainer(t *testing.T, options ...dockerdriver.Option) (*dockerdriver.Driver, string) {
 	t.Helper()
 	emulatortest.SkipIfNoDocker(t)
-	ctx := context.Background()
-	img, err := emulatortest.TestImage(ctx)
+	d, err := dockerdriver.New(options...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := dockerdriver.New(options...)
+	t.Cleanup(func() { d.Close() })
+	return d, newContainerOf(t, d)
+}
+
+// newContainerOf starts a container of the test image on d and removes it
+// at the end of the test.
+func newContainerOf(t *testing.T, d *dockerdriver.Driver) string {
+	t.Helper()
+	ctx := context.Background()
+	img, err := emulatortest.TestImage(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +46,6 @@ func newContainer(t *testing.T, options ...dockerdriver.Option) (*dockerdriver.D
 		if err := d.Remove(context.Background(), name); err != nil {
 			t.Errorf("remove: %v", err)
 		}
-		d.Close()
 	})
 	spec := dockerdriver.ContainerSpec{
 		Name: name, Image: img, Labels: map[string]string{"rtemu.drivertest": "1"},
@@ -48,19 +57,24 @@ func newContainer(t *testing.T, options ...dockerdriver.Option) (*dockerdriver.D
 	if err := d.Start(ctx, name); err != nil {
 		t.Fatal(err)
 	}
-	return d, name
+	return name
 }
 
-// execPaths are the two ways a command runs: through the container's exec
-// agent, and by Docker exec. Every exec test runs on both, each in its own
-// container, and checks that its path is the one taken.
+// linkedOptions make a driver that links its containers' agents.
+var linkedOptions = []dockerdriver.Option{dockerdriver.WithLinkDir(filepath.Join(os.TempDir(), "rtemu-drivertest-links"))}
+
+// execPaths are the three ways a command runs: through the container's
+// exec agent linked to rtemu by a socket, through agents on Docker exec
+// streams (Docker Desktop's way), and by Docker exec. Every exec test runs
+// on each, in its own container, and checks that its path is the one taken.
 var execPaths = []struct {
 	name    string
 	options []dockerdriver.Option
-	agent   bool
+	via     string // what viaAgent says
 }{
-	{"agent", nil, true},
-	{"docker-exec", []dockerdriver.Option{dockerdriver.WithoutExecAgent()}, false},
+	{"linked", linkedOptions, "link"},
+	{"agent", nil, "stream"},
+	{"docker-exec", []dockerdriver.Option{dockerdriver.WithoutExecAgent()}, "docker exec"},
 }
 
 func forEachExecPath(t *testing.T, test func(t *testing.T, d *dockerdriver.Driver, name string)) {
@@ -69,23 +83,30 @@ func forEachExecPath(t *testing.T, test func(t *testing.T, d *dockerdriver.Drive
 		t.Run(p.name, func(t *testing.T) {
 			t.Parallel()
 			d, name := newContainer(t, p.options...)
-			if got := viaAgent(t, d, name); got != p.agent {
-				t.Fatalf("command ran through the agent: %v, want %v", got, p.agent)
+			if got := viaAgent(t, d, name); got != p.via {
+				t.Fatalf("command ran by %s, want %s", got, p.via)
 			}
 			test(t, d, name)
 		})
 	}
 }
 
-// viaAgent tells whether a command's parent is the exec agent (a Docker
-// exec's parent is outside the container: PPID 0).
-func viaAgent(t *testing.T, d *dockerdriver.Driver, name string) bool {
+// viaAgent tells which way a command ran: its parent is the link's hub
+// ("link"), an agent on a Docker exec stream ("stream"), or outside the
+// container ("docker exec": PPID 0).
+func viaAgent(t *testing.T, d *dockerdriver.Driver, name string) string {
 	t.Helper()
-	out, _, _, err := run(t, d, context.Background(), name, `tr '\0' ' ' </proc/$PPID/cmdline 2>/dev/null`)
+	out, _, _, err := run(t, d, context.Background(), name, `tr '\0' ' ' </proc/$PPID/cmdline 2>/dev/null; echo; tr '\0' ' ' </proc/$PPID/environ 2>/dev/null`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.Contains(out, "/rtemu-agent")
+	switch {
+	case !strings.Contains(out, "/rtemu-agent"):
+		return "docker exec"
+	case strings.Contains(out, "RTEMU_AGENT_SERVE=link"):
+		return "link"
+	}
+	return "stream"
 }
 
 func run(t *testing.T, d *dockerdriver.Driver, ctx context.Context, name, cmd string) (string, string, int, error) {

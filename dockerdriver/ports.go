@@ -30,6 +30,10 @@ import (
 // inside, it reaches a server bound to 127.0.0.1 or ::1 as well as one bound
 // to 0.0.0.0. Nothing listening is an error wrapping syscall.ECONNREFUSED.
 func (d *Driver) DialPort(ctx context.Context, name string, port int) (net.Conn, error) {
+	// The link first (agentlink.go): no engine stream in the way.
+	if c, err := d.dialLinked(ctx, name, port); err == nil || errors.Is(err, syscall.ECONNREFUSED) || ctx.Err() != nil {
+		return c, err
+	}
 	req, _ := json.Marshal(agent.PortRequest{Port: port})
 	for range 3 {
 		r, err := d.portRelay(ctx, name)
@@ -167,7 +171,7 @@ func (d *Driver) startRelay(ctx context.Context, name string, argv []string) (*p
 	if err != nil {
 		return nil, err
 	}
-	r := &portRelay{conn: c, mux: agent.NewMux(c.r, c.att.Conn, nil), last: time.Now()}
+	r := &portRelay{conn: c, mux: agent.NewMux(c.r, c.conn, nil), last: time.Now()}
 	r.idle = time.AfterFunc(agentIdleFor, func() { d.closeIdleRelay(name, r) })
 	return r, nil
 }

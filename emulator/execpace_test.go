@@ -70,8 +70,9 @@ func TestExecBurstReusesAgents(t *testing.T) {
 		}
 	}
 	// The count is seen to count: 8 commands at once in a new sandbox
-	// start agents.
-	if n := w.count(); n < 2 {
+	// start agents (one, the link's hub, where rtemu links its agents:
+	// docs/exec-agent.md).
+	if n := w.count(); n < 1 {
 		t.Fatalf("%d exec agents started by 8 concurrent commands in a new sandbox; the count does not work", n)
 	}
 	burst := make([]string, 30)

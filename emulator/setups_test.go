@@ -112,4 +112,10 @@ func TestMountsRefusedHere(t *testing.T) {
 	if out := c.sh(id, "echo works"); out != "works\n" {
 		t.Fatalf("exec in a sandbox without mounts: %q", out)
 	}
+	// The engine refused the agent's link folder too, as it refuses any
+	// folder of the data dir: the command ran on an agent on the engine's
+	// stream (docs/exec-agent.md).
+	if out := c.sh(id, `tr '\0' '\n' </proc/$PPID/environ | grep '^RTEMU_AGENT_SERVE='`); out != "RTEMU_AGENT_SERVE=1\n" {
+		t.Fatalf("the command's parent: %q, want an agent on a stream", out)
+	}
 }

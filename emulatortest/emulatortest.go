@@ -180,6 +180,10 @@ func Start(ctx context.Context, opts ...Option) (*Server, error) {
 			Addr:      "127.0.0.1:0",
 			SSHAddr:   "127.0.0.1:0",
 			Templates: []sandbox.Template{{Name: "base-ubuntu", Image: img}, {Name: "desktop-ubuntu", Image: img}},
+			// The runs without a route stand for Docker Desktop and remote
+			// engines, where no socket of rtemu's reaches a container: the
+			// agent goes by the engine's streams there (docs/exec-agent.md).
+			ExecAgentStreamsOnly: NoRoute() != "",
 		},
 		logOut: io.Discard,
 	}

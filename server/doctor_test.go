@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -49,6 +50,7 @@ func TestDoctor(t *testing.T) {
 		"info container addresses: routable from here; rtemu does not use them",
 		"info exec agent: host executable for linux/",
 		"info workspace mounts: the engine sees the data dir " + cfg.DataDir + " at the same path: mounts work",
+		"info agent link: commands and port connections go by a unix socket in " + filepath.Join(cfg.DataDir, "link"),
 		"disk limits: ",
 	} {
 		if !strings.Contains(text, want) {

@@ -89,6 +89,9 @@ func start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 		if cfg.SharedSandboxNetwork {
 			driverOpts = append(driverOpts, dockerdriver.WithSharedSandboxNetwork())
 		}
+		if !cfg.ExecAgentStreamsOnly {
+			driverOpts = append(driverOpts, dockerdriver.WithLinkDir(filepath.Join(s.DataDir, "link")))
+		}
 		if s.driver, err = dockerdriver.New(driverOpts...); err != nil {
 			return nil, err
 		}

@@ -1,0 +1,487 @@
+package dockerdriver
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/docker/docker/api/types/mount"
+
+	"github.com/rtemu-dev/rtemu/agent"
+)
+
+// The link (agent.ServeLink): where the engine runs containers on this
+// kernel and sees rtemu's data dir, a container made by this driver gets a
+// folder of its own under the link dir, mounted read-only at LinkMount, and
+// rtemu listens on a unix socket in it. One hub agent, started by one Docker
+// exec, opens connections to that socket as rtemu asks, and each serves
+// commands (as an agent on a Docker exec's stream does) or relays one
+// connection to a port. Neither a command nor a port connection then goes
+// through the engine: an exec of `true` costs a unix-socket round trip and a
+// fork, and a relayed port carries bytes as a socket pair does.
+//
+// Everything else falls back to the agents on Docker exec streams
+// (agentpool.go) and the port relay on one (ports.go): an engine that
+// refuses the mount (remote, or a VM that does not share the folder), a hub
+// that cannot connect (Docker Desktop's file sharing carries no sockets),
+// a container made by another rtemu, or a host other than Linux.
+const (
+	// LinkMount is where a sandbox sees its link folder.
+	LinkMount = "/.rtemu-link"
+	// labelLink names a container's link folder on the host, so Remove
+	// finds it whichever rtemu made the container.
+	labelLink = "rtemu.link"
+
+	linkSocketName = "agent.sock"
+	// linkSpare is how many connections the hub keeps open and unused.
+	linkSpare = 4
+	// linkWait bounds the wait for a linked connection; past it a command
+	// goes the other way.
+	linkWait = 2 * time.Second
+	// linkPending bounds the connections per sandbox that have not said
+	// the token yet.
+	linkPending = 8
+	// linkHelloTimeout bounds the wait for a new connection's token.
+	linkHelloTimeout = 5 * time.Second
+)
+
+// errNoLink: the container has no working link.
+var errNoLink = errors.New("no link to the container's agent")
+
+// WithLinkDir keeps the containers' link folders in dir (see agentlink.go);
+// without it, there are no links.
+func WithLinkDir(dir string) Option { return func(o *options) { o.linkDir = dir } }
+
+// agentLink is one container's link. Its fields are under agents.mu, but
+// for idle, pending and the immutable ones.
+type agentLink struct {
+	d     *Driver
+	name  string
+	dir   string
+	token string
+	idle  chan net.Conn // connections past their token, unused
+
+	startMu sync.Mutex // held while the hub starts
+
+	ln     net.Listener
+	hub    *agentConn // nil while no hub runs
+	failed bool       // the hub could not connect: not again
+	closed bool
+	out    int // connections handed out and not yet back or closed
+	last   time.Time
+	timer  *time.Timer
+
+	pending atomic.Int32
+}
+
+// newLinkFolder makes the folder of a container about to be created, or
+// says "" when it gets none.
+func (d *Driver) newLinkFolder(name string) string {
+	a := d.agents
+	if a == nil || d.linkDir == "" || d.linkOff.Load() || !LinksSupported {
+		return ""
+	}
+	a.mu.Lock()
+	own := a.ofLocked(name).own
+	a.mu.Unlock()
+	if !own {
+		return ""
+	}
+	if err := os.MkdirAll(d.linkDir, 0o755); err != nil {
+		return ""
+	}
+	dir := filepath.Join(d.linkDir, newTag()[:16])
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return ""
+	}
+	// Whatever the umask: the container's user reads the folder.
+	_ = os.Chmod(dir, 0o755)
+	return dir
+}
+
+// linkMountOf is the container's mount of its folder.
+func linkMountOf(dir string) mount.Mount {
+	return mount.Mount{Type: mount.TypeBind, Source: dir, Target: LinkMount, ReadOnly: true}
+}
+
+// mountRefused says the engine cannot bind the folder (it does not see it).
+func mountRefused(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "bind source path does not exist") || strings.Contains(s, "invalid mount config")
+}
+
+// removeLinkFolder removes a container's folder, given by its label; only a
+// folder directly under this driver's link dir.
+func (d *Driver) removeLinkFolder(dir string) {
+	if dir == "" || d.linkDir == "" || filepath.Dir(filepath.Clean(dir)) != filepath.Clean(d.linkDir) {
+		return
+	}
+	_ = os.RemoveAll(dir)
+}
+
+// setLink records a created container's folder.
+func (a *agents) setLink(d *Driver, name, dir string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.ofLocked(name).link = &agentLink{d: d, name: name, dir: dir, token: newTag(), idle: make(chan net.Conn, 2*linkSpare)}
+}
+
+// link returns the container's link with its hub running, starting it if
+// need be; errNoLink when it has none.
+func (d *Driver) link(ctx context.Context, name string) (*agentLink, error) {
+	a := d.agents
+	if a == nil {
+		return nil, errNoLink
+	}
+	a.mu.Lock()
+	ca := a.ofLocked(name)
+	l := ca.link
+	switch {
+	case ca.paused:
+		a.mu.Unlock()
+		return nil, ErrNotRunning
+	case l == nil || l.failed || ca.without || a.argv == nil:
+		a.mu.Unlock()
+		return nil, errNoLink
+	case l.hub != nil:
+		a.mu.Unlock()
+		return l, nil
+	}
+	argv := a.argv
+	a.mu.Unlock()
+	return l, l.start(ctx, argv)
+}
+
+// start listens on the folder's socket (once) and starts the hub.
+func (l *agentLink) start(ctx context.Context, argv []string) error {
+	l.startMu.Lock()
+	defer l.startMu.Unlock()
+	a := l.d.agents
+	a.mu.Lock()
+	hub, failed, closed, ln := l.hub, l.failed, l.closed, l.ln
+	a.mu.Unlock()
+	switch {
+	case hub != nil:
+		return nil
+	case failed || closed:
+		return errNoLink
+	}
+	if ln == nil {
+		var err error
+		if ln, err = listenUnixIn(l.dir, linkSocketName); err != nil {
+			l.fail()
+			return fmt.Errorf("%w: %v", errNoLink, err)
+		}
+		a.mu.Lock()
+		if l.closed {
+			a.mu.Unlock()
+			ln.Close()
+			return errNoLink
+		}
+		l.ln = ln
+		a.mu.Unlock()
+		go l.accept(ln)
+	}
+	sctx, cancel := context.WithTimeout(ctx, relayStartTimeout)
+	defer cancel()
+	c, err := l.d.startAgentAs(sctx, l.name, argv, agent.ServeLinkMode)
+	if err != nil {
+		if errors.Is(err, errNoAgent) {
+			l.fail()
+			return fmt.Errorf("%w: %v", errNoLink, err)
+		}
+		return err
+	}
+	req, _ := json.Marshal(agent.Link{Socket: LinkMount + "/" + linkSocketName, Token: l.token})
+	if err := c.w.Write(agent.FrameLink, req); err != nil {
+		c.close()
+		return fmt.Errorf("%w: %v", errNoLink, err)
+	}
+	_ = c.conn.SetReadDeadline(time.Now().Add(linkHelloTimeout + time.Second))
+	typ, p, err := agent.ReadFrame(c.r)
+	_ = c.conn.SetReadDeadline(time.Time{})
+	if err != nil || typ != agent.FrameStarted {
+		c.close()
+		if err == nil {
+			// The hub cannot reach the socket: the engine's side of the
+			// folder is not this one (a VM's file sharing, a remote host
+			// with the same path). No later container gets a folder.
+			l.d.linkOff.Store(true)
+			l.fail()
+			return fmt.Errorf("%w: %s", errNoLink, p)
+		}
+		return fmt.Errorf("%w: %v", errNoLink, err)
+	}
+	a.mu.Lock()
+	if l.closed {
+		a.mu.Unlock()
+		c.close()
+		return errNoLink
+	}
+	l.hub, l.last = c, time.Now()
+	if l.timer == nil {
+		l.timer = time.AfterFunc(agentIdleFor, l.stopIfIdle)
+	} else {
+		l.timer.Reset(agentIdleFor)
+	}
+	a.mu.Unlock()
+	go l.watch(c)
+	for range linkSpare - 1 {
+		_ = c.w.Write(agent.FrameDial, nil)
+	}
+	return nil
+}
+
+func (l *agentLink) fail() {
+	a := l.d.agents
+	a.mu.Lock()
+	l.failed = true
+	a.mu.Unlock()
+}
+
+// watch reads the hub's stdout until it ends (the hub exited: stopped when
+// idle, killed, or its container stopped), then lets its connections go.
+func (l *agentLink) watch(hub *agentConn) {
+	for {
+		if _, _, err := agent.ReadFrame(hub.r); err != nil {
+			break
+		}
+		// A FrameFailed: one connection could not be opened; the command
+		// that asked for it waits linkWait, then goes the other way.
+	}
+	hub.close()
+	l.drain()
+	a := l.d.agents
+	a.mu.Lock()
+	if l.hub == hub {
+		l.hub = nil
+	}
+	a.mu.Unlock()
+}
+
+// drain closes the unused connections.
+func (l *agentLink) drain() {
+	for {
+		select {
+		case c := <-l.idle:
+			c.Close()
+		default:
+			return
+		}
+	}
+}
+
+// accept takes connections that say the token, a few at a time.
+func (l *agentLink) accept(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		if l.pending.Add(1) > linkPending {
+			l.pending.Add(-1)
+			c.Close()
+			continue
+		}
+		go func() {
+			defer l.pending.Add(-1)
+			_ = c.SetReadDeadline(time.Now().Add(linkHelloTimeout))
+			typ, p, err := agent.ReadFrame(c)
+			_ = c.SetReadDeadline(time.Time{})
+			if err != nil || typ != agent.FrameHello || subtle.ConstantTimeCompare(p, []byte(l.token)) != 1 {
+				c.Close()
+				return
+			}
+			l.offer(c)
+		}()
+	}
+}
+
+// offer keeps a connection for the next command or port, if there is room.
+func (l *agentLink) offer(c net.Conn) {
+	a := l.d.agents
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if l.closed {
+		c.Close()
+		return
+	}
+	select {
+	case l.idle <- c:
+	default:
+		c.Close()
+	}
+}
+
+// get hands out a connection, asking the hub for one more each time, so
+// that linkSpare stay ready.
+func (l *agentLink) get(ctx context.Context) (net.Conn, error) {
+	a := l.d.agents
+	a.mu.Lock()
+	hub := l.hub
+	a.mu.Unlock()
+	if hub == nil {
+		return nil, errNoLink
+	}
+	if err := hub.w.Write(agent.FrameDial, nil); err != nil {
+		return nil, fmt.Errorf("%w: %v", errNoLink, err)
+	}
+	t := time.NewTimer(linkWait)
+	defer t.Stop()
+	select {
+	case c := <-l.idle:
+		a.mu.Lock()
+		l.out++
+		l.last = time.Now()
+		a.mu.Unlock()
+		return c, nil
+	case <-t.C:
+		return nil, fmt.Errorf("%w: no connection from the hub within %v", errNoLink, linkWait)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// release counts a handed-out connection back.
+func (l *agentLink) release() {
+	a := l.d.agents
+	a.mu.Lock()
+	l.out--
+	l.last = time.Now()
+	a.mu.Unlock()
+}
+
+// stopIfIdle ends a hub nothing has used for agentIdleFor (it holds a few
+// MB of the sandbox's memory); the next command starts another.
+func (l *agentLink) stopIfIdle() {
+	a := l.d.agents
+	a.mu.Lock()
+	hub := l.hub
+	if hub == nil || l.closed {
+		a.mu.Unlock()
+		return
+	}
+	if since := time.Since(l.last); l.out > 0 || since < agentIdleFor {
+		l.timer.Reset(agentIdleFor - min(since, agentIdleFor/2))
+		a.mu.Unlock()
+		return
+	}
+	a.mu.Unlock()
+	hub.close() // the hub sees its stdin end and exits; watch drains
+}
+
+// closeLocked ends the link for good (the container is forgotten).
+func (l *agentLink) closeLocked() {
+	l.closed = true
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+	if l.ln != nil {
+		l.ln.Close()
+	}
+	if l.hub != nil {
+		l.hub.close()
+	}
+	l.drain()
+}
+
+// linkedAgent is a linked connection to run a command on.
+func (d *Driver) linkedAgent(ctx context.Context, name string) (*agentConn, error) {
+	l, err := d.link(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	c, err := l.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return newLinkedAgent(l, c), nil
+}
+
+func newLinkedAgent(l *agentLink, c net.Conn) *agentConn {
+	ac := &agentConn{conn: c, r: newFrameReader(c), w: agent.NewFrameWriter(c), link: l}
+	ac.closeFn = func() {
+		c.Close()
+		l.release()
+	}
+	return ac
+}
+
+// putLinked keeps a linked connection whose command ended cleanly.
+func (c *agentConn) putLinked() {
+	c.once.Do(func() {
+		c.link.release()
+		if c.r.Buffered() > 0 {
+			c.conn.Close() // the agent said more than it should have
+			return
+		}
+		c.link.offer(c.conn)
+	})
+}
+
+// dialLinked opens a connection to port through the link: errNoLink when
+// there is none.
+func (d *Driver) dialLinked(ctx context.Context, name string, port int) (net.Conn, error) {
+	req, _ := json.Marshal(agent.PortRequest{Port: port})
+	for range 3 {
+		l, err := d.link(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		c, err := l.get(ctx)
+		if err != nil {
+			return nil, err
+		}
+		lc := &linkedConn{UnixConn: c.(*net.UnixConn), l: l}
+		if err := agent.NewFrameWriter(c).Write(agent.FramePort, req); err != nil {
+			lc.Close()
+			continue
+		}
+		_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
+		stop := context.AfterFunc(ctx, func() { _ = c.SetReadDeadline(time.Now()) })
+		typ, p, err := agent.ReadFrame(c)
+		stop()
+		_ = c.SetReadDeadline(time.Time{})
+		switch {
+		case ctx.Err() != nil:
+			lc.Close()
+			return nil, ctx.Err()
+		case err != nil:
+			// The hub ended under it (its container restarted, or it
+			// was idle and stopped): go again.
+			lc.Close()
+			continue
+		case typ == agent.FrameFailed:
+			lc.Close()
+			return nil, fmt.Errorf("dial %s:%d: %s: %w", name, port, p, syscall.ECONNREFUSED)
+		case typ != agent.FrameStarted:
+			lc.Close()
+			return nil, fmt.Errorf("dial %s:%d: the agent answered frame %q", name, port, typ)
+		}
+		return lc, nil
+	}
+	return nil, fmt.Errorf("%w: the link's connections keep ending", errNoLink)
+}
+
+// linkedConn is a connection to a port through the link: the socket itself,
+// raw bytes both ways once the agent has connected.
+type linkedConn struct {
+	*net.UnixConn
+	l    *agentLink
+	once sync.Once
+}
+
+func (c *linkedConn) Close() error {
+	c.once.Do(c.l.release)
+	return c.UnixConn.Close()
+}
