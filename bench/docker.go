@@ -39,7 +39,14 @@ func (r *raw) spec(nanoCPUs int64) (*container.Config, *container.HostConfig) {
 }
 
 func (r *raw) createStart(ctx context.Context, nanoCPUs int64) (string, error) {
+	return r.createStartOn(ctx, nanoCPUs, "")
+}
+
+// createStartOn is createStart on the network named (rtemu's own, say); ""
+// is the engine's default bridge.
+func (r *raw) createStartOn(ctx context.Context, nanoCPUs int64, network string) (string, error) {
 	cfg, host := r.spec(nanoCPUs)
+	host.NetworkMode = container.NetworkMode(network)
 	c, err := r.cli.ContainerCreate(ctx, cfg, host, nil, nil, fmt.Sprintf("rtemu-bench-%s-%d", r.run, r.seq.Add(1)))
 	if err != nil {
 		return "", err

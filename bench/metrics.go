@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/emulatortest"
 	"github.com/rtemu-dev/rtemu/sandbox"
 	"github.com/rtemu-dev/rtemu/store"
@@ -24,9 +25,9 @@ func (b *bench) createToRunning(ctx context.Context) ([]result, error) {
 	}
 	defer srv.Close()
 	body := func() map[string]any { return map[string]any{"template": "base-ubuntu"} }
-	var rt, base []time.Duration
+	var rt, base, sameNet []time.Duration
 	for i := 0; i < b.s.iters && ctx.Err() == nil; i++ {
-		// Interleaved, so a burst of load elsewhere hits both alike.
+		// Interleaved, so a burst of load elsewhere hits all alike.
 		var id, cid string
 		d, err := timed(ctx, 1, nil, func() (err error) { id, err = a.createRunning(ctx, body()); return err },
 			func() error { return a.remove(ctx, id) })
@@ -34,14 +35,21 @@ func (b *bench) createToRunning(ctx context.Context) ([]result, error) {
 			return nil, err
 		}
 		rt = append(rt, d...)
-		d, err = timed(ctx, 1, nil, func() (err error) { cid, err = b.raw.createStart(ctx, b.defaultNanoCPUs()); return err },
-			func() error { return b.raw.remove(ctx, cid) })
-		if err != nil {
-			return nil, err
+		for _, net := range []string{"", dockerdriver.NetworkIsolated} {
+			d, err = timed(ctx, 1, nil, func() (err error) { cid, err = b.raw.createStartOn(ctx, b.defaultNanoCPUs(), net); return err },
+				func() error { return b.raw.remove(ctx, cid) })
+			if err != nil {
+				return nil, err
+			}
+			if net == "" {
+				base = append(base, d...)
+			} else {
+				sameNet = append(sameNet, d...)
+			}
 		}
-		base = append(base, d...)
 	}
-	rows := []result{compare("create_to_running", rt, base, "raw API create+start", 1.15)}
+	rows := []result{compare("create_to_running", rt, base, "raw API create+start", 1.15),
+		sameNetwork(compare("create_to_running_same_network", rt, sameNet, "raw API create+start on rtemu's network", 1.15))}
 
 	const poolSize = 2
 	wsrv, wa, err := b.server(ctx, emulatortest.WithWarmPool("base-ubuntu", poolSize))
@@ -122,6 +130,16 @@ func (b *bench) execTrue(ctx context.Context) ([]result, error) {
 		et,
 		compare("exec_true_vs_cli", rt, cli, "docker exec CLI", 0.5),
 	}, nil
+}
+
+// sameNetwork makes a row against a baseline on rtemu's own network (a
+// user-defined bridge without traffic between containers, issue 15's
+// isolation) an information row: the issue's targets are against the
+// engine's default bridge, which costs the engine less per container.
+func sameNetwork(r result) result {
+	r.Note = fmt.Sprintf("information: the issue's target is against the default bridge; the ratio's target there would be met: %v", r.Met)
+	r.Target, r.Met = "—", true
+	return r
 }
 
 // until posts an action to a sandbox and waits for the status it leads to,

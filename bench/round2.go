@@ -13,6 +13,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
 
+	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/emulatortest"
 	"github.com/rtemu-dev/rtemu/sandbox"
 )
@@ -27,7 +28,7 @@ func (b *bench) createThenExec(ctx context.Context) ([]result, error) {
 		return nil, err
 	}
 	defer srv.Close()
-	var cold, base []time.Duration
+	var cold, base, sameNet []time.Duration
 	for i := 0; i < b.s.iters && ctx.Err() == nil; i++ {
 		var id, cid string
 		d, err := timed(ctx, 1, nil, func() (err error) {
@@ -40,18 +41,25 @@ func (b *bench) createThenExec(ctx context.Context) ([]result, error) {
 			return nil, err
 		}
 		cold = append(cold, d...)
-		d, err = timed(ctx, 1, nil, func() (err error) {
-			if cid, err = b.raw.createStart(ctx, b.defaultNanoCPUs()); err != nil {
-				return err
+		for _, net := range []string{"", dockerdriver.NetworkIsolated} {
+			d, err = timed(ctx, 1, nil, func() (err error) {
+				if cid, err = b.raw.createStartOn(ctx, b.defaultNanoCPUs(), net); err != nil {
+					return err
+				}
+				return b.raw.exec(ctx, cid, "echo", "hi")
+			}, func() error { return b.raw.remove(ctx, cid) })
+			if err != nil {
+				return nil, err
 			}
-			return b.raw.exec(ctx, cid, "echo", "hi")
-		}, func() error { return b.raw.remove(ctx, cid) })
-		if err != nil {
-			return nil, err
+			if net == "" {
+				base = append(base, d...)
+			} else {
+				sameNet = append(sameNet, d...)
+			}
 		}
-		base = append(base, d...)
 	}
-	rows := []result{compare("create_then_exec", cold, base, "raw API create+start+exec", 1.1)}
+	rows := []result{compare("create_then_exec", cold, base, "raw API create+start+exec", 1.1),
+		sameNetwork(compare("create_then_exec_same_network", cold, sameNet, "raw API create+start+exec on rtemu's network", 1.1))}
 
 	const poolSize = 2
 	wsrv, wa, err := b.server(ctx, emulatortest.WithWarmPool("base-ubuntu", poolSize))
@@ -208,16 +216,20 @@ func (b *bench) churn(ctx context.Context) ([]result, error) {
 		err = a.execOut(ctx, id, "echo hi", "hi\n")
 		return errors.Join(err, a.remove(ctx, id))
 	})
-	raw := closedLoop(ctx, workers, b.s.churnFor, func(int) error {
-		cid, err := b.raw.createStart(ctx, b.defaultNanoCPUs())
-		if err == nil {
-			err = b.raw.exec(ctx, cid, "echo", "hi")
-		}
-		if cid != "" {
-			err = errors.Join(err, b.raw.remove(ctx, cid))
-		}
-		return err
-	})
+	rawLoop := func(network string) *loadResult {
+		return closedLoop(ctx, workers, b.s.churnFor, func(int) error {
+			cid, err := b.raw.createStartOn(ctx, b.defaultNanoCPUs(), network)
+			if err == nil {
+				err = b.raw.exec(ctx, cid, "echo", "hi")
+			}
+			if cid != "" {
+				err = errors.Join(err, b.raw.remove(ctx, cid))
+			}
+			return err
+		})
+	}
+	raw := rawLoop("")
+	rawSameNet := rawLoop(dockerdriver.NetworkIsolated)
 	b.churnSeries = [2]*loadResult{rt, raw}
 	left, err := b.raw.cli.ContainerList(ctx, container.ListOptions{All: true,
 		Filters: filters.NewArgs(filters.Arg("label", sandbox.LabelInstance+"="+srv.Service().Instance()))})
@@ -235,7 +247,7 @@ func (b *bench) churn(ctx context.Context) ([]result, error) {
 	if rt.firstEr != nil {
 		r.Note += fmt.Sprintf("; first error: %v", rt.firstEr)
 	}
-	return []result{r}, nil
+	return []result{r, sameNetwork(throughput("churn_same_network", rt, rawSameNet, "raw API create+start+exec+remove(force) on rtemu's network", 1.0, "cycles/s"))}, nil
 }
 
 // loadMix (issue 15): clients mixing GET, list, exec and create+delete over
