@@ -5,6 +5,7 @@ package agent
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os/exec"
 	"reflect"
@@ -208,6 +209,34 @@ func TestServeKill(t *testing.T) {
 	tag = tag2
 	if alive() {
 		t.Fatal("the command outlived the host's hang-up")
+	}
+}
+
+// A host that hangs up right after a command's exit (its pool has no room
+// for the agent) leaves what the command started in the background alone:
+// the command ended as the host saw it. (A server started by one exec was
+// killed by the hang-up 3 times in 30 before.)
+func TestServeHangUpAfterExit(t *testing.T) {
+	t.Parallel()
+	for i := range 10 {
+		tag := fmt.Sprintf("test%s%d-%s", t.Name(), i, time.Now().Format("150405.000000000"))
+		s := newSession(t)
+		s.start(Start{Argv: []string{"/bin/sh", "-c", "sleep 305 >/dev/null 2>&1 &"}, Env: []string{"RTEMU_EXEC_ID=" + tag}, Tag: tag})
+		if _, _, code := s.result(); code != 0 {
+			t.Fatalf("exit %d", code)
+		}
+		s.in.Close()
+		select {
+		case <-s.done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("Serve did not return after its input ended")
+		}
+		out, _ := exec.Command("/bin/sh", "-c", "grep -l 'RTEMU_EXEC_ID="+tag+"' /proc/[0-9]*/environ 2>/dev/null").Output()
+		pids := strings.Fields(string(out))
+		if len(pids) != 1 {
+			t.Fatalf("round %d: %d processes of the command left after the hang-up, want the background sleep", i, len(pids))
+		}
+		KillTagged("RTEMU_EXEC_ID=" + tag)
 	}
 }
 

@@ -41,8 +41,11 @@ func serveLoop(r *bufio.Reader, w *FrameWriter, base []string, raw net.Conn) int
 		if err != nil {
 			// The host has gone (rtemu stopped or was killed, and the engine
 			// closed the exec's stdin): nothing may outlive it. Its exit
-			// has nobody to go to.
-			if cur != nil {
+			// has nobody to go to. A command whose exit is already on its
+			// way has ended as the host saw it: the host may close the
+			// stream right after (a pool with no room for it), and what the
+			// command left running in the background is the user's.
+			if cur != nil && !cur.exitSent.Load() {
 				cur.kill()
 			}
 			if errors.Is(err, io.EOF) {
@@ -169,6 +172,8 @@ type command struct {
 	cmd   *exec.Cmd
 	stdin *os.File // the write end of the command's stdin; nil without Start.Stdin
 	done  chan struct{}
+	// exitSent is set just before FrameExit is written.
+	exitSent atomic.Bool
 }
 
 func start(s Start, base []string, w *FrameWriter) (*command, error) {
@@ -248,6 +253,7 @@ func (c *command) run(w *FrameWriter, outR, errR *os.File) {
 	closeAll(outR, errR) // ends a reader a background child holds open
 	<-drained
 	c.closeStdin()
+	c.exitSent.Store(true)
 	_ = w.Write(FrameExit, ExitPayload(exitCode(c.cmd.ProcessState)))
 }
 

@@ -23,13 +23,14 @@ import (
 // memory and start-up are its own.
 type proc struct {
 	bin, dataDir, addr, img string
+	agent                   string // --exec-agent
 	cmd                     *exec.Cmd
 }
 
 func (p *proc) start(ctx context.Context) (time.Duration, error) {
 	t := time.Now()
 	p.cmd = exec.Command(p.bin, "serve", "--addr", p.addr, "--ssh-addr", "127.0.0.1:0", "--data-dir", p.dataDir,
-		"--template", "base-ubuntu="+p.img, "--auth", "off")
+		"--template", "base-ubuntu="+p.img, "--auth", "off", "--exec-agent", p.agent)
 	p.cmd.Stdout, p.cmd.Stderr = nil, nil
 	if err := p.cmd.Start(); err != nil {
 		return 0, err
@@ -80,7 +81,10 @@ func (b *bench) startProc(ctx context.Context) (p *proc, a *api, stop func(), er
 		os.RemoveAll(dir)
 		return nil, nil, nil, err
 	}
-	p = &proc{bin: bin, dataDir: filepath.Join(dir, "data"), addr: addr, img: b.img}
+	p = &proc{bin: bin, dataDir: filepath.Join(dir, "data"), addr: addr, img: b.img, agent: "on"}
+	if b.s.agentStreams {
+		p.agent = "streams"
+	}
 	stop = func() {
 		p.stop()
 		b.removeInstance(context.WithoutCancel(ctx), p.dataDir)

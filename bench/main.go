@@ -45,6 +45,8 @@ type settings struct {
 	churnFor time.Duration // churn
 	ref      int           // sandboxes of the fleet's reference case (GET/list latency)
 	plotDir  string
+	// agentStreams runs rtemu with --exec-agent streams.
+	agentStreams bool
 }
 
 func main() {
@@ -58,6 +60,7 @@ func main() {
 	flag.StringVar(&cpuProf, "cpuprofile", "", "write a CPU profile of the whole run (rtemu is in-process) to this file")
 	flag.StringVar(&s.only, "only", "", "run only the metrics whose name starts with this")
 	flag.BoolVar(&s.verbose, "v", false, "log progress")
+	flag.BoolVar(&s.agentStreams, "agent-streams", false, "run rtemu with --exec-agent streams (the agent on the engine's streams, as on Docker Desktop) instead of linked")
 	flag.StringVar(&s.plotDir, "plot", "", "write PNG charts (exec and create latency against parallelism, churn) to this directory")
 	if len(os.Args) > 1 && os.Args[1] == "loadgen" {
 		loadgenMain(os.Args[2:]) // get_sandbox_rps's load, as its own process
@@ -220,6 +223,9 @@ func (b *bench) defaultNanoCPUs() int64 { return int64(min(2, b.hostCPUs)) * 1e9
 // server starts an in-process rtemu; stop closes it and removes its
 // containers.
 func (b *bench) server(ctx context.Context, opts ...emulatortest.Option) (*emulatortest.Server, *api, error) {
+	if b.s.agentStreams {
+		opts = append(opts, emulatortest.WithExecAgentStreams())
+	}
 	srv, err := emulatortest.Start(ctx, opts...)
 	if err != nil {
 		return nil, nil, err

@@ -16,6 +16,7 @@ import (
 
 	"github.com/rtemu-dev/rtemu/agent"
 	"github.com/rtemu-dev/rtemu/dockerdriver"
+	"github.com/rtemu-dev/rtemu/emulatortest"
 	"github.com/rtemu-dev/rtemu/internal/testwait"
 )
 
@@ -344,5 +345,41 @@ func TestLinkRefusesStrangers(t *testing.T) {
 	}
 	if out, _, code, err := run(t, d, context.Background(), name, "echo fine"); err != nil || code != 0 || out != "fine\n" {
 		t.Fatalf("a command after: out=%q code=%d err=%v", out, code, err)
+	}
+}
+
+// A linked hub ends with the driver that started it (rtemu stopped or
+// killed: its stdin and its sockets close), and so does what runs on it.
+func TestLinkEndsWithTheDriver(t *testing.T) {
+	t.Parallel()
+	emulatortest.SkipIfNoDocker(t)
+	d, err := dockerdriver.New(linkedOptions...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := newContainerOf(t, d)
+	viaDocker := dockerExecDriver(t)
+	if got := viaAgent(t, d, name); got != "link" {
+		t.Fatalf("a command ran by %s, want link", got)
+	}
+	ran := make(chan error, 1)
+	go func() {
+		_, err := d.Exec(context.Background(), name, dockerdriver.ExecSpec{Cmd: []string{"/bin/sh", "-c", "sleep 304"}})
+		ran <- err
+	}()
+	count := func(cmd string) string {
+		out, _, _, err := run(t, viaDocker, context.Background(), name, cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(out)
+	}
+	waitFor(t, func() bool { return count(`ps -o args | grep -c '^sleep 304'`) == "1" })
+	d.Close()
+	waitFor(t, func() bool { return count(agentProcs) == "0" && count(`ps -o args | grep -c '^sleep 304'`) == "0" })
+	select {
+	case <-ran:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the exec did not return after its driver closed")
 	}
 }

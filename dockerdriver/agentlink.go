@@ -323,8 +323,8 @@ func (l *agentLink) offer(c net.Conn) {
 	}
 }
 
-// get hands out a connection, asking the hub for one more each time, so
-// that linkSpare stay ready.
+// get hands out a connection, asking the hub for one more when fewer than
+// linkSpare are left ready (connections that ran a command come back).
 func (l *agentLink) get(ctx context.Context) (net.Conn, error) {
 	a := l.d.agents
 	a.mu.Lock()
@@ -333,6 +333,21 @@ func (l *agentLink) get(ctx context.Context) (net.Conn, error) {
 	if hub == nil {
 		return nil, errNoLink
 	}
+	took := func(c net.Conn) net.Conn {
+		a.mu.Lock()
+		l.out++
+		l.last = time.Now()
+		a.mu.Unlock()
+		return c
+	}
+	select {
+	case c := <-l.idle:
+		if len(l.idle) < linkSpare-1 {
+			_ = hub.w.Write(agent.FrameDial, nil)
+		}
+		return took(c), nil
+	default:
+	}
 	if err := hub.w.Write(agent.FrameDial, nil); err != nil {
 		return nil, fmt.Errorf("%w: %v", errNoLink, err)
 	}
@@ -340,11 +355,7 @@ func (l *agentLink) get(ctx context.Context) (net.Conn, error) {
 	defer t.Stop()
 	select {
 	case c := <-l.idle:
-		a.mu.Lock()
-		l.out++
-		l.last = time.Now()
-		a.mu.Unlock()
-		return c, nil
+		return took(c), nil
 	case <-t.C:
 		return nil, fmt.Errorf("%w: no connection from the hub within %v", errNoLink, linkWait)
 	case <-ctx.Done():

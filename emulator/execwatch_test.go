@@ -2,6 +2,7 @@ package emulator_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -24,8 +25,9 @@ type execWatch struct {
 	container string
 	cancel    context.CancelFunc
 	mu        sync.Mutex
-	seen      map[string]bool
-	n         int
+	seen      []string        // exec ids in the order their events came
+	markers   map[string]bool // this watch's own execs
+	counted   int             // seen[:counted] have been counted
 }
 
 func watchExecs(t *testing.T, containerName string) *execWatch {
@@ -35,15 +37,14 @@ func watchExecs(t *testing.T, containerName string) *execWatch {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &execWatch{t: t, cli: cli, container: containerName, cancel: cancel, seen: map[string]bool{}}
+	w := &execWatch{t: t, cli: cli, container: containerName, cancel: cancel, markers: map[string]bool{}}
 	t.Cleanup(func() { cancel(); cli.Close() })
 	msgs, _ := cli.Events(ctx, events.ListOptions{Filters: filters.NewArgs(
 		filters.Arg("type", "container"), filters.Arg("container", containerName), filters.Arg("event", "exec_create"))})
 	go func() {
 		for m := range msgs {
 			w.mu.Lock()
-			w.seen[m.Actor.Attributes["execID"]] = true
-			w.n++
+			w.seen = append(w.seen, m.Actor.Attributes["execID"])
 			w.mu.Unlock()
 		}
 	}()
@@ -52,25 +53,31 @@ func watchExecs(t *testing.T, containerName string) *execWatch {
 	return w
 }
 
-// sync makes a marker exec and waits until its event has come.
+// sync makes marker execs until the event of one has come: everything the
+// engine did before that marker has been seen. The first markers may be
+// made before the subscription is live, so their events never come.
 func (w *execWatch) sync() {
 	w.t.Helper()
-	ex, err := w.cli.ContainerExecCreate(context.Background(), w.container, container.ExecOptions{Cmd: []string{"true"}})
-	if err != nil {
-		w.t.Fatal(err)
-	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
+		ex, err := w.cli.ContainerExecCreate(context.Background(), w.container, container.ExecOptions{Cmd: []string{"true"}})
+		if err != nil {
+			w.t.Fatal(err)
+		}
 		w.mu.Lock()
-		ok := w.seen[ex.ID]
+		w.markers[ex.ID] = true
 		w.mu.Unlock()
-		if ok {
-			return
+		for again := time.Now().Add(time.Second); time.Now().Before(again); time.Sleep(10 * time.Millisecond) {
+			w.mu.Lock()
+			ok := slices.Contains(w.seen[w.counted:], ex.ID)
+			w.mu.Unlock()
+			if ok {
+				return
+			}
 		}
 		if time.Now().After(deadline) {
-			w.t.Fatalf("the engine's event for exec %s did not come", ex.ID)
+			w.t.Fatalf("the engine's events for the execs made in %s did not come", w.container)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -81,7 +88,12 @@ func (w *execWatch) count() int {
 	w.sync()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	n := w.n - 1 // the marker
-	w.n = 0
+	n := 0
+	for _, id := range w.seen[w.counted:] {
+		if !w.markers[id] {
+			n++
+		}
+	}
+	w.counted = len(w.seen)
 	return n
 }

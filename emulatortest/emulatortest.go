@@ -99,6 +99,13 @@ func WithDiskWatch(every time.Duration) Option {
 // a 409 at once (--strict-lifecycle).
 func WithStrictLifecycle() Option { return func(s *settings) { s.cfg.StrictLifecycle = true } }
 
+// WithExecAgentStreams keeps the exec agent off its link (--exec-agent
+// streams): commands and ports go by the engine's streams, as on Docker
+// Desktop.
+func WithExecAgentStreams() Option {
+	return func(s *settings) { s.cfg.ExecAgentStreamsOnly = true }
+}
+
 // WithSharedSandboxNetwork lets sandboxes reach each other
 // (--sandbox-network shared).
 func WithSharedSandboxNetwork() Option {
