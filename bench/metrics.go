@@ -28,24 +28,15 @@ func (b *bench) createToRunning(ctx context.Context) ([]result, error) {
 	var rt, base, sameNet []time.Duration
 	for i := 0; i < b.s.iters && ctx.Err() == nil; i++ {
 		// Interleaved, so a burst of load elsewhere hits all alike.
-		var id, cid string
+		var id string
 		d, err := timed(ctx, 1, nil, func() (err error) { id, err = a.createRunning(ctx, body()); return err },
 			func() error { return a.remove(ctx, id) })
 		if err != nil {
 			return nil, err
 		}
 		rt = append(rt, d...)
-		for _, net := range []string{"", dockerdriver.NetworkIsolated} {
-			d, err = timed(ctx, 1, nil, func() (err error) { cid, err = b.raw.createStartOn(ctx, b.defaultNanoCPUs(), net); return err },
-				func() error { return b.raw.remove(ctx, cid) })
-			if err != nil {
-				return nil, err
-			}
-			if net == "" {
-				base = append(base, d...)
-			} else {
-				sameNet = append(sameNet, d...)
-			}
+		if err := b.rawOnBothNetworks(ctx, &base, &sameNet, false); err != nil {
+			return nil, err
 		}
 	}
 	rows := []result{compare("create_to_running", rt, base, "raw API create+start", 1.15),
@@ -130,6 +121,30 @@ func (b *bench) execTrue(ctx context.Context) ([]result, error) {
 		et,
 		compare("exec_true_vs_cli", rt, cli, "docker exec CLI", 0.5),
 	}, nil
+}
+
+// rawOnBothNetworks times a raw create and start (then an exec, with
+// withExec) on the engine's default bridge into base and on rtemu's own
+// network into sameNet.
+func (b *bench) rawOnBothNetworks(ctx context.Context, base, sameNet *[]time.Duration, withExec bool) error {
+	for _, network := range []string{"", dockerdriver.NetworkIsolated} {
+		var cid string
+		d, err := timed(ctx, 1, nil, func() (err error) {
+			if cid, err = b.raw.createStartOn(ctx, b.defaultNanoCPUs(), network); err != nil || !withExec {
+				return err
+			}
+			return b.raw.exec(ctx, cid, "echo", "hi")
+		}, func() error { return b.raw.remove(ctx, cid) })
+		if err != nil {
+			return err
+		}
+		if network == "" {
+			*base = append(*base, d...)
+		} else {
+			*sameNet = append(*sameNet, d...)
+		}
+	}
+	return nil
 }
 
 // sameNetwork makes a row against a baseline on rtemu's own network (a

@@ -30,7 +30,7 @@ func (b *bench) createThenExec(ctx context.Context) ([]result, error) {
 	defer srv.Close()
 	var cold, base, sameNet []time.Duration
 	for i := 0; i < b.s.iters && ctx.Err() == nil; i++ {
-		var id, cid string
+		var id string
 		d, err := timed(ctx, 1, nil, func() (err error) {
 			if id, err = a.create(ctx, body); err != nil {
 				return err
@@ -41,21 +41,8 @@ func (b *bench) createThenExec(ctx context.Context) ([]result, error) {
 			return nil, err
 		}
 		cold = append(cold, d...)
-		for _, net := range []string{"", dockerdriver.NetworkIsolated} {
-			d, err = timed(ctx, 1, nil, func() (err error) {
-				if cid, err = b.raw.createStartOn(ctx, b.defaultNanoCPUs(), net); err != nil {
-					return err
-				}
-				return b.raw.exec(ctx, cid, "echo", "hi")
-			}, func() error { return b.raw.remove(ctx, cid) })
-			if err != nil {
-				return nil, err
-			}
-			if net == "" {
-				base = append(base, d...)
-			} else {
-				sameNet = append(sameNet, d...)
-			}
+		if err := b.rawOnBothNetworks(ctx, &base, &sameNet, true); err != nil {
+			return nil, err
 		}
 	}
 	rows := []result{compare("create_then_exec", cold, base, "raw API create+start+exec", 1.1),

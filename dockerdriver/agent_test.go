@@ -253,6 +253,24 @@ func TestAgentConcurrentCommands(t *testing.T) {
 	})
 }
 
+// linkedContainer starts a container on a linking driver, checks that a
+// command runs through the link, and returns its link folder too.
+func linkedContainer(t *testing.T) (d *dockerdriver.Driver, name, dir string) {
+	t.Helper()
+	d, name = newContainer(t, linkedOptions...)
+	if got := viaAgent(t, d, name); got != "link" {
+		t.Fatalf("a command ran by %s, want link", got)
+	}
+	st, err := d.Inspect(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dir = st.Labels["rtemu.link"]; dir == "" {
+		t.Fatalf("the container has no link folder: labels %v", st.Labels)
+	}
+	return d, name, dir
+}
+
 // Where the hub cannot reach rtemu's socket (the engine's side of the
 // folder is another folder of the same path: a VM's file sharing, a remote
 // host), commands go by an agent on the engine's stream, and later
@@ -268,7 +286,7 @@ func TestLinkThatCannotConnect(t *testing.T) {
 	if dir == "" {
 		t.Fatalf("the container has no link folder: labels %v", st.Labels)
 	}
-	// The container keeps the folder it was given; rtemu's socket goes into
+	// (No command yet: the hub starts at the first.) The container keeps the folder it was given; rtemu's socket goes into
 	// a new one of the same path.
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
@@ -294,15 +312,7 @@ func TestLinkThatCannotConnect(t *testing.T) {
 // A linked container's folder goes with the container.
 func TestLinkFolderRemoved(t *testing.T) {
 	t.Parallel()
-	d, name := newContainer(t, linkedOptions...)
-	if got := viaAgent(t, d, name); got != "link" {
-		t.Fatalf("a command ran by %s, want link", got)
-	}
-	st, err := d.Inspect(context.Background(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := st.Labels["rtemu.link"]
+	d, name, dir := linkedContainer(t)
 	if _, err := os.Stat(filepath.Join(dir, "agent.sock")); err != nil {
 		t.Fatalf("the link's socket: %v", err)
 	}
@@ -319,19 +329,12 @@ func TestLinkFolderRemoved(t *testing.T) {
 // to pass for its agent) is closed without being used.
 func TestLinkRefusesStrangers(t *testing.T) {
 	t.Parallel()
-	d, name := newContainer(t, linkedOptions...)
-	if got := viaAgent(t, d, name); got != "link" {
-		t.Fatalf("a command ran by %s, want link", got)
-	}
+	d, name, dir := linkedContainer(t)
 	_, errOut, code, err := run(t, d, context.Background(), name, `touch `+dockerdriver.LinkMount+`/x || rm -f `+dockerdriver.LinkMount+`/agent.sock`)
 	if err != nil || code == 0 || !strings.Contains(errOut, "Read-only file system") {
 		t.Fatalf("writing the link folder: code=%d stderr=%q err=%v", code, errOut, err)
 	}
-	st, err := d.Inspect(context.Background(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := net.Dial("unix", filepath.Join(st.Labels["rtemu.link"], "agent.sock"))
+	c, err := net.Dial("unix", filepath.Join(dir, "agent.sock"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -182,14 +182,9 @@ func (l *agentLink) start(ctx context.Context, argv []string) error {
 			l.fail()
 			return fmt.Errorf("%w: %v", errNoLink, err)
 		}
-		a.mu.Lock()
-		if l.closed {
-			a.mu.Unlock()
-			ln.Close()
-			return errNoLink
+		if err := l.setUnlessClosed(func() { l.ln = ln }, func() { ln.Close() }); err != nil {
+			return err
 		}
-		l.ln = ln
-		a.mu.Unlock()
 		go l.accept(ln)
 	}
 	sctx, cancel := context.WithTimeout(ctx, relayStartTimeout)
@@ -222,23 +217,35 @@ func (l *agentLink) start(ctx context.Context, argv []string) error {
 		}
 		return fmt.Errorf("%w: %v", errNoLink, err)
 	}
-	a.mu.Lock()
-	if l.closed {
-		a.mu.Unlock()
-		c.close()
-		return errNoLink
+	if err := l.setUnlessClosed(func() {
+		l.hub, l.last = c, time.Now()
+		if l.timer == nil {
+			l.timer = time.AfterFunc(agentIdleFor, l.stopIfIdle)
+		} else {
+			l.timer.Reset(agentIdleFor)
+		}
+	}, c.close); err != nil {
+		return err
 	}
-	l.hub, l.last = c, time.Now()
-	if l.timer == nil {
-		l.timer = time.AfterFunc(agentIdleFor, l.stopIfIdle)
-	} else {
-		l.timer.Reset(agentIdleFor)
-	}
-	a.mu.Unlock()
 	go l.watch(c)
 	for range linkSpare - 1 {
 		_ = c.w.Write(agent.FrameDial, nil)
 	}
+	return nil
+}
+
+// setUnlessClosed runs set under agents.mu, unless the link was closed
+// meanwhile (its container forgotten): then undo lets go of what was made.
+func (l *agentLink) setUnlessClosed(set, undo func()) error {
+	a := l.d.agents
+	a.mu.Lock()
+	if l.closed {
+		a.mu.Unlock()
+		undo()
+		return errNoLink
+	}
+	set()
+	a.mu.Unlock()
 	return nil
 }
 
@@ -406,13 +413,20 @@ func (l *agentLink) closeLocked() {
 	l.drain()
 }
 
-// linkedAgent is a linked connection to run a command on.
-func (d *Driver) linkedAgent(ctx context.Context, name string) (*agentConn, error) {
+// linkedConnOf hands out one of the container's linked connections,
+// starting its hub if need be.
+func (d *Driver) linkedConnOf(ctx context.Context, name string) (*agentLink, net.Conn, error) {
 	l, err := d.link(ctx, name)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c, err := l.get(ctx)
+	return l, c, err
+}
+
+// linkedAgent is a linked connection to run a command on.
+func (d *Driver) linkedAgent(ctx context.Context, name string) (*agentConn, error) {
+	l, c, err := d.linkedConnOf(ctx, name)
 	if err != nil {
 		return nil, err
 	}
@@ -445,11 +459,7 @@ func (c *agentConn) putLinked() {
 func (d *Driver) dialLinked(ctx context.Context, name string, port int) (net.Conn, error) {
 	req, _ := json.Marshal(agent.PortRequest{Port: port})
 	for range 3 {
-		l, err := d.link(ctx, name)
-		if err != nil {
-			return nil, err
-		}
-		c, err := l.get(ctx)
+		l, c, err := d.linkedConnOf(ctx, name)
 		if err != nil {
 			return nil, err
 		}
