@@ -1,6 +1,7 @@
 package dockerdriver_test
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"fmt"
@@ -384,5 +385,42 @@ func TestLinkEndsWithTheDriver(t *testing.T) {
 	case <-ran:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the exec did not return after its driver closed")
+	}
+}
+
+// In an image whose user is not root, the hub runs as that user and still
+// reaches rtemu's socket (the folder and the socket are open to every user;
+// the token is the check).
+func TestLinkAsUnprivilegedUser(t *testing.T) {
+	t.Parallel()
+	emulatortest.SkipIfNoDocker(t)
+	ctx := context.Background()
+	img, err := emulatortest.TestImage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := dockerdriver.New(linkedOptions...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	dockerfile := []byte("FROM " + img + "\nUSER 1000:1000\n")
+	if err := tw.WriteHeader(&tar.Header{Name: "Dockerfile", Mode: 0o644, Size: int64(len(dockerfile))}); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = tw.Write(dockerfile)
+	_ = tw.Close()
+	userImg := "rtemu-test/busybox-user1000:" + strings.ReplaceAll(strings.SplitN(img, ":", 2)[1], "/", "-")
+	if _, err := d.Build(ctx, dockerdriver.BuildSpec{Context: &tb, Tag: userImg}, nil); err != nil {
+		t.Fatal(err)
+	}
+	name := newContainerFrom(t, d, userImg)
+	if got := viaAgent(t, d, name); got != "link" {
+		t.Fatalf("a command ran by %s, want link", got)
+	}
+	if out, _, code, err := run(t, d, ctx, name, "id -u"); err != nil || code != 0 || out != "1000\n" {
+		t.Fatalf("id -u: %q code=%d err=%v", out, code, err)
 	}
 }

@@ -34,11 +34,18 @@ func newContainer(t *testing.T, options ...dockerdriver.Option) (*dockerdriver.D
 // at the end of the test.
 func newContainerOf(t *testing.T, d *dockerdriver.Driver) string {
 	t.Helper()
-	ctx := context.Background()
-	img, err := emulatortest.TestImage(ctx)
+	img, err := emulatortest.TestImage(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newContainerFrom(t, d, img)
+}
+
+// newContainerFrom starts a container of img on d and removes it at the
+// end of the test.
+func newContainerFrom(t *testing.T, d *dockerdriver.Driver, img string) string {
+	t.Helper()
+	ctx := context.Background()
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	name := "rtemu-drivertest-" + hex.EncodeToString(b)
