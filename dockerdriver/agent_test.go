@@ -424,3 +424,23 @@ func TestLinkAsUnprivilegedUser(t *testing.T) {
 		t.Fatalf("id -u: %q code=%d err=%v", out, code, err)
 	}
 }
+
+// A container removed behind the driver's back still has its link folder
+// removed when the driver is told to remove it.
+func TestLinkFolderOfContainerRemovedOutside(t *testing.T) {
+	t.Parallel()
+	d, name, dir := linkedContainer(t)
+	viaDocker := dockerExecDriver(t)
+	if err := viaDocker.Remove(context.Background(), name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("the folder is gone before the driver was told: %v", err)
+	}
+	if err := d.Remove(context.Background(), name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("the link folder after Remove: %v, want it gone", err)
+	}
+}

@@ -136,6 +136,19 @@ func (a *agents) setLink(d *Driver, name, dir string) {
 	a.ofLocked(name).link = &agentLink{d: d, name: name, dir: dir, token: newTag(), idle: make(chan net.Conn, 2*linkSpare)}
 }
 
+// linkFolderOf is the folder of a container this driver made, if any.
+func (a *agents) linkFolderOf(name string) string {
+	if a == nil {
+		return ""
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if ca := a.byName[name]; ca != nil && ca.link != nil {
+		return ca.link.dir
+	}
+	return ""
+}
+
 // link returns the container's link with its hub running, starting it if
 // need be; errNoLink when it has none.
 func (d *Driver) link(ctx context.Context, name string) (*agentLink, error) {

@@ -317,6 +317,7 @@ func (d *Driver) Unpause(ctx context.Context, name string) error {
 // Remove force-removes a container. Removing one that is already gone is not
 // an error.
 func (d *Driver) Remove(ctx context.Context, name string) error {
+	linkDir := d.agents.linkFolderOf(name)
 	d.agents.forget(name)
 	// A frozen container cannot be killed (moby/moby#15853): thaw it first.
 	st, err := d.Inspect(ctx, name)
@@ -327,7 +328,12 @@ func (d *Driver) Remove(ctx context.Context, name string) error {
 	}
 	err = d.cli.ContainerRemove(ctx, name, container.RemoveOptions{Force: true, RemoveVolumes: true})
 	if err == nil || cerrdefs.IsNotFound(err) {
-		d.removeLinkFolder(st.Labels[labelLink])
+		// Named by the label whichever rtemu made the container, or known
+		// to this driver when the container was removed behind its back.
+		if l := st.Labels[labelLink]; l != "" {
+			linkDir = l
+		}
+		d.removeLinkFolder(linkDir)
 	}
 	if cerrdefs.IsNotFound(err) {
 		return nil
