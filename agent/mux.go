@@ -41,9 +41,11 @@ const MuxWindow = 1 << 20
 // muxChunk bounds a data frame.
 const muxChunk = 64 << 10
 
-// PortRequest opens a connection to a port of the sandbox.
+// PortRequest opens a connection to a port of the sandbox, or, with
+// Commands, a stream that runs commands (Serve's frames) instead.
 type PortRequest struct {
-	Port int `json:"port"`
+	Port     int  `json:"port,omitempty"`
+	Commands bool `json:"commands,omitempty"`
 }
 
 // RefusedError is a connection the agent could not make.
@@ -70,6 +72,9 @@ type Mux struct {
 	next    uint32
 	err     error // set once the pipe has ended
 	done    chan struct{}
+	// handlers counts the onOpen calls under way; each is counted before
+	// its goroutine starts, so before done can close.
+	handlers sync.WaitGroup
 }
 
 // NewMux starts reading frames from r. onOpen is called, on a goroutine of
@@ -82,6 +87,18 @@ func NewMux(r io.Reader, w io.Writer, onOpen func(s *Stream, req []byte)) *Mux {
 
 // Done is closed once the pipe has ended.
 func (m *Mux) Done() <-chan struct{} { return m.done }
+
+// WaitHandlers waits, once the mux is done, until every onOpen call has
+// returned, or for at most limit.
+func (m *Mux) WaitHandlers(limit time.Duration) {
+	<-m.done
+	returned := make(chan struct{})
+	go func() { m.handlers.Wait(); close(returned) }()
+	select {
+	case <-returned:
+	case <-time.After(limit):
+	}
+}
 
 // Streams is the number of open streams.
 func (m *Mux) Streams() int {
@@ -151,7 +168,11 @@ func (m *Mux) readLoop() {
 		if typ == muxOpen && s == nil && m.onOpen != nil && m.err == nil {
 			s = m.newStreamLocked(id)
 			m.mu.Unlock()
-			go m.onOpen(s, p)
+			m.handlers.Add(1)
+			go func() {
+				defer m.handlers.Done()
+				m.onOpen(s, p)
+			}()
 			continue
 		}
 		m.mu.Unlock()

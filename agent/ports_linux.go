@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,14 +17,36 @@ import (
 const portDialTimeout = 10 * time.Second
 
 // ServePorts relays connections to the sandbox's ports until in ends (see
-// Mux), then closes them all.
+// Mux), then closes them all. A stream that asks for commands
+// (PortRequest.Commands) runs commands as Serve does, so one Docker exec
+// carries every command of a sandbox at once; when in ends, what runs on
+// them is killed before the agent exits.
 func ServePorts(in io.Reader, out io.Writer) int {
 	if err := NewFrameWriter(out).Write(FrameReady, []byte(Version)); err != nil {
 		return 1
 	}
-	m := NewMux(in, out, relayPort)
-	<-m.Done()
+	base := baseEnv()
+	m := NewMux(in, out, func(s *Stream, req []byte) {
+		var r PortRequest
+		if json.Unmarshal(req, &r) == nil && r.Commands {
+			serveCommands(s, base)
+			return
+		}
+		relayPort(s, req)
+	})
+	// Each command's stream ends with the pipe, which kills the command.
+	m.WaitHandlers(DrainLimit)
 	return 0
+}
+
+// serveCommands runs commands on a stream of the relay until it ends.
+func serveCommands(s *Stream, base []string) {
+	if s.Accept("commands") != nil {
+		s.Close()
+		return
+	}
+	serveLoop(bufio.NewReader(s), NewFrameWriter(s), base, nil)
+	s.Close()
 }
 
 // relayPort connects to the requested port from inside the sandbox and

@@ -221,8 +221,10 @@ func errString(err error) string {
 	return "error"
 }
 
-// Concurrent commands in one sandbox each get an agent of their own; at
-// most AgentsKept are kept afterwards.
+// Concurrent commands in one new sandbox are served by two agents (two
+// Docker execs): the sandbox's own first agent, and the relay, whose
+// streams carry the commands that came while the first was busy; not by an
+// agent each.
 func TestAgentConcurrentCommands(t *testing.T) {
 	t.Parallel()
 	d, name := newContainer(t)
@@ -247,11 +249,10 @@ func TestAgentConcurrentCommands(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// The others end as their streams close.
-	waitFor(t, func() bool {
-		out, _, _, err := run(t, viaDocker, context.Background(), name, agentProcs)
-		return err == nil && strings.TrimSpace(out) == strconv.Itoa(dockerdriver.AgentsKept)
-	})
+	out, _, _, err := run(t, viaDocker, context.Background(), name, agentProcs)
+	if err != nil || strings.TrimSpace(out) != "2" {
+		t.Fatalf("agents after %d concurrent commands: %q (err %v), want 2 (its own and the relay)", n, out, err)
+	}
 }
 
 // linkedContainer starts a container on a linking driver, checks that a
@@ -352,39 +353,50 @@ func TestLinkRefusesStrangers(t *testing.T) {
 	}
 }
 
-// A linked hub ends with the driver that started it (rtemu stopped or
-// killed: its stdin and its sockets close), and so does what runs on it.
-func TestLinkEndsWithTheDriver(t *testing.T) {
+// Agents end with the driver that started them (rtemu stopped or killed:
+// their stdin, and the link's sockets, close), and so does what runs on
+// them: on the link's hub, and on the sandbox's own agent and the relay's
+// streams (the second command comes while the first is busy).
+func TestAgentsEndWithTheDriver(t *testing.T) {
 	t.Parallel()
 	emulatortest.SkipIfNoDocker(t)
-	d, err := dockerdriver.New(linkedOptions...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := newContainerOf(t, d)
-	viaDocker := dockerExecDriver(t)
-	if got := viaAgent(t, d, name); got != "link" {
-		t.Fatalf("a command ran by %s, want link", got)
-	}
-	ran := make(chan error, 1)
-	go func() {
-		_, err := d.Exec(context.Background(), name, dockerdriver.ExecSpec{Cmd: []string{"/bin/sh", "-c", "sleep 304"}})
-		ran <- err
-	}()
-	count := func(cmd string) string {
-		out, _, _, err := run(t, viaDocker, context.Background(), name, cmd)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return strings.TrimSpace(out)
-	}
-	waitFor(t, func() bool { return count(`ps -o args | grep -c '^sleep 304'`) == "1" })
-	d.Close()
-	waitFor(t, func() bool { return count(agentProcs) == "0" && count(`ps -o args | grep -c '^sleep 304'`) == "0" })
-	select {
-	case <-ran:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the exec did not return after its driver closed")
+	for _, p := range execPaths[:2] {
+		t.Run(p.name, func(t *testing.T) {
+			t.Parallel()
+			d, err := dockerdriver.New(p.options...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			name := newContainerOf(t, d)
+			viaDocker := dockerExecDriver(t)
+			if got := viaAgent(t, d, name); got != p.via {
+				t.Fatalf("a command ran by %s, want %s", got, p.via)
+			}
+			count := func(cmd string) string {
+				out, _, _, err := run(t, viaDocker, context.Background(), name, cmd)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return strings.TrimSpace(out)
+			}
+			ran := make(chan error, 2)
+			for _, secs := range []string{"304", "305"} {
+				go func() {
+					_, err := d.Exec(context.Background(), name, dockerdriver.ExecSpec{Cmd: []string{"/bin/sh", "-c", "sleep " + secs}})
+					ran <- err
+				}()
+				waitFor(t, func() bool { return count(`ps -o args | grep -c '^sleep `+secs+`'`) == "1" })
+			}
+			d.Close()
+			waitFor(t, func() bool { return count(agentProcs) == "0" && count(`ps -o args | grep -c '^sleep 30[45]'`) == "0" })
+			for range 2 {
+				select {
+				case <-ran:
+				case <-time.After(10 * time.Second):
+					t.Fatal("an exec did not return after its driver closed")
+				}
+			}
+		})
 	}
 }
 

@@ -3,12 +3,15 @@ package dockerdriver
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -50,6 +53,16 @@ type containerAgents struct {
 	relayReady chan struct{}
 	// link is the container's link (agentlink.go); nil without one.
 	link *agentLink
+	// noRelayedCommands: its relay refused a stream for commands (an agent
+	// of an older build): each command starts an agent of its own.
+	noRelayedCommands bool
+	// agents counts its agents of their own (not streams of the relay)
+	// that are started and not closed, idle or busy; live holds them, so
+	// forgetting the container closes the busy ones too. (Both apart from
+	// agents.mu: an agent may be closed under it.)
+	agents atomic.Int32
+	liveMu sync.Mutex
+	live   map[*agentConn]bool
 }
 
 // ofLocked returns the container's entry, making it if need be.
@@ -116,6 +129,12 @@ func (a *agents) forgetLocked(name string) {
 		if ca.link != nil {
 			ca.link.closeLocked()
 		}
+		ca.liveMu.Lock()
+		busy := slices.Collect(maps.Keys(ca.live))
+		ca.liveMu.Unlock()
+		for _, c := range busy {
+			c.close() // the agent sees its stdin end and kills its command
+		}
 		delete(a.byName, name)
 	}
 }
@@ -170,17 +189,59 @@ func (d *Driver) getAgent(ctx context.Context, name string, noLink bool) (c *age
 	if ca.own {
 		argv = a.argv
 	}
+	// An idle agent of its own first (a stream of the relay costs a few
+	// hops more per command), then an idle stream of the relay.
 	for len(ca.idle) > 0 {
-		c = ca.idle[len(ca.idle)-1]
-		ca.idle = ca.idle[:len(ca.idle)-1]
+		i := len(ca.idle) - 1
+		for j := i; j >= 0; j-- {
+			if !ca.idle[j].relayed {
+				i = j
+				break
+			}
+		}
+		c = ca.idle[i]
+		ca.idle = slices.Delete(ca.idle, i, i+1)
 		if c.idle.Stop() {
 			a.mu.Unlock()
 			return c, false, nil
 		}
 		// Its timer fired: it is being closed.
 	}
+	// The sandbox's first agent is one of its own (one Docker exec);
+	// commands that come while it is busy go on streams of the relay (one
+	// Docker exec more, whatever their number), not on an agent each.
+	// (Counted without the lock: an agent may be closed under it.)
+	own := ca
+	relayed := own.agents.Load() > 0 && !ca.noRelayedCommands
+	if !relayed {
+		own.agents.Add(1) // this one, from now: the next goes on the relay
+	}
 	a.mu.Unlock()
+	if relayed {
+		if c, err := d.relayedAgent(ctx, name); err == nil {
+			return c, true, nil
+		}
+		own.agents.Add(1)
+	}
 	c, err = d.startAgent(ctx, name, argv)
+	if err != nil {
+		own.agents.Add(-1)
+	} else {
+		own.liveMu.Lock()
+		if own.live == nil {
+			own.live = map[*agentConn]bool{}
+		}
+		own.live[c] = true
+		own.liveMu.Unlock()
+		closeAgent := c.closeFn
+		c.closeFn = func() {
+			closeAgent()
+			own.agents.Add(-1)
+			own.liveMu.Lock()
+			delete(own.live, c)
+			own.liveMu.Unlock()
+		}
+	}
 	if errors.Is(err, errNoAgent) {
 		a.mu.Lock()
 		a.ofLocked(name).without = true
@@ -190,6 +251,34 @@ func (d *Driver) getAgent(ctx context.Context, name string, noLink bool) (c *age
 		a.mu.Unlock()
 	}
 	return c, true, err
+}
+
+// relayedAgent opens a stream for commands on the container's port relay
+// (ports.go), starting the relay if need be: where there is no link, one
+// Docker exec then carries every command of the sandbox, as the link's hub
+// does, instead of one agent per command running at once.
+func (d *Driver) relayedAgent(ctx context.Context, name string) (*agentConn, error) {
+	r, err := d.portRelay(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	req, _ := json.Marshal(agent.PortRequest{Commands: true})
+	s, err := r.mux.Open(ctx, req)
+	var refused *agent.RefusedError
+	switch {
+	case errors.As(err, &refused):
+		a := d.agents
+		a.mu.Lock()
+		a.ofLocked(name).noRelayedCommands = true
+		a.mu.Unlock()
+		return nil, err
+	case errors.Is(err, agent.ErrMuxClosed):
+		d.dropRelay(name, r)
+		return nil, err
+	case err != nil:
+		return nil, err
+	}
+	return &agentConn{conn: s, closeFn: func() { s.Close() }, r: newFrameReader(s), w: agent.NewFrameWriter(s), relayed: true}, nil
 }
 
 // putAgent keeps an agent for the container's next command.
@@ -223,6 +312,7 @@ type agentConn struct {
 	conn    net.Conn
 	closeFn func()
 	link    *agentLink
+	relayed bool // a stream of the port relay (relayedAgent)
 	r       *bufio.Reader
 	w       *agent.FrameWriter
 	idle    *time.Timer // set while idle

@@ -159,10 +159,11 @@ func (r *agentRun) settle(ctx context.Context) (agentResult, int, error) {
 		if st, err := r.d.Inspect(context.WithoutCancel(ctx), r.name); err == nil && !st.Running {
 			return agentRan, -1, fmt.Errorf("exec in %s: %w", r.name, ErrNotRunning)
 		}
-		if errors.Is(r.readErr, io.EOF) || errors.Is(r.readErr, io.ErrUnexpectedEOF) {
-			// The agent was killed under the command (kill -9 $PPID, a
-			// pkill): end what is left of the command too and report it
-			// killed, as a Docker exec whose process is killed reports.
+		if errors.Is(r.readErr, io.EOF) || errors.Is(r.readErr, io.ErrUnexpectedEOF) || errors.Is(r.readErr, agent.ErrMuxClosed) {
+			// The agent (or the relay carrying the command) was killed
+			// under the command (kill -9 $PPID, a pkill): end what is left
+			// of the command too and report it killed, as a Docker exec
+			// whose process is killed reports.
 			r.d.killExec(r.name, r.tag)
 			return agentRan, 128 + 9, nil
 		}
