@@ -337,6 +337,9 @@ func (d *Driver) startAgentAs(ctx context.Context, name string, argv []string, m
 			return nil, err
 		}
 	}
+	// Until the agent says it is up, its start must not meet a pause.
+	started := d.execStarting(name)
+	defer started()
 	created, err := d.cli.ContainerExecCreate(ctx, name, container.ExecOptions{
 		Cmd: argv, Env: []string{agent.EnvServe + "=" + mode},
 		AttachStdin: true, AttachStdout: true, AttachStderr: true,

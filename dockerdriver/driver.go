@@ -56,6 +56,8 @@ type Driver struct {
 	// is set once the engine showed it cannot use them.
 	linkDir string
 	linkOff atomic.Bool
+	// gates keep exec starts and pauses apart (execgate.go).
+	gates execGates
 }
 
 // Option changes a Driver.
@@ -291,6 +293,10 @@ func (d *Driver) Start(ctx context.Context, name string) error {
 // Pause freezes every process of the container (cgroup freezer): memory and
 // state are kept for as long as the engine keeps the container.
 func (d *Driver) Pause(ctx context.Context, name string) error {
+	// Not while an exec of ours is starting in it (execgate.go).
+	g := d.gates.get(name)
+	g.Lock()
+	defer g.Unlock()
 	d.agents.setPaused(name, true) // a frozen agent would not answer
 	return wrap(d.cli.ContainerPause(ctx, name), "pause "+name)
 }
@@ -319,6 +325,7 @@ func (d *Driver) Unpause(ctx context.Context, name string) error {
 func (d *Driver) Remove(ctx context.Context, name string) error {
 	linkDir := d.agents.linkFolderOf(name)
 	d.agents.forget(name)
+	defer d.gates.forget(name)
 	// A frozen container cannot be killed (moby/moby#15853): thaw it first.
 	st, err := d.Inspect(ctx, name)
 	if err == nil && st.Paused {

@@ -342,3 +342,34 @@ func TestExecCancelWithUnreadStdin(t *testing.T) {
 		}
 	})
 }
+
+// A pause waits for an exec that is starting in the container (a frozen
+// `runc init` wedges the engine's shim for good), and runs once it has.
+func TestPauseWaitsForAnExecStart(t *testing.T) {
+	t.Parallel()
+	d, name := newContainer(t)
+	started := d.ExecStarting(name)
+	paused := make(chan error, 1)
+	go func() { paused <- d.Pause(context.Background(), name) }()
+	select {
+	case err := <-paused:
+		started()
+		t.Fatalf("Pause returned (%v) while an exec was starting", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	started()
+	select {
+	case err := <-paused:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Pause did not run after the exec had started")
+	}
+	if st, err := d.Inspect(context.Background(), name); err != nil || !st.Paused {
+		t.Fatalf("after Pause: %+v %v", st, err)
+	}
+	if err := d.Unpause(context.Background(), name); err != nil {
+		t.Fatal(err)
+	}
+}

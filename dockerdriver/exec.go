@@ -70,6 +70,9 @@ func (d *Driver) Exec(ctx context.Context, name string, spec ExecSpec) (int, err
 	if spec.Tty && spec.Size != nil {
 		opts.ConsoleSize = &[2]uint{spec.Size.Rows, spec.Size.Cols}
 	}
+	// Until its process runs, the exec's start must not meet a pause.
+	started := d.execStarting(name)
+	defer started()
 	created, err := d.cli.ContainerExecCreate(ctx, name, opts)
 	if err != nil {
 		if cerrdefs.IsConflict(err) {
@@ -98,6 +101,10 @@ func (d *Driver) Exec(ctx context.Context, name string, spec ExecSpec) (int, err
 	if spec.Tty {
 		go d.followResize(ctx, created.ID, spec.Resize)
 	}
+	go func() {
+		d.waitExecRunning(ctx, created.ID)
+		started()
+	}()
 
 	// flowing counts the output bytes, so the end of a stream can be told
 	// from a pause in it (see below).
@@ -205,6 +212,7 @@ func (d *Driver) watchExit(ctx context.Context, execID string, exited chan<- str
 func (d *Driver) killExec(name, tag string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	defer d.execStarting(name)() // short: held to its end
 	created, err := d.cli.ContainerExecCreate(ctx, name, container.ExecOptions{
 		Cmd: []string{"/bin/sh", "-c", killByMarker, tag},
 	})

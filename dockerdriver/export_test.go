@@ -15,3 +15,6 @@ var StorageOpt = storageOpt
 
 // AgentsKept is how many idle agents a container keeps.
 const AgentsKept = agentsKept
+
+// ExecStarting holds a container's exec gate as an exec's start does.
+func (d *Driver) ExecStarting(name string) func() { return d.execStarting(name) }

@@ -248,6 +248,10 @@ const (
 // costs a Docker exec per connection.
 func (d *Driver) dialByShell(ctx context.Context, name string, port int) (net.Conn, error) {
 	tag := newTag()
+	// Until the relay says it is connected, its start must not meet a
+	// pause (execgate.go).
+	started := d.execStarting(name)
+	defer started()
 	created, err := d.cli.ContainerExecCreate(ctx, name, container.ExecOptions{
 		Cmd:         []string{"/bin/sh", "-c", relayScript, "rtemu-relay", strconv.Itoa(port)},
 		Env:         []string{execMarker + "=" + tag},
