@@ -363,10 +363,7 @@ func TestAgentsEndWithTheDriver(t *testing.T) {
 	for _, p := range execPaths[:2] {
 		t.Run(p.name, func(t *testing.T) {
 			t.Parallel()
-			d, err := dockerdriver.New(p.options...)
-			if err != nil {
-				t.Fatal(err)
-			}
+			d := newDriver(t, p.options...)
 			name := newContainerOf(t, d)
 			viaDocker := dockerExecDriver(t)
 			if got := viaAgent(t, d, name); got != p.via {
@@ -405,17 +402,9 @@ func TestAgentsEndWithTheDriver(t *testing.T) {
 // the token is the check).
 func TestLinkAsUnprivilegedUser(t *testing.T) {
 	t.Parallel()
-	emulatortest.SkipIfNoDocker(t)
+	d := newDriver(t, linkedOptions...)
 	ctx := context.Background()
-	img, err := emulatortest.TestImage(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := dockerdriver.New(linkedOptions...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
+	img := testImage(t)
 	var tb bytes.Buffer
 	tw := tar.NewWriter(&tb)
 	dockerfile := []byte("FROM " + img + "\nUSER 1000:1000\n")

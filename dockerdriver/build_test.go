@@ -15,7 +15,6 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/rtemu-dev/rtemu/dockerdriver"
-	"github.com/rtemu-dev/rtemu/emulatortest"
 )
 
 func buildContext(t *testing.T, files map[string]string) *bytes.Buffer {
@@ -37,18 +36,10 @@ func buildContext(t *testing.T, files map[string]string) *bytes.Buffer {
 // an image labelled rtemu.start runs that program in the background of the
 // keep-alive loop, and one whose program fails keeps running all the same.
 func TestBuildAndStartLabel(t *testing.T) {
-	emulatortest.SkipIfNoDocker(t)
+	d := newDriver(t)
 	t.Parallel()
 	ctx := context.Background()
-	base, err := emulatortest.TestImage(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := dockerdriver.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	base := testImage(t)
 	cli, _ := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	defer cli.Close()
 	b := make([]byte, 6)

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/rtemu-dev/rtemu/dockerdriver"
-	"github.com/rtemu-dev/rtemu/emulatortest"
 )
 
 // The rule: a disk size is enforced where the storage driver has a size
@@ -52,17 +51,9 @@ func TestDecideDiskLimits(t *testing.T) {
 // container.
 func TestDiskLimitsOfThisEngine(t *testing.T) {
 	t.Parallel()
-	emulatortest.SkipIfNoDocker(t)
+	d := newDriver(t)
 	ctx := context.Background()
-	img, err := emulatortest.TestImage(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := dockerdriver.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	img := testImage(t)
 	l, err := d.DiskLimits(ctx, img, map[string]string{"rtemu.drivertest": "disk"})
 	if err != nil {
 		t.Fatal(err)

@@ -21,24 +21,38 @@ import (
 // removes both at the end of the test.
 func newContainer(t *testing.T, options ...dockerdriver.Option) (*dockerdriver.Driver, string) {
 	t.Helper()
+	d := newDriver(t, options...)
+	return d, newContainerOf(t, d)
+}
+
+// newDriver makes a driver (skipping the test without an engine) and
+// closes it at the end of the test.
+func newDriver(t *testing.T, options ...dockerdriver.Option) *dockerdriver.Driver {
+	t.Helper()
 	emulatortest.SkipIfNoDocker(t)
 	d, err := dockerdriver.New(options...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	return d, newContainerOf(t, d)
+	return d
+}
+
+// testImage is the offline test image, made if need be.
+func testImage(t *testing.T) string {
+	t.Helper()
+	img, err := emulatortest.TestImage(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }
 
 // newContainerOf starts a container of the test image on d and removes it
 // at the end of the test.
 func newContainerOf(t *testing.T, d *dockerdriver.Driver) string {
 	t.Helper()
-	img, err := emulatortest.TestImage(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return newContainerFrom(t, d, img)
+	return newContainerFrom(t, d, testImage(t))
 }
 
 // newContainerFrom starts a container of img on d and removes it at the

@@ -101,10 +101,6 @@ func (d *Driver) Exec(ctx context.Context, name string, spec ExecSpec) (int, err
 	if spec.Tty {
 		go d.followResize(ctx, created.ID, spec.Resize)
 	}
-	go func() {
-		d.waitExecRunning(ctx, created.ID)
-		started()
-	}()
 
 	// flowing counts the output bytes, so the end of a stream can be told
 	// from a pause in it (see below).
@@ -130,7 +126,7 @@ func (d *Driver) Exec(ctx context.Context, name string, spec ExecSpec) (int, err
 	exited := make(chan struct{})
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	go d.watchExit(watchCtx, created.ID, exited)
+	go d.watchExit(watchCtx, created.ID, started, exited)
 
 	select {
 	case <-drained:
@@ -190,19 +186,25 @@ func (d *Driver) closeWhenQuiet(ctx context.Context, closeStream func(), drained
 	<-drained
 }
 
-func (d *Driver) watchExit(ctx context.Context, execID string, exited chan<- struct{}) {
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
-	for {
+// watchExit polls the exec: running is called once the engine gives it a
+// process id (its `runc init` is done; execgate.go), and exited is closed
+// once it has ended. Polls come quickly at first, so a pause waiting for the
+// start is not held up, then every 250 ms.
+func (d *Driver) watchExit(ctx context.Context, execID string, running func(), exited chan<- struct{}) {
+	giveUpStart := time.Now().Add(startedPollLimit)
+	for wait := time.Millisecond; ; wait = min(2*wait, 250*time.Millisecond) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			ins, err := d.cli.ContainerExecInspect(ctx, execID)
-			if err == nil && !ins.Running && ins.Pid != 0 {
-				close(exited)
-				return
-			}
+		case <-time.After(wait):
+		}
+		ins, err := d.cli.ContainerExecInspect(ctx, execID)
+		if err != nil || ins.Pid != 0 || ins.ExitCode != 0 || time.Now().After(giveUpStart) {
+			running()
+		}
+		if err == nil && !ins.Running && ins.Pid != 0 {
+			close(exited)
+			return
 		}
 	}
 }

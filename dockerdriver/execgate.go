@@ -1,7 +1,6 @@
 package dockerdriver
 
 import (
-	"context"
 	"sync"
 	"time"
 )
@@ -51,20 +50,3 @@ func (d *Driver) execStarting(name string) (started func()) {
 
 // startedPollLimit bounds the wait for a Docker exec's process to run.
 const startedPollLimit = 10 * time.Second
-
-// waitExecRunning returns once the engine gives the exec a process id (its
-// `runc init` is done), it has ended, or startedPollLimit has passed.
-func (d *Driver) waitExecRunning(ctx context.Context, execID string) {
-	deadline := time.Now().Add(startedPollLimit)
-	for wait := time.Millisecond; time.Now().Before(deadline); wait = min(2*wait, 20*time.Millisecond) {
-		ins, err := d.cli.ContainerExecInspect(ctx, execID)
-		if err != nil || ins.Pid != 0 || ins.ExitCode != 0 {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-	}
-}

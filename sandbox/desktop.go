@@ -71,17 +71,10 @@ func (s *Service) VNCReady(sb *Sandbox) bool {
 // neither resume it nor count as activity, or a client polling for
 // readiness would keep it from ever idling.
 func (s *Service) watchDesktops(ctx context.Context) {
-	t := time.NewTicker(vncProbeEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	everyTick(ctx, vncProbeEvery, func() {
 		live, err := s.store.LiveSandboxes(ctx)
 		if err != nil {
-			continue
+			return
 		}
 		s.desks.mu.Lock()
 		was := s.desks.ready
@@ -100,7 +93,7 @@ func (s *Service) watchDesktops(ctx context.Context) {
 		s.desks.mu.Lock()
 		s.desks.ready = ready
 		s.desks.mu.Unlock()
-	}
+	})
 }
 
 func (s *Service) vncAnswers(ctx context.Context, sb *Sandbox) bool {

@@ -81,19 +81,11 @@ func (s *Service) poolFitsDisk(disk string) bool {
 // enforce their disk (diskRound of them a round, in turn), and records when
 // one goes past it.
 func (s *Service) watchDisk(ctx context.Context) {
-	t := time.NewTicker(s.disk.every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	everyTick(ctx, s.disk.every, func() {
+		if l, known := s.DiskLimits(); known && !l.Enforced {
+			s.checkDisks(ctx)
 		}
-		if l, known := s.DiskLimits(); !known || l.Enforced {
-			continue
-		}
-		s.checkDisks(ctx)
-	}
+	})
 }
 
 func (s *Service) checkDisks(ctx context.Context) {

@@ -18,21 +18,14 @@ const idleSweepEvery = 250 * time.Millisecond
 // timeout) and restarts at every activity; it stands still while a
 // long-lived use (exec, SSH session, proxied connection) is open.
 func (s *Service) sweepIdle(ctx context.Context) {
-	t := time.NewTicker(idleSweepEvery)
-	defer t.Stop()
 	runningSince := map[string]time.Time{}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	everyTick(ctx, idleSweepEvery, func() {
 		live, err := s.store.LiveSandboxes(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Warn("idle sweep: cannot list sandboxes", "err", err)
 			}
-			continue
+			return
 		}
 		now := s.now()
 		running := make(map[string]bool, len(live))
@@ -62,7 +55,7 @@ func (s *Service) sweepIdle(ctx context.Context) {
 				delete(runningSince, id)
 			}
 		}
-	}
+	})
 }
 
 // idlePause pauses a sandbox for idleness; its feed says so with one

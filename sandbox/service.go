@@ -234,6 +234,21 @@ func (s *Service) Close() {
 	s.flushEvents()
 }
 
+// everyTick calls round every d until ctx ends: the loop of the service's
+// watchers (idle sweep, desktop probes, disk watch).
+func everyTick(ctx context.Context, d time.Duration, round func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		round()
+	}
+}
+
 func (s *Service) goBackground(fn func(ctx context.Context)) {
 	s.wg.Add(1)
 	go func() {
