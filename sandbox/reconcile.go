@@ -125,7 +125,14 @@ func (s *Service) settle(ctx context.Context, sb *Sandbox, state engine.Status, 
 		return
 	}
 	now := s.now()
-	if _, err := s.transition(ctx, sb.ID, to, func(x *Sandbox) {
+	// Only from the status it was seen in: a pause or resume of rtemu's own
+	// that began meanwhile is left to finish.
+	if _, err := s.transitionIf(ctx, sb.ID, to, func(x *Sandbox) error {
+		if x.Status != sb.Status {
+			return conflict("sandbox %s is %s now", x.ID, x.Status)
+		}
+		return nil
+	}, func(x *Sandbox) {
 		if to == StatusPaused {
 			// Someone paused it on purpose: exec does not wake it.
 			x.PausedAt, x.PausedBy = &now, ""
@@ -252,10 +259,15 @@ func (s *Service) onEvent(ctx context.Context, ev engine.Event) {
 		s.markError(ctx, sb.ID, fmt.Sprintf("the sandbox's container stopped outside rtemu (exit code %d)", ev.ExitCode))
 	case engine.EventRemoved:
 		s.markError(ctx, sb.ID, "the sandbox's container was removed outside rtemu")
-	case engine.EventPaused:
-		s.settle(ctx, sb, engine.Paused, 0)
-	case engine.EventUnpaused:
-		s.settle(ctx, sb, engine.Running, 0)
+	case engine.EventPaused, engine.EventUnpaused:
+		// The event may be stale: a pause event can come after rtemu's own
+		// pause and resume are both done (the engine's stream lags its
+		// calls). What the container does now is the answer.
+		st, err := s.engine.Inspect(ctx, sb.ContainerName())
+		if err != nil || (st.Status != engine.Running && st.Status != engine.Paused) {
+			return // its die or remove event says the rest
+		}
+		s.settle(ctx, sb, st.Status, 0)
 	}
 }
 

@@ -292,7 +292,14 @@ func TestEngineEventsFollowed(t *testing.T) {
 	if sb := e.waitStatus(paused.ID, sandbox.StatusPaused); sb.PausedBy != "" {
 		t.Errorf("paused outside: by %q", sb.PausedBy)
 	}
+	// Events that come late (a pause event after rtemu's own pause and
+	// resume are done, an unpause event after a pause) change nothing: the
+	// container's state now decides. The OOM event after them is the mark
+	// that they were handled (events are handled in order).
 	oom := e.running(sandbox.CreateParams{})
+	late := e.running(sandbox.CreateParams{})
+	e.eng.Late(late.ContainerName(), engine.EventPaused)
+	e.eng.Late(paused.ContainerName(), engine.EventUnpaused)
 	e.eng.OOM(oom.ContainerName())
 	testwait.Check(t, 10*time.Second, func() error {
 		if e.hasEvent(oom.ID, "oom") {
@@ -302,6 +309,12 @@ func TestEngineEventsFollowed(t *testing.T) {
 	})
 	if got := e.get(oom.ID).Status; got != sandbox.StatusRunning {
 		t.Errorf("an OOM kill inside the sandbox made it %s", got)
+	}
+	if got := e.get(late.ID).Status; got != sandbox.StatusRunning {
+		t.Errorf("a late pause event of a running container made it %s", got)
+	}
+	if got := e.get(paused.ID).Status; got != sandbox.StatusPaused {
+		t.Errorf("a late unpause event of a paused container made it %s", got)
 	}
 	// A broken event stream is reconnected and reconciled: a container
 	// removed while nobody watched is found.

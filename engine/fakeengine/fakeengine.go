@@ -268,6 +268,18 @@ func (e *Engine) OOM(name string) {
 	}
 }
 
+// Late delivers an event of a container now, whatever the container does:
+// an engine's event stream lags its calls, so an event can come after the
+// state it reports has changed again.
+func (e *Engine) Late(name string, kind engine.EventKind) {
+	e.mu.Lock()
+	c, ok := e.containers[name]
+	e.mu.Unlock()
+	if ok {
+		e.emit(engine.Event{Kind: kind, Name: name, Labels: c.spec.Labels})
+	}
+}
+
 // Serve makes handler take the connections to port of the container, as a
 // server listening inside it would.
 func (e *Engine) Serve(name string, port int, handler func(net.Conn)) error {
