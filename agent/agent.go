@@ -39,6 +39,9 @@ const (
 	ServeCommands  = "1"
 	ServePortsMode = "ports"
 	ServeLinkMode  = "link"
+	// ServeLinkAtStart is the hub that the container's own command starts
+	// (ServeLinkFromStart): no Docker exec at all.
+	ServeLinkAtStart = "link-start"
 )
 
 func init() {
@@ -57,6 +60,8 @@ func Main() (code int, ok bool) {
 		return ServePorts(os.Stdin, os.Stdout), true
 	case ServeLinkMode:
 		return ServeLink(os.Stdin, os.Stdout), true
+	case ServeLinkAtStart:
+		return ServeLinkFromStart(LinkMount), true
 	}
 	return 0, false
 }

@@ -6,7 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -21,9 +26,10 @@ import (
 // relayed port carries bytes without frames or the engine's stream copies.
 //
 // A process of the sandbox could connect to the socket too: rtemu takes a
-// connection only after it says the token the hub was given on its stdin,
-// and what it could do with one is no more than the sandbox can already do
-// to itself.
+// connection only after it says the token the hub was given (on its stdin,
+// or in the link folder until the hub that starts with the container has
+// connected), and what it could do with one is no more than the sandbox can
+// already do to itself.
 
 // linkDialTimeout bounds one connect to rtemu's socket.
 const linkDialTimeout = 5 * time.Second
@@ -45,7 +51,7 @@ func ServeLink(in io.Reader, out io.Writer) int {
 		_ = w.Write(FrameFailed, []byte("bad link request"))
 		return 1
 	}
-	h := &hub{link: l, base: baseEnv(), conns: map[net.Conn]bool{}}
+	h := newHub(l)
 	if err := h.dial(); err != nil {
 		_ = w.Write(FrameFailed, []byte(err.Error()))
 		return 0
@@ -54,6 +60,67 @@ func ServeLink(in io.Reader, out io.Writer) int {
 		h.end()
 		return 1
 	}
+	return h.serve(r, w)
+}
+
+// ServeLinkFromStart is the hub that the container's own command starts in
+// the background, so that not even the first command needs a Docker exec.
+// It reads its token from the link folder dir (rtemu removes the file once
+// the hub is connected), connects to rtemu's socket, says the token with
+// FrameHub, and then takes rtemu's FrameDials on that connection as
+// ServeLink does on its stdin. It exits when that connection ends (rtemu
+// stopped, or let the hub go after a while unused; the next command starts
+// a hub by Docker exec), or at once when there is no link to connect to.
+func ServeLinkFromStart(dir string) int {
+	// The shell started the hub in the background, which POSIX has do with
+	// SIGINT and SIGQUIT ignored, and what is ignored stays ignored in the
+	// commands the hub starts. A signal with a handler is reset at exec:
+	// with these the commands get the defaults, as by Docker exec. (Go's
+	// runtime has its own handler for SIGQUIT whatever it inherits.)
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGINT, syscall.SIGHUP)
+	token, err := os.ReadFile(filepath.Join(dir, LinkTokenFile))
+	if err != nil {
+		return 1
+	}
+	l := Link{Socket: filepath.Join(dir, LinkSocket), Token: strings.TrimSpace(string(token))}
+	c, err := net.DialTimeout("unix", l.Socket, linkDialTimeout)
+	if err != nil {
+		return 1
+	}
+	defer c.Close()
+	w := NewFrameWriter(c)
+	if err := w.Write(FrameHub, []byte(l.Token)); err != nil {
+		return 1
+	}
+	h := newHub(l)
+	if env := containerEnv(); env != nil {
+		h.base = env
+	}
+	return h.serve(bufio.NewReader(c), w)
+}
+
+func newHub(l Link) *hub { return &hub{link: l, base: baseEnv(), conns: map[net.Conn]bool{}} }
+
+// containerEnv is the environment the container's first process was given,
+// which is what a Docker exec gives a command too; the hub's own has what
+// the shell that started it added (SHLVL, PWD). nil if it cannot be read.
+func containerEnv() []string {
+	b, err := os.ReadFile("/proc/1/environ")
+	if err != nil || len(b) == 0 {
+		return nil
+	}
+	var env []string
+	for _, kv := range strings.Split(strings.TrimRight(string(b), "\x00"), "\x00") {
+		if kv != "" && !strings.HasPrefix(kv, EnvServe+"=") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// serve opens a connection for every FrameDial from r until r ends, saying
+// FrameFailed on w for one it cannot open.
+func (h *hub) serve(r *bufio.Reader, w *FrameWriter) int {
 	for {
 		typ, _, err := ReadFrame(r)
 		if err != nil {

@@ -29,6 +29,7 @@ const (
 	FrameStderr  = 'E' // payload: output
 	FrameExit    = 'X' // payload: big-endian int32 exit code (128+N for signal N)
 	FrameHello   = 'H' // first on a linked connection: payload Link.Token
+	FrameHub     = 'U' // first on the connection of a hub started with its container: payload Link.Token
 )
 
 // Version names the protocol; the host refuses an agent that says another.
@@ -53,6 +54,15 @@ type Start struct {
 	// kills every process whose environment carries it.
 	Tag string `json:"tag"`
 }
+
+// Where a linked sandbox sees its link folder (rtemu's side of it is
+// DATA_DIR/link/<random>), and what is in it: rtemu's socket, and until the
+// hub that starts with the container has connected, that hub's token.
+const (
+	LinkMount     = "/.rtemu-link"
+	LinkSocket    = "agent.sock"
+	LinkTokenFile = "hub-token"
+)
 
 // Link is the link hub's FrameLink request.
 type Link struct {

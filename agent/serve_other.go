@@ -21,6 +21,9 @@ func ServePorts(io.Reader, io.Writer) int { return refuse() }
 // ServeLink refuses to run outside Linux.
 func ServeLink(io.Reader, io.Writer) int { return refuse() }
 
+// ServeLinkFromStart refuses to run outside Linux.
+func ServeLinkFromStart(string) int { return refuse() }
+
 func refuse() int {
 	fmt.Fprintln(os.Stderr, "rtemu agent: the exec agent runs only inside a Linux container")
 	return 2

@@ -137,8 +137,14 @@ func agentLifetime(t *testing.T, options []dockerdriver.Option, via string) {
 		return strings.TrimSpace(out)
 	}
 
-	if n := count(); n != "0" {
-		t.Fatalf("agents before any command: %s, want 0", n)
+	// The link's hub starts with the container; other agents with the
+	// first command.
+	before := "0"
+	if via == "link" {
+		before = "1"
+	}
+	if n := count(); n != before {
+		t.Fatalf("agents before any command: %s, want %s", n, before)
 	}
 	if got := viaAgent(t, d, name); got != via {
 		t.Fatalf("a command ran by %s, want %s", got, via)
@@ -263,23 +269,12 @@ func linkedContainer(t *testing.T) (d *dockerdriver.Driver, name, dir string) {
 	if got := viaAgent(t, d, name); got != "link" {
 		t.Fatalf("a command ran by %s, want link", got)
 	}
-	st, err := d.Inspect(context.Background(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if dir = st.Labels["rtemu.link"]; dir == "" {
-		t.Fatalf("the container has no link folder: labels %v", st.Labels)
-	}
-	return d, name, dir
+	return d, name, linkFolder(t, d, name)
 }
 
-// Where the hub cannot reach rtemu's socket (the engine's side of the
-// folder is another folder of the same path: a VM's file sharing, a remote
-// host), commands go by an agent on the engine's stream, and later
-// containers get no link folder.
-func TestLinkThatCannotConnect(t *testing.T) {
-	t.Parallel()
-	d, name := newContainer(t, linkedOptions...)
+// linkFolder is the link folder the driver gave a container.
+func linkFolder(t *testing.T, d *dockerdriver.Driver, name string) string {
+	t.Helper()
 	st, err := d.Inspect(context.Background(), name)
 	if err != nil {
 		t.Fatal(err)
@@ -288,12 +283,82 @@ func TestLinkThatCannotConnect(t *testing.T) {
 	if dir == "" {
 		t.Fatalf("the container has no link folder: labels %v", st.Labels)
 	}
-	// (No command yet: the hub starts at the first.) The container keeps the folder it was given; rtemu's socket goes into
-	// a new one of the same path.
+	return dir
+}
+
+// hubOf says which hub ran a command: "at start" (the one the container's
+// command started), "by exec" (one started by Docker exec), or "" (none:
+// the command did not go through the link).
+func hubOf(t *testing.T, d *dockerdriver.Driver, name string) string {
+	t.Helper()
+	out, _, _, err := run(t, d, context.Background(), name, `tr '\0' ' ' </proc/$PPID/environ`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case strings.Contains(out, "RTEMU_AGENT_SERVE=link-start "):
+		return "at start"
+	case strings.Contains(out, "RTEMU_AGENT_SERVE=link "):
+		return "by exec"
+	}
+	return ""
+}
+
+// The link's hub starts with the container (no Docker exec even for the
+// first command), says its token and has it taken out of the folder; where
+// it does not come (here: its script is gone before the start), the first
+// command starts one by Docker exec, within about a second.
+func TestHubStartsWithContainer(t *testing.T) {
+	t.Parallel()
+	d := newDriver(t, linkedOptions...)
+	name := newContainerOf(t, d)
+	if got := hubOf(t, d, name); got != "at start" {
+		t.Fatalf("the first command ran on the hub %q, want the one started with the container", got)
+	}
+	entries, err := os.ReadDir(linkFolder(t, d, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() == "hub-token" {
+			t.Fatal("the hub's token is still in the folder after it connected")
+		}
+	}
+
+	late := createdContainer(t, d, testImage(t))
+	if err := os.Remove(filepath.Join(linkFolder(t, d, late), "hub")); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(context.Background(), late); err != nil {
+		t.Fatal(err)
+	}
+	if got := hubOf(t, d, late); got != "by exec" {
+		t.Fatalf("without the hub at start, the first command ran on the hub %q, want one started by exec", got)
+	}
+	if out, _, code, err := run(t, d, context.Background(), late, "echo on"); err != nil || code != 0 || out != "on\n" {
+		t.Fatalf("out=%q code=%d err=%v", out, code, err)
+	}
+}
+
+// Where the hub cannot reach rtemu's socket (the engine's side of the
+// folder is another folder of the same path: a VM's file sharing, a remote
+// host), commands go by an agent on the engine's stream, and later
+// containers get no link folder.
+func TestLinkThatCannotConnect(t *testing.T) {
+	t.Parallel()
+	d := newDriver(t, linkedOptions...)
+	name := createdContainer(t, d, testImage(t))
+	dir := linkFolder(t, d, name)
+	// The container keeps the folder it was given; rtemu's socket goes into
+	// a new one of the same path (so neither the hub at start nor one
+	// started by exec reaches it).
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(context.Background(), name); err != nil {
 		t.Fatal(err)
 	}
 	if got := viaAgent(t, d, name); got != "stream" {

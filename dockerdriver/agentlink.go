@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,8 +24,9 @@ import (
 // The link (agent.ServeLink): where the engine runs containers on this
 // kernel and sees rtemu's data dir, a container made by this driver gets a
 // folder of its own under the link dir, mounted read-only at LinkMount, and
-// rtemu listens on a unix socket in it. One hub agent, started by one Docker
-// exec, opens connections to that socket as rtemu asks, and each serves
+// rtemu listens on a unix socket in it. One hub agent, started in the
+// background by the container's own command (or, when that one is gone, by
+// one Docker exec), opens connections to that socket as rtemu asks, and each serves
 // commands (as an agent on a Docker exec's stream does) or relays one
 // connection to a port. Neither a command nor a port connection then goes
 // through the engine: an exec of `true` costs a unix-socket round trip and a
@@ -37,12 +39,14 @@ import (
 // a container made by another rtemu, or a host other than Linux.
 const (
 	// LinkMount is where a sandbox sees its link folder.
-	LinkMount = "/.rtemu-link"
+	LinkMount = agent.LinkMount
 	// labelLink names a container's link folder on the host, so Remove
 	// finds it whichever rtemu made the container.
 	labelLink = "rtemu.link"
 
-	linkSocketName = "agent.sock"
+	linkSocketName = agent.LinkSocket
+	// linkHubScript, in the folder, starts the hub (withHubAtStart).
+	linkHubScript = "hub"
 	// linkSpare is how many connections the hub keeps open and unused.
 	linkSpare = 4
 	// linkWait bounds the wait for a linked connection; past it a command
@@ -53,6 +57,10 @@ const (
 	linkPending = 8
 	// linkHelloTimeout bounds the wait for a new connection's token.
 	linkHelloTimeout = 5 * time.Second
+	// hubAtStartWait is how long after its container's start a command
+	// waits for the hub that the container's command starts (a few ms on an
+	// idle machine); past it, a hub is started by Docker exec.
+	hubAtStartWait = time.Second
 )
 
 // errNoLink: the container has no working link.
@@ -72,6 +80,12 @@ type agentLink struct {
 	idle  chan net.Conn // connections past their token, unused
 
 	startMu sync.Mutex // held while the hub starts
+
+	// atStart: the container's command starts a hub (withHubAtStart);
+	// attached is closed when one has connected (either kind).
+	atStart   bool
+	attached  chan struct{}
+	startedAt time.Time // of the container, by this driver
 
 	ln     net.Listener
 	hub    *agentConn // nil while no hub runs
@@ -129,11 +143,70 @@ func (d *Driver) removeLinkFolder(dir string) {
 	_ = os.RemoveAll(dir)
 }
 
-// setLink records a created container's folder.
-func (a *agents) setLink(d *Driver, name, dir string) {
+// setLink records a created container's folder and listens on its socket.
+// With hubArgv, the container's command starts a hub (withHubAtStart): the
+// script that starts it and its token go into the folder.
+func (a *agents) setLink(d *Driver, name, dir string, hubArgv []string) {
+	l := &agentLink{d: d, name: name, dir: dir, token: newTag(), idle: make(chan net.Conn, 2*linkSpare),
+		atStart: hubArgv != nil, attached: make(chan struct{})}
+	if l.atStart {
+		script := "export " + agent.EnvServe + "=" + agent.ServeLinkAtStart + "\nexec"
+		for _, arg := range hubArgv {
+			script += " '" + strings.ReplaceAll(arg, "'", `'\''`) + "'"
+		}
+		if os.WriteFile(filepath.Join(dir, agent.LinkTokenFile), []byte(l.token), 0o644) != nil ||
+			os.WriteFile(filepath.Join(dir, linkHubScript), []byte(script+"\n"), 0o644) != nil {
+			l.atStart = false
+		}
+	}
+	if ln, err := listenUnixIn(dir, linkSocketName); err == nil {
+		l.ln = ln
+		go l.accept(ln)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.ofLocked(name).link = &agentLink{d: d, name: name, dir: dir, token: newTag(), idle: make(chan net.Conn, 2*linkSpare)}
+	if old := a.ofLocked(name).link; old != nil {
+		old.closeLocked()
+	}
+	a.ofLocked(name).link = l
+}
+
+// withHubAtStart is a container's command (a /bin/sh -c script) that also
+// starts the link's hub in the background, by the script in the link folder
+// (so the command line of the container's process names no agent: a pkill
+// of the agent in the sandbox leaves it alone). Should the hub fail or end,
+// the command goes on as it was: the hub is no part of the sandbox.
+func withHubAtStart(cmd []string) []string {
+	if len(cmd) < 3 || cmd[0] != "/bin/sh" || cmd[1] != "-c" {
+		return cmd
+	}
+	out := slices.Clone(cmd)
+	out[2] = "/bin/sh " + LinkMount + "/" + linkHubScript + " >/dev/null 2>&1 &\n" + cmd[2]
+	return out
+}
+
+// hubArgv is what starts the hub from the agent's volume, for a container
+// getting the link folder dir; nil for none.
+func (a *agents) hubArgv(dir string) []string {
+	if a == nil || dir == "" {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.argv
+}
+
+// linkStarted notes when a container was started, for the wait for its
+// hub.
+func (a *agents) linkStarted(name string) {
+	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if ca := a.byName[name]; ca != nil && ca.link != nil {
+		ca.link.startedAt = time.Now()
+	}
 }
 
 // linkFolderOf is the folder of a container this driver made, if any.
@@ -189,6 +262,12 @@ func (l *agentLink) start(ctx context.Context, argv []string) error {
 	case failed || closed:
 		return errNoLink
 	}
+	if l.awaitHubAtStart(ctx) {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
 	if ln == nil {
 		var err error
 		if ln, err = listenUnixIn(l.dir, linkSocketName); err != nil {
@@ -230,21 +309,76 @@ func (l *agentLink) start(ctx context.Context, argv []string) error {
 		}
 		return fmt.Errorf("%w: %v", errNoLink, err)
 	}
-	if err := l.setUnlessClosed(func() {
+	// The hub opened one connection already, to check the socket.
+	if !l.attach(c, linkSpare-1) {
+		return errNoLink
+	}
+	return nil
+}
+
+// attach makes c the link's hub unless it has one (or was closed), and
+// asks it for dials connections; false when c was not taken (and is
+// closed).
+func (l *agentLink) attach(c *agentConn, dials int) bool {
+	taken := false
+	if l.setUnlessClosed(func() {
+		if l.hub != nil {
+			return
+		}
+		taken = true
 		l.hub, l.last = c, time.Now()
 		if l.timer == nil {
 			l.timer = time.AfterFunc(agentIdleFor, l.stopIfIdle)
 		} else {
 			l.timer.Reset(agentIdleFor)
 		}
-	}, c.close); err != nil {
-		return err
+		select {
+		case <-l.attached:
+		default:
+			close(l.attached)
+		}
+	}, func() {}) != nil || !taken {
+		c.close()
+		return false
 	}
 	go l.watch(c)
-	for range linkSpare - 1 {
+	for range dials {
 		_ = c.w.Write(agent.FrameDial, nil)
 	}
-	return nil
+	return true
+}
+
+// awaitHubAtStart waits for the hub that the container's command starts, if
+// it is to come and has not come yet, until hubAtStartWait after the
+// container's start; true when the link has a hub then.
+func (l *agentLink) awaitHubAtStart(ctx context.Context) bool {
+	a := l.d.agents
+	a.mu.Lock()
+	atStart, since := l.atStart, l.startedAt
+	a.mu.Unlock()
+	select {
+	case <-l.attached:
+		atStart = false // it came (and, if it is gone now, will not again)
+	default:
+	}
+	if atStart {
+		if since.IsZero() {
+			since = time.Now() // started by another driver
+		}
+		t := time.NewTimer(time.Until(since.Add(hubAtStartWait)))
+		defer t.Stop()
+		select {
+		case <-l.attached:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		a.mu.Lock()
+		l.atStart = false // one wait only
+		a.mu.Unlock()
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return l.hub != nil
 }
 
 // setUnlessClosed runs set under agents.mu, unless the link was closed
@@ -318,8 +452,17 @@ func (l *agentLink) accept(ln net.Listener) {
 			_ = c.SetReadDeadline(time.Now().Add(linkHelloTimeout))
 			typ, p, err := agent.ReadFrame(c)
 			_ = c.SetReadDeadline(time.Time{})
-			if err != nil || typ != agent.FrameHello || subtle.ConstantTimeCompare(p, []byte(l.token)) != 1 {
+			if err != nil || (typ != agent.FrameHello && typ != agent.FrameHub) || subtle.ConstantTimeCompare(p, []byte(l.token)) != 1 {
 				c.Close()
+				return
+			}
+			if typ == agent.FrameHub {
+				// The hub the container's command started: its token is
+				// said, so out of the folder with it.
+				_ = os.Remove(filepath.Join(l.dir, agent.LinkTokenFile))
+				hub := &agentConn{conn: c, r: newFrameReader(c), w: agent.NewFrameWriter(c)}
+				hub.closeFn = func() { c.Close() }
+				l.attach(hub, linkSpare)
 				return
 			}
 			l.offer(c)

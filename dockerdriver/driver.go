@@ -249,6 +249,7 @@ func (d *Driver) Create(ctx context.Context, spec ContainerSpec) error {
 		netName: {Aliases: spec.Aliases},
 	}}
 	linkDir := d.newLinkFolder(spec.Name)
+	hubArgv := d.agents.hubArgv(linkDir)
 	if linkDir != "" {
 		cfg.Labels = maps.Clone(cfg.Labels)
 		if cfg.Labels == nil {
@@ -256,6 +257,11 @@ func (d *Driver) Create(ctx context.Context, spec ContainerSpec) error {
 		}
 		cfg.Labels[labelLink] = linkDir
 		host.Mounts = append(host.Mounts, linkMountOf(linkDir))
+		if hubArgv != nil {
+			// No Docker exec even for the first command (agentlink.go).
+			withHub := withHubAtStart(cmd)
+			cfg.Entrypoint, cfg.Cmd = withHub[:1], withHub[1:]
+		}
 	}
 	_, err = d.cli.ContainerCreate(ctx, cfg, host, endpoints, nil, spec.Name)
 	if err != nil && linkDir != "" && mountRefused(err) {
@@ -265,11 +271,12 @@ func (d *Driver) Create(ctx context.Context, spec ContainerSpec) error {
 		linkDir = ""
 		delete(cfg.Labels, labelLink)
 		host.Mounts = host.Mounts[:len(host.Mounts)-1]
+		cfg.Entrypoint, cfg.Cmd = cmd[:1], cmd[1:]
 		_, err = d.cli.ContainerCreate(ctx, cfg, host, endpoints, nil, spec.Name)
 	}
 	if linkDir != "" {
 		if err == nil {
-			d.agents.setLink(d, spec.Name, linkDir)
+			d.agents.setLink(d, spec.Name, linkDir, hubArgv)
 		} else {
 			d.removeLinkFolder(linkDir)
 		}
@@ -287,6 +294,7 @@ func (d *Driver) Create(ctx context.Context, spec ContainerSpec) error {
 
 // Start starts a created container.
 func (d *Driver) Start(ctx context.Context, name string) error {
+	d.agents.linkStarted(name)
 	return wrap(d.cli.ContainerStart(ctx, name, container.StartOptions{}), "start "+name)
 }
 

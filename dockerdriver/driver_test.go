@@ -59,6 +59,17 @@ func newContainerOf(t *testing.T, d *dockerdriver.Driver) string {
 // end of the test.
 func newContainerFrom(t *testing.T, d *dockerdriver.Driver, img string) string {
 	t.Helper()
+	name := createdContainer(t, d, img)
+	if err := d.Start(context.Background(), name); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+// createdContainer creates a container of img on d, not started, and
+// removes it at the end of the test.
+func createdContainer(t *testing.T, d *dockerdriver.Driver, img string) string {
+	t.Helper()
 	ctx := context.Background()
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
@@ -73,9 +84,6 @@ func newContainerFrom(t *testing.T, d *dockerdriver.Driver, img string) string {
 		Env: []string{"FROM_SPEC=yes"}, NanoCPUs: 1e9, MemoryBytes: 256 << 20, PidsLimit: 100, WorkingDir: "/workspace",
 	}
 	if err := d.Create(ctx, spec); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Start(ctx, name); err != nil {
 		t.Fatal(err)
 	}
 	return name
