@@ -310,10 +310,17 @@ func (l *agentLink) start(ctx context.Context, argv []string) error {
 		return fmt.Errorf("%w: %v", errNoLink, err)
 	}
 	// The hub opened one connection already, to check the socket.
-	if !l.attach(c, linkSpare-1) {
-		return errNoLink
+	if !l.attach(c, linkSpare-1) && !l.hasHub() {
+		return errNoLink // closed meanwhile; else the hub at start came first
 	}
 	return nil
+}
+
+func (l *agentLink) hasHub() bool {
+	a := l.d.agents
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return l.hub != nil
 }
 
 // attach makes c the link's hub unless it has one (or was closed), and
@@ -376,9 +383,7 @@ func (l *agentLink) awaitHubAtStart(ctx context.Context) bool {
 		l.atStart = false // one wait only
 		a.mu.Unlock()
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return l.hub != nil
+	return l.hasHub()
 }
 
 // setUnlessClosed runs set under agents.mu, unless the link was closed
