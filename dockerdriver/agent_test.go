@@ -306,8 +306,9 @@ func hubOf(t *testing.T, d *dockerdriver.Driver, name string) string {
 
 // The link's hub starts with the container (no Docker exec even for the
 // first command), says its token and has it taken out of the folder; where
-// it does not come (here: its script is gone before the start), the first
-// command starts one by Docker exec, within about a second.
+// it does not come in time (here: its script sleeps first), the first
+// command starts one by Docker exec, within two seconds, and the hub at
+// start that comes later is turned away without disturbing it.
 func TestHubStartsWithContainer(t *testing.T) {
 	t.Parallel()
 	d := newDriver(t, linkedOptions...)
@@ -326,7 +327,12 @@ func TestHubStartsWithContainer(t *testing.T) {
 	}
 
 	late := createdContainer(t, d, testImage(t))
-	if err := os.Remove(filepath.Join(linkFolder(t, d, late), "hub")); err != nil {
+	script := filepath.Join(linkFolder(t, d, late), "hub")
+	b, err := os.ReadFile(script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(script, append([]byte("sleep 3\n"), b...), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.Start(context.Background(), late); err != nil {
@@ -335,8 +341,24 @@ func TestHubStartsWithContainer(t *testing.T) {
 	if got := hubOf(t, d, late); got != "by exec" {
 		t.Fatalf("without the hub at start, the first command ran on the hub %q, want one started by exec", got)
 	}
-	if out, _, code, err := run(t, d, context.Background(), late, "echo on"); err != nil || code != 0 || out != "on\n" {
-		t.Fatalf("out=%q code=%d err=%v", out, code, err)
+	// The hub at start comes (it said its token: the file is gone), is
+	// turned away and ends.
+	waitFor(t, func() bool {
+		_, err := os.Stat(filepath.Join(linkFolder(t, d, late), "hub-token"))
+		return os.IsNotExist(err)
+	})
+	viaDocker := dockerExecDriver(t)
+	waitFor(t, func() bool {
+		out, _, _, err := run(t, viaDocker, context.Background(), late, `grep -l RTEMU_AGENT_SERVE=link-start /proc/[0-9]*/environ 2>/dev/null | grep -vc self`)
+		return err == nil && strings.TrimSpace(out) == "0"
+	})
+	for i := range 20 {
+		if out, _, code, err := run(t, d, context.Background(), late, "echo on"); err != nil || code != 0 || out != "on\n" {
+			t.Fatalf("command %d: out=%q code=%d err=%v", i, out, code, err)
+		}
+	}
+	if got := hubOf(t, d, late); got != "by exec" {
+		t.Fatalf("after the hub at start came late, a command ran on the hub %q, want the one started by exec", got)
 	}
 }
 

@@ -59,8 +59,9 @@ const (
 	linkHelloTimeout = 5 * time.Second
 	// hubAtStartWait is how long after its container's start a command
 	// waits for the hub that the container's command starts (a few ms on an
-	// idle machine); past it, a hub is started by Docker exec.
-	hubAtStartWait = time.Second
+	// idle machine, more on a busy one); past it, a hub is started by
+	// Docker exec.
+	hubAtStartWait = 2 * time.Second
 )
 
 // errNoLink: the container has no working link.
@@ -86,6 +87,10 @@ type agentLink struct {
 	atStart   bool
 	attached  chan struct{}
 	startedAt time.Time // of the container, by this driver
+	// byExec: a hub is being started by Docker exec; a hub at start that
+	// comes meanwhile is turned away (two hubs would leave the loser's
+	// first connection among the idle ones, to break under a command).
+	byExec bool
 
 	ln     net.Listener
 	hub    *agentConn // nil while no hub runs
@@ -268,6 +273,17 @@ func (l *agentLink) start(ctx context.Context, argv []string) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	a.mu.Lock()
+	hub, l.byExec = l.hub, true
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		l.byExec = false
+		a.mu.Unlock()
+	}()
+	if hub != nil {
+		return nil // the hub at start, just now
+	}
 	if ln == nil {
 		var err error
 		if ln, err = listenUnixIn(l.dir, linkSocketName); err != nil {
@@ -310,8 +326,8 @@ func (l *agentLink) start(ctx context.Context, argv []string) error {
 		return fmt.Errorf("%w: %v", errNoLink, err)
 	}
 	// The hub opened one connection already, to check the socket.
-	if !l.attach(c, linkSpare-1) && !l.hasHub() {
-		return errNoLink // closed meanwhile; else the hub at start came first
+	if !l.attach(c, linkSpare-1, false) {
+		return errNoLink // the link was closed meanwhile
 	}
 	return nil
 }
@@ -323,13 +339,13 @@ func (l *agentLink) hasHub() bool {
 	return l.hub != nil
 }
 
-// attach makes c the link's hub unless it has one (or was closed), and
-// asks it for dials connections; false when c was not taken (and is
-// closed).
-func (l *agentLink) attach(c *agentConn, dials int) bool {
+// attach makes c the link's hub unless it has one (or was closed, or c is
+// the hub at start and one is being started by exec), and asks it for dials
+// connections; false when c was not taken (and is closed).
+func (l *agentLink) attach(c *agentConn, dials int, atStart bool) bool {
 	taken := false
 	if l.setUnlessClosed(func() {
-		if l.hub != nil {
+		if l.hub != nil || (atStart && l.byExec) {
 			return
 		}
 		taken = true
@@ -467,7 +483,7 @@ func (l *agentLink) accept(ln net.Listener) {
 				_ = os.Remove(filepath.Join(l.dir, agent.LinkTokenFile))
 				hub := &agentConn{conn: c, r: newFrameReader(c), w: agent.NewFrameWriter(c)}
 				hub.closeFn = func() { c.Close() }
-				l.attach(hub, linkSpare)
+				l.attach(hub, linkSpare, true)
 				return
 			}
 			l.offer(c)

@@ -157,7 +157,10 @@ func (r *agentRun) settle(ctx context.Context) (agentResult, int, error) {
 	if r.readErr != nil {
 		r.c.close()
 		if st, err := r.d.Inspect(context.WithoutCancel(ctx), r.name); err == nil && !st.Running {
-			return agentRan, -1, fmt.Errorf("exec in %s: %w", r.name, ErrNotRunning)
+			// Its container ended under it (stopped, killed, or the engine
+			// stopping its containers): killed with it, as a Docker exec's
+			// process is, and the caller finds out why.
+			return agentRan, 128 + 9, nil
 		}
 		if errors.Is(r.readErr, io.EOF) || errors.Is(r.readErr, io.ErrUnexpectedEOF) || errors.Is(r.readErr, agent.ErrMuxClosed) {
 			// The agent (or the relay carrying the command) was killed

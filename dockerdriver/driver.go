@@ -294,8 +294,11 @@ func (d *Driver) Create(ctx context.Context, spec ContainerSpec) error {
 
 // Start starts a created container.
 func (d *Driver) Start(ctx context.Context, name string) error {
+	if err := d.cli.ContainerStart(ctx, name, container.StartOptions{}); err != nil {
+		return wrap(err, "start "+name)
+	}
 	d.agents.linkStarted(name)
-	return wrap(d.cli.ContainerStart(ctx, name, container.StartOptions{}), "start "+name)
+	return nil
 }
 
 // Pause freezes every process of the container (cgroup freezer): memory and
