@@ -26,5 +26,9 @@ var ErrStatusWrite = errStatusWrite
 // Transitions is the state machine's table.
 func Transitions() map[Status][]Status { return transitions }
 
+// Stopping is closed once Close has begun (the service's work is told to
+// end).
+func (s *Service) Stopping() <-chan struct{} { return s.ctx.Done() }
+
 // EngineUp says whether the service counts the engine as answering.
 func (s *Service) EngineUp() bool { return s.engineUp.Load() }

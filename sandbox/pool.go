@@ -294,7 +294,7 @@ func (s *Service) makePooledContainer(ctx context.Context, tpl Template, id stri
 		WorkingDir:   WorkspacePath,
 		DiskBytes:    s.diskBytes(ctx, sb.Image, DefaultDisk),
 	}
-	if err := s.engine.Create(ctx, spec); err != nil {
+	if err := s.engineCreate(ctx, spec); err != nil {
 		return "", err
 	}
 	if err := s.engine.Start(ctx, spec.Name); err != nil {

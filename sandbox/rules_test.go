@@ -1,6 +1,7 @@
 package sandbox_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"go/ast"
@@ -9,10 +10,12 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/rtemu-dev/rtemu/engine"
+	"github.com/rtemu-dev/rtemu/engine/fakeengine"
 	"github.com/rtemu-dev/rtemu/internal/testwait"
 	"github.com/rtemu-dev/rtemu/sandbox"
 )
@@ -478,6 +481,54 @@ func TestResetDuringInFlightCreate(t *testing.T) {
 		if _, err := e.svc.Get(e.ctx, id); !errors.Is(err, sandbox.ErrNotFound) {
 			t.Fatalf("sandbox %s after a reset: %v", id, err)
 		}
+	}
+}
+
+// A stop of rtemu does not cut short an engine's create under way (the
+// engine would finish it anyway, after the caller gave up, and the
+// container would be nobody's): Close waits for it, the sandbox stays
+// creating for the next start, and an ephemeral exit's DestroyAll finds the
+// container and removes it.
+func TestCloseLetsAnEngineCreateFinish(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	if err := e.svc.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	entered, gate := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	e.eng.AddHook(func(ctx context.Context, c fakeengine.Call) error {
+		if c.Method != "Create" {
+			return nil
+		}
+		once.Do(func() { close(entered) })
+		select {
+		case <-gate:
+		case <-ctx.Done():
+		}
+		return ctx.Err() // a create whose caller gave up makes nothing here
+	})
+	sb, err := e.svc.Create(e.ctx, sandbox.CreateParams{Template: "base"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	closed := make(chan struct{})
+	go func() { e.svc.Close(); close(closed) }()
+	<-e.svc.Stopping()
+	close(gate)
+	<-closed
+	if !e.has(sb.ContainerName()) {
+		t.Fatalf("the create under way at Close was cut short: containers %v", e.eng.Names())
+	}
+	if got := e.get(sb.ID).Status; got != sandbox.StatusCreating {
+		t.Fatalf("a sandbox whose create was under way at Close: %s, want creating", got)
+	}
+	if err := e.svc.DestroyAll(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if names := e.eng.Names(); len(names) != 0 {
+		t.Fatalf("containers left after DestroyAll: %v", names)
 	}
 }
 

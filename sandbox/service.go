@@ -514,7 +514,7 @@ func (s *Service) makeContainer(ctx context.Context, sb *Sandbox, log *slog.Logg
 		// one a kill left behind.
 		HelperLabels: map[string]string{LabelInstance: s.instance},
 	}
-	err = s.engine.Create(ctx, spec)
+	err = s.engineCreate(ctx, spec)
 	// The name holds this sandbox's id, so a container already there is a
 	// stale one of its own: an rtemu killed while the engine was still
 	// creating (or removing) it, which no list showed at the restart.
@@ -523,7 +523,7 @@ func (s *Service) makeContainer(ctx context.Context, sb *Sandbox, log *slog.Logg
 		if rerr := s.engine.Remove(ctx, spec.Name); rerr != nil {
 			return fmt.Errorf("remove a stale container: %w", rerr)
 		}
-		if err = s.engine.Create(ctx, spec); errors.Is(err, engine.ErrNameInUse) {
+		if err = s.engineCreate(ctx, spec); errors.Is(err, engine.ErrNameInUse) {
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
@@ -538,6 +538,22 @@ func (s *Service) makeContainer(ctx context.Context, sb *Sandbox, log *slog.Logg
 		return fmt.Errorf("start container: %w", err)
 	}
 	return nil
+}
+
+// createTimeout bounds an engine's create that rtemu's stop does not cut
+// short (engineCreate).
+const createTimeout = 30 * time.Second
+
+// engineCreate creates a container, to the end even when ctx ends meanwhile
+// (rtemu stopping): the engine finishes a create it has begun whether its
+// caller waits or not, and a container it made after the caller gave up
+// (and after the list of an ephemeral rtemu's exit) would be nobody's to
+// remove. The caller runs in the service's background work, which Close
+// waits for.
+func (s *Service) engineCreate(ctx context.Context, spec engine.ContainerSpec) error {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
+	defer cancel()
+	return s.engine.Create(cctx, spec)
 }
 
 // ensureImage pulls the sandbox's image when the engine lacks it. Creates
