@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -359,6 +360,29 @@ func TestHubStartsWithContainer(t *testing.T) {
 	}
 	if got := hubOf(t, d, late); got != "by exec" {
 		t.Fatalf("after the hub at start came late, a command ran on the hub %q, want the one started by exec", got)
+	}
+}
+
+// A hub at start that nothing uses ends after a while (every sandbox starts
+// one, and it holds memory of the sandbox's), and the next command starts
+// one by exec; a hub that has been used is kept longer.
+func TestUnusedHubEnds(t *testing.T) {
+	t.Parallel()
+	d := newDriver(t, append(slices.Clone(linkedOptions), dockerdriver.WithUnusedHubFor(500*time.Millisecond))...)
+	unused, used := newContainerOf(t, d), newContainerOf(t, d)
+	if got := hubOf(t, d, used); got != "at start" {
+		t.Fatalf("the first command ran on the hub %q, want the one started with the container", got)
+	}
+	viaDocker := dockerExecDriver(t)
+	waitFor(t, func() bool {
+		out, _, _, err := run(t, viaDocker, context.Background(), unused, agentProcs)
+		return err == nil && strings.TrimSpace(out) == "0"
+	})
+	if got := hubOf(t, d, unused); got != "by exec" {
+		t.Fatalf("after the unused hub ended, a command ran on the hub %q, want one started by exec", got)
+	}
+	if out, _, _, err := run(t, viaDocker, context.Background(), used, agentProcs); err != nil || strings.TrimSpace(out) != "1" {
+		t.Fatalf("hubs in the container whose hub was used: %q (err %v), want 1", out, err)
 	}
 }
 

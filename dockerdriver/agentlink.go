@@ -62,6 +62,11 @@ const (
 	// idle machine, more on a busy one); past it, a hub is started by
 	// Docker exec.
 	hubAtStartWait = 2 * time.Second
+	// unusedHubFor is how long a hub nothing has used yet is kept (every
+	// sandbox starts one, and it holds a few MB of the sandbox's memory): a
+	// sandbox's first command comes within moments of its create, or after
+	// it is long-lived, when one Docker exec more is nothing.
+	unusedHubFor = 15 * time.Second
 )
 
 // errNoLink: the container has no working link.
@@ -96,7 +101,8 @@ type agentLink struct {
 	hub    *agentConn // nil while no hub runs
 	failed bool       // the hub could not connect: not again
 	closed bool
-	out    int // connections handed out and not yet back or closed
+	out    int  // connections handed out and not yet back or closed
+	used   bool // the hub has had a connection handed out
 	last   time.Time
 	timer  *time.Timer
 
@@ -349,11 +355,11 @@ func (l *agentLink) attach(c *agentConn, dials int, atStart bool) bool {
 			return
 		}
 		taken = true
-		l.hub, l.last = c, time.Now()
+		l.hub, l.last, l.used = c, time.Now(), false
 		if l.timer == nil {
-			l.timer = time.AfterFunc(agentIdleFor, l.stopIfIdle)
+			l.timer = time.AfterFunc(l.d.unusedHubFor, l.stopIfIdle)
 		} else {
-			l.timer.Reset(agentIdleFor)
+			l.timer.Reset(l.d.unusedHubFor)
 		}
 		select {
 		case <-l.attached:
@@ -520,7 +526,7 @@ func (l *agentLink) get(ctx context.Context) (net.Conn, error) {
 	took := func(c net.Conn) net.Conn {
 		a.mu.Lock()
 		l.out++
-		l.last = time.Now()
+		l.last, l.used = time.Now(), true
 		a.mu.Unlock()
 		return c
 	}
@@ -556,8 +562,9 @@ func (l *agentLink) release() {
 	a.mu.Unlock()
 }
 
-// stopIfIdle ends a hub nothing has used for agentIdleFor (it holds a few
-// MB of the sandbox's memory); the next command starts another.
+// stopIfIdle ends a hub nothing has used for agentIdleFor, or one never
+// used for unusedHubFor (it holds a few MB of the sandbox's memory); the
+// next command starts another.
 func (l *agentLink) stopIfIdle() {
 	a := l.d.agents
 	a.mu.Lock()
@@ -566,8 +573,12 @@ func (l *agentLink) stopIfIdle() {
 		a.mu.Unlock()
 		return
 	}
-	if since := time.Since(l.last); l.out > 0 || since < agentIdleFor {
-		l.timer.Reset(agentIdleFor - min(since, agentIdleFor/2))
+	keepFor := agentIdleFor
+	if !l.used {
+		keepFor = l.d.unusedHubFor
+	}
+	if since := time.Since(l.last); l.out > 0 || since < keepFor {
+		l.timer.Reset(keepFor - min(since, keepFor/2))
 		a.mu.Unlock()
 		return
 	}

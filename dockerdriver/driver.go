@@ -55,7 +55,9 @@ type Driver struct {
 	// linkDir holds the containers' link folders (agentlink.go); linkOff
 	// is set once the engine showed it cannot use them.
 	linkDir string
-	linkOff atomic.Bool
+	// unusedHubFor: how long a link's hub nobody has used is kept.
+	unusedHubFor time.Duration
+	linkOff      atomic.Bool
 	// gates keep exec starts and pauses apart (execgate.go).
 	gates execGates
 }
@@ -68,6 +70,7 @@ type options struct {
 	agent         agentSourcing
 	sharedNetwork bool // network.go
 	linkDir       string
+	unusedHubFor  time.Duration
 }
 
 // WithoutExecAgent runs every command by Docker exec, not through the exec
@@ -103,7 +106,10 @@ func New(with ...Option) (*Driver, error) {
 	cli.NegotiateAPIVersion(nctx)
 	cancel()
 	ctx, stop := context.WithCancel(context.Background())
-	d := &Driver{cli: cli, host: cli.DaemonHost(), stop: stop, linkDir: o.linkDir}
+	d := &Driver{cli: cli, host: cli.DaemonHost(), stop: stop, linkDir: o.linkDir, unusedHubFor: unusedHubFor}
+	if o.unusedHubFor > 0 {
+		d.unusedHubFor = o.unusedHubFor
+	}
 	d.network.shared = o.sharedNetwork
 	if !o.noAgent {
 		d.agents = newAgents(ctx, d, o.agent)

@@ -1,5 +1,7 @@
 package dockerdriver
 
+import "time"
+
 // WithHostAgentUnusable makes the driver act as if rtemu's own executable
 // could not run in the engine's containers (rtemu on macOS or Windows, or an
 // engine of another architecture), keeping built agents in cacheDir.
@@ -18,3 +20,6 @@ const AgentsKept = agentsKept
 
 // ExecStarting holds a container's exec gate as an exec's start does.
 func (d *Driver) ExecStarting(name string) func() { return d.execStarting(name) }
+
+// WithUnusedHubFor sets how long a link's hub nobody has used is kept.
+func WithUnusedHubFor(d time.Duration) Option { return func(o *options) { o.unusedHubFor = d } }
