@@ -72,11 +72,11 @@ func ServeLink(in io.Reader, out io.Writer) int {
 // stopped, or let the hub go after a while unused; the next command starts
 // a hub by Docker exec), or at once when there is no link to connect to.
 func ServeLinkFromStart(dir string) int {
-	// The shell started the hub in the background, which POSIX has do with
-	// SIGINT and SIGQUIT ignored, and what is ignored stays ignored in the
-	// commands the hub starts. A signal with a handler is reset at exec:
-	// with these the commands get the defaults, as by Docker exec. (Go's
-	// runtime has its own handler for SIGQUIT whatever it inherits.)
+	// A shell starts a background job with SIGINT and SIGQUIT ignored
+	// (POSIX), and what is ignored stays ignored in the commands the hub
+	// starts. A signal with a handler is reset at exec: with these the
+	// commands get the defaults, as by Docker exec. (Go's runtime has its
+	// own handler for SIGQUIT whatever it inherits.)
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGINT, syscall.SIGHUP)
 	token, err := os.ReadFile(filepath.Join(dir, LinkTokenFile))
 	if err != nil {
