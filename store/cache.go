@@ -135,3 +135,58 @@ func (c *decodeCache) put(id string, d *decodedCols) {
 	}
 	c.byID[id] = d
 }
+
+// listCache keeps the last lists read (the query and its arguments, with
+// the rows it gave), valid while nothing has been committed to the database
+// since: a list of 500 read again spent most of its time in SQLite
+// (BENCHMARKS.md), and a dashboard, an SDK polling or the idle sweep (every
+// 250 ms) reads the same list over and over while nothing happens. The
+// version is SQLite's data_version as one connection of the store's own
+// sees it (Store.dataVersion): it moves with every commit of any
+// connection, this process's or another's.
+type listCache struct {
+	mu      sync.Mutex
+	version int64
+	entries map[string]listEntry
+}
+
+type listEntry struct {
+	rows []*sandbox.Sandbox
+	more bool
+}
+
+// maxLists bounds the lists kept for one generation (distinct filters).
+const maxLists = 16
+
+// get returns copies of a list read at data version v.
+func (c *listCache) get(key string, v int64) ([]*sandbox.Sandbox, bool, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[key]
+	if !ok || c.version != v {
+		return nil, false, false
+	}
+	out := make([]*sandbox.Sandbox, len(e.rows))
+	for i, sb := range e.rows {
+		out[i] = cloneSandbox(sb)
+	}
+	return out, e.more, true
+}
+
+// put keeps a list read at data version v, read before the query (whose
+// rows the caller gets and may change: the cache keeps copies). A list of
+// an older version than the cache's, from a slow reader, replaces what the
+// cache has: then the next reader misses, and no reader gets a list older
+// than its version.
+func (c *listCache) put(key string, v int64, rows []*sandbox.Sandbox, more bool) {
+	kept := make([]*sandbox.Sandbox, len(rows))
+	for i, sb := range rows {
+		kept[i] = cloneSandbox(sb)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v != c.version || c.entries == nil || len(c.entries) >= maxLists {
+		c.version, c.entries = v, map[string]listEntry{}
+	}
+	c.entries[key] = listEntry{rows: kept, more: more}
+}

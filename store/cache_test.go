@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -174,5 +175,79 @@ func TestListDecodeCache(t *testing.T) {
 	}
 	if got := list(); got.Env["A"] != "2" || got.Tags[0] != "y" {
 		t.Fatalf("list after another handle's write: %+v", got)
+	}
+}
+
+// Lists read again between writes come from the list cache: each write of a
+// sandbox (insert, update, a project's removal, reset) shows in the next
+// list, and what a caller does to a list it got does not reach the next.
+func TestListCacheFollowsWrites(t *testing.T) {
+	t.Parallel()
+	s, _ := open(t)
+	ctx := context.Background()
+	all := sandbox.ListFilter{Limit: 10}
+	ids := func() string {
+		t.Helper()
+		page, _, err := s.ListSandboxes(ctx, all, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		live, err := s.LiveSandboxes(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, sb := range page {
+			out = append(out, sb.ID[len(sb.ID)-1:]+":"+string(sb.Status)+":"+sb.Env["A"])
+		}
+		out = append(out, "|")
+		for _, sb := range live {
+			out = append(out, sb.ID[len(sb.ID)-1:]+":"+string(sb.Status)+":"+sb.Env["A"])
+		}
+		return strings.Join(out, " ")
+	}
+	steps := []struct {
+		name  string
+		write func() error
+		want  string
+	}{
+		{"empty", func() error { return nil }, "|"},
+		{"insert", func() error { return s.InsertSandbox(ctx, newSandbox("sandbox-aaaaaaaaaaaa", "a")) }, "a:running:1 | a:running:1"},
+		{"second insert", func() error { return s.InsertSandbox(ctx, newSandbox("sandbox-bbbbbbbbbbbb", "b")) }, "b:running:1 a:running:1 | a:running:1 b:running:1"},
+		{"update", func() error {
+			_, err := s.UpdateSandbox(ctx, "sandbox-aaaaaaaaaaaa", func(x *sandbox.Sandbox) error {
+				x.Status, x.Env = sandbox.StatusPaused, map[string]string{"A": "2"}
+				return nil
+			})
+			return err
+		}, "b:running:1 a:paused:2 | a:paused:2 b:running:1"},
+		{"destroy", func() error {
+			_, err := s.UpdateSandbox(ctx, "sandbox-bbbbbbbbbbbb", func(x *sandbox.Sandbox) error {
+				x.Status = sandbox.StatusDestroyed
+				return nil
+			})
+			return err
+		}, "a:paused:2 | a:paused:2"},
+		{"reset", func() error { return s.Reset(ctx) }, "|"},
+	}
+	for _, st := range steps {
+		if err := st.write(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		for range 2 { // the second read is the cache's
+			if got := ids(); got != st.want {
+				t.Fatalf("after %s: %q, want %q", st.name, got, st.want)
+			}
+		}
+		// A caller changing what it got changes nothing for the next.
+		if page, _, _ := s.ListSandboxes(ctx, all, 0); len(page) > 0 {
+			page[0].Status, page[0].Env["A"] = "scribbled", "scribbled"
+		}
+		if live, _ := s.LiveSandboxes(ctx); len(live) > 0 {
+			live[0].Env["A"] = "scribbled"
+		}
+		if got := ids(); got != st.want {
+			t.Fatalf("after %s and a caller's changes to its copy: %q, want %q", st.name, got, st.want)
+		}
 	}
 }

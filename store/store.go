@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"modernc.org/sqlite"
@@ -32,6 +33,12 @@ type Store struct {
 	reads    preparedReads
 	cache    sandboxCache
 	decoded  decodeCache // of lists (cache.go)
+	lists    listCache
+	// version is one connection kept for PRAGMA data_version (the list
+	// cache's check), its own so its count is comparable from call to call.
+	versionMu sync.Mutex
+	version   *sql.Conn
+	versionDB *sql.DB
 }
 
 // Open opens (creating if needed) the database file and migrates it.
@@ -57,6 +64,13 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	r.SetMaxOpenConns(4)
 	s := &Store{w: w, r: r}
+	if s.versionDB, err = sql.Open("sqlite", dsn); err == nil {
+		s.version, err = s.versionDB.Conn(ctx)
+	}
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -74,7 +88,27 @@ func Open(ctx context.Context, path string) (*Store, error) {
 
 // Close closes the database.
 func (s *Store) Close() error {
-	return errors.Join(s.reads.close(), s.r.Close(), s.w.Close())
+	var errs []error
+	if s.version != nil {
+		errs = append(errs, s.version.Close())
+	}
+	if s.versionDB != nil {
+		errs = append(errs, s.versionDB.Close())
+	}
+	return errors.Join(append(errs, s.reads.close(), s.r.Close(), s.w.Close())...)
+}
+
+// dataVersion is SQLite's data_version on the store's own connection for
+// it: it changes whenever a commit (of any connection, in any process) came
+// since the last call.
+func (s *Store) dataVersion(ctx context.Context) (int64, bool) {
+	s.versionMu.Lock()
+	defer s.versionMu.Unlock()
+	var v int64
+	if err := s.version.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&v); err != nil {
+		return 0, false
+	}
+	return v, true
 }
 
 // InstanceID is this database's id, made at its creation: the containers of
@@ -416,8 +450,13 @@ func (s *Store) ListSandboxes(ctx context.Context, f sandbox.ListFilter, afterSe
 		args = append(args, afterSeq)
 	}
 	args = append(args, f.Limit+1)
-	out, err := queryAll(ctx, s.r, s.scanListed, `SELECT `+sandboxCols+` FROM sandboxes WHERE `+
-		strings.Join(where, " AND ")+` ORDER BY seq DESC LIMIT ?`, args...)
+	query := `SELECT ` + sandboxCols + ` FROM sandboxes WHERE ` + strings.Join(where, " AND ") + ` ORDER BY seq DESC LIMIT ?`
+	key := fmt.Sprintf("%s %q", query, args)
+	version, versioned := s.dataVersion(ctx)
+	if out, more, ok := s.lists.get(key, version); ok && versioned {
+		return out, more, nil
+	}
+	out, err := queryAll(ctx, s.r, s.scanListed, query, args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("list sandboxes: %w", err)
 	}
@@ -425,14 +464,25 @@ func (s *Store) ListSandboxes(ctx context.Context, f sandbox.ListFilter, afterSe
 	if more {
 		out = out[:f.Limit]
 	}
+	if versioned {
+		s.lists.put(key, version, out, more)
+	}
 	return out, more, nil
 }
 
 // LiveSandboxes returns every sandbox that is not destroyed, oldest first.
 func (s *Store) LiveSandboxes(ctx context.Context) ([]*sandbox.Sandbox, error) {
-	out, err := queryAll(ctx, s.r, s.scanListed, `SELECT `+sandboxCols+` FROM sandboxes WHERE status <> 'destroyed' ORDER BY seq`)
+	const query = `SELECT ` + sandboxCols + ` FROM sandboxes WHERE status <> 'destroyed' ORDER BY seq`
+	version, versioned := s.dataVersion(ctx)
+	if out, _, ok := s.lists.get(query, version); ok && versioned {
+		return out, nil
+	}
+	out, err := queryAll(ctx, s.r, s.scanListed, query)
 	if err != nil {
 		return nil, fmt.Errorf("live sandboxes: %w", err)
+	}
+	if versioned {
+		s.lists.put(query, version, out, false)
 	}
 	return out, nil
 }
