@@ -155,7 +155,7 @@ type listEntry struct {
 	more bool
 }
 
-// maxLists bounds the lists kept for one generation (distinct filters).
+// maxLists bounds the lists kept for one data version (distinct filters).
 const maxLists = 16
 
 // get returns copies of a list read at data version v.
