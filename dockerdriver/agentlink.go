@@ -173,6 +173,8 @@ func (a *agents) setLink(d *Driver, name, dir string, hubArgv []string) {
 	if ln, err := listenUnixIn(dir, linkSocketName); err == nil {
 		l.ln = ln
 		go l.accept(ln)
+	} else {
+		l.failed = true // commands go the other way
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -259,13 +261,18 @@ func (d *Driver) link(ctx context.Context, name string) (*agentLink, error) {
 	return l, l.start(ctx, argv)
 }
 
-// start listens on the folder's socket (once) and starts the hub.
+// start waits for the hub at start, or starts a hub by Docker exec.
 func (l *agentLink) start(ctx context.Context, argv []string) error {
 	l.startMu.Lock()
 	defer l.startMu.Unlock()
+	l.awaitHubAtStart(ctx)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
 	a := l.d.agents
 	a.mu.Lock()
-	hub, failed, closed, ln := l.hub, l.failed, l.closed, l.ln
+	hub, failed, closed := l.hub, l.failed, l.closed
+	l.byExec = hub == nil && !failed && !closed
 	a.mu.Unlock()
 	switch {
 	case hub != nil:
@@ -273,34 +280,11 @@ func (l *agentLink) start(ctx context.Context, argv []string) error {
 	case failed || closed:
 		return errNoLink
 	}
-	if l.awaitHubAtStart(ctx) {
-		return nil
-	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	a.mu.Lock()
-	hub, l.byExec = l.hub, true
-	a.mu.Unlock()
 	defer func() {
 		a.mu.Lock()
 		l.byExec = false
 		a.mu.Unlock()
 	}()
-	if hub != nil {
-		return nil // the hub at start, just now
-	}
-	if ln == nil {
-		var err error
-		if ln, err = listenUnixIn(l.dir, linkSocketName); err != nil {
-			l.fail()
-			return fmt.Errorf("%w: %v", errNoLink, err)
-		}
-		if err := l.setUnlessClosed(func() { l.ln = ln }, func() { ln.Close() }); err != nil {
-			return err
-		}
-		go l.accept(ln)
-	}
 	sctx, cancel := context.WithTimeout(ctx, relayStartTimeout)
 	defer cancel()
 	c, err := l.d.startAgentAs(sctx, l.name, argv, agent.ServeLinkMode)
@@ -338,23 +322,14 @@ func (l *agentLink) start(ctx context.Context, argv []string) error {
 	return nil
 }
 
-func (l *agentLink) hasHub() bool {
-	a := l.d.agents
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return l.hub != nil
-}
-
 // attach makes c the link's hub unless it has one (or was closed, or c is
 // the hub at start and one is being started by exec), and asks it for dials
 // connections; false when c was not taken (and is closed).
 func (l *agentLink) attach(c *agentConn, dials int, atStart bool) bool {
-	taken := false
-	if l.setUnlessClosed(func() {
-		if l.hub != nil || (atStart && l.byExec) {
-			return
-		}
-		taken = true
+	a := l.d.agents
+	a.mu.Lock()
+	taken := !l.closed && l.hub == nil && !(atStart && l.byExec)
+	if taken {
 		l.hub, l.last, l.used = c, time.Now(), false
 		if l.timer == nil {
 			l.timer = time.AfterFunc(l.d.unusedHubFor, l.stopIfIdle)
@@ -366,7 +341,9 @@ func (l *agentLink) attach(c *agentConn, dials int, atStart bool) bool {
 		default:
 			close(l.attached)
 		}
-	}, func() {}) != nil || !taken {
+	}
+	a.mu.Unlock()
+	if !taken {
 		c.close()
 		return false
 	}
@@ -379,8 +356,8 @@ func (l *agentLink) attach(c *agentConn, dials int, atStart bool) bool {
 
 // awaitHubAtStart waits for the hub that the container's command starts, if
 // it is to come and has not come yet, until hubAtStartWait after the
-// container's start; true when the link has a hub then.
-func (l *agentLink) awaitHubAtStart(ctx context.Context) bool {
+// container's start.
+func (l *agentLink) awaitHubAtStart(ctx context.Context) {
 	a := l.d.agents
 	a.mu.Lock()
 	atStart, since := l.atStart, l.startedAt
@@ -390,37 +367,22 @@ func (l *agentLink) awaitHubAtStart(ctx context.Context) bool {
 		atStart = false // it came (and, if it is gone now, will not again)
 	default:
 	}
-	if atStart {
-		if since.IsZero() {
-			since = time.Now() // started by another driver
-		}
-		t := time.NewTimer(time.Until(since.Add(hubAtStartWait)))
-		defer t.Stop()
-		select {
-		case <-l.attached:
-		case <-t.C:
-		case <-ctx.Done():
-		}
-		a.mu.Lock()
-		l.atStart = false // one wait only
-		a.mu.Unlock()
+	if !atStart {
+		return
 	}
-	return l.hasHub()
-}
-
-// setUnlessClosed runs set under agents.mu, unless the link was closed
-// meanwhile (its container forgotten): then undo lets go of what was made.
-func (l *agentLink) setUnlessClosed(set, undo func()) error {
-	a := l.d.agents
+	if since.IsZero() {
+		since = time.Now() // started by another driver
+	}
+	t := time.NewTimer(time.Until(since.Add(hubAtStartWait)))
+	defer t.Stop()
+	select {
+	case <-l.attached:
+	case <-t.C:
+	case <-ctx.Done():
+	}
 	a.mu.Lock()
-	if l.closed {
-		a.mu.Unlock()
-		undo()
-		return errNoLink
-	}
-	set()
+	l.atStart = false // one wait only
 	a.mu.Unlock()
-	return nil
 }
 
 func (l *agentLink) fail() {

@@ -211,35 +211,34 @@ func (d *Driver) getAgent(ctx context.Context, name string, noLink bool) (c *age
 	// commands that come while it is busy go on streams of the relay (one
 	// Docker exec more, whatever their number), not on an agent each.
 	// (Counted without the lock: an agent may be closed under it.)
-	own := ca
-	relayed := own.agents.Load() > 0 && !ca.noRelayedCommands
+	relayed := ca.agents.Load() > 0 && !ca.noRelayedCommands
 	if !relayed {
-		own.agents.Add(1) // this one, from now: the next goes on the relay
+		ca.agents.Add(1) // this one, from now: the next goes on the relay
 	}
 	a.mu.Unlock()
 	if relayed {
 		if c, err := d.relayedAgent(ctx, name); err == nil {
 			return c, true, nil
 		}
-		own.agents.Add(1)
+		ca.agents.Add(1)
 	}
 	c, err = d.startAgent(ctx, name, argv)
 	if err != nil {
-		own.agents.Add(-1)
+		ca.agents.Add(-1)
 	} else {
-		own.liveMu.Lock()
-		if own.live == nil {
-			own.live = map[*agentConn]bool{}
+		ca.liveMu.Lock()
+		if ca.live == nil {
+			ca.live = map[*agentConn]bool{}
 		}
-		own.live[c] = true
-		own.liveMu.Unlock()
+		ca.live[c] = true
+		ca.liveMu.Unlock()
 		closeAgent := c.closeFn
 		c.closeFn = func() {
 			closeAgent()
-			own.agents.Add(-1)
-			own.liveMu.Lock()
-			delete(own.live, c)
-			own.liveMu.Unlock()
+			ca.agents.Add(-1)
+			ca.liveMu.Lock()
+			delete(ca.live, c)
+			ca.liveMu.Unlock()
 		}
 	}
 	if errors.Is(err, errNoAgent) {

@@ -451,40 +451,44 @@ func (s *Store) ListSandboxes(ctx context.Context, f sandbox.ListFilter, afterSe
 	}
 	args = append(args, f.Limit+1)
 	query := `SELECT ` + sandboxCols + ` FROM sandboxes WHERE ` + strings.Join(where, " AND ") + ` ORDER BY seq DESC LIMIT ?`
-	key := fmt.Sprintf("%s %q", query, args)
+	return s.cachedList(ctx, fmt.Sprintf("%s %q", query, args), func() ([]*sandbox.Sandbox, bool, error) {
+		out, err := queryAll(ctx, s.r, s.scanListed, query, args...)
+		if err != nil {
+			return nil, false, fmt.Errorf("list sandboxes: %w", err)
+		}
+		more := len(out) > f.Limit
+		if more {
+			out = out[:f.Limit]
+		}
+		return out, more, nil
+	})
+}
+
+// cachedList is a list from the list cache, or from load (kept for the
+// next read) when something was committed since it was cached.
+func (s *Store) cachedList(ctx context.Context, key string, load func() ([]*sandbox.Sandbox, bool, error)) ([]*sandbox.Sandbox, bool, error) {
 	version, versioned := s.dataVersion(ctx)
 	if out, more, ok := s.lists.get(key, version); ok && versioned {
 		return out, more, nil
 	}
-	out, err := queryAll(ctx, s.r, s.scanListed, query, args...)
-	if err != nil {
-		return nil, false, fmt.Errorf("list sandboxes: %w", err)
-	}
-	more := len(out) > f.Limit
-	if more {
-		out = out[:f.Limit]
-	}
-	if versioned {
+	out, more, err := load()
+	if err == nil && versioned {
 		s.lists.put(key, version, out, more)
 	}
-	return out, more, nil
+	return out, more, err
 }
 
 // LiveSandboxes returns every sandbox that is not destroyed, oldest first.
 func (s *Store) LiveSandboxes(ctx context.Context) ([]*sandbox.Sandbox, error) {
 	const query = `SELECT ` + sandboxCols + ` FROM sandboxes WHERE status <> 'destroyed' ORDER BY seq`
-	version, versioned := s.dataVersion(ctx)
-	if out, _, ok := s.lists.get(query, version); ok && versioned {
-		return out, nil
-	}
-	out, err := queryAll(ctx, s.r, s.scanListed, query)
-	if err != nil {
-		return nil, fmt.Errorf("live sandboxes: %w", err)
-	}
-	if versioned {
-		s.lists.put(query, version, out, false)
-	}
-	return out, nil
+	out, _, err := s.cachedList(ctx, query, func() ([]*sandbox.Sandbox, bool, error) {
+		out, err := queryAll(ctx, s.r, s.scanListed, query)
+		if err != nil {
+			return nil, false, fmt.Errorf("live sandboxes: %w", err)
+		}
+		return out, false, nil
+	})
+	return out, err
 }
 
 // AddEvent appends to a sandbox's activity feed.
