@@ -327,12 +327,12 @@ func TestStrictModeAsksForAKey(t *testing.T) {
 
 	// The feed works with the key in its query: a new sandbox appears live.
 	id := d.create(map[string]any{"template": "base-ubuntu"})
-	d.waitFor("the new row", row(id)+` !== null`, time.Second)
+	d.waitFor("the new row", row(id)+` !== null`, pageWait)
 
 	// Next visit: the kept key is used, nothing asked.
-	d.do(chromedp.Reload())
+	d.load(chromedp.Reload())
 	d.live()
-	d.waitFor("the rows", row(id)+` !== null`, 5*time.Second)
+	d.waitFor("the rows", row(id)+` !== null`, pageWait)
 	if js[bool](d, `document.querySelector('#key-dialog').open`) {
 		t.Error("asked again for a key it kept")
 	}
@@ -355,7 +355,7 @@ func TestDefaultAuthAsksNothing(t *testing.T) {
 			d := open(t, emulatortest.New(t, tc.opts...), openOpts{})
 			id := d.create(map[string]any{"template": "base-ubuntu"})
 			d.live()
-			d.waitFor("the row", row(id)+` !== null`, 5*time.Second)
+			d.waitFor("the row", row(id)+` !== null`, pageWait)
 			if js[bool](d, `document.querySelector('#key-dialog').open || !document.querySelector('#auth-banner').hidden`) {
 				t.Error("the page asked for a key")
 			}
