@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // Serve runs commands as the host asks until in ends, then kills what is
@@ -174,6 +175,10 @@ type command struct {
 	done  chan struct{}
 	// exitSent is set just before FrameExit is written.
 	exitSent atomic.Bool
+	// killMu is held while kill runs: an exit that a kill caused is
+	// written once the kill is done, so what the command left in the
+	// background has died by then too.
+	killMu sync.Mutex
 }
 
 func start(s Start, base []string, w *FrameWriter) (*command, error) {
@@ -253,7 +258,9 @@ func (c *command) run(w *FrameWriter, outR, errR *os.File) {
 	closeAll(outR, errR) // ends a reader a background child holds open
 	<-drained
 	c.closeStdin()
+	c.killMu.Lock()
 	c.exitSent.Store(true)
+	c.killMu.Unlock()
 	_ = w.Write(FrameExit, ExitPayload(exitCode(c.cmd.ProcessState)))
 }
 
@@ -299,9 +306,10 @@ func (c *command) closeStdin() {
 }
 
 // kill ends every process whose environment carries the command's tag: the
-// command, its children, and what they left in the background. It loops
-// because a dying shell may have forked in between.
+// command, its children, and what they left in the background.
 func (c *command) kill() {
+	c.killMu.Lock()
+	defer c.killMu.Unlock()
 	if c.tag == "" {
 		_ = c.cmd.Process.Kill()
 		return
@@ -310,29 +318,45 @@ func (c *command) kill() {
 }
 
 // KillTagged kills (SIGKILL) every process whose environment holds the
-// variable assignment marker, other than the caller.
+// variable assignment marker, other than the caller, and returns once none
+// is left, or after killWait. A signal takes effect only when its process
+// next runs, which on a loaded machine can be tens of milliseconds after
+// kill(2) returned: until then the process is there, and a dying shell may
+// even fork. A process that has died shows an empty environment (a zombie
+// too), so it no longer counts.
 func KillTagged(marker string) {
+	deadline := time.Now().Add(killWait)
+	for killTaggedOnce(marker) > 0 && time.Now().Before(deadline) {
+		time.Sleep(killPoll)
+	}
+}
+
+// The bounds of KillTagged's wait: a process that does not die (one in an
+// uninterruptible sleep) must not hold the agent up for long.
+const (
+	killWait = 2 * time.Second
+	killPoll = 2 * time.Millisecond
+)
+
+// killTaggedOnce signals every tagged process it finds, and says how many.
+func killTaggedOnce(marker string) int {
 	self := os.Getpid()
-	for range 5 {
-		found := false
-		procs, _ := filepath.Glob("/proc/[0-9]*")
-		for _, p := range procs {
-			var pid int
-			if _, err := fmt.Sscanf(filepath.Base(p), "%d", &pid); err != nil || pid == self {
-				continue
-			}
-			env, err := os.ReadFile(p + "/environ")
-			if err != nil || !hasVar(env, marker) {
-				continue
-			}
-			if syscall.Kill(pid, syscall.SIGKILL) == nil {
-				found = true
-			}
+	found := 0
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		var pid int
+		if _, err := fmt.Sscanf(filepath.Base(p), "%d", &pid); err != nil || pid == self {
+			continue
 		}
-		if !found {
-			return
+		env, err := os.ReadFile(p + "/environ")
+		if err != nil || !hasVar(env, marker) {
+			continue
+		}
+		if syscall.Kill(pid, syscall.SIGKILL) == nil {
+			found++
 		}
 	}
+	return found
 }
 
 // hasVar reports whether a NUL-separated environment holds the entry

@@ -137,7 +137,7 @@ func (d *dash) openPage(o openOpts) *dash {
 	if o.path == "" {
 		o.path = "/"
 	}
-	d.do(chromedp.Navigate(srv.URL + o.path))
+	d.navigate(srv.URL + o.path)
 	// Marks this document: a reload would lose it.
 	d.do(chromedp.Evaluate[chromedp.Void](`window.__sameDocument = true`))
 	return d

@@ -290,9 +290,24 @@ func (d *Driver) putAgent(name string, c *agentConn) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	ca := a.ofLocked(name)
-	if ca.without || ca.paused || len(ca.idle) >= agentsKept {
+	if ca.without || ca.paused {
 		c.close()
 		return
+	}
+	if len(ca.idle) >= agentsKept {
+		// Full: an agent of its own is kept before a stream of the relay,
+		// which costs nothing to open again (the relay stays), where the
+		// agent costs a Docker exec. A burst whose streams came back first
+		// must not end the sandbox's own agent.
+		i := slices.IndexFunc(ca.idle, func(x *agentConn) bool { return x.relayed })
+		if c.relayed || i < 0 {
+			c.close()
+			return
+		}
+		evicted := ca.idle[i]
+		ca.idle = slices.Delete(ca.idle, i, i+1)
+		evicted.idle.Stop()
+		evicted.close()
 	}
 	c.idle = time.AfterFunc(agentIdleFor, func() {
 		a.mu.Lock()
