@@ -81,7 +81,7 @@ func TestParseRejects(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{
 		{"--template", "noequals"}, {"--template", "=img"}, {"--template", "a b=img"}, {"--auth", "maybe"}, {"--exec-agent", "sometimes"}, {"--sandbox-network", "open"},
-		{"--ephemeral=perhaps"}, {"--strict-lifecycle=maybe"}, {"--no-such-flag"}, {"stray"},
+		{"--ephemeral=perhaps"}, {"--ephemeral", "--auth"}, {"--strict-lifecycle=maybe"}, {"--no-such-flag"}, {"stray"},
 		{"--warm-pool", "base-ubuntu"}, {"--warm-pool", "base-ubuntu=-1"}, {"--warm-pool", "base-ubuntu=65"},
 		{"--warm-pool", "nosuch=2"}, {"--warm-pool", "base-ubuntu=two"},
 		{"--public-addr", "nocolon"}, {"--public-ssh-addr", ":22"}, {"--dev-url-listeners", "perhaps"},
@@ -137,7 +137,7 @@ func flagNames(t *testing.T) map[string]bool {
 		t.Fatal("-h parsed as a configuration")
 	}
 	names := map[string]bool{}
-	for _, m := range regexp.MustCompile(`(?m)^\s+-([a-z-]+)`).FindAllStringSubmatch(usage.String(), -1) {
+	for _, m := range regexp.MustCompile(`(?m)^\s+(?:-\w, )?--([a-z-]+)`).FindAllStringSubmatch(usage.String(), -1) {
 		names[m[1]] = true
 	}
 	if len(names) == 0 {

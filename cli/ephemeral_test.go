@@ -1,0 +1,219 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rtemu-dev/rtemu/client"
+	"github.com/rtemu-dev/rtemu/dockerdriver"
+	"github.com/rtemu-dev/rtemu/emulatortest"
+	"github.com/rtemu-dev/rtemu/internal/testwait"
+	"github.com/rtemu-dev/rtemu/sandbox"
+	"github.com/rtemu-dev/rtemu/server"
+)
+
+// runChild is rtemu's main in a child process of the tests.
+func runChild(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return Main(ctx, args, OSEnv("test"))
+}
+
+// child is rtemu running as a process of its own.
+type child struct {
+	cmd    *exec.Cmd
+	url    string
+	stderr *strings.Builder
+}
+
+// childCmd is this test binary made to run rtemu with args, its temporary
+// folder (where --ephemeral data dirs go) being tmp.
+func childCmd(t *testing.T, tmp string, args ...string) *exec.Cmd {
+	t.Helper()
+	a, err := json.Marshal(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "RTEMU_") && !strings.HasPrefix(kv, "TMPDIR=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "TMPDIR="+tmp, childArgs+"="+string(a))
+	return cmd
+}
+
+// startServe starts `rtemu serve args…` in a child and waits for its address.
+func startServe(t *testing.T, tmp string, args ...string) *child {
+	t.Helper()
+	c := &child{cmd: childCmd(t, tmp, append([]string{"serve"}, args...)...), stderr: &strings.Builder{}}
+	out, err := c.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.cmd.Stderr = c.stderr
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.cmd.Process.Kill(); _ = c.cmd.Wait() })
+	lines := make(chan string, 1)
+	go func() {
+		s := bufio.NewScanner(out)
+		for s.Scan() {
+			if strings.Contains(s.Text(), "API http") {
+				lines <- s.Text()
+			}
+		}
+		_, _ = io.Copy(io.Discard, out)
+	}()
+	select {
+	case l := <-lines:
+		c.url = strings.TrimSuffix(strings.Fields(l[strings.Index(l, "API "):])[1], ",")
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("rtemu did not start: %s", c.stderr)
+	}
+	return c
+}
+
+// TestEphemeralKilledLeavesNothing: an --ephemeral rtemu killed with -9
+// leaves its container and folder; the next rtemu serve removes them at
+// start, and so does rtemu gc; an rtemu that runs is never touched.
+func TestEphemeralKilledLeavesNothing(t *testing.T) {
+	emulatortest.SkipIfNoDocker(t)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	img, err := emulatortest.TestImage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := dockerdriver.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	eng := d.Engine()
+	tmp := t.TempDir()
+	args := []string{"--ephemeral", "--addr", "127.0.0.1:0", "--ssh-addr", "127.0.0.1:0", "--template", "base-ubuntu=" + img}
+
+	// containers lists an instance's containers.
+	containers := func(instance string) int {
+		t.Helper()
+		cs, err := eng.List(ctx, map[string]string{sandbox.LabelInstance: instance})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(cs)
+	}
+	// withSandbox starts an ephemeral rtemu with a running sandbox and
+	// returns it, its folder and its instance.
+	withSandbox := func() (*child, string, string) {
+		t.Helper()
+		before, _ := filepath.Glob(filepath.Join(tmp, "rtemu-ephemeral-*"))
+		c := startServe(t, tmp, args...)
+		api := client.New(c.url, emulatortest.APIKey, nil)
+		sb, err := api.CreateSandbox(ctx, client.CreateSandbox{Template: "base-ubuntu"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sb, err = api.WaitSandbox(ctx, sb.ID, 50*time.Millisecond, nil, "creating"); err != nil || sb.Status != "running" {
+			t.Fatalf("sandbox %+v: %v", sb, err)
+		}
+		after, _ := filepath.Glob(filepath.Join(tmp, "rtemu-ephemeral-*"))
+		var made []string
+		for _, a := range after {
+			if !slices.Contains(before, a) {
+				made = append(made, a)
+			}
+		}
+		if len(made) != 1 {
+			t.Fatalf("ephemeral folders before %v, after %v", before, after)
+		}
+		dir := made[0]
+		var h server.Holder
+		b, err := os.ReadFile(filepath.Join(dir, "rtemu.lock"))
+		if err == nil {
+			err = json.Unmarshal(b, &h)
+		}
+		if err != nil || h.Instance == "" || h.URL != c.url || !h.Ephemeral {
+			t.Fatalf("lock file of %s: %v: %+v", dir, err, h)
+		}
+		if n := containers(h.Instance); n != 1 {
+			t.Fatalf("%d containers of the instance, want 1", n)
+		}
+		return c, dir, h.Instance
+	}
+	kill := func(c *child) {
+		t.Helper()
+		if err := c.cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.cmd.Wait()
+	}
+	gone := func(what, dir, instance string) {
+		t.Helper()
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: the folder %s is still there (%v)", what, dir, err)
+		}
+		if n := containers(instance); n != 0 {
+			t.Errorf("%s: %d containers of the instance remain", what, n)
+		}
+	}
+
+	first, dir1, inst1 := withSandbox()
+	kill(first)
+	if n := containers(inst1); n != 1 {
+		t.Fatalf("after kill -9: %d containers, want the 1 left behind", n)
+	}
+	// The next run removes them before it serves.
+	second, dir2, inst2 := withSandbox()
+	gone("after the next start", dir1, inst1)
+	kill(second)
+
+	// rtemu gc does too, and never touches a live rtemu's.
+	gc := func() string {
+		t.Helper()
+		out, err := childCmd(t, tmp, "gc").CombinedOutput()
+		if err != nil {
+			t.Fatalf("rtemu gc: %v: %s", err, out)
+		}
+		return string(out)
+	}
+	if out := gc(); !strings.Contains(out, "removed "+dir2) {
+		t.Fatalf("rtemu gc said %q", out)
+	}
+	gone("after rtemu gc", dir2, inst2)
+	third, dir3, inst3 := withSandbox()
+	if out := gc(); !strings.Contains(out, "nothing to remove") {
+		t.Fatalf("rtemu gc beside a running rtemu said %q", out)
+	}
+	if _, err := os.Stat(dir3); err != nil || containers(inst3) != 1 {
+		t.Fatalf("the running rtemu's folder or container was touched: %v", err)
+	}
+
+	// Ctrl-C: an ephemeral rtemu removes its own and exits 0.
+	if err := third.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if err := third.cmd.Wait(); err != nil {
+		t.Fatalf("rtemu after SIGINT: %v\n%s", err, third.stderr)
+	}
+	gone("after SIGINT", dir3, inst3)
+	testwait.Until(t, 5*time.Second, func() bool {
+		left, _ := filepath.Glob(filepath.Join(tmp, "rtemu-ephemeral-*"))
+		return len(left) == 0
+	}, "ephemeral folders left in %s", tmp)
+}
