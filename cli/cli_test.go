@@ -279,3 +279,22 @@ func TestWorkspaceAndSSHKeyCommands(t *testing.T) {
 		t.Fatalf("ssh-key list after rm: %q", r.stdout)
 	}
 }
+
+// TestCreateProgressOnATerminal: on a terminal the progress is one line
+// redrawn in place, and cleared at the end.
+func TestCreateProgressOnATerminal(t *testing.T) {
+	t.Parallel()
+	srv := emulatortest.New(t, emulatortest.WithFake())
+	env := map[string]string{"RUNTOOLS_API_URL": srv.URL, "RUNTOOLS_API_KEY": srv.APIKey}
+	var stdout, stderr bytes.Buffer
+	code := Main(context.Background(), []string{"sandbox", "create"}, Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr,
+		Getenv: func(k string) string { return env[k] }, Version: "test", Terminal: true})
+	id := strings.TrimSpace(stdout.String())
+	if code != 0 || !strings.HasPrefix(id, "sandbox-") {
+		t.Fatalf("create: exit %d: %q %q", code, stdout.String(), stderr.String())
+	}
+	e := stderr.String()
+	if !strings.HasPrefix(e, "\r\033[K") || !strings.Contains(e, id+" running") || !strings.HasSuffix(e, "\r\033[K") || strings.Contains(e, "\n") {
+		t.Fatalf("progress on a terminal: %q", e)
+	}
+}

@@ -257,7 +257,7 @@ func parseTemplates(pairs []string) ([]sandbox.Template, error) {
 		name, image, ok := strings.Cut(p, "=")
 		name, image = strings.TrimSpace(name), strings.TrimSpace(image)
 		if !ok || name == "" || image == "" || strings.ContainsAny(name, " /") {
-			return nil, fmt.Errorf("--template %q: want NAME=IMAGE, e.g. base-ubuntu=ubuntu:24.04", p)
+			return nil, fmt.Errorf("--template / RTEMU_TEMPLATES %q: want NAME=IMAGE, e.g. base-ubuntu=ubuntu:24.04", p)
 		}
 		replaced := false
 		for i := range out {
@@ -302,14 +302,14 @@ func parseWarmPool(pairs []string, templates []sandbox.Template) (map[string]int
 		name = strings.TrimSpace(name)
 		n, err := strconv.Atoi(strings.TrimSpace(count))
 		if !ok || name == "" || err != nil || n < 0 || n > maxWarmPool {
-			return nil, fmt.Errorf("--warm-pool %q: want TEMPLATE=N with N from 0 to %d, e.g. base-ubuntu=4", p, maxWarmPool)
+			return nil, fmt.Errorf("--warm-pool / RTEMU_WARM_POOL %q: want TEMPLATE=N with N from 0 to %d, e.g. base-ubuntu=4", p, maxWarmPool)
 		}
 		known := false
 		for _, t := range templates {
 			known = known || t.Name == name
 		}
 		if !known {
-			return nil, fmt.Errorf("--warm-pool %q: unknown template %q (add it with --template %s=IMAGE)", p, name, name)
+			return nil, fmt.Errorf("--warm-pool / RTEMU_WARM_POOL %q: unknown template %q (add it with --template %s=IMAGE)", p, name, name)
 		}
 		out[name] = n
 	}

@@ -93,6 +93,38 @@ func TestParseRejects(t *testing.T) {
 	}
 }
 
+// TestParseRejectsEnv: a variable's bad value is refused, naming it.
+func TestParseRejectsEnv(t *testing.T) {
+	t.Parallel()
+	for _, kv := range [][2]string{
+		{"RTEMU_EPHEMERAL", "perhaps"}, {"RTEMU_STRICT_LIFECYCLE", "2"}, {"RTEMU_AUTH", "maybe"},
+		{"RTEMU_WARM_POOL", "base-ubuntu=x"}, {"RTEMU_TEMPLATES", "noequals"}, {"RTEMU_EXEC_OUTPUT_MEMORY", "lots"},
+	} {
+		_, err := Parse(nil, func(k string) string { return map[string]string{kv[0]: kv[1], "HOME": "/h"}[k] }, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), kv[0]) {
+			t.Errorf("%s=%s: %v", kv[0], kv[1], err)
+		}
+	}
+}
+
+// TestBooleansAreBooleans: --ephemeral and --strict-lifecycle are bare
+// flags that also take =true/=false, and say so in the usage.
+func TestBooleansAreBooleans(t *testing.T) {
+	t.Parallel()
+	env := func(k string) string { return map[string]string{"HOME": "/h", "RTEMU_EPHEMERAL": "true"}[k] }
+	cfg, err := Parse([]string{"--ephemeral=false", "--strict-lifecycle"}, env, io.Discard)
+	if err != nil || cfg.Ephemeral || !cfg.StrictLifecycle {
+		t.Fatalf("--ephemeral=false over RTEMU_EPHEMERAL=true, --strict-lifecycle: %+v, %v", cfg, err)
+	}
+	var usage strings.Builder
+	_, _ = Parse([]string{"-h"}, env, &usage)
+	for _, l := range strings.Split(usage.String(), "\n") {
+		if strings.Contains(l, "--ephemeral") && strings.Contains(l, "string") {
+			t.Errorf("usage: %q", l)
+		}
+	}
+}
+
 // TestREADMEConfigurationTable: the README's table has a row for each flag,
 // naming its variable, and no other rows.
 func TestREADMEConfigurationTable(t *testing.T) {
