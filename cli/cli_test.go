@@ -298,3 +298,28 @@ func TestCreateProgressOnATerminal(t *testing.T) {
 		t.Fatalf("progress on a terminal: %q", e)
 	}
 }
+
+// TestStepBar: a build's steps become one bar redrawn in place; the
+// build's own lines are shown only when it fails.
+func TestStepBar(t *testing.T) {
+	t.Parallel()
+	lines := []string{"building base-ubuntu as rtemu/base-ubuntu:1 from ubuntu:24.04", "Step 1/4 : FROM ubuntu:24.04",
+		" ---> 1234", "Step 2/4 : RUN apt-get update", "Get:1 http://archive.ubuntu.com", "Step 4/4 : LABEL x=y"}
+	for _, failed := range []bool{false, true} {
+		var bar, out bytes.Buffer
+		b := &stepBar{w: &bar}
+		for _, l := range lines {
+			b.line(l)
+		}
+		b.end(failed, &out)
+		got := bar.String()
+		if !strings.HasPrefix(got, lines[0]+"\n") || !strings.Contains(got, "\r\033[K[------------------------] 1/4 FROM ubuntu:24.04") ||
+			!strings.Contains(got, "\r\033[K[##################------] 4/4 LABEL x=y") || !strings.HasSuffix(got, "\r\033[K") ||
+			strings.Contains(got, "Get:1") {
+			t.Errorf("bar %q", got)
+		}
+		if failed != strings.Contains(out.String(), "Get:1 http://archive.ubuntu.com\n") {
+			t.Errorf("failed %v, the build's lines: %q", failed, out.String())
+		}
+	}
+}

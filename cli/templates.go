@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
+	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -26,7 +29,7 @@ func templatesCmd(env Env) *cobra.Command {
 --base: any Debian or Ubuntu image, local ones too (offline).`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return exit(buildTemplate(cmd.Context(), args[0], base, env.Stdout, env.Stderr))
+			return exit(buildTemplate(cmd.Context(), args[0], base, env))
 		},
 	}
 	build.Flags().StringVar(&base, "base", "", "image to build from: any Debian or Ubuntu image (default "+templates.DefaultBase+")")
@@ -50,7 +53,8 @@ func exit(code int) error {
 	return exitError{code}
 }
 
-func buildTemplate(ctx context.Context, name, base string, stdout, stderr io.Writer) int {
+func buildTemplate(ctx context.Context, name, base string, env Env) int {
+	stdout, stderr := env.Stdout, env.Stderr
 	if _, err := templates.Lookup(name); err != nil {
 		fmt.Fprintln(stderr, "rtemu:", err)
 		return 2
@@ -61,8 +65,16 @@ func buildTemplate(ctx context.Context, name, base string, stdout, stderr io.Wri
 		return 1
 	}
 	defer d.Close()
-	// The build's own output, as docker build shows it.
-	res, err := templates.NewBuilder(d).Build(ctx, name, base, func(line string) { fmt.Fprintln(stdout, line) })
+	// The build's own output, as docker build shows it; on a terminal a
+	// bar of its steps.
+	show := func(line string) { fmt.Fprintln(stdout, line) }
+	var bar *stepBar
+	if env.Terminal {
+		bar = &stepBar{w: stderr}
+		show = bar.line
+	}
+	res, err := templates.NewBuilder(d).Build(ctx, name, base, show)
+	bar.end(err != nil, stdout)
 	if err != nil {
 		fmt.Fprintln(stderr, "rtemu:", err)
 		if errors.Is(err, dockerdriver.ErrUnavailable) {
@@ -98,4 +110,63 @@ func listTemplates(ctx context.Context, stdout, stderr io.Writer) int {
 		}
 	}
 	return 0
+}
+
+// stepBar draws a build's progress as one line redrawn in place, from
+// docker build's "Step N/M : …" lines; it keeps the last lines to show
+// when the build fails.
+type stepBar struct {
+	w    io.Writer
+	tail []string
+	drew bool
+}
+
+var stepLine = regexp.MustCompile(`^Step (\d+)/(\d+) : (.*)$`)
+
+const barWidth = 24
+
+func (b *stepBar) line(l string) {
+	if b.tail = append(b.tail, l); len(b.tail) > 40 {
+		b.tail = b.tail[1:]
+	}
+	m := stepLine.FindStringSubmatch(l)
+	if m == nil {
+		if strings.HasPrefix(l, "building ") || strings.Contains(l, " is up to date (") {
+			b.clear()
+			fmt.Fprintln(b.w, l)
+		}
+		return
+	}
+	n, _ := strconv.Atoi(m[1])
+	total, _ := strconv.Atoi(m[2])
+	if total < 1 || n > total {
+		return
+	}
+	done := barWidth * (n - 1) / total
+	what := m[3]
+	if len(what) > 50 {
+		what = what[:47] + "..."
+	}
+	fmt.Fprintf(b.w, "\r\033[K[%s%s] %d/%d %s", strings.Repeat("#", done), strings.Repeat("-", barWidth-done), n, total, what)
+	b.drew = true
+}
+
+func (b *stepBar) clear() {
+	if b.drew {
+		fmt.Fprint(b.w, "\r\033[K")
+		b.drew = false
+	}
+}
+
+// end clears the bar and, when the build failed, prints its last lines.
+func (b *stepBar) end(failed bool, out io.Writer) {
+	if b == nil {
+		return
+	}
+	b.clear()
+	if failed {
+		for _, l := range b.tail {
+			fmt.Fprintln(out, l)
+		}
+	}
 }

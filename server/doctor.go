@@ -60,8 +60,19 @@ func Doctor(ctx context.Context, cfg config.Config, w io.Writer) bool {
 			}
 		}
 	}
-	for _, l := range []struct{ what, addr string }{{"API", cfg.Addr}, {"SSH", cfg.SSHAddr}} {
+	// An address held by the rtemu of this data dir is where it should be.
+	var running *Running
+	if cfg.DataDir != "" {
+		if r, err := FindRunning(ctx, cfg.DataDir); err == nil {
+			running = &r
+		}
+	}
+	for _, l := range []struct{ what, addr, ours string }{{"API", cfg.Addr, "http://" + cfg.Addr}, {"SSH", cfg.SSHAddr, cfg.SSHAddr}} {
 		ln, err := net.Listen("tcp", l.addr)
+		if err != nil && running != nil && (running.URL == l.ours || running.SSHAddr == l.ours) {
+			report(true, "%s address %s is served by the running rtemu of %s (pid %d, version %s)", l.what, l.addr, cfg.DataDir, running.PID, running.Version)
+			continue
+		}
 		if err != nil {
 			report(false, "%s address %s is not free: %v", l.what, l.addr, err)
 			continue
@@ -132,16 +143,22 @@ func setupReport(ctx context.Context, d *dockerdriver.Driver, cfg config.Config,
 	if cfg.DataDir == "" {
 		return
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		warn("workspace mounts: cannot make the data dir %s: %v", cfg.DataDir, err)
-		return
+	// Checked without making the data dir: where it is not made yet, on
+	// the folder it will be made in.
+	dir, what := cfg.DataDir, "the data dir "+cfg.DataDir
+	for {
+		if _, err := os.Stat(dir); err == nil || filepath.Dir(dir) == dir {
+			break
+		}
+		dir = filepath.Dir(dir)
+		what = dir + " (where the data dir " + cfg.DataDir + " will be made)"
 	}
-	shared, err := d.SharesFolder(ctx, cfg.DataDir, image, nil)
+	shared, err := d.SharesFolder(ctx, dir, image, nil)
 	switch {
 	case err != nil:
 		warn("workspace mounts: could not check: %v", err)
 	case shared:
-		info("workspace mounts: the engine sees the data dir %s at the same path: mounts work", cfg.DataDir)
+		info("workspace mounts: the engine sees %s at the same path: mounts work", what)
 	default:
 		warn("workspace mounts: the engine does not see the data dir %s: creates with mounts answer 400 (share the folder with the engine at the same path, or point --data-dir at one it shares)", cfg.DataDir)
 	}
