@@ -242,7 +242,24 @@ func TestWorkspaceAndSSHKeyCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 1 || list[0]["slug"] != "docs-project" {
 		t.Fatalf("workspace list --json: %v: %q", err, r.stdout)
 	}
-	if r = run(t, env, "workspace", "rm-files", ws, "/src/notes.md"); r.code != 0 {
+	for _, step := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"rename", ws, "/src/notes.md", "README.md"}, "/src/README.md"},
+		{[]string{"cp", ws, "/src/README.md", "/"}, "/README.md"},
+		{[]string{"mkdir", ws, "/old"}, ""},
+		{[]string{"mv", ws, "/README.md", "/old"}, "/old/README.md"},
+	} {
+		r = run(t, env, append([]string{"workspace"}, step.args...)...)
+		if r.code != 0 || strings.TrimSpace(r.stdout) != step.want {
+			t.Fatalf("workspace %v: exit %d: %q %q", step.args, r.code, r.stdout, r.stderr)
+		}
+	}
+	if r = run(t, env, "workspace", "cat", ws, "/old/README.md"); r.stdout != "# hi\n" {
+		t.Fatalf("cat after mv: %q %q", r.stdout, r.stderr)
+	}
+	if r = run(t, env, "workspace", "rm-files", ws, "/src/README.md", "/old"); r.code != 0 {
 		t.Fatalf("rm-files: exit %d: %q", r.code, r.stderr)
 	}
 	if r = run(t, env, "workspace", "files", ws, "/src", "--json"); strings.TrimSpace(r.stdout) != "[]" {

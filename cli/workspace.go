@@ -95,7 +95,10 @@ named by its id or slug; paths in it start at its root, e.g. /src/main.go.`,
 		},
 	}
 	del.Flags().BoolVar(&force, "force", false, "delete it even while sandboxes mount it")
-	c.AddCommand(create, list, get, del, filesCmd(f), putCmd(f), catCmd(f), mkdirCmd(f), rmFilesCmd(f))
+	c.AddCommand(create, list, get, del, filesCmd(f), putCmd(f), catCmd(f), mkdirCmd(f), rmFilesCmd(f),
+		changeCmd(f, "rename", "rename ID|SLUG PATH NEW_NAME", "Rename a file or folder of a workspace"),
+		changeCmd(f, "move", "mv ID|SLUG PATH FOLDER", "Move a file or folder of a workspace into a folder"),
+		changeCmd(f, "copy", "cp ID|SLUG PATH FOLDER", "Copy a file or folder of a workspace into a folder"))
 	return c
 }
 
@@ -219,6 +222,25 @@ func rmFilesCmd(f *clientFlags) *cobra.Command {
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return f.client(cmd.Context()).DeleteFiles(cmd.Context(), args[0], args[1:])
+		},
+	}
+}
+
+func changeCmd(f *clientFlags, operation, use, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  exactArgs(3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fl, err := f.client(cmd.Context()).ChangeFile(cmd.Context(), args[0], args[1], operation, args[2])
+			if err != nil {
+				return err
+			}
+			if f.json {
+				return f.printJSON(fl.Raw)
+			}
+			fmt.Fprintln(f.env.Stdout, fl.ID)
+			return nil
 		},
 	}
 }

@@ -584,3 +584,11 @@ func (c *Client) Download(ctx context.Context, ws, p string, w io.Writer) error 
 	_, err = io.Copy(w, resp.Body)
 	return err
 }
+
+// ChangeFile renames (target: the new name), moves or copies (target: the
+// folder to put it in) a workspace file or folder, and returns the result.
+func (c *Client) ChangeFile(ctx context.Context, ws, p, operation, target string) (*File, error) {
+	var f File
+	body := map[string]string{"operation": operation, "target": target}
+	return &f, c.do(ctx, http.MethodPut, filesPath(ws, "files", p), nil, body, &rawOf[File]{&f, &f.Raw})
+}
