@@ -26,6 +26,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(runChild(args))
 	}
+	if dir := os.Getenv(childTestRtemu); dir != "" {
+		os.Exit(runTestRtemu(dir))
+	}
 	os.Exit(m.Run())
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -52,7 +53,10 @@ func childCmd(t *testing.T, tmp string, args ...string) *exec.Cmd {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	cmd.Env = append(cmd.Env, "TMPDIR="+tmp, childArgs+"="+string(a))
+	cmd.Env = append(cmd.Env, "TMPDIR="+tmp)
+	if len(args) > 0 {
+		cmd.Env = append(cmd.Env, childArgs+"="+string(a))
+	}
 	return cmd
 }
 
@@ -216,4 +220,111 @@ func TestEphemeralKilledLeavesNothing(t *testing.T) {
 		left, _ := filepath.Glob(filepath.Join(tmp, "rtemu-ephemeral-*"))
 		return len(left) == 0
 	}, "ephemeral folders left in %s", tmp)
+}
+
+// childTestRtemu, in the environment, makes this test binary run an
+// in-process rtemu as a test does (emulatortest on Docker, its containers
+// removed at Close) on the data dir it names, with one running sandbox,
+// until it is killed.
+const childTestRtemu = "RTEMU_CLI_TEST_RTEMU"
+
+func runTestRtemu(dir string) int {
+	ctx := context.Background()
+	srv, err := emulatortest.Start(ctx, emulatortest.WithDataDir(dir))
+	if err == nil {
+		var sb *sandbox.Sandbox
+		if sb, err = srv.Service().Create(ctx, sandbox.CreateParams{Template: "base-ubuntu"}); err == nil {
+			err = testwait.For(time.Minute, func() error {
+				got, err := srv.Service().Get(ctx, sb.ID)
+				if err == nil && got.Status != sandbox.StatusRunning {
+					err = fmt.Errorf("sandbox %s", got.Status)
+				}
+				return err
+			})
+		}
+	}
+	if err != nil {
+		fmt.Println("failed:", err)
+		return 1
+	}
+	fmt.Println("ready")
+	select {}
+}
+
+// TestKilledTestBinaryLeavesNothing: a test binary killed (as at its
+// timeout) while its rtemu runs leaves a container; the next sweep
+// (rtemu gc here; every rtemu start too) removes it and the data dir.
+func TestKilledTestBinaryLeavesNothing(t *testing.T) {
+	emulatortest.SkipIfNoDocker(t)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	tmp := t.TempDir()
+	dir := filepath.Join(tmp, "TestSomething", "001")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cmd := childCmd(t, tmp)
+	cmd.Env = append(cmd.Env, childTestRtemu+"="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || line != "ready\n" {
+		t.Fatalf("test rtemu: %q %v", line, err)
+	}
+	var h server.Holder
+	b, err := os.ReadFile(filepath.Join(dir, "rtemu.lock"))
+	if err == nil {
+		err = json.Unmarshal(b, &h)
+	}
+	if err != nil || h.Instance == "" {
+		t.Fatalf("lock file: %v %+v", err, h)
+	}
+	d, err := dockerdriver.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	count := func() int {
+		cs, err := d.Engine().List(ctx, map[string]string{sandbox.LabelInstance: h.Instance})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(cs)
+	}
+	gc := func() string {
+		out, err := childCmd(t, tmp, "gc").CombinedOutput()
+		if err != nil {
+			t.Fatalf("rtemu gc: %v: %s", err, out)
+		}
+		return string(out)
+	}
+	if got := gc(); !strings.Contains(got, "nothing to remove") || count() != 1 {
+		t.Fatalf("rtemu gc beside a live test rtemu: %q, %d containers", got, count())
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if n := count(); n != 1 {
+		t.Fatalf("after kill -9: %d containers, want the 1 left behind", n)
+	}
+	if got := gc(); !strings.Contains(got, "removed the 1 container(s) of "+dir) {
+		t.Fatalf("rtemu gc said %q", got)
+	}
+	if n := count(); n != 0 {
+		t.Errorf("%d containers left after rtemu gc", n)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the data dir %s is still there (%v)", dir, err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(tmp, "rtemu-disposable-*")); len(left) != 0 {
+		t.Errorf("markers left: %v", left)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -187,6 +188,95 @@ func sweepEphemeral(ctx context.Context, eng sandbox.Engine, engineHost string) 
 	return out, errors.Join(errs...)
 }
 
+// disposablePrefix names the markers of rtemus whose containers go at
+// Close though their data dir is not ephemeral (tests' in-process rtemus):
+// a marker names the data dir and instance, so that the containers of one
+// whose process died (a test binary's timeout) are swept too.
+const disposablePrefix = "rtemu-disposable-"
+
+// disposable is a marker's content.
+type disposable struct {
+	DataDir  string `json:"dataDir"`
+	Instance string `json:"instance"`
+	Engine   string `json:"engine"`
+}
+
+func (s *Server) disposableMarker() string {
+	if s.driver == nil || s.cfg.Ephemeral || s.lock == nil || s.lock.holder.Instance == "" {
+		// In-memory engines leak nothing; ephemeral dirs are swept as such.
+		return ""
+	}
+	return filepath.Join(os.TempDir(), disposablePrefix+s.lock.holder.Instance+".json")
+}
+
+func (s *Server) markDisposable() {
+	m := s.disposableMarker()
+	if m == "" {
+		return
+	}
+	b, err := json.Marshal(disposable{DataDir: s.DataDir, Instance: s.lock.holder.Instance, Engine: s.lock.holder.Engine})
+	if err == nil {
+		err = os.WriteFile(m, b, 0o600)
+	}
+	if err != nil {
+		s.log.Warn("could not mark the containers as disposable; a kill leaves them until removed by hand", "err", err)
+	}
+}
+
+func (s *Server) unmarkDisposable() {
+	if m := s.disposableMarker(); m != "" {
+		_ = os.Remove(m)
+	}
+}
+
+// sweepDisposable removes the containers of disposable rtemus whose process
+// died (their data dir's lock is free, or the data dir is gone), and their
+// data dir where it is a temporary one.
+func sweepDisposable(ctx context.Context, eng sandbox.Engine, engineHost string) ([]Swept, error) {
+	markers, err := filepath.Glob(filepath.Join(os.TempDir(), disposablePrefix+"*.json"))
+	if err != nil {
+		return nil, err
+	}
+	var out []Swept
+	var errs []error
+	for _, m := range markers {
+		var d disposable
+		b, err := os.ReadFile(m)
+		if err != nil || json.Unmarshal(b, &d) != nil || d.Instance == "" || d.Engine != engineHost {
+			continue
+		}
+		l, held, err := tryLockDir(d.DataDir)
+		if held != nil || err != nil && !errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		s := Swept{Dir: d.DataDir}
+		failed := false
+		cs, err := eng.List(ctx, map[string]string{sandbox.LabelInstance: d.Instance})
+		if err != nil {
+			errs = append(errs, err)
+			failed = true
+		}
+		for _, c := range cs {
+			if err := eng.Remove(ctx, c.Name); err != nil {
+				errs = append(errs, fmt.Errorf("%s: remove %s: %w", d.DataDir, c.Name, err))
+				failed = true
+				continue
+			}
+			s.Containers = append(s.Containers, c.Name)
+		}
+		_ = l.release()
+		if failed {
+			continue
+		}
+		if rel, err := filepath.Rel(os.TempDir(), d.DataDir); err == nil && !strings.HasPrefix(rel, "..") && rel != "." {
+			_ = os.RemoveAll(d.DataDir)
+		}
+		_ = os.Remove(m)
+		out = append(out, s)
+	}
+	return out, errors.Join(errs...)
+}
+
 // claim writes in the lock whose data dir and engine this is, and sweeps
 // what dead --ephemeral rtemus left on the Docker engine.
 func (s *Server) claim(ctx context.Context, eng sandbox.Engine, engineHost string) {
@@ -200,9 +290,16 @@ func (s *Server) claim(ctx context.Context, eng sandbox.Engine, engineHost strin
 	}
 }
 
+// sweep removes what dead ephemeral and disposable rtemus left.
+func sweep(ctx context.Context, eng sandbox.Engine, engineHost string) ([]Swept, error) {
+	a, errA := sweepEphemeral(ctx, eng, engineHost)
+	b, errB := sweepDisposable(ctx, eng, engineHost)
+	return append(a, b...), errors.Join(errA, errB)
+}
+
 // sweepAtStart is the sweep every start of rtemu does, logged.
 func sweepAtStart(ctx context.Context, eng sandbox.Engine, engineHost string, log *slog.Logger) {
-	swept, err := sweepEphemeral(ctx, eng, engineHost)
+	swept, err := sweep(ctx, eng, engineHost)
 	for _, s := range swept {
 		log.Info("removed what a dead --ephemeral rtemu left", "pid", s.PID, "dir", s.Dir, "containers", len(s.Containers))
 	}
@@ -219,9 +316,13 @@ func GC(ctx context.Context, w io.Writer) error {
 		return err
 	}
 	defer d.Close()
-	swept, err := sweepEphemeral(ctx, d.Engine(), d.Host())
+	swept, err := sweep(ctx, d.Engine(), d.Host())
 	for _, s := range swept {
-		fmt.Fprintf(w, "removed %s of rtemu pid %d (gone) and its %d container(s)\n", s.Dir, s.PID, len(s.Containers))
+		if s.PID != 0 {
+			fmt.Fprintf(w, "removed %s of rtemu pid %d (gone) and its %d container(s)\n", s.Dir, s.PID, len(s.Containers))
+		} else {
+			fmt.Fprintf(w, "removed the %d container(s) of %s (a test's rtemu, gone)\n", len(s.Containers), s.Dir)
+		}
 	}
 	if len(swept) == 0 && err == nil {
 		fmt.Fprintln(w, "nothing to remove: no --ephemeral rtemu died leaving anything")

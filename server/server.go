@@ -50,7 +50,9 @@ type Server struct {
 
 // RemoveContainersOnClose makes Close remove every container this rtemu
 // made, as --ephemeral does, while keeping the data dir.
-func (s *Server) RemoveContainersOnClose() { s.removeAll = true }
+// A process that dies before Close leaves them to the next sweep (a
+// marker in the temporary folder names them; instance.go).
+func (s *Server) RemoveContainersOnClose() { s.removeAll = true; s.markDisposable() }
 
 // Start opens the state, reconciles it with the engine and starts serving.
 func Start(ctx context.Context, cfg config.Config, version string, log *slog.Logger) (*Server, error) {
@@ -209,7 +211,11 @@ func (s *Server) Close(ctx context.Context) error {
 	if s.svc != nil {
 		s.svc.Close()
 		if s.removeAll {
-			errs = append(errs, s.svc.DestroyAll(ctx))
+			err := s.svc.DestroyAll(ctx)
+			if err == nil {
+				s.unmarkDisposable()
+			}
+			errs = append(errs, err)
 		}
 	}
 	if s.DataDir != "" {
