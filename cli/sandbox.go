@@ -182,7 +182,7 @@ func sandboxExecCmd(f *clientFlags) *cobra.Command {
 		Use:   "exec ID|NAME COMMAND...",
 		Short: "Run a command in a sandbox; its exit code is rtemu's",
 		Long: `Run a command in a sandbox by /bin/sh -c, as root, in /workspace unless --cwd says
-otherwise. Its stdout and stderr are printed as they are (with --json, the API's answer), and
+otherwise. Its stdout and stderr are printed as they come (with --json, the API's answer), and
 its exit code is this command's exit status. Flags go before ID: what follows is the command.`,
 		Example: `  rtemu sandbox exec my-env "ls -la /workspace"
   rtemu sandbox exec --cwd /tmp my-env uname -a`,
@@ -199,23 +199,27 @@ its exit code is this command's exit status. Flags go before ID: what follows is
 			}
 			req.Command = strings.Join(args[1:], " ")
 			req.Timeout = timeout.Milliseconds()
-			r, err := f.client(cmd.Context()).ExecSandbox(cmd.Context(), args[0], req)
-			if err != nil {
-				return err
-			}
+			c := f.client(cmd.Context())
 			if f.json {
+				r, err := c.ExecSandbox(cmd.Context(), args[0], req)
+				if err != nil {
+					return err
+				}
 				if err := f.printJSON(r.Raw); err != nil {
 					return err
 				}
-			} else {
-				fmt.Fprint(f.env.Stdout, r.Stdout)
-				fmt.Fprint(f.env.Stderr, r.Stderr)
-				if r.TimedOut {
-					fmt.Fprintf(f.env.Stderr, "rtemu: the command timed out after %s (--timeout) and was killed\n", timeout)
-				}
-				if r.StdoutTruncated || r.StderrTruncated {
-					fmt.Fprintln(f.env.Stderr, "rtemu: the output was cut at the API's limit")
-				}
+				return exit(r.ExitCode)
+			}
+			// Streamed: the output shows as it comes.
+			r, err := c.ExecStream(cmd.Context(), args[0], req, f.env.Stdout, f.env.Stderr)
+			if err != nil {
+				return err
+			}
+			if r.TimedOut {
+				fmt.Fprintf(f.env.Stderr, "rtemu: the command timed out after %s (--timeout) and was killed\n", timeout)
+			}
+			if r.StdoutTruncated || r.StderrTruncated {
+				fmt.Fprintln(f.env.Stderr, "rtemu: the output was cut at the API's limit")
 			}
 			return exit(r.ExitCode)
 		},

@@ -7,6 +7,7 @@
 package client
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -58,7 +59,11 @@ type FieldError struct {
 
 func (e *Error) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s (%d %s)", e.Message, e.Status, e.Code)
+	if e.Status == 0 {
+		fmt.Fprintf(&b, "%s (%s)", e.Message, e.Code)
+	} else {
+		fmt.Fprintf(&b, "%s (%d %s)", e.Message, e.Status, e.Code)
+	}
 	for _, d := range e.Details {
 		fmt.Fprintf(&b, "; %s: %s", d.Field, d.Message)
 	}
@@ -121,6 +126,13 @@ func (c *Client) send(ctx context.Context, method, path string, query url.Values
 	if err != nil {
 		return nil, err
 	}
+	return c.sendRequest(req, ctype)
+}
+
+// sendRequest sends req with the key and returns a 2xx answer; any other
+// is an *Error.
+func (c *Client) sendRequest(req *http.Request, ctype string) (*http.Response, error) {
+	method, path := req.Method, req.URL.Path
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}
@@ -591,4 +603,100 @@ func (c *Client) ChangeFile(ctx context.Context, ws, p, operation, target string
 	var f File
 	body := map[string]string{"operation": operation, "target": target}
 	return &f, c.do(ctx, http.MethodPut, filesPath(ws, "files", p), nil, body, &rawOf[File]{&f, &f.Raw})
+}
+
+// ExecStream runs a command with its output streamed as it comes
+// (server-sent events) into stdout and stderr, and returns how it ended.
+// Where the API answers with a plain JSON result instead, its output is
+// written out whole.
+func (c *Client) ExecStream(ctx context.Context, id string, req Exec, stdout, stderr io.Writer) (*ExecResult, error) {
+	j, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	path := "/v1/sandboxes/" + url.PathEscape(id) + "/exec"
+	u := c.base + path
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(j))
+	if err != nil {
+		return nil, err
+	}
+	hreq.Header.Set("Accept", "text/event-stream")
+	resp, err := c.sendRequest(hreq, "application/json")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		var env struct {
+			Data json.RawMessage `json:"data"`
+		}
+		var r ExecResult
+		if err := json.NewDecoder(resp.Body).Decode(&env); err != nil {
+			return nil, fmt.Errorf("POST %s: %w", path, err)
+		}
+		if err := json.Unmarshal(env.Data, &rawOf[ExecResult]{&r, &r.Raw}); err != nil {
+			return nil, fmt.Errorf("POST %s: %w", path, err)
+		}
+		_, _ = io.WriteString(stdout, r.Stdout)
+		_, _ = io.WriteString(stderr, r.Stderr)
+		return &r, nil
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	var event string
+	var data strings.Builder
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, ":"):
+		case strings.HasPrefix(line, "event:"):
+			event = strings.TrimSpace(strings.TrimPrefix(line, "event:"))
+		case strings.HasPrefix(line, "data:"):
+			data.WriteString(strings.TrimPrefix(strings.TrimPrefix(line, "data:"), " "))
+		case line == "":
+			r, err := execEvent(event, data.String(), stdout, stderr)
+			if r != nil || err != nil {
+				return r, err
+			}
+			event = ""
+			data.Reset()
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("POST %s: the stream broke: %w", path, err)
+	}
+	return nil, fmt.Errorf("POST %s: the stream ended without the command's exit", path)
+}
+
+// execEvent handles one event of a streamed exec: output is written, the
+// end returns the result (exit) or an error (error).
+func execEvent(event, data string, stdout, stderr io.Writer) (*ExecResult, error) {
+	switch event {
+	case "stdout", "stderr":
+		var chunk struct {
+			Data string `json:"data"`
+		}
+		if err := json.Unmarshal([]byte(data), &chunk); err != nil {
+			return nil, fmt.Errorf("a streamed exec's %s event: %w", event, err)
+		}
+		w := stdout
+		if event == "stderr" {
+			w = stderr
+		}
+		_, _ = io.WriteString(w, chunk.Data)
+	case "exit":
+		var r ExecResult
+		if err := json.Unmarshal([]byte(data), &rawOf[ExecResult]{&r, &r.Raw}); err != nil {
+			return nil, fmt.Errorf("a streamed exec's exit event: %w", err)
+		}
+		return &r, nil
+	case "error":
+		var e struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		}
+		_ = json.Unmarshal([]byte(data), &e)
+		return nil, &Error{Code: e.Code, Message: e.Message}
+	}
+	return nil, nil
 }
