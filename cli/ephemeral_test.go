@@ -328,3 +328,22 @@ func TestKilledTestBinaryLeavesNothing(t *testing.T) {
 		t.Errorf("markers left: %v", left)
 	}
 }
+
+// TestDoctorWithoutAnEngine: doctor fails, exit status 1, and says where
+// the usual setups' engines are.
+func TestDoctorWithoutAnEngine(t *testing.T) {
+	t.Parallel()
+	cmd := childCmd(t, t.TempDir(), "doctor", "--data-dir", filepath.Join(t.TempDir(), "d"))
+	cmd.Env = append(cmd.Env, "DOCKER_HOST=unix:///nonexistent/docker.sock")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("doctor without an engine: %v\n%s", err, out)
+	}
+	for _, want := range []string{"FAIL docker: no engine answers at unix:///nonexistent/docker.sock", "hint Podman: DOCKER_HOST=unix://$(podman info",
+		"hint rootless Docker: DOCKER_HOST=unix://$XDG_RUNTIME_DIR/docker.sock"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("doctor output lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -277,8 +277,9 @@ func sweepDisposable(ctx context.Context, eng sandbox.Engine, engineHost string)
 	return out, errors.Join(errs...)
 }
 
-// claim writes in the lock whose data dir and engine this is, and sweeps
-// what dead --ephemeral rtemus left on the Docker engine.
+// claim writes in the lock whose data dir and engine this is; on the
+// Docker engine it sweeps what dead rtemus left, and warns of templates
+// whose image is not here.
 func (s *Server) claim(ctx context.Context, eng sandbox.Engine, engineHost string) {
 	if err := s.lock.update(func(h *Holder) {
 		h.Instance, h.Engine, h.Ephemeral = s.store.InstanceID(), engineHost, s.cfg.Ephemeral
@@ -287,6 +288,7 @@ func (s *Server) claim(ctx context.Context, eng sandbox.Engine, engineHost strin
 	}
 	if s.driver != nil {
 		sweepAtStart(ctx, eng, engineHost, s.log)
+		warnMissingImages(ctx, eng, s.cfg.Templates, s.log)
 	}
 }
 

@@ -61,3 +61,20 @@ func TestLeftovers(t *testing.T) {
 		}
 	}
 }
+
+// TestStartWarnsOfMissingImages: serve says at start which template's image
+// is not here, and the command that fixes it.
+func TestStartWarnsOfMissingImages(t *testing.T) {
+	emulatortest.SkipIfNoDocker(t)
+	t.Parallel()
+	var log emulatortest.Buffer
+	emulatortest.New(t, emulatortest.WithLog(&log), emulatortest.WithTemplate("gone", "rtemu-test/none:missing"))
+	for _, want := range []string{"a template's image is not here", "docker pull rtemu-test/none:missing", "template=gone"} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("start log lacks %q:\n%s", want, log.String())
+		}
+	}
+	if strings.Contains(log.String(), "template=base-ubuntu") {
+		t.Errorf("a present image warned of:\n%s", log.String())
+	}
+}
