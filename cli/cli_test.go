@@ -161,6 +161,11 @@ func TestClientCommands(t *testing.T) {
 	if strings.TrimSpace(r.stdout) != "[]" {
 		t.Fatalf("list --json of nothing: %q", r.stdout)
 	}
+	// Shell completion offers the sandboxes by name.
+	r = run(t, env, "__complete", "sandbox", "exec", "")
+	if r.code != 0 || !strings.Contains(r.stdout, "cli-one\t"+id+" running") {
+		t.Fatalf("completion: exit %d: %q %q", r.code, r.stdout, r.stderr)
+	}
 	r = run(t, env, "sandbox", "get", "cli-one", "--json")
 	var sb map[string]any
 	if err := json.Unmarshal([]byte(r.stdout), &sb); err != nil || sb["id"] != id || sb["idleTimeout"] != float64(0) {

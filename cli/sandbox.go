@@ -24,9 +24,33 @@ hosted runtools CLI does. A sandbox is named by its id or its name.`,
 		Args: noArgs,
 	}
 	f := addClientFlags(c, env)
-	c.AddCommand(sandboxCreateCmd(f), sandboxListCmd(f), sandboxGetCmd(f), sandboxExecCmd(f), sandboxSSHCmd(f),
-		sandboxURLCmd(f), sandboxPauseCmd(f), sandboxResumeCmd(f), sandboxDestroyCmd(f))
+	c.AddCommand(sandboxCreateCmd(f), sandboxListCmd(f))
+	for _, sub := range []*cobra.Command{sandboxGetCmd(f), sandboxExecCmd(f), sandboxSSHCmd(f),
+		sandboxURLCmd(f), sandboxPauseCmd(f), sandboxResumeCmd(f), sandboxDestroyCmd(f)} {
+		sub.ValidArgsFunction = f.completeSandbox
+		c.AddCommand(sub)
+	}
 	return c
+}
+
+// completeSandbox completes a sandbox's name or id from the API's list.
+func (f *clientFlags) completeSandbox(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	if len(args) > 0 && cmd.Name() != "destroy" {
+		return nil, cobra.ShellCompDirectiveDefault
+	}
+	sbs, err := f.client(cmd.Context()).ListSandboxes(cmd.Context(), client.ListSandboxes{})
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var out []string
+	for _, sb := range sbs {
+		if n := deref(sb.Name); n != "" {
+			out = append(out, n+"\t"+sb.ID+" "+sb.Status)
+		} else {
+			out = append(out, sb.ID+"\t"+sb.Status)
+		}
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp
 }
 
 func sandboxCreateCmd(f *clientFlags) *cobra.Command {
