@@ -4,7 +4,6 @@ package config
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/rtemu-dev/rtemu/sandbox"
 	"github.com/rtemu-dev/rtemu/templates"
@@ -103,10 +104,10 @@ var Settings = []Setting{
 	{"--exec-output-memory", "RTEMU_EXEC_OUTPUT_MEMORY"},
 }
 
-// isOff reads an on/off setting (empty is on).
+// isOff reads an on/off setting.
 func isOff(setting, v string) (bool, error) {
 	switch strings.ToLower(v) {
-	case "on", "":
+	case "on":
 		return false, nil
 	case "off":
 		return true, nil
@@ -114,70 +115,95 @@ func isOff(setting, v string) (bool, error) {
 	return false, fmt.Errorf("%s: %q is not on or off", setting, v)
 }
 
-type listFlag []string
+// Flags are the serve flags bound on a flag set; Config reads them, and
+// the environment for every flag not given, once the set is parsed.
+type Flags struct {
+	fs                                                      *pflag.FlagSet
+	addr, sshAddr, dataDir, publicAddr, publicSSHAddr       string
+	auth, execAgent, devListeners, sandboxNet, outputMemory string
+	ephemeral, strict                                       bool
+	templates, keys, pools                                  []string
+}
 
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+// AddFlags binds the serve flags (Settings) on fs.
+func AddFlags(fs *pflag.FlagSet) *Flags {
+	f := &Flags{fs: fs}
+	env := func(flag string) string {
+		for _, s := range Settings {
+			if s.Flag == "--"+flag {
+				return " (env " + s.Env + ")"
+			}
+		}
+		return ""
+	}
+	str := func(p *string, name, def, usage string) { fs.StringVar(p, name, def, usage+env(name)) }
+	str(&f.addr, "addr", "127.0.0.1:7070", "REST API address (127.0.0.1:0 picks a free port)")
+	str(&f.sshAddr, "ssh-addr", "127.0.0.1:2222", "SSH gateway address")
+	str(&f.dataDir, "data-dir", "", "data directory (default $XDG_DATA_HOME/rtemu, else ~/.local/share/rtemu)")
+	fs.BoolVar(&f.ephemeral, "ephemeral", false, "temporary state, containers removed at exit"+env("ephemeral"))
+	fs.StringArrayVar(&f.templates, "template", nil, "NAME=IMAGE, laid over the default templates (repeatable)"+env("template"))
+	fs.StringArrayVar(&f.keys, "api-key", nil, "accept only this key (repeatable)"+env("api-key"))
+	str(&f.auth, "auth", "on", "on or off: off accepts requests with any key or none")
+	fs.StringArrayVar(&f.pools, "warm-pool", nil, "TEMPLATE=N started containers kept ready (repeatable)"+env("warm-pool"))
+	str(&f.execAgent, "exec-agent", "on", "on, streams or off: run commands through an agent in each sandbox (streams: never over a socket of rtemu's, only the engine's streams)")
+	str(&f.publicAddr, "public-addr", "", "HOST:PORT at which clients reach the API (default: the listener's)")
+	str(&f.publicSSHAddr, "public-ssh-addr", "", "HOST:PORT at which clients reach the SSH gateway (default: the listener's)")
+	str(&f.devListeners, "dev-url-listeners", "on", "on or off: a loopback listener per sandbox port for dev URLs")
+	fs.BoolVar(&f.strict, "strict-lifecycle", false, "409 for exec on a sandbox not running, instead of waiting"+env("strict-lifecycle"))
+	str(&f.sandboxNet, "sandbox-network", "isolated", "isolated or shared: whether sandboxes reach each other")
+	str(&f.outputMemory, "exec-output-memory", "32MB", "memory all commands' buffered output shares before spilling to files")
+	return f
+}
 
 // Parse reads flags from args (without the program and subcommand names)
-// and the environment through getenv.
+// and the environment through getenv; usage goes to stderr on -h.
 func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
-	cfg := Config{Addr: "127.0.0.1:7070", SSHAddr: "127.0.0.1:2222"}
-	fs := flag.NewFlagSet("rtemu serve", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("rtemu serve", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var templates, keys, pools listFlag
-	var auth, ephemeral, execAgent, strict, devListeners, sandboxNet, outputMemory string
-	fs.StringVar(&cfg.Addr, "addr", envOr(getenv, "RTEMU_ADDR", cfg.Addr), "REST API address")
-	fs.StringVar(&cfg.SSHAddr, "ssh-addr", envOr(getenv, "RTEMU_SSH_ADDR", cfg.SSHAddr), "SSH gateway address")
-	fs.StringVar(&cfg.DataDir, "data-dir", getenv("RTEMU_DATA_DIR"), "data directory")
-	fs.StringVar(&ephemeral, "ephemeral", getenv("RTEMU_EPHEMERAL"), "temporary state, containers removed at exit")
-	fs.StringVar(&strict, "strict-lifecycle", getenv("RTEMU_STRICT_LIFECYCLE"), "409 for exec on a sandbox not running, instead of waiting")
-	fs.Var(&templates, "template", "NAME=IMAGE (repeatable)")
-	fs.Var(&keys, "api-key", "accept only this key (repeatable)")
-	fs.Var(&pools, "warm-pool", "TEMPLATE=N started containers kept ready (repeatable)")
-	fs.StringVar(&auth, "auth", envOr(getenv, "RTEMU_AUTH", "on"), "on or off")
-	fs.StringVar(&execAgent, "exec-agent", envOr(getenv, "RTEMU_EXEC_AGENT", "on"), "on, streams or off: run commands through an agent in each sandbox (streams: never over a socket of rtemu's, only the engine's streams)")
-	fs.StringVar(&cfg.PublicAddr, "public-addr", getenv("RTEMU_PUBLIC_ADDR"), "HOST:PORT at which clients reach the API (default: the listener's)")
-	fs.StringVar(&cfg.PublicSSHAddr, "public-ssh-addr", getenv("RTEMU_PUBLIC_SSH_ADDR"), "HOST:PORT at which clients reach the SSH gateway (default: the listener's)")
-	fs.StringVar(&devListeners, "dev-url-listeners", envOr(getenv, "RTEMU_DEV_URL_LISTENERS", "on"), "on or off: a loopback listener per sandbox port for dev URLs")
-	fs.StringVar(&sandboxNet, "sandbox-network", envOr(getenv, "RTEMU_SANDBOX_NETWORK", "isolated"), "isolated or shared: whether sandboxes reach each other")
-	fs.StringVar(&outputMemory, "exec-output-memory", getenv("RTEMU_EXEC_OUTPUT_MEMORY"), "memory all commands' buffered output shares before spilling to files (default 32MB)")
-	// --ephemeral and --strict-lifecycle work as bare boolean flags too.
-	args = append([]string(nil), args...)
-	for i, a := range args {
-		switch a {
-		case "--ephemeral", "-ephemeral":
-			args[i] = "--ephemeral=true"
-		case "--strict-lifecycle", "-strict-lifecycle":
-			args[i] = "--strict-lifecycle=true"
-		}
-	}
+	f := AddFlags(fs)
 	if err := fs.Parse(args); err != nil {
-		return cfg, err
+		return Config{}, err
 	}
 	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	return f.Config(getenv)
+}
+
+// Config is the configuration the parsed flags and, for every flag not
+// given, its environment variable make.
+func (f *Flags) Config(getenv func(string) string) (Config, error) {
+	for _, s := range Settings {
+		name := strings.TrimPrefix(s.Flag, "--")
+		v := getenv(s.Env)
+		if v == "" || f.fs.Changed(name) {
+			continue
+		}
+		vals := []string{v}
+		if f.fs.Lookup(name).Value.Type() == "stringArray" {
+			vals = splitList(v)
+		}
+		for _, v := range vals {
+			if err := f.fs.Set(name, v); err != nil {
+				if f.fs.Lookup(name).Value.Type() == "bool" {
+					return Config{}, fmt.Errorf("%s: %q is not true or false", s.Env, v)
+				}
+				return Config{}, fmt.Errorf("%s: %q: %w", s.Env, v, err)
+			}
+		}
+	}
+	cfg := Config{Addr: f.addr, SSHAddr: f.sshAddr, DataDir: f.dataDir, Ephemeral: f.ephemeral, StrictLifecycle: f.strict,
+		PublicAddr: f.publicAddr, PublicSSHAddr: f.publicSSHAddr, APIKeys: f.keys}
 	var err error
-	if ephemeral != "" {
-		if cfg.Ephemeral, err = strconv.ParseBool(ephemeral); err != nil {
-			return cfg, fmt.Errorf("--ephemeral / RTEMU_EPHEMERAL: %q is not true or false", ephemeral)
-		}
-	}
-	if strict != "" {
-		if cfg.StrictLifecycle, err = strconv.ParseBool(strict); err != nil {
-			return cfg, fmt.Errorf("--strict-lifecycle / RTEMU_STRICT_LIFECYCLE: %q is not true or false", strict)
-		}
-	}
-	if cfg.AuthOff, err = isOff("--auth / RTEMU_AUTH", auth); err != nil {
+	if cfg.AuthOff, err = isOff("--auth / RTEMU_AUTH", f.auth); err != nil {
 		return cfg, err
 	}
-	if strings.EqualFold(execAgent, "streams") {
+	if strings.EqualFold(f.execAgent, "streams") {
 		cfg.ExecAgentStreamsOnly = true
-	} else if cfg.ExecAgentOff, err = isOff("--exec-agent / RTEMU_EXEC_AGENT", execAgent); err != nil {
+	} else if cfg.ExecAgentOff, err = isOff("--exec-agent / RTEMU_EXEC_AGENT", f.execAgent); err != nil {
 		return cfg, fmt.Errorf("%w (or streams)", err)
 	}
-	if cfg.DevURLListenersOff, err = isOff("--dev-url-listeners / RTEMU_DEV_URL_LISTENERS", devListeners); err != nil {
+	if cfg.DevURLListenersOff, err = isOff("--dev-url-listeners / RTEMU_DEV_URL_LISTENERS", f.devListeners); err != nil {
 		return cfg, err
 	}
 	for _, a := range []struct{ name, v string }{{"--public-addr / RTEMU_PUBLIC_ADDR", cfg.PublicAddr}, {"--public-ssh-addr / RTEMU_PUBLIC_SSH_ADDR", cfg.PublicSSHAddr}} {
@@ -188,47 +214,30 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config,
 			return cfg, fmt.Errorf("%s: %q is not HOST:PORT", a.name, a.v)
 		}
 	}
-	if outputMemory != "" {
-		n, err := sandbox.ParseSize(outputMemory)
+	if f.fs.Changed("exec-output-memory") {
+		n, err := sandbox.ParseSize(f.outputMemory)
 		if err != nil || n < 1<<20 || n > 16<<30 {
-			return cfg, fmt.Errorf("--exec-output-memory / RTEMU_EXEC_OUTPUT_MEMORY: %q is not a size from 1MB to 16GB, e.g. 64MB", outputMemory)
+			return cfg, fmt.Errorf("--exec-output-memory / RTEMU_EXEC_OUTPUT_MEMORY: %q is not a size from 1MB to 16GB, e.g. 64MB", f.outputMemory)
 		}
 		cfg.ExecOutputMemory = int(n)
 	}
-	switch strings.ToLower(sandboxNet) {
+	switch strings.ToLower(f.sandboxNet) {
 	case "isolated":
 	case "shared":
 		cfg.SharedSandboxNetwork = true
 	default:
-		return cfg, fmt.Errorf("--sandbox-network / RTEMU_SANDBOX_NETWORK: %q is not isolated or shared", sandboxNet)
+		return cfg, fmt.Errorf("--sandbox-network / RTEMU_SANDBOX_NETWORK: %q is not isolated or shared", f.sandboxNet)
 	}
-	if len(keys) == 0 {
-		keys = splitList(getenv("RTEMU_API_KEYS"))
-	}
-	cfg.APIKeys = keys
-	if len(templates) == 0 {
-		templates = splitList(getenv("RTEMU_TEMPLATES"))
-	}
-	if cfg.Templates, err = parseTemplates(templates); err != nil {
+	if cfg.Templates, err = parseTemplates(f.templates); err != nil {
 		return cfg, err
 	}
-	if len(pools) == 0 {
-		pools = splitList(getenv("RTEMU_WARM_POOL"))
-	}
-	if cfg.WarmPool, err = parseWarmPool(pools, cfg.Templates); err != nil {
+	if cfg.WarmPool, err = parseWarmPool(f.pools, cfg.Templates); err != nil {
 		return cfg, err
 	}
 	if cfg.DataDir == "" && !cfg.Ephemeral {
 		cfg.DataDir, err = defaultDataDir(getenv)
 	}
 	return cfg, err
-}
-
-func envOr(getenv func(string) string, key, def string) string {
-	if v := getenv(key); v != "" {
-		return v
-	}
-	return def
 }
 
 func splitList(s string) []string {
@@ -248,7 +257,7 @@ func parseTemplates(pairs []string) ([]sandbox.Template, error) {
 		name, image, ok := strings.Cut(p, "=")
 		name, image = strings.TrimSpace(name), strings.TrimSpace(image)
 		if !ok || name == "" || image == "" || strings.ContainsAny(name, " /") {
-			return nil, fmt.Errorf("--template %q: want NAME=IMAGE, e.g. base-ubuntu=ubuntu:24.04", p)
+			return nil, fmt.Errorf("--template / RTEMU_TEMPLATES %q: want NAME=IMAGE, e.g. base-ubuntu=ubuntu:24.04", p)
 		}
 		replaced := false
 		for i := range out {
@@ -293,14 +302,14 @@ func parseWarmPool(pairs []string, templates []sandbox.Template) (map[string]int
 		name = strings.TrimSpace(name)
 		n, err := strconv.Atoi(strings.TrimSpace(count))
 		if !ok || name == "" || err != nil || n < 0 || n > maxWarmPool {
-			return nil, fmt.Errorf("--warm-pool %q: want TEMPLATE=N with N from 0 to %d, e.g. base-ubuntu=4", p, maxWarmPool)
+			return nil, fmt.Errorf("--warm-pool / RTEMU_WARM_POOL %q: want TEMPLATE=N with N from 0 to %d, e.g. base-ubuntu=4", p, maxWarmPool)
 		}
 		known := false
 		for _, t := range templates {
 			known = known || t.Name == name
 		}
 		if !known {
-			return nil, fmt.Errorf("--warm-pool %q: unknown template %q (add it with --template %s=IMAGE)", p, name, name)
+			return nil, fmt.Errorf("--warm-pool / RTEMU_WARM_POOL %q: unknown template %q (add it with --template %s=IMAGE)", p, name, name)
 		}
 		out[name] = n
 	}

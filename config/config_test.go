@@ -81,7 +81,7 @@ func TestParseRejects(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{
 		{"--template", "noequals"}, {"--template", "=img"}, {"--template", "a b=img"}, {"--auth", "maybe"}, {"--exec-agent", "sometimes"}, {"--sandbox-network", "open"},
-		{"--ephemeral=perhaps"}, {"--strict-lifecycle=maybe"}, {"--no-such-flag"}, {"stray"},
+		{"--ephemeral=perhaps"}, {"--ephemeral", "--auth"}, {"--strict-lifecycle=maybe"}, {"--no-such-flag"}, {"stray"},
 		{"--warm-pool", "base-ubuntu"}, {"--warm-pool", "base-ubuntu=-1"}, {"--warm-pool", "base-ubuntu=65"},
 		{"--warm-pool", "nosuch=2"}, {"--warm-pool", "base-ubuntu=two"},
 		{"--public-addr", "nocolon"}, {"--public-ssh-addr", ":22"}, {"--dev-url-listeners", "perhaps"},
@@ -89,6 +89,38 @@ func TestParseRejects(t *testing.T) {
 	} {
 		if _, err := Parse(args, func(string) string { return "" }, io.Discard); err == nil {
 			t.Errorf("%v accepted", args)
+		}
+	}
+}
+
+// TestParseRejectsEnv: a variable's bad value is refused, naming it.
+func TestParseRejectsEnv(t *testing.T) {
+	t.Parallel()
+	for _, kv := range [][2]string{
+		{"RTEMU_EPHEMERAL", "perhaps"}, {"RTEMU_STRICT_LIFECYCLE", "2"}, {"RTEMU_AUTH", "maybe"},
+		{"RTEMU_WARM_POOL", "base-ubuntu=x"}, {"RTEMU_TEMPLATES", "noequals"}, {"RTEMU_EXEC_OUTPUT_MEMORY", "lots"},
+	} {
+		_, err := Parse(nil, func(k string) string { return map[string]string{kv[0]: kv[1], "HOME": "/h"}[k] }, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), kv[0]) {
+			t.Errorf("%s=%s: %v", kv[0], kv[1], err)
+		}
+	}
+}
+
+// TestBooleansAreBooleans: --ephemeral and --strict-lifecycle are bare
+// flags that also take =true/=false, and say so in the usage.
+func TestBooleansAreBooleans(t *testing.T) {
+	t.Parallel()
+	env := func(k string) string { return map[string]string{"HOME": "/h", "RTEMU_EPHEMERAL": "true"}[k] }
+	cfg, err := Parse([]string{"--ephemeral=false", "--strict-lifecycle"}, env, io.Discard)
+	if err != nil || cfg.Ephemeral || !cfg.StrictLifecycle {
+		t.Fatalf("--ephemeral=false over RTEMU_EPHEMERAL=true, --strict-lifecycle: %+v, %v", cfg, err)
+	}
+	var usage strings.Builder
+	_, _ = Parse([]string{"-h"}, env, &usage)
+	for _, l := range strings.Split(usage.String(), "\n") {
+		if strings.Contains(l, "--ephemeral") && strings.Contains(l, "string") {
+			t.Errorf("usage: %q", l)
 		}
 	}
 }
@@ -137,7 +169,7 @@ func flagNames(t *testing.T) map[string]bool {
 		t.Fatal("-h parsed as a configuration")
 	}
 	names := map[string]bool{}
-	for _, m := range regexp.MustCompile(`(?m)^\s+-([a-z-]+)`).FindAllStringSubmatch(usage.String(), -1) {
+	for _, m := range regexp.MustCompile(`(?m)^\s+(?:-\w, )?--([a-z-]+)`).FindAllStringSubmatch(usage.String(), -1) {
 		names[m[1]] = true
 	}
 	if len(names) == 0 {

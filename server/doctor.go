@@ -12,7 +12,6 @@ import (
 	"github.com/rtemu-dev/rtemu/config"
 	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/sandbox"
-	"github.com/rtemu-dev/rtemu/templates"
 )
 
 // Doctor checks what rtemu needs and prints one line a check. It returns
@@ -37,31 +36,37 @@ func Doctor(ctx context.Context, cfg config.Config, w io.Writer) bool {
 	info, err := d.Ping(ctx)
 	if err != nil {
 		report(false, "docker: no engine answers at %s (start it, or set DOCKER_HOST): %v", d.Host(), err)
+		fmt.Fprint(w, noEngineHints)
 	} else {
 		report(true, "docker: engine %s (API %s, %s, %d CPUs) at %s", info.Version, info.APIVersion, info.OS, info.CPUs, info.Host)
 		setupReport(ctx, d, cfg, w)
 		for _, t := range cfg.Templates {
-			present, err := d.ImagePresent(ctx, t.Image)
+			ti, err := checkTemplate(ctx, d, t)
 			switch {
 			case err != nil:
-				report(false, "template %s: image %s: %v", t.Name, t.Image, err)
-			case present:
-				report(true, "template %s: image %s present", t.Name, t.Image)
-			case t.Recipe != "":
-				// Not fatal: it is built at the first create where a registry answers.
-				fmt.Fprintf(w, "warn template %s: image %s is not built; it is built at the first create from %s "+
-					"(needs a registry), or build it now: rtemu templates build %s (offline: add --base IMAGE, "+
-					"a local Debian or Ubuntu image)\n", t.Name, t.Image, templates.DefaultBase, t.Recipe)
+				report(false, "template %s: image %s: %v", t.Name, ti.Image, err)
+			case ti.Present:
+				report(true, "template %s: image %s present%s", t.Name, ti.Image, ti.Note)
 			default:
-				// Not fatal: it is pulled at the first create where a registry answers.
-				fmt.Fprintf(w, "warn template %s: image %s is not present; it is pulled at the first create "+
-					"(needs a registry), or map the template to a local image with --template %s=IMAGE\n",
-					t.Name, t.Image, t.Name)
+				// Not fatal: the first create pulls or builds it where a
+				// registry answers.
+				fmt.Fprintf(w, "warn template %s: image %s%s is not here; %s\n", t.Name, ti.Image, ti.Note, ti.Missing)
 			}
 		}
 	}
-	for _, l := range []struct{ what, addr string }{{"API", cfg.Addr}, {"SSH", cfg.SSHAddr}} {
+	// An address held by the rtemu of this data dir is where it should be.
+	var running *Running
+	if cfg.DataDir != "" {
+		if r, err := FindRunning(ctx, cfg.DataDir); err == nil {
+			running = &r
+		}
+	}
+	for _, l := range []struct{ what, addr, ours string }{{"API", cfg.Addr, "http://" + cfg.Addr}, {"SSH", cfg.SSHAddr, cfg.SSHAddr}} {
 		ln, err := net.Listen("tcp", l.addr)
+		if err != nil && running != nil && (running.URL == l.ours || running.SSHAddr == l.ours) {
+			report(true, "%s address %s is served by the running rtemu of %s (pid %d, version %s)", l.what, l.addr, cfg.DataDir, running.PID, running.Version)
+			continue
+		}
 		if err != nil {
 			report(false, "%s address %s is not free: %v", l.what, l.addr, err)
 			continue
@@ -71,6 +76,12 @@ func Doctor(ctx context.Context, cfg config.Config, w io.Writer) bool {
 	}
 	return healthy
 }
+
+// noEngineHints are where the engine's socket is on the usual setups.
+const noEngineHints = `hint Docker Desktop, OrbStack, Colima, Rancher Desktop: start it (its docker context is found as the Docker CLI finds it: docker context ls)
+hint Podman: DOCKER_HOST=unix://$(podman info --format '{{.Host.RemoteSocket.Path}}') (podman machine start first on macOS and Windows)
+hint rootless Docker: DOCKER_HOST=unix://$XDG_RUNTIME_DIR/docker.sock
+`
 
 // setupReport says what kind of setup this is and what that means for the
 // user, one line a fact.
@@ -97,6 +108,14 @@ func setupReport(ctx context.Context, d *dockerdriver.Driver, cfg config.Config,
 	}
 	if st.Kind == "Podman" {
 		info("podman: sandboxes run with an init process as PID 1; install catatonit if creates fail naming it")
+	}
+	switch {
+	case st.Kind == "Docker Desktop":
+		info("docker desktop: workspace mounts need the data dir in a folder it shares with its VM (Settings > Resources > File sharing; /Users, /Volumes, /private, /tmp and /var/folders are shared by default on macOS)")
+	case st.Kind == "Colima":
+		info("colima: workspace mounts need the data dir in a folder mounted into its VM at the same path (your home by default; others: colima start --mount DIR:w)")
+	case st.Rootless:
+		info("rootless docker: CPU, memory and process limits need cgroup v2 with systemd delegating the cpu, memory and pids controllers to your user")
 	}
 	if cfg.ExecAgentOff {
 		info("exec agent: off (--exec-agent off): every command is a Docker exec (~60 ms), and ports are relayed by bash or nc in the sandbox")
@@ -132,16 +151,22 @@ func setupReport(ctx context.Context, d *dockerdriver.Driver, cfg config.Config,
 	if cfg.DataDir == "" {
 		return
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		warn("workspace mounts: cannot make the data dir %s: %v", cfg.DataDir, err)
-		return
+	// Checked without making the data dir: where it is not made yet, on
+	// the folder it will be made in.
+	dir, what := cfg.DataDir, "the data dir "+cfg.DataDir
+	for {
+		if _, err := os.Stat(dir); err == nil || filepath.Dir(dir) == dir {
+			break
+		}
+		dir = filepath.Dir(dir)
+		what = dir + " (where the data dir " + cfg.DataDir + " will be made)"
 	}
-	shared, err := d.SharesFolder(ctx, cfg.DataDir, image, nil)
+	shared, err := d.SharesFolder(ctx, dir, image, nil)
 	switch {
 	case err != nil:
 		warn("workspace mounts: could not check: %v", err)
 	case shared:
-		info("workspace mounts: the engine sees the data dir %s at the same path: mounts work", cfg.DataDir)
+		info("workspace mounts: the engine sees %s at the same path: mounts work", what)
 	default:
 		warn("workspace mounts: the engine does not see the data dir %s: creates with mounts answer 400 (share the folder with the engine at the same path, or point --data-dir at one it shares)", cfg.DataDir)
 	}

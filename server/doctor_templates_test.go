@@ -18,15 +18,31 @@ import (
 func TestDoctorTemplateNotBuilt(t *testing.T) {
 	emulatortest.SkipIfNoDocker(t)
 	t.Parallel()
+	img, err := emulatortest.TestImage(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := config.Config{Addr: "127.0.0.1:0", SSHAddr: "127.0.0.1:0", Templates: []sandbox.Template{
 		{Name: "desktop-ubuntu", Image: "rtemu/desktop-ubuntu:000000000000", Recipe: "desktop-ubuntu"},
+		// base-ubuntu's sandboxes are made from its fallback until its
+		// recipe is built: that is the image doctor tells of.
+		{Name: "base-ubuntu", Image: "rtemu/base-ubuntu:000000000000", Recipe: "base-ubuntu", Fallback: img},
+		{Name: "other-ubuntu", Image: "rtemu/base-ubuntu:000000000000", Recipe: "base-ubuntu", Fallback: "rtemu-test/none:missing"},
 	}}
 	var out bytes.Buffer
 	healthy := server.Doctor(context.Background(), cfg, &out)
-	want := "warn template desktop-ubuntu: image rtemu/desktop-ubuntu:000000000000 is not built; it is built at the first create " +
-		"from ubuntu:24.04 (needs a registry), or build it now: rtemu templates build desktop-ubuntu (offline: add --base IMAGE"
-	if !strings.Contains(out.String(), want) {
-		t.Errorf("doctor says\n%s\nwant %q", out.String(), want)
+	for _, want := range []string{
+		"warn template desktop-ubuntu: image rtemu/desktop-ubuntu:000000000000 is not here; the first create builds it " +
+			"from ubuntu:24.04 (a registry is needed, and minutes); build it now: rtemu templates build desktop-ubuntu (offline: add --base",
+		"ok   template base-ubuntu: image " + img + " present (until its recipe's image rtemu/base-ubuntu:000000000000 is built: " +
+			"rtemu templates build base-ubuntu)",
+		"warn template other-ubuntu: image rtemu-test/none:missing (until its recipe's image rtemu/base-ubuntu:000000000000 is built: " +
+			"rtemu templates build base-ubuntu) is not here; the first create pulls it (a registry is needed); have it now: " +
+			"docker pull rtemu-test/none:missing, or offline: rtemu templates build base-ubuntu --base",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("doctor says\n%s\nwant %q", out.String(), want)
+		}
 	}
 	if !healthy {
 		t.Errorf("an unbuilt template made doctor fail:\n%s", out.String())

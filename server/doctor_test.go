@@ -41,8 +41,8 @@ func TestDoctor(t *testing.T) {
 	for _, want := range []string{
 		"ok   docker: engine",
 		"ok   template base-ubuntu: image " + img + " present",
-		"warn template gone: image rtemu-test/none:missing is not present",
-		"--template gone=IMAGE",
+		"warn template gone: image rtemu-test/none:missing is not here; the first create pulls it (a registry is needed); " +
+			"have it now: docker pull rtemu-test/none:missing, or map the template to a local image: --template gone=LOCAL_IMAGE",
 		"FAIL API address " + cfg.Addr + " is not free",
 		"ok   SSH address 127.0.0.1:0 is free",
 		// what the setup is and what it means

@@ -44,11 +44,15 @@ type Server struct {
 	served  chan error
 	// removeAll makes Close remove every container (--ephemeral, tests).
 	removeAll bool
+	// lock is the data dir's, held while this rtemu runs (instance.go).
+	lock *dirLock
 }
 
 // RemoveContainersOnClose makes Close remove every container this rtemu
 // made, as --ephemeral does, while keeping the data dir.
-func (s *Server) RemoveContainersOnClose() { s.removeAll = true }
+// A process that dies before Close leaves them to the next sweep (a
+// marker in the temporary folder names them; instance.go).
+func (s *Server) RemoveContainersOnClose() { s.removeAll = true; s.markDisposable() }
 
 // Start opens the state, reconciles it with the engine and starts serving.
 func Start(ctx context.Context, cfg config.Config, version string, log *slog.Logger) (*Server, error) {
@@ -76,6 +80,9 @@ func start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 	} else if err := os.MkdirAll(s.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	if s.lock, err = lockDir(s.DataDir); err != nil {
+		return nil, err
+	}
 	if s.store, err = store.Open(ctx, filepath.Join(s.DataDir, "rtemu.db")); err != nil {
 		return nil, err
 	}
@@ -101,6 +108,7 @@ func start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 		}
 		eng, engineHost, build = s.driver.Engine(), s.driver.Host(), templates.NewBuilder(s.driver).BuildFunc()
 	}
+	s.claim(ctx, eng, engineHost)
 	s.svc = sandbox.New(sandbox.Config{
 		Store: s.store, Engine: eng, InstanceID: s.store.InstanceID(),
 		Templates: cfg.Templates, Logger: log, DataDir: s.DataDir, WarmPool: cfg.WarmPool, StrictLifecycle: cfg.StrictLifecycle,
@@ -167,6 +175,7 @@ func start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 			log.Error("SSH gateway stopped", "err", err)
 		}
 	}()
+	_ = s.lock.update(func(h *Holder) { h.URL, h.SSHAddr = s.URL, s.SSHAddr })
 	if err := writeRunning(s.DataDir, Running{URL: s.URL, SSHAddr: s.SSHAddr, PID: os.Getpid(), Version: version}); err != nil {
 		log.Warn("could not write the state file for `rtemu env`", "err", err)
 	}
@@ -202,7 +211,11 @@ func (s *Server) Close(ctx context.Context) error {
 	if s.svc != nil {
 		s.svc.Close()
 		if s.removeAll {
-			errs = append(errs, s.svc.DestroyAll(ctx))
+			err := s.svc.DestroyAll(ctx)
+			if err == nil {
+				s.unmarkDisposable()
+			}
+			errs = append(errs, err)
 		}
 	}
 	if s.DataDir != "" {
@@ -220,6 +233,7 @@ func (s *Server) closeState() error {
 	if s.driver != nil {
 		errs = append(errs, s.driver.Close())
 	}
+	errs = append(errs, s.lock.release())
 	if s.cfg.Ephemeral && s.DataDir != "" {
 		errs = append(errs, os.RemoveAll(s.DataDir))
 	}
