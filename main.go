@@ -12,11 +12,9 @@ import (
 	"time"
 
 	"github.com/rtemu-dev/rtemu/config"
+	"github.com/rtemu-dev/rtemu/internal/buildinfo"
 	"github.com/rtemu-dev/rtemu/server"
 )
-
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "0.1.0-dev"
 
 func main() {
 	os.Exit(run(os.Args[1:]))
@@ -29,7 +27,7 @@ func run(args []string) int {
 	}
 	switch cmd {
 	case "version":
-		fmt.Println("rtemu", version)
+		fmt.Println(buildinfo.Get())
 		return 0
 	case "serve", "doctor", "env":
 	case "templates":
@@ -61,12 +59,14 @@ func run(args []string) int {
 	}
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	srv, err := server.Start(ctx, cfg, version, log)
+	build := buildinfo.Get()
+	log.Info("rtemu starting", "version", build.Version, "commit", build.ShortCommit())
+	srv, err := server.Start(ctx, cfg, build.Version, log)
 	if err != nil {
 		log.Error("rtemu could not start", "err", err)
 		return 1
 	}
-	fmt.Printf("rtemu %s: API %s, SSH %s, data dir %s\n", version, srv.URL, srv.SSHAddr, srv.DataDir)
+	fmt.Printf("rtemu %s: API %s, SSH %s, data dir %s\n", build.Version, srv.URL, srv.SSHAddr, srv.DataDir)
 	select {
 	case <-ctx.Done():
 	case err := <-srv.Done():
