@@ -9,14 +9,12 @@ import (
 	"syscall"
 
 	"github.com/rtemu-dev/rtemu/cli"
+	"github.com/rtemu-dev/rtemu/internal/buildinfo"
 )
-
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "0.1.0-dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Main(ctx, os.Args[1:], cli.OSEnv(version))
+	code := cli.Main(ctx, os.Args[1:], cli.OSEnv(buildinfo.Get()))
 	stop()
 	os.Exit(code)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/rtemu-dev/rtemu/client"
 	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/emulatortest"
+	"github.com/rtemu-dev/rtemu/internal/buildinfo"
 	"github.com/rtemu-dev/rtemu/internal/testwait"
 	"github.com/rtemu-dev/rtemu/sandbox"
 	"github.com/rtemu-dev/rtemu/server"
@@ -29,7 +30,7 @@ import (
 func runChild(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return Main(ctx, args, OSEnv("test"))
+	return Main(ctx, args, OSEnv(buildinfo.Info{Version: "test"}))
 }
 
 // child is rtemu running as a process of its own.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/rtemu-dev/rtemu/internal/buildinfo"
 	"io"
 	"os"
 	"strings"
@@ -22,16 +23,18 @@ type Env struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
-	// Version is rtemu's, stamped at build time.
+	// Version is rtemu's version (buildinfo.Info.Version).
 	Version string
+	// Build is what `rtemu version` prints: the version and the commit.
+	Build buildinfo.Info
 	// Terminal tells whether Stderr is a terminal (a spinner, not lines).
 	Terminal bool
 }
 
 // OSEnv is the process's own.
-func OSEnv(version string) Env {
-	return Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Version: version,
-		Terminal: isTerminal(os.Stderr)}
+func OSEnv(build buildinfo.Info) Env {
+	return Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Version: build.Version,
+		Build: build, Terminal: isTerminal(os.Stderr)}
 }
 
 func isTerminal(f *os.File) bool {

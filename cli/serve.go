@@ -33,6 +33,7 @@ func serve(ctx context.Context, env Env, f *config.Flags) error {
 		return usageError{err}
 	}
 	log := slog.New(slog.NewTextHandler(env.Stderr, nil))
+	log.Info("rtemu starting", "version", env.Version, "commit", env.Build.ShortCommit())
 	srv, err := server.Start(ctx, cfg, env.Version, log)
 	if err != nil {
 		return fmt.Errorf("could not start: %w", err)
@@ -136,7 +137,10 @@ func versionCmd(env Env) *cobra.Command {
 		Short: "Print rtemu's version",
 		Args:  noArgs,
 		RunE: func(*cobra.Command, []string) error {
-			fmt.Fprintln(env.Stdout, "rtemu", env.Version)
+			if env.Build.Version == "" {
+				env.Build.Version = env.Version
+			}
+			fmt.Fprintln(env.Stdout, env.Build)
 			return nil
 		},
 	}

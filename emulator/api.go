@@ -18,6 +18,8 @@ import (
 type Config struct {
 	Service *sandbox.Service
 	Version string
+	// Commit is the commit rtemu was built from ("" when unknown).
+	Commit string
 	// APIKeys, when set, is strict mode: only these keys are accepted.
 	APIKeys []string
 	// AuthOff accepts requests with any key or none.
@@ -45,6 +47,7 @@ type Config struct {
 type api struct {
 	svc     *sandbox.Service
 	version string
+	commit  string
 	log     *slog.Logger
 	gate    *gate
 	devURLs *DevURLs
@@ -59,7 +62,7 @@ type api struct {
 
 // New returns the API as an http.Handler.
 func New(cfg Config) http.Handler {
-	a := &api{svc: cfg.Service, version: cfg.Version, log: cfg.Logger, gate: newGate(), devURLs: cfg.DevURLs, ssh: cfg.SSH,
+	a := &api{svc: cfg.Service, version: cfg.Version, commit: cfg.Commit, log: cfg.Logger, gate: newGate(), devURLs: cfg.DevURLs, ssh: cfg.SSH,
 		dataDir: cfg.DataDir, sshAddr: cfg.SSHAddr, authMode: authMode(cfg), stopStreams: cfg.StopStreams,
 		portURLs: cfg.PortURLs, publicSSHAddr: cfg.PublicSSHAddr}
 	if a.log == nil {

@@ -12,6 +12,7 @@ type healthResponse struct {
 	Status  string `json:"status"`
 	Docker  string `json:"docker"`
 	Version string `json:"version"`
+	Commit  string `json:"commit,omitempty"`
 	Reason  string `json:"reason,omitempty"`
 }
 
@@ -22,11 +23,11 @@ func (a *api) health(c echo.Context) error {
 	defer cancel()
 	if _, err := a.svc.EngineInfo(ctx); err != nil {
 		return c.JSON(http.StatusServiceUnavailable, healthResponse{
-			Status: "unavailable", Docker: "unavailable", Version: a.version,
+			Status: "unavailable", Docker: "unavailable", Version: a.version, Commit: a.commit,
 			Reason: "the Docker engine does not answer: start it, or point DOCKER_HOST at one",
 		})
 	}
-	return c.JSON(http.StatusOK, healthResponse{Status: "ok", Docker: "ok", Version: a.version})
+	return c.JSON(http.StatusOK, healthResponse{Status: "ok", Docker: "ok", Version: a.version, Commit: a.commit})
 }
 
 type templateJSON struct {

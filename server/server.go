@@ -16,6 +16,7 @@ import (
 	"github.com/rtemu-dev/rtemu/config"
 	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/emulator"
+	"github.com/rtemu-dev/rtemu/internal/buildinfo"
 	"github.com/rtemu-dev/rtemu/netguard"
 	"github.com/rtemu-dev/rtemu/sandbox"
 	"github.com/rtemu-dev/rtemu/sshgw"
@@ -159,7 +160,7 @@ func start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 		// Dev-URL requests (Host: N-<id>.localhost) are routed before the
 		// API and its authentication.
 		Handler: netguard.Bodies(netguard.DefaultBodyRule, s.devURLs.Front(emulator.New(emulator.Config{
-			Service: s.svc, Version: version, APIKeys: cfg.APIKeys, AuthOff: cfg.AuthOff, Logger: log,
+			Service: s.svc, Version: version, Commit: buildinfo.Get().Commit, APIKeys: cfg.APIKeys, AuthOff: cfg.AuthOff, Logger: log,
 			DevURLs: s.devURLs, SSH: s.ssh, PortURLs: s.devURLs,
 			DataDir: s.DataDir, SSHAddr: s.SSHAddr, PublicSSHAddr: cfg.PublicSSHAddr, StopStreams: streams.Done(),
 		}))),
