@@ -62,10 +62,16 @@ func templateImages(t *testing.T) (baseUbuntu, desktopUbuntu string) {
 	desktop, _ := templates.Lookup("desktop-ubuntu")
 	if os.Getenv(enableTemplates) != "1" && !imagesPresent(t, base.Image(), desktop.Image()) {
 		t.Skipf("builds base-ubuntu and desktop-ubuntu first (about 20 min on a machine's first run, as root with debootstrap); "+
-			"run them with: %s=1 go test -timeout 30m ./templates/", enableTemplates)
+			"run them with: %s=1 go test -timeout 45m ./templates/", enableTemplates)
 	}
 	built.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+		// The build may take what go test's -timeout leaves, less a
+		// minute for the tests to report.
+		deadline := time.Now().Add(time.Hour)
+		if d, ok := t.Deadline(); ok {
+			deadline = d.Add(-time.Minute)
+		}
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
 		defer cancel()
 		built.base, built.err = baseImage(ctx)
 		if built.err != nil {
