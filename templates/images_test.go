@@ -61,7 +61,7 @@ func templateImages(t *testing.T) (baseUbuntu, desktopUbuntu string) {
 	base, _ := templates.Lookup("base-ubuntu")
 	desktop, _ := templates.Lookup("desktop-ubuntu")
 	if os.Getenv(enableTemplates) != "1" && !imagesPresent(t, base.Image(), desktop.Image()) {
-		t.Skipf("builds base-ubuntu and desktop-ubuntu first (20–30 min on a machine's first run, as root with debootstrap); "+
+		t.Skipf("builds base-ubuntu and desktop-ubuntu first (20–35 min on a machine's first run, as root with debootstrap); "+
 			"run them with: %s=1 go test -timeout 45m ./templates/", enableTemplates)
 	}
 	built.once.Do(func() {
