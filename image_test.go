@@ -18,6 +18,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/rtemu-dev/rtemu/emulatortest"
+	"github.com/rtemu-dev/rtemu/internal/testtool"
 )
 
 // TestDockerImage builds rtemu's image from the Dockerfile (offline: the
@@ -25,6 +26,7 @@ import (
 // it serves and makes sandboxes.
 func TestDockerImage(t *testing.T) {
 	emulatortest.SkipIfNoDocker(t)
+	testtool.Need(t, "docker.io", "docker")
 	t.Parallel()
 	img, err := emulatortest.TestImage(context.Background())
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -18,20 +17,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/rtemu-dev/rtemu/emulatortest"
+	"github.com/rtemu-dev/rtemu/internal/testtool"
 )
-
-// chromiumPath finds a Chromium; without one the browser tests skip (CI
-// installs Debian's chromium package).
-func chromiumPath(t testing.TB) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "headless-shell"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Skip("no Chromium binary on PATH (apt-get install chromium): the dashboard's browser tests need one")
-	return ""
-}
 
 // dash is the dashboard of a test rtemu, open in a headless Chromium tab.
 type dash struct {
@@ -80,7 +67,7 @@ func (d *dash) openPage(o openOpts) *dash {
 	t.Helper()
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		append(chromedp.DefaultExecAllocatorOptions[:],
-			chromedp.ExecPath(chromiumPath(t)),
+			chromedp.ExecPath(testtool.Chromium(t)),
 			// Tests run as root in CI containers, where Chromium's sandbox
 			// cannot start.
 			chromedp.NoSandbox,

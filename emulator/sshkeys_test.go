@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/rtemu-dev/rtemu/internal/testtool"
 )
 
 var keyIDRE = regexp.MustCompile(`^key_[a-z0-9]{12}$`)
@@ -18,6 +20,7 @@ var keyIDRE = regexp.MustCompile(`^key_[a-z0-9]{12}$`)
 // public key line and the fingerprint ssh-keygen -lf prints for it.
 func sshKeygen(t *testing.T, dir, typ string, bits int) (pub, fingerprint string) {
 	t.Helper()
+	testtool.Need(t, "openssh-client", "ssh-keygen")
 	file := filepath.Join(dir, "id_"+typ+strconv.Itoa(bits))
 	args := []string{"-q", "-t", typ, "-N", "", "-C", "me@laptop", "-f", file}
 	if bits > 0 {
@@ -43,9 +46,7 @@ func sshKeygen(t *testing.T, dir, typ string, bits int) (pub, fingerprint string
 // 400 and a key registered twice 409. Issue 3 point 1.
 func TestSSHKeysAPI(t *testing.T) {
 	t.Parallel()
-	if _, err := exec.LookPath("ssh-keygen"); err != nil {
-		t.Fatalf("ssh-keygen not installed (apt-get install openssh-client): %v", err)
-	}
+	testtool.Need(t, "openssh-client", "ssh-keygen")
 	c := newFakeClient(t)
 	dir := t.TempDir()
 

@@ -11,6 +11,7 @@ package emulatortest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -130,7 +131,9 @@ func WithFake() Option { return WithEngine(Fake()) }
 // WithLog sends rtemu's warnings and errors to w.
 func WithLog(w io.Writer) Option { return func(s *settings) { s.logOut = w } }
 
-// SkipIfNoDocker skips the test when no Docker engine answers.
+// SkipIfNoDocker skips the test when no Docker engine answers, or when
+// the test image cannot be made for want of a static busybox
+// (ErrNoBusybox).
 func SkipIfNoDocker(t testing.TB) {
 	t.Helper()
 	routeEngine()
@@ -143,6 +146,9 @@ func SkipIfNoDocker(t testing.TB) {
 	}
 	if err != nil {
 		t.Skipf("no Docker engine: %v", err)
+	}
+	if _, err := TestImage(t.Context()); errors.Is(err, ErrNoBusybox) {
+		t.Skip(err)
 	}
 }
 

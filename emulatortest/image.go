@@ -21,6 +21,10 @@ import (
 // busybox-static installs /bin/busybox).
 var busyboxPaths = []string{"/bin/busybox", "/usr/bin/busybox"}
 
+// ErrNoBusybox is TestImage's error on a machine without a static busybox
+// to make the image from; SkipIfNoDocker skips on it.
+var ErrNoBusybox = errors.New("no static busybox on this machine to make the test image from: apt-get install busybox-static")
+
 var (
 	imageOnce sync.Once
 	imageRef  string
@@ -48,7 +52,7 @@ func buildTestImage(ctx context.Context) (string, error) {
 		}
 	}
 	if bin == nil {
-		return "", errors.New("no static busybox on this machine: apt-get install busybox-static")
+		return "", ErrNoBusybox
 	}
 	sum := sha256.Sum256(bin)
 	ref := "rtemu-test/busybox:" + hex.EncodeToString(sum[:6])

@@ -20,6 +20,7 @@ import (
 
 	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/emulatortest"
+	"github.com/rtemu-dev/rtemu/internal/testtool"
 	"github.com/rtemu-dev/rtemu/sandbox"
 	"github.com/rtemu-dev/rtemu/store"
 )
@@ -364,6 +365,7 @@ func (p *proc) list() (int, []map[string]any) {
 // rtemu's back and checks what the restarted rtemu makes of it.
 func TestReconcileAtStart(t *testing.T) {
 	emulatortest.SkipIfNoDocker(t)
+	testtool.Need(t, "docker.io", "docker")
 	t.Parallel()
 	ctx := context.Background()
 	dataDir := t.TempDir()

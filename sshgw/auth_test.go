@@ -99,6 +99,7 @@ func TestKeyAuth(t *testing.T) {
 // TestPasswordAuth: rootPassword logs in with OpenSSH (through sshpass) and
 // x/crypto; it is never returned by the API. Issue 3 point 5.
 func TestPasswordAuth(t *testing.T) {
+	needSSHPass(t)
 	t.Parallel()
 	h := newFakeHarness(t)
 	id := h.sandbox(map[string]any{"name": "pw-box", "rootPassword": "correct horse"})
@@ -126,6 +127,7 @@ func TestPasswordAuth(t *testing.T) {
 // an unknown sandbox and a destroyed sandbox are all refused, and the
 // client cannot tell them apart. Issue 3 point 6.
 func TestRefusalsIndistinguishable(t *testing.T) {
+	needSSHPass(t)
 	t.Parallel()
 	h := newFakeHarness(t)
 	mine, theirs := newKey(t, "ed25519"), newKey(t, "ed25519")

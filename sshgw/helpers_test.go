@@ -26,6 +26,7 @@ import (
 
 	"github.com/rtemu-dev/rtemu/emulatortest"
 	"github.com/rtemu-dev/rtemu/engine"
+	"github.com/rtemu-dev/rtemu/internal/testtool"
 	"github.com/rtemu-dev/rtemu/internal/testwait"
 )
 
@@ -71,11 +72,7 @@ func newFakeHarness(t *testing.T, opts ...emulatortest.Option) *harness {
 
 func startHarness(t *testing.T, opts ...emulatortest.Option) *harness {
 	t.Helper()
-	for _, bin := range []string{"ssh", "scp", "sftp", "sshpass", "ssh-keygen"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Fatalf("%s not installed (apt-get install openssh-client sshpass): %v", bin, err)
-		}
-	}
+	testtool.Need(t, "openssh-client", "ssh", "scp", "sftp", "ssh-keygen")
 	srv := emulatortest.New(t, opts...)
 	h := &harness{t: t, srv: srv, dir: t.TempDir()}
 	var err error
@@ -309,13 +306,20 @@ func withKey(k *testKey) []string {
 	return []string{"-o", "BatchMode=yes", "-o", "PasswordAuthentication=no", "-i", k.file}
 }
 
-// sshpass wraps an OpenSSH command to log in with a password only.
+// sshpass wraps an OpenSSH command to log in with a password only; a test
+// that calls it first calls needSSHPass.
 func (h *harness) sshpass(password, bin string, args ...string) *exec.Cmd {
 	inner := h.ssh(bin, append([]string{"-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password",
 		"-o", "NumberOfPasswordPrompts=1"}, args...)...)
 	cmd := exec.Command("sshpass", append([]string{"-e", inner.Path}, inner.Args[1:]...)...)
 	cmd.Env = append(inner.Env, "SSHPASS="+password)
 	return cmd
+}
+
+// needSSHPass skips the test where sshpass is not installed.
+func needSSHPass(t *testing.T) {
+	t.Helper()
+	testtool.Need(t, "sshpass", "sshpass")
 }
 
 // openssh runs an OpenSSH command and returns its outputs and exit code.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rtemu-dev/rtemu/config"
 	"github.com/rtemu-dev/rtemu/emulatortest"
+	"github.com/rtemu-dev/rtemu/internal/testtool"
 	"github.com/rtemu-dev/rtemu/sandbox"
 	"github.com/rtemu-dev/rtemu/server"
 )
@@ -25,6 +26,7 @@ import (
 func TestHostKeyKeptAcrossRestart(t *testing.T) {
 	t.Parallel()
 	emulatortest.SkipIfNoDocker(t)
+	testtool.Need(t, "openssh-client", "ssh")
 	ctx := context.Background()
 	img, err := emulatortest.TestImage(ctx)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 // TestWarmPoolSessionEnv: SSH sessions into a sandbox from the warm pool
 // see its env, though the container was started before the env was known.
 func TestWarmPoolSessionEnv(t *testing.T) {
+	needSSHPass(t)
 	t.Parallel()
 	h := newHarness(t, emulatortest.WithWarmPool("base-ubuntu", 1))
 	eventually(t, 90e9, "pool filled", func() bool { return h.srv.Service().WarmPoolReady("base-ubuntu") == 1 })

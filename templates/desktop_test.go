@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/rtemu-dev/rtemu/emulatortest"
+	"github.com/rtemu-dev/rtemu/internal/testtool"
 )
 
 // api is a small client of a test rtemu.
@@ -124,10 +124,7 @@ func TestBaseUbuntu(t *testing.T) {
 func TestDesktop(t *testing.T) {
 	baseUbuntu, desktopUbuntu := templateImages(t)
 	t.Parallel()
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatal("the desktop test drives Debian's chromium: apt-get install chromium")
-	}
+	chromium := testtool.Chromium(t)
 	srv := emulatortest.New(t, emulatortest.WithTemplate("base-ubuntu", baseUbuntu),
 		emulatortest.WithTemplate("desktop-ubuntu", desktopUbuntu))
 	a := api{t, srv}
