@@ -5,7 +5,9 @@
 #
 #   release/check.sh             # needs goreleaser on PATH or in $(go env GOPATH)/bin
 #
-# The archives land in dist/ (ignored by git).
+# It builds what is committed, in a clone (GoReleaser reads the commit and
+# the remote from git; a clone has both), and keeps the archives in
+# $RTEMU_RELEASE_DIST (default: a temporary folder, removed at the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +16,11 @@ fail() { printf 'release check FAILED: %s\n' "$*" >&2; exit 1; }
 
 goreleaser=$(command -v goreleaser || echo "$(go env GOPATH)/bin/goreleaser")
 [ -x "$goreleaser" ] || fail "goreleaser is not installed: go install github.com/goreleaser/goreleaser/v2@v2.17.0"
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+git clone -q "$PWD" "$tmp/src"
+cd "$tmp/src"
 
 say "goreleaser check"
 "$goreleaser" check
@@ -36,8 +43,6 @@ done
 grep -q "version \"$version\"" dist/homebrew/Casks/rtemu.rb || fail "the cask does not name $version"
 
 say "the archives start"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 tar -xzf "dist/rtemu_${version}_linux_amd64.tar.gz" -C "$tmp" rtemu
 out=$("$tmp/rtemu" version)
 echo "$out"
@@ -83,4 +88,7 @@ env "${inputs[@]}" node action/post.js
 pid_left=$(pgrep -f "$tmp/rtemu-action/bin/rtemu" || true)
 [ -z "$pid_left" ] || fail "rtemu still runs after the post step: $pid_left"
 [ -z "$(docker ps -aq --filter "label=rtemu.sandbox=$id")" ] || fail "sandbox $id's container outlived the action"
+if [ -n "${RTEMU_RELEASE_DIST:-}" ]; then
+  mkdir -p "$RTEMU_RELEASE_DIST" && cp -r dist/. "$RTEMU_RELEASE_DIST/"
+fi
 echo "release check OK: 5 archives, checksums, cask, version v$version, setup action start/stop"
