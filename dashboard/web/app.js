@@ -102,7 +102,9 @@ list.init({
 detail.init({ close: closeDetail });
 
 document.addEventListener('keydown', (e) => {
-  if (e.key === 'Escape' && detail.shownId() && !document.querySelector('dialog[open]')) closeDetail();
+  // Escape in the terminal is the shell's (vi's, less's), not the page's.
+  if (e.key === 'Escape' && detail.shownId() && !document.querySelector('dialog[open]') &&
+    !(e.target instanceof Element && e.target.closest('.terminal-screen'))) closeDetail();
 });
 
 // ---- The change feed --------------------------------------------------------
