@@ -357,13 +357,17 @@ func TestShowsThisRtemu(t *testing.T) {
 	img, _ := emulatortest.TestImage(t.Context())
 	d.waitFor("the templates", `document.querySelectorAll('#info-templates li').length === 2`, 5*time.Second)
 	got := js[string](d, `document.querySelector('#emulator-body').innerText`)
-	for _, want := range []string{"test", srv.DataDir, "Engine ", "API ", "base-ubuntu", "desktop-ubuntu", img, "image present"} {
+	for _, want := range []string{"test", srv.DataDir, "Engine", "Docker ", "API ", "base-ubuntu", "desktop-ubuntu", img, "image present"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("the card lacks %q:\n%s", want, got)
 		}
 	}
 	if v := js[string](d, `document.querySelector('#version').textContent`); v != "vtest" {
 		t.Errorf("version badge %q", v)
+	}
+	// The engine in use, in the header.
+	if v := js[string](d, `document.querySelector('#engine').textContent`); !strings.HasPrefix(v, "Docker ") || len(v) < len("Docker 1") {
+		t.Errorf("engine badge %q", v)
 	}
 }
 

@@ -41,6 +41,9 @@ type Config struct {
 	// PortURLs makes the desktop's URL (GET /v1/sandboxes/{id}/vnc,
 	// vncUrl); nil leaves the desktop without one.
 	PortURLs PortURLs
+	// EngineKind names the engine in use for the dashboard ("docker" when
+	// empty).
+	EngineKind string
 	// Logs is rtemu's recent log lines, for GET /_emulator/logs; nil
 	// answers 501.
 	Logs *logring.Ring
@@ -60,15 +63,20 @@ type api struct {
 	portURLs      PortURLs
 	publicSSHAddr string
 	logRing       *logring.Ring
+	engineKind    string
 }
 
 // New returns the API as an http.Handler.
 func New(cfg Config) http.Handler {
 	a := &api{svc: cfg.Service, version: cfg.Version, log: cfg.Logger, gate: newGate(), devURLs: cfg.DevURLs, ssh: cfg.SSH,
 		dataDir: cfg.DataDir, sshAddr: cfg.SSHAddr, authMode: authMode(cfg), stopStreams: cfg.StopStreams,
-		portURLs: cfg.PortURLs, publicSSHAddr: cfg.PublicSSHAddr, logRing: cfg.Logs}
+		portURLs: cfg.PortURLs, publicSSHAddr: cfg.PublicSSHAddr, logRing: cfg.Logs,
+		engineKind: cfg.EngineKind}
 	if a.log == nil {
 		a.log = slog.Default()
+	}
+	if a.engineKind == "" {
+		a.engineKind = "docker"
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true

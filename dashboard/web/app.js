@@ -111,6 +111,7 @@ document.addEventListener('keydown', (e) => {
 
 let source = null;
 let retryTimer = null;
+let logsFollowed = false; // rtemu's log is followed from the first open on
 
 function setConn(state, text) {
   const el = $('#conn');
@@ -162,6 +163,10 @@ function connect() {
   es.addEventListener('open', () => {
     setConn('live', 'Live');
     refreshUntilLoaded(es);
+    if (!logsFollowed) {
+      logsFollowed = true;
+      panels.followLogs();
+    }
   });
   es.addEventListener('change', (e) => {
     try { onChange(JSON.parse(e.data)); } catch (err) { console.warn('change', err); }
@@ -203,6 +208,8 @@ async function refreshUntilLoaded(es) {
 }
 
 function reconnect() { connect(); }
+
+panels.initReset(() => refreshAll().catch((err) => toast(`Loading: ${err.readable || err.message}`, 'error')));
 
 // Check the key before opening the feed, so that strict mode asks at once.
 (async () => {
