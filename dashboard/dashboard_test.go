@@ -549,8 +549,8 @@ func TestDevURLOpens(t *testing.T) {
 
 var updateScreenshot = flag.Bool("update-screenshot", false, "write docs/dashboard.png and docs/dashboard-dark.png")
 
-// TestScreenshot fills a dashboard, selects a sandbox, runs a command in it
-// and photographs the page, light and dark. With -update-screenshot the
+// TestScreenshot fills a dashboard, selects a sandbox, runs a command and
+// opens a terminal in it, and photographs the page, light and dark. With -update-screenshot the
 // pictures replace the README's.
 func TestScreenshot(t *testing.T) {
 	t.Parallel()
@@ -567,6 +567,11 @@ func TestScreenshot(t *testing.T) {
 			d.do(chromedp.Evaluate[chromedp.Void](`[...document.querySelectorAll('#sandbox-rows [data-action="select"]')].find(b => b.textContent === 'build-runner').click()`))
 			d.do(chromedp.SendKeys(chromedp.CSS("#exec-command"), `echo "hello from $(hostname)"; uname -sm; ls /nope`+kb.Enter))
 			d.waitFor("the output", `document.querySelector('#exec-status [data-exit-code]') !== null`, 30*time.Second)
+			d.do(chromedp.Click(chromedp.CSS("#terminal-open")))
+			d.waitFor("the terminal", `document.querySelector('#terminal-status').textContent.includes('Connected')`, 30*time.Second)
+			d.typeIn(`printf '\033[1;32mready\033[0m \033[33m2 warnings\033[0m \033[31m0 errors\033[0m\n'; ls --color=always /` + kb.Enter)
+			d.waitFor("the terminal's output", termHas("ready 2 warnings 0 errors"), 10*time.Second)
+			d.waitFor("the meters", `document.querySelector('#stats-body .meter') !== null`, 15*time.Second)
 			// Tall enough for the whole details panel, which otherwise
 			// scrolls inside the window.
 			height := js[int64](d, `Math.max(900, document.querySelector('#detail').scrollHeight + 110, document.querySelector('.main-col').scrollHeight + 110)`)

@@ -3,6 +3,8 @@ package dashboard_test
 import (
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -66,6 +68,10 @@ func TestFailedSandboxOffersOnlyWhatWorks(t *testing.T) {
 	fix := js[string](d, `document.querySelector('#detail-fix')?.textContent`)
 	if fix != "docker pull rtemu-test/never-pulled:none" {
 		t.Errorf("fix %q", fix)
+	}
+	// A picture to look at, in the temporary dir.
+	if err := os.WriteFile(filepath.Join(os.TempDir(), "rtemu-dashboard-failed.png"), screenshot(t, d), 0o644); err != nil {
+		t.Fatal(err)
 	}
 	d.do(chromedp.Click(chromedp.CSS("#detail-fix-copy")))
 	d.waitFor("the fix on the clipboard", `navigator.clipboard.readText().then((t) => t === 'docker pull rtemu-test/never-pulled:none')`, 5*time.Second)

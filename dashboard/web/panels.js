@@ -231,8 +231,7 @@ function logLine(e) {
   return h('li', { class: `log-line log-${tone}`, dataset: { seq: String(e.seq), msg: e.msg, level } },
     h('time', { datetime: e.time, title: when(e.time) }, Number.isNaN(t.getTime()) ? '' : t.toLocaleTimeString()),
     h('span', { class: 'log-level' }, level),
-    h('span', { class: 'log-msg' }, e.msg),
-    e.attrs ? h('span', { class: 'log-attrs' }, e.attrs) : null);
+    h('span', { class: 'log-text' }, h('span', { class: 'log-msg' }, e.msg), e.attrs ? h('span', { class: 'log-attrs' }, e.attrs) : null));
 }
 
 function showRequests() {
