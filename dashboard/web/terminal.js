@@ -132,7 +132,11 @@ export async function openTerminal(sandboxId, el, status, { signal, onEnd = () =
     }
     onEnd();
   };
+  let disposed = false;
   const dispose = () => {
+    if (disposed) return;
+    disposed = true;
+    resized.disconnect();
     term.dispose();
     document.adoptedStyleSheets = document.adoptedStyleSheets.filter((s) => !sheets.includes(s));
   };
