@@ -11,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"github.com/rtemu-dev/rtemu/internal/logring"
 	"github.com/rtemu-dev/rtemu/sandbox"
 )
 
@@ -42,6 +43,12 @@ type Config struct {
 	// PortURLs makes the desktop's URL (GET /v1/sandboxes/{id}/vnc,
 	// vncUrl); nil leaves the desktop without one.
 	PortURLs PortURLs
+	// EngineKind names the engine in use for the dashboard ("docker" when
+	// empty).
+	EngineKind string
+	// Logs is rtemu's recent log lines, for GET /_emulator/logs; nil
+	// answers 501.
+	Logs *logring.Ring
 }
 
 type api struct {
@@ -58,15 +65,21 @@ type api struct {
 	// portURLs makes the desktop's URL through the dev-URL proxy.
 	portURLs      PortURLs
 	publicSSHAddr string
+	logRing       *logring.Ring
+	engineKind    string
 }
 
 // New returns the API as an http.Handler.
 func New(cfg Config) http.Handler {
 	a := &api{svc: cfg.Service, version: cfg.Version, commit: cfg.Commit, log: cfg.Logger, gate: newGate(), devURLs: cfg.DevURLs, ssh: cfg.SSH,
 		dataDir: cfg.DataDir, sshAddr: cfg.SSHAddr, authMode: authMode(cfg), stopStreams: cfg.StopStreams,
-		portURLs: cfg.PortURLs, publicSSHAddr: cfg.PublicSSHAddr}
+		portURLs: cfg.PortURLs, publicSSHAddr: cfg.PublicSSHAddr, logRing: cfg.Logs,
+		engineKind: cfg.EngineKind}
 	if a.log == nil {
 		a.log = slog.Default()
+	}
+	if a.engineKind == "" {
+		a.engineKind = "docker"
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -162,6 +175,7 @@ func (a *api) routes() []route {
 		{http.MethodGet, "/_emulator/operations", "emulator.operations", a.listOperations, true},
 		{http.MethodPost, "/_emulator/sandboxes/:id/expire-idle", "emulator.expireIdle", a.expireIdle, true},
 		{http.MethodGet, "/_emulator/info", "emulator.info", a.info, true},
+		{http.MethodGet, logsPath, "emulator.logs", a.logs, true},
 		{http.MethodGet, eventsPath, "emulator.events", a.events, true},
 		{getHead, "/", "dashboard", a.dashboardPage, true},
 		{getHead, dashboardAssets + "*", "dashboard", a.dashboardAsset, true},

@@ -82,7 +82,7 @@ func TestEmulatorInfo(t *testing.T) {
 				t.Error("no sshAddr")
 			}
 			eng, _ := d["engine"].(map[string]any)
-			if eng == nil || eng["version"] == "" || eng["apiVersion"] == "" || eng["host"] == "" {
+			if eng == nil || eng["kind"] != "docker" || eng["version"] == "" || eng["apiVersion"] == "" || eng["host"] == "" {
 				t.Errorf("engine %v", d["engine"])
 			}
 			tpls, _ := d["templates"].([]any)
@@ -94,6 +94,31 @@ func TestEmulatorInfo(t *testing.T) {
 				t.Errorf("template %v", first)
 			}
 		})
+	}
+}
+
+// The dashboard says how a missing image is made: a recipe template's is
+// built (rtemu templates build RECIPE), any other pulled.
+func TestEmulatorInfoSaysHowImagesAreMade(t *testing.T) {
+	t.Parallel()
+	c := newFakeClient(t, emulatortest.WithRecipeTemplate("py-recipe", "base-ubuntu", "rtemu-test/not-built:1"))
+	tpls, _ := c.must(http.StatusOK, "GET", "/_emulator/info", nil).Data()["templates"].([]any)
+	got := map[string]map[string]any{}
+	for _, x := range tpls {
+		m := x.(map[string]any)
+		got[m["name"].(string)] = m
+	}
+	if r := got["py-recipe"]; r == nil || r["recipe"] != "base-ubuntu" || r["imagePresent"] != false || r["image"] != "rtemu-test/not-built:1" {
+		t.Errorf("recipe template %v", r)
+	}
+	if b := got["base-ubuntu"]; b == nil || b["recipe"] != nil {
+		t.Errorf("a plain image's template %v", b)
+	}
+	// /v1/templates is the contract's: no recipe there.
+	for _, x := range c.must(http.StatusOK, "GET", "/v1/templates", nil).List() {
+		if _, has := x["recipe"]; has {
+			t.Errorf("/v1/templates has recipe: %v", x)
+		}
 	}
 }
 

@@ -2,7 +2,6 @@ package emulator
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,8 +12,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/coder/websocket"
 	"github.com/labstack/echo/v4"
-	"golang.org/x/net/websocket"
 
 	"github.com/rtemu-dev/rtemu/sandbox"
 )
@@ -68,25 +67,9 @@ const (
 	closeInternal = 4500
 )
 
-// wsFrame is one WebSocket frame; frameCodec sends and receives frames of
-// any type, so a close can carry its code and reason (x/net/websocket's
-// own Close sends only a code).
-type wsFrame struct {
-	op   byte
-	data []byte
-}
-
-var frameCodec = websocket.Codec{
-	Marshal: func(v any) ([]byte, byte, error) {
-		f := v.(wsFrame)
-		return f.data, f.op, nil
-	},
-	Unmarshal: func(data []byte, op byte, v any) error {
-		f := v.(*wsFrame)
-		f.op, f.data = op, data
-		return nil
-	},
-}
+// terminalReadLimit is the largest message a client may send (a paste):
+// 32 MiB, as before.
+const terminalReadLimit = 32 << 20
 
 // terminalSocket serves a terminal session's WebSocket. It needs no API
 // key (a browser's WebSocket cannot send one): the one-time session id,
@@ -109,21 +92,23 @@ func (a *api) terminalSocket(c echo.Context) error {
 	_ = rc.SetReadDeadline(time.Time{})
 	_ = rc.SetWriteDeadline(time.Time{})
 	ctx := c.Request().Context()
-	srv := websocket.Server{
-		// Any origin: the session id, not the page, is what is trusted.
-		Handshake: func(*websocket.Config, *http.Request) error { return nil },
-		Handler: func(ws *websocket.Conn) {
-			a.serveTerminal(ctx, ws, c.Param("id"), size)
-		},
+	// Any origin: the session id, not the page, is what is trusted.
+	ws, err := websocket.Accept(c.Response(), c.Request(), &websocket.AcceptOptions{InsecureSkipVerify: true})
+	if err != nil {
+		// Accept has answered the client already (a bad handshake).
+		a.log.Debug("terminal handshake failed", "err", err)
+		return nil
 	}
-	srv.ServeHTTP(c.Response(), c.Request())
+	defer ws.CloseNow()
+	ws.SetReadLimit(terminalReadLimit)
+	a.serveTerminal(ctx, ws, c.Param("id"), size)
 	return nil
 }
 
 func (a *api) serveTerminal(ctx context.Context, ws *websocket.Conn, id string, size sandbox.WindowSize) {
 	ts, err := a.svc.OpenTerminalSession(ctx, id)
 	if err != nil {
-		a.refuseTerminal(ws, err)
+		a.refuseTerminal(ctx, ws, err)
 		return
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -146,18 +131,18 @@ func (a *api) serveTerminal(ctx context.Context, ws *websocket.Conn, id string, 
 		defer cancel()
 		defer keys.Close()
 		for {
-			var f wsFrame
-			if err := frameCodec.Receive(ws, &f); err != nil {
+			typ, data, err := ws.Read(ctx)
+			if err != nil {
 				return
 			}
-			switch f.op {
-			case websocket.BinaryFrame:
-				if _, err := keys.Write(f.data); err != nil {
+			switch typ {
+			case websocket.MessageBinary:
+				if _, err := keys.Write(data); err != nil {
 					return
 				}
-			case websocket.TextFrame:
+			case websocket.MessageText:
 				var m terminalMessage
-				if json.Unmarshal(f.data, &m) != nil {
+				if json.Unmarshal(data, &m) != nil {
 					continue
 				}
 				switch m.Type {
@@ -177,23 +162,23 @@ func (a *api) serveTerminal(ctx context.Context, ws *websocket.Conn, id string, 
 			}
 		}
 	}()
-	out := frameWriter{ws: ws}
+	out := frameWriter{ctx: ctx, ws: ws}
 	code, err := a.svc.RunTerminal(ctx, ts, sandbox.TerminalIO{Stdin: stdin, Stdout: out, Size: size, Resize: resize})
 	switch {
 	case ctx.Err() != nil:
 		// The client went away (or rtemu is stopping): nobody to tell.
-		_ = closeFrame(ws, closeNormal, "terminal ended")
+		_ = closeSocket(ws, closeNormal, "terminal ended")
 	case err != nil:
-		a.refuseTerminal(ws, err)
+		a.refuseTerminal(ctx, ws, err)
 	default:
-		_ = sendMessage(ws, terminalMessage{Type: "exit", ExitCode: &code})
-		_ = closeFrame(ws, closeNormal, fmt.Sprintf("exit %d", code))
+		_ = sendMessage(ctx, ws, terminalMessage{Type: "exit", ExitCode: &code})
+		_ = closeSocket(ws, closeNormal, fmt.Sprintf("exit %d", code))
 	}
 }
 
 // refuseTerminal ends a terminal that cannot run: an error message, then a
 // close whose code and reason say why.
-func (a *api) refuseTerminal(ws *websocket.Conn, err error) {
+func (a *api) refuseTerminal(ctx context.Context, ws *websocket.Conn, err error) {
 	code := closeInternal
 	var se *sandbox.Error
 	if errors.As(err, &se) {
@@ -213,35 +198,38 @@ func (a *api) refuseTerminal(ws *websocket.Conn, err error) {
 	if code == closeInternal {
 		msg = "internal error (rtemu's log has the cause)"
 	}
-	_ = sendMessage(ws, terminalMessage{Type: "error", Message: msg})
-	_ = closeFrame(ws, code, msg)
+	_ = sendMessage(ctx, ws, terminalMessage{Type: "error", Message: msg})
+	_ = closeSocket(ws, code, msg)
 }
 
-func sendMessage(ws *websocket.Conn, m terminalMessage) error {
+func sendMessage(ctx context.Context, ws *websocket.Conn, m terminalMessage) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
-	return frameCodec.Send(ws, wsFrame{op: websocket.TextFrame, data: b})
+	return ws.Write(ctx, websocket.MessageText, b)
 }
 
-// closeFrame sends a close frame with a code and reason (cut to the 123
-// bytes a close frame holds, on a character boundary). The connection is
-// closed when the handler returns.
-func closeFrame(ws *websocket.Conn, code int, reason string) error {
+// closeSocket closes the connection with a code and reason (cut to the 123
+// bytes a close frame holds, on a character boundary), waiting a few
+// seconds at most for the client's answer.
+func closeSocket(ws *websocket.Conn, code int, reason string) error {
 	for len(reason) > 123 {
 		_, n := utf8.DecodeLastRuneInString(reason)
 		reason = reason[:len(reason)-n]
 	}
-	b := binary.BigEndian.AppendUint16(nil, uint16(code))
-	return frameCodec.Send(ws, wsFrame{op: websocket.CloseFrame, data: append(b, reason...)})
+	return ws.Close(websocket.StatusCode(code), reason)
 }
 
-// frameWriter sends what the terminal writes as binary frames.
-type frameWriter struct{ ws *websocket.Conn }
+// frameWriter sends what the terminal writes as binary frames. Its context
+// is the terminal's: when the client is gone a blocked write ends.
+type frameWriter struct {
+	ctx context.Context
+	ws  *websocket.Conn
+}
 
 func (w frameWriter) Write(p []byte) (int, error) {
-	if err := frameCodec.Send(w.ws, wsFrame{op: websocket.BinaryFrame, data: append([]byte(nil), p...)}); err != nil {
+	if err := w.ws.Write(w.ctx, websocket.MessageBinary, p); err != nil {
 		return 0, err
 	}
 	return len(p), nil

@@ -1,12 +1,9 @@
 package emulator_test
 
 import (
-	"bufio"
-	"encoding/binary"
+	"context"
 	"encoding/json"
-	"fmt"
-	"io"
-	"net"
+	"errors"
 	"net/http"
 	"net/url"
 	"slices"
@@ -14,42 +11,44 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/websocket"
+	"github.com/coder/websocket"
 )
 
 // wsDial opens a terminal session's WebSocket with a real client.
 func wsDial(t *testing.T, base, wsPath string) *websocket.Conn {
 	t.Helper()
 	u, _ := url.Parse(base)
-	ws, err := websocket.Dial("ws://"+u.Host+wsPath, "", base)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws://"+u.Host+wsPath, &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {base}}})
 	if err != nil {
 		t.Fatalf("dial %s: %v", wsPath, err)
 	}
-	t.Cleanup(func() { ws.Close() })
+	t.Cleanup(func() { ws.CloseNow() })
 	return ws
 }
 
-// terminalReader collects a terminal's output and its exit message.
+// terminalReader collects a terminal's output, its exit message and the
+// close frame's code and reason.
 type terminalReader struct {
-	out  chan string
-	exit chan map[string]any
+	out    chan string
+	exit   chan map[string]any
+	texts  []string // the text messages, read once out is closed
+	closed websocket.CloseError
 }
 
-func readTerminal(ws *websocket.Conn) *terminalReader {
+func readTerminal(ctx context.Context, ws *websocket.Conn) *terminalReader {
 	r := &terminalReader{out: make(chan string, 256), exit: make(chan map[string]any, 1)}
 	go func() {
 		defer close(r.out)
 		for {
-			var kind byte
-			var data []byte
-			err := websocket.Codec{Unmarshal: func(b []byte, op byte, v any) error {
-				kind, data = op, b
-				return nil
-			}}.Receive(ws, nil)
+			kind, data, err := ws.Read(ctx)
 			if err != nil {
+				errors.As(err, &r.closed)
 				return
 			}
-			if kind == websocket.TextFrame {
+			if kind == websocket.MessageText {
+				r.texts = append(r.texts, string(data))
 				var m map[string]any
 				if json.Unmarshal(data, &m) == nil && m["type"] == "exit" {
 					r.exit <- m
@@ -81,62 +80,36 @@ func (r *terminalReader) waitFor(t *testing.T, want string) string {
 	return seen.String()
 }
 
+// end waits for the connection to close and returns its text messages and
+// the close frame's code and reason.
+func (r *terminalReader) end(t *testing.T) ([]string, int, string) {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case _, ok := <-r.out:
+			if !ok {
+				return r.texts, int(r.closed.Code), r.closed.Reason
+			}
+		case <-deadline:
+			t.Fatal("the connection did not close in 30 s")
+		}
+	}
+}
+
 func sendText(t *testing.T, ws *websocket.Conn, m map[string]any) {
 	t.Helper()
 	b, _ := json.Marshal(m)
-	if err := websocket.Message.Send(ws, string(b)); err != nil {
+	if err := ws.Write(t.Context(), websocket.MessageText, b); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// rawFrames opens a WebSocket by hand and returns the server's frames up to
-// its close: x/net/websocket's client drops a close frame's code and reason.
-func rawFrames(t *testing.T, base, wsPath string) (texts []string, closeCode int, reason string) {
+// closeOf opens a session's WebSocket and returns the server's messages up
+// to its close, with the close frame's code and reason.
+func closeOf(t *testing.T, base, wsPath string) (texts []string, closeCode int, reason string) {
 	t.Helper()
-	u, _ := url.Parse(base)
-	conn, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
-	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: %s\r\n\r\n", wsPath, u.Host, base)
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("handshake: %v %v", resp, err)
-	}
-	for {
-		var h [2]byte
-		if _, err := io.ReadFull(br, h[:]); err != nil {
-			t.Fatalf("no close frame: %v", err)
-		}
-		n := int(h[1] & 0x7f)
-		switch n {
-		case 126:
-			var l [2]byte
-			io.ReadFull(br, l[:])
-			n = int(binary.BigEndian.Uint16(l[:]))
-		case 127:
-			var l [8]byte
-			io.ReadFull(br, l[:])
-			n = int(binary.BigEndian.Uint64(l[:]))
-		}
-		payload := make([]byte, n)
-		if _, err := io.ReadFull(br, payload); err != nil {
-			t.Fatal(err)
-		}
-		switch h[0] & 0x0f {
-		case 1:
-			texts = append(texts, string(payload))
-		case 8:
-			if len(payload) >= 2 {
-				closeCode, reason = int(binary.BigEndian.Uint16(payload)), string(payload[2:])
-			}
-			return texts, closeCode, reason
-		}
-	}
+	return readTerminal(t.Context(), wsDial(t, base, wsPath)).end(t)
 }
 
 // TestTerminalSessions: a minted session opens a PTY login shell over a
@@ -157,8 +130,8 @@ func TestTerminalSessions(t *testing.T) {
 	}
 
 	ws := wsDial(t, c.srv.URL, ts["wsPath"].(string)+"?cols=90&rows=20")
-	term := readTerminal(ws)
-	if err := websocket.Message.Send(ws, []byte("stty size\r")); err != nil {
+	term := readTerminal(t.Context(), ws)
+	if err := ws.Write(t.Context(), websocket.MessageBinary, []byte("stty size\r")); err != nil {
 		t.Fatal(err)
 	}
 	term.waitFor(t, "20 90")
@@ -197,13 +170,13 @@ func TestTerminalSessions(t *testing.T) {
 	}
 
 	t.Run("a session is one-time", func(t *testing.T) {
-		texts, code, reason := rawFrames(t, c.srv.URL, "/v1/terminal/sessions/"+sid)
+		texts, code, reason := closeOf(t, c.srv.URL, "/v1/terminal/sessions/"+sid)
 		if code != 4409 || !strings.Contains(reason, "already used") || len(texts) != 1 || !strings.Contains(texts[0], "already used") {
 			t.Errorf("second use: close %d %q, messages %v", code, reason, texts)
 		}
 	})
 	t.Run("an unknown session is refused", func(t *testing.T) {
-		_, code, reason := rawFrames(t, c.srv.URL, "/v1/terminal/sessions/0b0b0b0b-0b0b-4b0b-8b0b-0b0b0b0b0b0b")
+		_, code, reason := closeOf(t, c.srv.URL, "/v1/terminal/sessions/0b0b0b0b-0b0b-4b0b-8b0b-0b0b0b0b0b0b")
 		if code != 4404 || !strings.Contains(reason, "not found") {
 			t.Errorf("unknown session: close %d %q", code, reason)
 		}

@@ -60,6 +60,22 @@ func WithTemplate(name, image string) Option {
 	}
 }
 
+// WithRecipeTemplate adds (or replaces) a template whose image is built
+// from an rtemu recipe, as the built-in templates are, with no fallback
+// image: a missing image is then built at the first create.
+func WithRecipeTemplate(name, recipe, image string) Option {
+	return func(s *settings) {
+		t := sandbox.Template{Name: name, Image: image, Recipe: recipe}
+		for i := range s.cfg.Templates {
+			if s.cfg.Templates[i].Name == name {
+				s.cfg.Templates[i] = t
+				return
+			}
+		}
+		s.cfg.Templates = append(s.cfg.Templates, t)
+	}
+}
+
 // WithAPIKeys turns on strict mode with these keys.
 func WithAPIKeys(keys ...string) Option { return func(s *settings) { s.cfg.APIKeys = keys } }
 

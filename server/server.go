@@ -17,6 +17,7 @@ import (
 	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/emulator"
 	"github.com/rtemu-dev/rtemu/internal/buildinfo"
+	"github.com/rtemu-dev/rtemu/internal/logring"
 	"github.com/rtemu-dev/rtemu/netguard"
 	"github.com/rtemu-dev/rtemu/sandbox"
 	"github.com/rtemu-dev/rtemu/sshgw"
@@ -68,6 +69,9 @@ func StartWithEngine(ctx context.Context, cfg config.Config, version string, log
 }
 
 func start(ctx context.Context, cfg config.Config, version string, log *slog.Logger, eng sandbox.Engine) (_ *Server, err error) {
+	// The dashboard's log panel: the newest lines, kept as they are logged.
+	logs := logring.New(1000, slog.LevelInfo)
+	log = slog.New(logs.Handler(log.Handler()))
 	s := &Server{cfg: cfg, log: log, DataDir: cfg.DataDir, served: make(chan error, 1), removeAll: cfg.Ephemeral}
 	defer func() {
 		if err != nil {
@@ -163,6 +167,7 @@ func start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 			Service: s.svc, Version: version, Commit: buildinfo.Get().Commit, APIKeys: cfg.APIKeys, AuthOff: cfg.AuthOff, Logger: log,
 			DevURLs: s.devURLs, SSH: s.ssh, PortURLs: s.devURLs,
 			DataDir: s.DataDir, SSHAddr: s.SSHAddr, PublicSSHAddr: cfg.PublicSSHAddr, StopStreams: streams.Done(),
+			Logs: logs,
 		}))),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       netguard.IdleTimeout,

@@ -102,13 +102,16 @@ list.init({
 detail.init({ close: closeDetail });
 
 document.addEventListener('keydown', (e) => {
-  if (e.key === 'Escape' && detail.shownId() && !document.querySelector('dialog[open]')) closeDetail();
+  // Escape in the terminal is the shell's (vi's, less's), not the page's.
+  if (e.key === 'Escape' && detail.shownId() && !document.querySelector('dialog[open]') &&
+    !(e.target instanceof Element && e.target.closest('.terminal-screen'))) closeDetail();
 });
 
 // ---- The change feed --------------------------------------------------------
 
 let source = null;
 let retryTimer = null;
+let logsFollowed = false; // rtemu's log is followed from the first open on
 
 function setConn(state, text) {
   const el = $('#conn');
@@ -160,6 +163,10 @@ function connect() {
   es.addEventListener('open', () => {
     setConn('live', 'Live');
     refreshUntilLoaded(es);
+    if (!logsFollowed) {
+      logsFollowed = true;
+      panels.followLogs();
+    }
   });
   es.addEventListener('change', (e) => {
     try { onChange(JSON.parse(e.data)); } catch (err) { console.warn('change', err); }
@@ -201,6 +208,8 @@ async function refreshUntilLoaded(es) {
 }
 
 function reconnect() { connect(); }
+
+panels.initReset(() => refreshAll().catch((err) => toast(`Loading: ${err.readable || err.message}`, 'error')));
 
 // Check the key before opening the feed, so that strict mode asks at once.
 (async () => {

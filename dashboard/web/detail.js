@@ -42,6 +42,7 @@ export function show(sb) {
   const body = $('#detail-body');
   fill(body,
     h('div', { id: 'detail-head', class: 'detail-head' }),
+    h('div', { id: 'detail-error', hidden: true }),
     h('dl', { id: 'detail-facts', class: 'facts' }),
     section('run', 'Run a command', execPanel(sb)),
     section('connect', 'Connect', connectPanel(sb)),
@@ -49,10 +50,49 @@ export function show(sb) {
     section('stats', 'Usage', h('div', { id: 'stats-body', class: 'stats' })),
     section('activity', 'Activity', h('div', { id: 'activity-body' })));
   update(sb);
-  loadSSH(sb);
+  if (!BROKEN.has(sb.status)) loadSSH(sb);
   loadStats();
   loadActivity();
   current.timers.push(setInterval(loadStats, 5000));
+}
+
+/** Statuses a sandbox does not leave: only Destroy (and the error's fix) can work. */
+const BROKEN = new Set(['failed', 'error']);
+
+/**
+ * The fix of a broken sandbox's error, when one is known: a command the
+ * error names (`rtemu …`, `docker …`), or else what makes its template's
+ * missing image.
+ */
+export function fixFor(sb, templates = (info && info.templates) || []) {
+  const named = /`((?:rtemu|docker) [^`]+)`/.exec(sb.error || '');
+  if (named) return named[1];
+  const t = templates.find((x) => x.name === sb.template);
+  if (t && !t.imagePresent) return t.recipe ? `rtemu templates build ${t.recipe}` : `docker pull ${t.image}`;
+  return null;
+}
+
+function errorBox(sb) {
+  const fix = fixFor(sb);
+  const copy = async (e) => {
+    const b = e.currentTarget;
+    try {
+      await copyText(fix);
+      b.textContent = 'Copied';
+    } catch (err) {
+      toast(`Copy: ${err.message}`, 'error');
+    }
+  };
+  return h('div', { class: 'error-box', role: 'alert' },
+    h('p', { class: 'error-title' }, sb.status === 'failed' ? 'This sandbox failed to start.' : 'This sandbox is in error.'),
+    h('p', { id: 'detail-error-text', class: 'error-message' }, sb.error || 'rtemu recorded no reason.'),
+    fix
+      ? h('div', { class: 'error-fix' },
+        h('span', { class: 'connect-label' }, 'Fix'),
+        h('div', { class: 'copy-field' }, h('code', { id: 'detail-fix', class: 'mono' }, fix),
+          h('button', { id: 'detail-fix-copy', class: 'btn btn-small', type: 'button', onclick: copy }, 'Copy')),
+        h('p', { class: 'note' }, 'Then destroy this sandbox and create it again.'))
+      : h('p', { class: 'note' }, 'Destroy it and create it again.'));
 }
 
 function section(id, title, ...content) {
@@ -89,8 +129,14 @@ export function update(sb) {
   if (sb.mounts && sb.mounts.length) {
     facts.push(['Mounts', sb.mounts.map((m) => h('div', { class: 'mono' }, `${m.path} ← ${m.workspaceId}${m.readOnly ? ' (read-only)' : ''}`))]);
   }
-  if (sb.error) facts.push(['Error', h('span', { class: 'error-text' }, sb.error)]);
   fill($('#detail-facts'), facts.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
+  // A broken sandbox: its error once, and nothing offered that cannot work.
+  const broken = BROKEN.has(sb.status);
+  const errBox = $('#detail-error');
+  errBox.hidden = !broken;
+  if (broken) fill(errBox, errorBox(sb));
+  else errBox.replaceChildren();
+  for (const id of ['run', 'connect', 'terminal', 'stats']) $(`#detail-${id}`).hidden = broken;
   const desktop = $('#desktop-row');
   if (desktop) desktop.hidden = !isDesktop(sb);
   if (wasStatus !== sb.status) {

@@ -112,3 +112,19 @@ export async function copyText(text) {
   ta.remove();
   if (!ok) throw new Error('the browser refused to copy');
 }
+
+/**
+ * Asks before something that cannot be undone, in the page's confirmation
+ * dialog (it opens on Cancel, so Enter does no harm). Resolves true on OK.
+ */
+export function confirmAction({ title, text, ok }) {
+  const dialog = document.getElementById('confirm-dialog');
+  fill(document.getElementById('confirm-title'), title);
+  fill(document.getElementById('confirm-text'), text);
+  fill(document.getElementById('confirm-ok'), ok);
+  dialog.returnValue = '';
+  return new Promise((resolve) => {
+    dialog.addEventListener('close', () => resolve(dialog.returnValue === 'ok'), { once: true });
+    dialog.showModal();
+  });
+}

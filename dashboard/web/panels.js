@@ -1,8 +1,8 @@
-// The cards under the sandboxes: workspaces and their files, SSH keys, and
-// rtemu itself (version, data dir, Docker engine, templates).
+// The cards under the sandboxes: workspaces and their files, SSH keys,
+// rtemu itself (version, data dir, engine, templates, reset) and its log.
 
 import * as api from './api.js';
-import { h, fill, $, ago, bytes } from './dom.js';
+import { h, fill, $, ago, bytes, toast, confirmAction, when } from './dom.js';
 
 const enc = encodeURIComponent;
 
@@ -143,14 +143,46 @@ const AUTH = {
   off: 'off: no key needed (--auth off)',
 };
 
+/** The engine in the header: its kind and version (and cluster, for an engine that has one). */
+function renderEngine(info) {
+  const pill = $('#engine');
+  const e = info.engine;
+  pill.hidden = false;
+  if (!e) {
+    pill.className = 'pill pill-bad';
+    fill(pill, 'engine down');
+    pill.title = info.engineError || 'the engine does not answer';
+    return;
+  }
+  const kind = e.kind === 'docker' || !e.kind ? 'Docker' : e.kind;
+  pill.className = 'pill';
+  fill(pill, h('span', { class: 'engine-kind' }, kind), ` ${e.version}`, e.cluster ? h('span', { class: 'engine-cluster' }, ` · ${e.cluster}`) : null);
+  pill.title = `${kind} engine ${e.version} (API ${e.apiVersion}) at ${e.host}`;
+}
+
+/** A template's image: present, not built (a recipe's: how to build it), or not pulled. */
+function templateState(t) {
+  if (t.imagePresent) return h('span', { class: 'badge badge-ok' }, 'image present');
+  if (t.recipe) {
+    return h('span', { class: 'template-missing' },
+      h('span', { class: 'badge badge-warn' }, 'not built'), ' ',
+      h('code', { class: 'small' }, `rtemu templates build ${t.recipe}`),
+      t.fallback ? h('span', { class: 'muted small' }, ` (until then: ${t.fallback})`) : null);
+  }
+  return h('span', { class: 'template-missing' }, h('span', { class: 'badge badge-warn' }, 'image not pulled'), ' ',
+    h('code', { class: 'small' }, `docker pull ${t.image}`));
+}
+
 export function renderInfo(info) {
   $('#version').textContent = `v${info.version}`;
+  renderEngine(info);
   const e = info.engine;
   const rows = [
     ['Version', h('span', { class: 'mono' }, info.version)],
     ['Data dir', h('span', { class: 'mono break', id: 'info-datadir' }, info.dataDir || '(none)')],
-    ['Docker', e
-      ? h('span', { id: 'info-engine' }, `Engine ${e.version} · API ${e.apiVersion} · ${e.os} · ${e.cpus} CPUs`,
+    ['Engine', e
+      ? h('span', { id: 'info-engine' }, `${e.kind === 'docker' || !e.kind ? 'Docker' : e.kind} ${e.version} · API ${e.apiVersion} · ${e.os} · ${e.cpus} CPUs`,
+        e.cluster ? h('div', { class: 'small' }, `cluster ${e.cluster}`) : null,
         h('div', { class: 'mono small muted break' }, e.host))
       : h('span', { class: 'error-text', id: 'info-engine' }, info.engineError || 'unavailable')],
     ['SSH gateway', h('span', { class: 'mono' }, info.sshAddr || '—')],
@@ -162,5 +194,91 @@ export function renderInfo(info) {
     h('ul', { class: 'item-list templates', id: 'info-templates' }, info.templates.map((t) => h('li', { class: 'item item-row', dataset: { template: t.name } },
       h('span', { class: 'item-title mono' }, t.name),
       h('span', { class: 'template-image mono small', title: t.image }, t.image),
-      h('span', { class: `badge ${t.imagePresent ? 'badge-ok' : 'badge-warn'}` }, t.imagePresent ? 'image present' : 'image not pulled')))));
+      templateState(t)))));
+}
+
+// ---- Reset ----------------------------------------------------------------
+
+/** Wires the Reset button: asks, then POST /_emulator/reset; done() reloads the page's data. */
+export function initReset(done) {
+  $('#reset-button').addEventListener('click', async () => {
+    const ok = await confirmAction({
+      title: 'Reset rtemu?',
+      text: 'Every sandbox is destroyed and every workspace, file, SSH key and project deleted; armed faults are cleared. ' +
+        'Requests in flight are ended. This cannot be undone.',
+      ok: 'Reset everything',
+    });
+    if (!ok) return;
+    try {
+      const body = await api.post('/_emulator/reset');
+      const n = body.data ? body.data.sandboxesRemoved : 0;
+      toast(`rtemu was reset: ${n} sandbox${n === 1 ? '' : 'es'} removed`);
+      done();
+    } catch (err) {
+      toast(`Reset: ${err.readable || err.message}`, 'error');
+    }
+  });
+}
+
+// ---- rtemu's log ----------------------------------------------------------
+
+const MAX_LOG_LINES = 500;
+
+function logLine(e) {
+  const level = String(e.level || 'INFO').toUpperCase();
+  const tone = level.startsWith('ERROR') ? 'bad' : level.startsWith('WARN') ? 'paused' : level.startsWith('DEBUG') ? 'gone' : 'ok';
+  const t = new Date(e.time);
+  return h('li', { class: `log-line log-${tone}`, dataset: { seq: String(e.seq), msg: e.msg, level } },
+    h('time', { datetime: e.time, title: when(e.time) }, Number.isNaN(t.getTime()) ? '' : t.toLocaleTimeString()),
+    h('span', { class: 'log-level' }, level),
+    h('span', { class: 'log-text' }, h('span', { class: 'log-msg' }, e.msg), e.attrs ? h('span', { class: 'log-attrs' }, e.attrs) : null));
+}
+
+function showRequests() {
+  $('#log-lines').classList.toggle('log-hide-requests', !$('#log-requests').checked);
+}
+
+/**
+ * Follows rtemu's log (GET /_emulator/logs?follow=1, server-sent events read
+ * with fetch so that the key goes in a header), for as long as the page is
+ * open, reconnecting when the stream ends. Request lines are hidden unless
+ * asked for.
+ */
+export async function followLogs() {
+  const list = $('#log-lines');
+  const state = $('#log-state');
+  $('#log-requests').addEventListener('change', showRequests);
+  showRequests();
+  let last = 0;
+  for (let wait = 1000; ; wait = Math.min(wait * 2, 15000)) {
+    try {
+      const res = await api.send('GET', `/_emulator/logs?follow=1&limit=${MAX_LOG_LINES}`, { accept: 'text/event-stream' });
+      state.textContent = 'live';
+      wait = 1000;
+      await api.readEventStream(res, (type, data) => {
+        if (type !== 'log') return;
+        let e;
+        try { e = JSON.parse(data); } catch { return; }
+        if (e.seq <= last) return; // seen before a reconnect
+        const stick = list.scrollTop + list.clientHeight >= list.scrollHeight - 8;
+        if (last && e.seq > last + 1) list.append(h('li', { class: 'log-line log-gap' }, `… ${e.seq - last - 1} lines not shown (the page was behind)`));
+        last = e.seq;
+        list.append(logLine(e));
+        while (list.children.length > MAX_LOG_LINES) list.firstElementChild.remove();
+        if (stick) list.scrollTop = list.scrollHeight;
+      });
+    } catch (err) {
+      if (err.notImplemented) {
+        fill($('#logs-body'), notInBuild("rtemu's log"));
+        state.textContent = '';
+        return;
+      }
+      if (err.status === 401) {
+        // The key prompt is the change feed's; try again once a key is given.
+        wait = 2000;
+      }
+    }
+    state.textContent = 'reconnecting';
+    await new Promise((r) => setTimeout(r, wait));
+  }
 }

@@ -2,7 +2,7 @@
 // form, and the lifecycle actions (pause, resume, destroy).
 
 import * as api from './api.js';
-import { h, fill, $, age, statusBadge, toast } from './dom.js';
+import { h, fill, $, age, statusBadge, toast, confirmAction } from './dom.js';
 
 /** Every sandbox the page knows, by id. */
 export const sandboxes = new Map();
@@ -14,6 +14,7 @@ const rank = new Map();
 let newest = 0;
 
 let selectedId = null;
+let knownTemplates = [];
 let onSelect = () => {};
 let onUpdate = () => {};
 
@@ -25,6 +26,14 @@ export function init({ select, updated }) {
   onSelect = select;
   onUpdate = updated;
   $('#create-form').addEventListener('submit', createSandbox);
+  for (const id of ['#filter-text', '#filter-status', '#filter-template', '#filter-tag']) {
+    $(id).addEventListener('input', render);
+  }
+  $('#filter-clear').addEventListener('click', () => {
+    for (const id of ['#filter-text', '#filter-status', '#filter-template', '#filter-tag']) $(id).value = '';
+    render();
+    $('#filter-text').focus();
+  });
   $('#empty-origin').textContent = location.origin;
   // Ages move on without any change from rtemu.
   setInterval(() => {
@@ -176,7 +185,7 @@ function row(sb) {
     h('button', { class: 'link-button', type: 'button', dataset: { action: 'select' }, 'aria-pressed': String(sb.id === selectedId),
       onclick: () => onSelect(sb.id) }, label),
     sb.name ? h('div', { class: 'sub mono' }, sb.id) : null),
-  h('td', { title: sb.error || null }, statusBadge(sb.status)),
+  h('td', {}, statusBadge(sb.status)),
   h('td', { class: 'mono' }, sb.template),
   h('td', { class: 'age', dataset: { since: sb.createdAt }, title: sb.createdAt }, age(sb.createdAt)),
   h('td', { class: 'nowrap' }, resources(sb)),
@@ -185,11 +194,48 @@ function row(sb) {
   h('td', { class: 'cell-actions' }, h('div', { class: 'row-actions', 'aria-label': `Actions for ${label}`, role: 'group' }, actionButtons(sb, 'row'))));
 }
 
+// ---- Search and filters ---------------------------------------------------
+
+/** The filter as set in the bar above the table. */
+function currentFilter() {
+  return {
+    text: $('#filter-text').value.trim().toLowerCase(),
+    status: $('#filter-status').value,
+    template: $('#filter-template').value,
+    tag: $('#filter-tag').value,
+  };
+}
+
+function filtering(f) { return !!(f.text || f.status || f.template || f.tag); }
+
+/** Whether a sandbox passes the filter: the text is looked for in its name, id, template and tags. */
+export function matches(sb, f) {
+  if (f.status && sb.status !== f.status) return false;
+  if (f.template && sb.template !== f.template) return false;
+  const tags = sb.tags || [];
+  if (f.tag && !tags.includes(f.tag)) return false;
+  if (!f.text) return true;
+  return [sb.name || '', sb.id, sb.template, ...tags].some((x) => x.toLowerCase().includes(f.text));
+}
+
+/** Sets a filter's choices, keeping the one chosen (even if no sandbox has it now). */
+function setChoices(sel, all, values) {
+  const el = $(sel);
+  const was = el.value;
+  const want = [...new Set([...values, ...(was ? [was] : [])])].sort();
+  const have = [...el.options].slice(1).map((o) => o.value);
+  if (want.join('\n') === have.join('\n')) return;
+  fill(el, h('option', { value: '' }, all), want.map((v) => h('option', { value: v }, v)));
+  el.value = was;
+}
+
 /** Brings the table in line with `sandboxes`, touching only changed rows. */
 function render() {
   const body = $('#sandbox-rows');
   const existing = new Map([...body.children].map((tr) => [tr.dataset.id, tr]));
   const list = ordered();
+  const f = currentFilter();
+  let shown = 0;
   list.forEach((sb, i) => {
     const sig = JSON.stringify(sb) + (sb.id === selectedId);
     let tr = existing.get(sb.id);
@@ -207,11 +253,18 @@ function render() {
       }
     }
     if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null);
+    tr.hidden = !matches(sb, f);
+    if (!tr.hidden) shown++;
   });
   for (const tr of existing.values()) tr.remove();
-  $('#sandbox-count').textContent = list.length ? String(list.length) : '';
+  $('#sandbox-count').textContent = !list.length ? '' : filtering(f) ? `${shown} of ${list.length}` : String(list.length);
   $('#sandbox-empty').hidden = list.length > 0;
-  document.querySelector('.table-wrap').hidden = list.length === 0;
+  $('#sandbox-filters').hidden = list.length === 0;
+  $('#sandbox-nomatch').hidden = !(list.length > 0 && shown === 0);
+  document.querySelector('.table-wrap').hidden = shown === 0;
+  setChoices('#filter-status', 'Any status', list.map((sb) => sb.status));
+  setChoices('#filter-template', 'Any template', [...knownTemplates, ...list.map((sb) => sb.template)]);
+  setChoices('#filter-tag', 'Any tag', list.flatMap((sb) => sb.tags || []));
 }
 
 async function lifecycle(button, sb, op) {
@@ -230,25 +283,23 @@ async function lifecycle(button, sb, op) {
   }
 }
 
-/** Asks, then destroys. The dialog opens on Cancel, so Enter does no harm. */
-export function destroy(sb) {
-  const dialog = $('#confirm-dialog');
-  fill($('#confirm-title'), 'Destroy ', h('span', { class: 'mono' }, displayName(sb)), '?');
-  fill($('#confirm-text'), 'Its container and every file outside mounted workspaces are removed. This cannot be undone.');
-  dialog.returnValue = '';
-  dialog.addEventListener('close', async () => {
-    if (dialog.returnValue !== 'ok') return;
-    try {
-      const body = await api.del(`/v1/sandboxes/${encodeURIComponent(sb.id)}?async=true`);
-      const cur = sandboxes.get(sb.id);
-      if (cur && body.data) upsert({ ...cur, status: body.data.deleted ? 'destroyed' : (body.data.status || 'destroying') });
-      if (!body.data || !body.data.deleted) refresh(sb.id);
-      toast(`Destroying ${displayName(sb)}`);
-    } catch (err) {
-      toast(`Destroy ${displayName(sb)}: ${err.readable || err.message}`, 'error');
-    }
-  }, { once: true });
-  dialog.showModal();
+/** Asks, then destroys. */
+export async function destroy(sb) {
+  const ok = await confirmAction({
+    title: ['Destroy ', h('span', { class: 'mono' }, displayName(sb)), '?'],
+    text: 'Its container and every file outside mounted workspaces are removed. This cannot be undone.',
+    ok: 'Destroy sandbox',
+  });
+  if (!ok) return;
+  try {
+    const body = await api.del(`/v1/sandboxes/${encodeURIComponent(sb.id)}?async=true`);
+    const cur = sandboxes.get(sb.id);
+    if (cur && body.data) upsert({ ...cur, status: body.data.deleted ? 'destroyed' : (body.data.status || 'destroying') });
+    if (!body.data || !body.data.deleted) refresh(sb.id);
+    toast(`Destroying ${displayName(sb)}`);
+  } catch (err) {
+    toast(`Destroy ${displayName(sb)}: ${err.readable || err.message}`, 'error');
+  }
 }
 
 async function createSandbox(e) {
@@ -276,8 +327,10 @@ async function createSandbox(e) {
 
 /** Fills the template picker (keeps the choice across refreshes). */
 export function setTemplates(templates) {
+  knownTemplates = templates.map((t) => t.name);
   const sel = $('#create-template');
   const was = sel.value;
   fill(sel, templates.map((t) => h('option', { value: t.name }, t.name)));
   if (templates.some((t) => t.name === was)) sel.value = was;
+  render();
 }
