@@ -362,7 +362,7 @@ func (s *Service) takePooled(ctx context.Context, template string, res Resources
 
 // discardPooled removes a pool container in the background.
 func (s *Service) discardPooled(name string) {
-	s.goBackground(func(ctx context.Context) { _ = s.engine.Remove(ctx, name) })
+	s.goBackground(func(ctx context.Context) { _ = s.removeContainer(ctx, name) })
 }
 
 // suspendPool empties the pool and stops refills (reset removes the

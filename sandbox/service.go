@@ -437,14 +437,16 @@ func (s *Service) provision(ctx context.Context, sb *Sandbox) {
 	log := s.log.With("sandbox", sb.ID)
 	err := s.makeContainer(ctx, sb, log)
 	if ctx.Err() != nil {
-		// rtemu is shutting down: the sandbox stays creating and the next
-		// start finishes it.
+		// rtemu is stopping: whatever was made of the container goes with
+		// it (nothing outlives rtemu); a sandbox still creating is made
+		// anew at the next start, one destroyed meanwhile is done.
+		s.removeLeftover(ctx, sb.ContainerName(), log)
 		return
 	}
 	if err != nil {
 		err = s.outageFailure(err)
 		log.Warn("sandbox failed", "err", err)
-		_ = s.engine.Remove(ctx, sb.ContainerName())
+		s.removeLeftover(ctx, sb.ContainerName(), log)
 		if _, terr := s.transition(ctx, sb.ID, StatusFailed, func(x *Sandbox) { x.Error = err.Error() }); terr == nil {
 			s.event(ctx, sb.ID, "failed", "error", "Sandbox failed to start", map[string]any{"error": err.Error()})
 		}
@@ -461,7 +463,7 @@ func (s *Service) provision(ctx context.Context, sb *Sandbox) {
 	if _, err := s.transition(ctx, sb.ID, StatusRunning, func(x *Sandbox) { x.IP = ip }); err != nil {
 		// Destroyed while it was being made: the container is ours to remove.
 		log.Info("sandbox changed while starting; removing its container", "err", err)
-		_ = s.engine.Remove(ctx, sb.ContainerName())
+		s.removeLeftover(ctx, sb.ContainerName(), log)
 		return
 	}
 	s.event(ctx, sb.ID, "running", "info", "Sandbox running", nil)
@@ -778,7 +780,7 @@ func (s *Service) Delete(ctx context.Context, ref string, async bool) (*Sandbox,
 }
 
 func (s *Service) destroy(ctx context.Context, sb *Sandbox) (*Sandbox, error) {
-	if err := s.engine.Remove(ctx, sb.ContainerName()); err != nil {
+	if err := s.removeContainer(ctx, sb.ContainerName()); err != nil {
 		return nil, s.engineErr(err)
 	}
 	out, err := s.transitionIf(ctx, sb.ID, StatusDestroyed, func(x *Sandbox) error {
