@@ -79,6 +79,8 @@ type Store interface {
 	WorkspaceStore
 	SSHKeyStore
 	ProjectStore
+	SecretStore
+	FeedStore
 }
 
 // Labels rtemu puts on every container it makes.
@@ -157,6 +159,8 @@ type Service struct {
 	projs     projects
 	terms     terminalSessions
 	desks     desktops
+	secKey    secretKey // secrets.go
+	dataDir   string
 
 	resetMu    sync.Mutex
 	resetHooks []ResetHook
@@ -175,7 +179,7 @@ func New(cfg Config) *Service {
 		templates: map[string]Template{}, pidsLimit: cfg.PidsLimit, build: cfg.BuildTemplate, strictLifecycle: cfg.StrictLifecycle,
 		ctx: ctx, cancel: cancel, now: func() time.Time { return time.Now().UTC() },
 		act:          activity{open: map[string]int{}, last: map[string]time.Time{}, written: map[string]time.Time{}},
-		provisioning: map[string]bool{},
+		provisioning: map[string]bool{}, dataDir: cfg.DataDir,
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -884,6 +888,10 @@ func (s *Service) Exec(ctx context.Context, ref string, p ExecParams) (ExecResul
 	if err := validateExec(&p); err != nil {
 		return ExecResult{}, err
 	}
+	secrets, err := s.secretEnv(ctx, p.Secrets)
+	if err != nil {
+		return ExecResult{}, err
+	}
 	// A sandbox still starting is waited for (as long as the command may
 	// run), one paused for idleness is woken; a user's pause stays.
 	if sb, err = s.usable(ctx, sb.ID, use{by: "exec", wait: p.Timeout, strictable: true, got: sb}); err != nil {
@@ -892,7 +900,7 @@ func (s *Service) Exec(ctx context.Context, ref string, p ExecParams) (ExecResul
 	// The sandbox's env is given to every exec, not only to the container:
 	// a container from the warm pool was started before its sandbox's env
 	// was known (see pool.go).
-	env := envList(sb.Env, p.Env)
+	env := envList(sb.Env, p.Env, secrets)
 	stdout, stderr := newOutput(s.output, MaxExecOutput), newOutput(s.output, MaxExecOutput)
 	kept := false
 	defer func() {
@@ -950,9 +958,13 @@ func (s *Service) Exec(ctx context.Context, ref string, p ExecParams) (ExecResul
 	default:
 		return ExecResult{}, s.engineErr(err)
 	}
-	s.event(ctx, sb.ID, "exec", "info", "Command executed", map[string]any{
+	attrs := map[string]any{
 		"command": truncate(p.Command, 200), "exitCode": res.ExitCode, "durationMs": res.Duration.Milliseconds(), "timedOut": res.TimedOut,
-	})
+	}
+	if len(secrets) > 0 {
+		attrs["secrets"] = secretNames(secrets) // names only
+	}
+	s.event(ctx, sb.ID, "exec", "info", "Command executed", attrs)
 	kept = true
 	return res, nil
 }
