@@ -5,17 +5,7 @@ import (
 	"time"
 )
 
-// The one organisation and user of a local rtemu. The hosted API names an
-// owner and an organisation on every sandbox, workspace and event; rtemu
-// has no accounts, so every one of them is this organisation's and this
-// user's. The ids are fixed (not made per data dir), so a client or a test
-// may compare against them; they are documented in the README.
 const (
-	LocalOrgID            = "00000000-0000-4000-8000-00000000000a"
-	LocalOrgName          = "Local"
-	LocalUserID           = "00000000-0000-4000-8000-00000000000b"
-	LocalUserDisplayName  = "Local User"
-	LocalUserEmail        = "local@rtemu.localhost"
 	resourceTypeSandbox   = "sandbox"
 	resourceTypeSecret    = "secret"
 	maxFeedFilterValueLen = 256

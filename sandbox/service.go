@@ -161,6 +161,8 @@ type Service struct {
 	desks     desktops
 	secKey    secretKey // secrets.go
 	dataDir   string
+	// defaultProject caches DefaultProjectID (hosted.go).
+	defaultProject atomic.Value
 
 	resetMu    sync.Mutex
 	resetHooks []ResetHook
@@ -356,6 +358,11 @@ func (s *Service) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 	}
 	if p.ProjectID != nil {
 		sb.ProjectID = strings.ToLower(*p.ProjectID)
+	}
+	if sb.ProjectID == "" { // every sandbox is in a project
+		if sb.ProjectID, err = s.DefaultProjectID(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if p.RootPassword != nil {
 		h, err := bcrypt.GenerateFromPassword([]byte(*p.RootPassword), bcrypt.DefaultCost)
@@ -724,6 +731,12 @@ func (s *Service) Update(ctx context.Context, ref string, p UpdateParams) (*Sand
 		}
 		lower := strings.ToLower(*p.ProjectID)
 		p.ProjectID = &lower
+	} else if p.ProjectID != nil { // null: back to the default project
+		def, err := s.DefaultProjectID(ctx)
+		if err != nil {
+			return nil, err
+		}
+		p.ProjectID = &def
 	}
 	sb, err = s.update(ctx, sb.ID, func(x *Sandbox) error {
 		if x.Status == StatusDestroyed || x.Status == StatusDestroying {
@@ -754,7 +767,9 @@ func (s *Service) Delete(ctx context.Context, ref string, async bool) (*Sandbox,
 	}
 	switch sb.Status {
 	case StatusDestroyed:
-		return sb, nil
+		// Deleted already: gone, as the hosted API answers (the SDK
+		// takes a 404 for "already gone").
+		return nil, notFound("Sandbox")
 	case StatusDestroying:
 		if async {
 			return sb, nil

@@ -147,6 +147,7 @@ var migrations = []string{
 	projectsSchema,
 	eventResourcesSchema,
 	secretsSchema,
+	sandboxesInProjectsSchema,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
