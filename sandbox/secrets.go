@@ -169,6 +169,7 @@ func (s *Service) PutSecret(ctx context.Context, p PutSecretParams) (*Secret, bo
 		typ, title = "secret.created", "Secret created"
 	}
 	s.secretEvent(ctx, name, typ, title)
+	s.Publish(Change{Kind: "secret", ID: name}) // the dashboard's list
 	return out, created, nil
 }
 
@@ -209,6 +210,7 @@ func (s *Service) DeleteSecret(ctx context.Context, name string) (string, error)
 		return "", err
 	}
 	s.secretEvent(ctx, name, "secret.deleted", "Secret deleted")
+	s.Publish(Change{Kind: "secret", ID: name})
 	return name, nil
 }
 
