@@ -1,7 +1,9 @@
 package sshgw_test
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -71,5 +73,44 @@ func TestSCPTildePaths(t *testing.T) {
 	}
 	if out := run(id, "ls -a / /root | grep -c nosuchuser || true"); out != "0" {
 		t.Errorf("something written for ~nosuchuser: %q", out)
+	}
+}
+
+// TestAnsibleSCPMode runs Ansible itself (where it is installed) with its
+// scp transfer method against a sandbox, logged in as the sandbox's id:
+// the script module puts a file in ~<id>/.ansible/tmp by scp and runs it.
+// The image has no Python, which the script module does not need.
+func TestAnsibleSCPMode(t *testing.T) {
+	t.Parallel()
+	ansible, err := exec.LookPath("ansible")
+	if err != nil {
+		t.Skip("ansible is not installed (apt-get install ansible-core)")
+	}
+	h := newHarness(t)
+	key := newKey(t, "ed25519")
+	h.registerKey("k", key)
+	id := h.sandbox(map[string]any{"name": "ansible"})
+	local := t.TempDir()
+	script := filepath.Join(local, "hello.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho \"hello from $(hostname)\" > /tmp/ansible-ran\necho pong\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	inventory := filepath.Join(local, "hosts")
+	if err := os.WriteFile(inventory, []byte(fmt.Sprintf("sb ansible_host=%s ansible_port=%s ansible_user=%s ansible_ssh_private_key_file=%s\n",
+		h.host, h.port, id, key.file)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, method := range []string{"scp", "sftp"} {
+		cmd := exec.Command(ansible, "sb", "-i", inventory, "-m", "script", "-a", script)
+		cmd.Env = append(os.Environ(), "HOME="+h.dir, "SSH_AUTH_SOCK=", "ANSIBLE_SSH_TRANSFER_METHOD="+method,
+			"ANSIBLE_HOST_KEY_CHECKING=True", "ANSIBLE_NOCOLOR=1", "ANSIBLE_LOCAL_TEMP="+filepath.Join(local, "tmp"),
+			"ANSIBLE_SSH_ARGS=-F /dev/null -o UserKnownHostsFile="+h.knownHosts+" -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes -o ControlMaster=no")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "pong") {
+			t.Fatalf("ansible -m script (%s): %v\n%s", method, err, out)
+		}
+		if got := strings.TrimSpace(h.sh(id, "cat /tmp/ansible-ran; rm /tmp/ansible-ran")); !strings.HasPrefix(got, "hello from ") {
+			t.Fatalf("the script's mark (%s): %q", method, got)
+		}
 	}
 }
