@@ -136,6 +136,8 @@ func (a *api) routes() []route {
 		{http.MethodGet, "/v1/sandboxes/:id/ssh", "sandbox.ssh", a.sandboxSSH, false},
 		{http.MethodGet, "/v1/sandboxes/:id/vnc", "sandbox.vnc", a.vnc, false},
 
+		{http.MethodGet, "/v1/activity", "activity.list", a.activity, false},
+
 		{http.MethodPost, "/v1/terminal/sandbox-sessions", "terminal.create", a.createTerminalSession, false},
 		{http.MethodGet, terminalPath + ":id", "terminal.connect", a.terminalSocket, false},
 
@@ -148,6 +150,11 @@ func (a *api) routes() []route {
 		{http.MethodPost, "/v1/ssh-keys", "sshkey.create", a.createSSHKey, false},
 		{http.MethodGet, "/v1/ssh-keys", "sshkey.list", a.listSSHKeys, false},
 		{http.MethodDelete, "/v1/ssh-keys/:id", "sshkey.delete", a.deleteSSHKey, false},
+
+		{http.MethodGet, "/v1/secrets", "secret.list", a.listSecrets, false},
+		{http.MethodPost, "/v1/secrets", "secret.put", a.putSecret, false},
+		{http.MethodPost, "/v1/secrets/:name/reveal", "secret.reveal", a.revealSecret, false},
+		{http.MethodDelete, "/v1/secrets/:name", "secret.delete", a.deleteSecret, false},
 
 		{http.MethodGet, "/v1/workspaces", "workspace.list", a.listWorkspaces, false},
 		{http.MethodPost, "/v1/workspaces", "workspace.create", a.createWorkspace, false},

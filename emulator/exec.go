@@ -16,6 +16,7 @@ type execRequest struct {
 	Cwd     string            `json:"cwd"`
 	Env     map[string]string `json:"env"`
 	Timeout *int64            `json:"timeout"` // milliseconds
+	Secrets []string          `json:"secrets"` // names; their values join env
 }
 
 // execResponse is the answer to an exec but for its output, which
@@ -34,7 +35,7 @@ func (a *api) exec(c echo.Context) error {
 	if err := decodeJSON(c, &req, false); err != nil {
 		return err
 	}
-	p := sandbox.ExecParams{Command: req.Command, Cwd: req.Cwd, Env: req.Env}
+	p := sandbox.ExecParams{Command: req.Command, Cwd: req.Cwd, Env: req.Env, Secrets: req.Secrets}
 	if req.Timeout != nil {
 		if *req.Timeout < 1 || *req.Timeout > sandbox.MaxExecTimeout.Milliseconds() {
 			return badRequest("timeout", "must be between 1 and 3600000 milliseconds")

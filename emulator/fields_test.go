@@ -6,12 +6,13 @@ import (
 	"testing"
 
 	"github.com/rtemu-dev/rtemu/emulatortest"
+	"github.com/rtemu-dev/rtemu/sandbox"
 )
 
 // TestUpstreamFields: the fields clients of the hosted API read are there:
-// hasWritableWorkspaceMount, ip (the sandbox's own address), the owner
-// fields (null), and the activity feed's resourceType, resourceId,
-// actorType, status and summary.
+// hasWritableWorkspaceMount, ip (the sandbox's own address), publicIp
+// (""), the owner fields (the local user), and the activity feed's
+// resourceType, resourceId, actorType, status and summary.
 func TestUpstreamFields(t *testing.T) {
 	t.Parallel()
 	c := newClient(t)
@@ -35,9 +36,10 @@ func TestUpstreamFields(t *testing.T) {
 			if sb["hasWritableWorkspaceMount"] != tc.writable {
 				t.Errorf("hasWritableWorkspaceMount %v, want %v", sb["hasWritableWorkspaceMount"], tc.writable)
 			}
-			for _, f := range []string{"ownerUserId", "ownerDisplayName", "ownerEmail", "publicIp"} {
-				if v, ok := sb[f]; !ok || v != nil {
-					t.Errorf("%s: %v (present %v), want null", f, v, ok)
+			for f, want := range map[string]any{"ownerUserId": sandbox.LocalUserID, "ownerDisplayName": sandbox.LocalUserDisplayName,
+				"ownerEmail": sandbox.LocalUserEmail, "publicIp": ""} {
+				if v, ok := sb[f]; !ok || v != want {
+					t.Errorf("%s: %v (present %v), want %q", f, v, ok, want)
 				}
 			}
 			ip, _ := sb["ip"].(string)
@@ -77,7 +79,7 @@ func TestUpstreamFields(t *testing.T) {
 			t.Errorf("%s event: %v", tc.eventType, e)
 		}
 	}
-	if c.do("DELETE", "/v1/sandboxes/"+id, nil); c.must(http.StatusOK, "GET", "/v1/sandboxes/"+id, nil).Data()["ip"] != nil {
+	if c.do("DELETE", "/v1/sandboxes/"+id, nil); c.must(http.StatusOK, "GET", "/v1/sandboxes/"+id, nil).Data()["ip"] != "" {
 		t.Error("a destroyed sandbox still has an ip")
 	}
 }

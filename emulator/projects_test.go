@@ -65,8 +65,8 @@ func TestProjects(t *testing.T) {
 		t.Fatalf("a refused delete changed the sandbox: projectId %v", got)
 	}
 	c.must(http.StatusOK, "DELETE", "/v1/projects/"+pid+"?force=true", nil)
-	if got := c.must(http.StatusOK, "GET", "/v1/sandboxes/"+in, nil).Data()["projectId"]; got != nil {
-		t.Errorf("after a forced delete projectId is %v", got)
+	if got := c.must(http.StatusOK, "GET", "/v1/sandboxes/"+in, nil).Data()["projectId"]; got != def {
+		t.Errorf("after a forced delete projectId is %v, want the default project %s", got, def)
 	}
 	if r := c.do("GET", "/v1/projects/"+pid, nil); r.Status != http.StatusNotFound {
 		t.Errorf("deleted project: %d", r.Status)

@@ -38,14 +38,15 @@ type sandboxJSON struct {
 	ResumedAt           *string           `json:"resumedAt"`
 	LastActivityAt      *string           `json:"lastActivityAt"`
 	Error               string            `json:"error,omitempty"`
-	// Upstream fields: rtemu has no users (owners are null) and no public
-	// addresses; ip is the sandbox's own address.
-	HasWritableWorkspaceMount bool    `json:"hasWritableWorkspaceMount"`
-	IP                        *string `json:"ip"`
-	PublicIP                  *string `json:"publicIp"`
-	OwnerUserID               *string `json:"ownerUserId"`
-	OwnerDisplayName          *string `json:"ownerDisplayName"`
-	OwnerEmail                *string `json:"ownerEmail"`
+	// Upstream fields: the owner is rtemu's one local user; ip is the
+	// sandbox's own address ("" while it has none), publicIp always ""
+	// (sandboxes have no public address).
+	HasWritableWorkspaceMount bool   `json:"hasWritableWorkspaceMount"`
+	IP                        string `json:"ip"`
+	PublicIP                  string `json:"publicIp"`
+	OwnerUserID               string `json:"ownerUserId"`
+	OwnerDisplayName          string `json:"ownerDisplayName"`
+	OwnerEmail                string `json:"ownerEmail"`
 }
 
 type resourcesJSON struct {
@@ -90,7 +91,8 @@ func (a *api) toSandboxJSON(ctx context.Context, sb *sandbox.Sandbox) sandboxJSO
 		CreatedAt: rfc3339(sb.CreatedAt), UpdatedAt: rfc3339(sb.UpdatedAt),
 		PausedAt: optTime(sb.PausedAt), ResumedAt: optTime(sb.ResumedAt), LastActivityAt: optTime(sb.LastActivityAt),
 		Mounts:                    make([]mountJSON, 0, len(sb.Mounts)),
-		HasWritableWorkspaceMount: sb.HasWritableWorkspaceMount(), IP: optString(sb.Address()),
+		HasWritableWorkspaceMount: sb.HasWritableWorkspaceMount(), IP: sb.Address(), PublicIP: sandbox.PublicIP,
+		OwnerUserID: sandbox.LocalUserID, OwnerDisplayName: sandbox.LocalUserDisplayName, OwnerEmail: sandbox.LocalUserEmail,
 	}
 	if out.Tags == nil {
 		out.Tags = []string{}

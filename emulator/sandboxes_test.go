@@ -123,7 +123,8 @@ func TestCreateDefaults(t *testing.T) {
 	if res["vcpus"] != float64(2) || res["memory"] != "4GB" || res["disk"] != "10GB" {
 		t.Errorf("resources %v", res)
 	}
-	if sb["idleTimeout"] != float64(600) || sb["name"] != nil || sb["projectId"] != nil || sb["sshAuthMethod"] != "none" {
+	def := c.must(http.StatusOK, "GET", "/v1/projects", nil).List()[0]["id"]
+	if sb["idleTimeout"] != float64(600) || sb["name"] != nil || sb["projectId"] != def || sb["sshAuthMethod"] != "none" {
 		t.Errorf("defaults %v", sb)
 	}
 	if len(sb["tags"].([]any)) != 0 || len(sb["mounts"].([]any)) != 0 {
@@ -275,7 +276,8 @@ func TestGetUpdateDelete(t *testing.T) {
 		t.Fatalf("patched %v", up)
 	}
 	c.must(404, "GET", "/v1/sandboxes/first", nil)
-	if got := c.must(200, "PATCH", "/v1/sandboxes/"+id, `{"projectId":null}`).Data(); got["projectId"] != nil || got["name"] != "second" {
+	def := c.must(http.StatusOK, "GET", "/v1/projects", nil).List()[0]["id"]
+	if got := c.must(200, "PATCH", "/v1/sandboxes/"+id, `{"projectId":null}`).Data(); got["projectId"] != def || got["name"] != "second" {
 		t.Fatalf("projectId null: %v", got)
 	}
 	other := c.create(map[string]any{"name": "third"})
@@ -293,6 +295,12 @@ func TestGetUpdateDelete(t *testing.T) {
 	}
 	if got := c.must(200, "GET", "/v1/sandboxes/"+id, nil).Data(); got["status"] != "destroyed" {
 		t.Fatalf("after delete %v", got)
+	}
+	// Deleted already: 404, as the hosted API answers (and so async).
+	for _, q := range []string{"", "?async=true"} {
+		if r := c.do("DELETE", "/v1/sandboxes/"+id+q, nil); r.Status != 404 || r.ErrCode() != "not_found" {
+			t.Fatalf("second delete%s: %d %s", q, r.Status, r.Body)
+		}
 	}
 	// The name is free again.
 	c.create(map[string]any{"name": "second"})

@@ -10,8 +10,10 @@ import (
 )
 
 // workspaceJSON is the workspace object on the wire (upstream's list
-// shape). rtemu has no users or quotas: the owner fields are null, the
-// workspace is never personal, and quotaBytes is 0 (none).
+// shape, with the create answer's nfsPath). rtemu has one local user, who
+// owns every workspace, and no quotas: the workspace is never personal,
+// and quotaBytes is 0 (none). nfsPath is the workspace's folder as the
+// engine bind-mounts it.
 type workspaceJSON struct {
 	ID               string  `json:"id"`
 	Slug             string  `json:"slug"`
@@ -22,9 +24,10 @@ type workspaceJSON struct {
 	UpdatedAt        string  `json:"updatedAt"`
 	LastAccessedAt   *string `json:"lastAccessedAt"`
 	IsPersonal       bool    `json:"isPersonal"`
-	OwnerUserID      *string `json:"ownerUserId"`
-	OwnerDisplayName *string `json:"ownerDisplayName"`
-	OwnerEmail       *string `json:"ownerEmail"`
+	OwnerUserID      string  `json:"ownerUserId"`
+	OwnerDisplayName string  `json:"ownerDisplayName"`
+	OwnerEmail       string  `json:"ownerEmail"`
+	NFSPath          string  `json:"nfsPath"`
 }
 
 type storageJSON struct {
@@ -33,10 +36,12 @@ type storageJSON struct {
 	Unlimited  bool  `json:"unlimited"`
 }
 
-func toWorkspaceJSON(w *sandbox.Workspace) workspaceJSON {
+func (a *api) toWorkspaceJSON(w *sandbox.Workspace) workspaceJSON {
 	return workspaceJSON{
 		ID: w.ID, Slug: w.Slug, Name: w.Name, SizeBytes: w.SizeBytes,
 		CreatedAt: rfc3339(w.CreatedAt), UpdatedAt: rfc3339(w.UpdatedAt), LastAccessedAt: optTime(w.LastAccessedAt),
+		OwnerUserID: sandbox.LocalUserID, OwnerDisplayName: sandbox.LocalUserDisplayName, OwnerEmail: sandbox.LocalUserEmail,
+		NFSPath: a.svc.WorkspaceFolder(w.ID),
 	}
 }
 
@@ -59,7 +64,7 @@ func (a *api) createWorkspace(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return reply(c, http.StatusCreated, toWorkspaceJSON(w))
+	return reply(c, http.StatusCreated, a.toWorkspaceJSON(w))
 }
 
 func (a *api) listWorkspaces(c echo.Context) error {
@@ -69,7 +74,7 @@ func (a *api) listWorkspaces(c echo.Context) error {
 	}
 	out := make([]workspaceJSON, 0, len(ws))
 	for _, w := range ws {
-		out = append(out, toWorkspaceJSON(w))
+		out = append(out, a.toWorkspaceJSON(w))
 	}
 	return reply(c, http.StatusOK, map[string]any{"workspaces": out, "storage": toStorageJSON(tot)})
 }
@@ -79,7 +84,7 @@ func (a *api) getWorkspace(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return reply(c, http.StatusOK, toWorkspaceJSON(w))
+	return reply(c, http.StatusOK, a.toWorkspaceJSON(w))
 }
 
 func (a *api) renameWorkspace(c echo.Context) error {
@@ -96,7 +101,7 @@ func (a *api) renameWorkspace(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return reply(c, http.StatusOK, toWorkspaceJSON(w))
+	return reply(c, http.StatusOK, a.toWorkspaceJSON(w))
 }
 
 func (a *api) workspaceUsage(c echo.Context) error {

@@ -109,3 +109,13 @@ func (e Event) Summary() string {
 	}
 	return e.Title
 }
+
+// recordEvent appends an event about any resource to the feed (event is
+// this for a sandbox's).
+func (s *Service) recordEvent(_ context.Context, ev Event) {
+	if ev.Attributes == nil {
+		ev.Attributes = map[string]any{}
+	}
+	ev.ID, ev.CreatedAt = "evt_"+newID()[len("sandbox-"):], s.now()
+	s.waitEvent(s.enqueueEvent(ev))
+}

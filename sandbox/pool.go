@@ -362,7 +362,7 @@ func (s *Service) takePooled(ctx context.Context, template string, res Resources
 
 // discardPooled removes a pool container in the background.
 func (s *Service) discardPooled(name string) {
-	s.goBackground(func(ctx context.Context) { _ = s.engine.Remove(ctx, name) })
+	s.goBackground(func(ctx context.Context) { _ = s.removeContainer(ctx, name) })
 }
 
 // suspendPool empties the pool and stops refills (reset removes the
@@ -384,16 +384,17 @@ func (s *Service) resumePool() {
 	s.pool.poke()
 }
 
-// envList is a sandbox's env with an exec's own env over it, as KEY=VALUE
-// lines in a stable order.
-func envList(base, over map[string]string) []string {
-	out := make([]string, 0, len(base)+len(over))
-	for k, v := range base {
-		if _, shadowed := over[k]; !shadowed {
-			out = append(out, k+"="+v)
+// envList is a sandbox's env with an exec's own env (and then its secrets)
+// over it, as KEY=VALUE lines in a stable order: a later layer wins.
+func envList(layers ...map[string]string) []string {
+	merged := map[string]string{}
+	for _, l := range layers {
+		for k, v := range l {
+			merged[k] = v
 		}
 	}
-	for k, v := range over {
+	out := make([]string, 0, len(merged))
+	for k, v := range merged {
 		out = append(out, k+"="+v)
 	}
 	sort.Strings(out)

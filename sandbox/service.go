@@ -79,6 +79,8 @@ type Store interface {
 	WorkspaceStore
 	SSHKeyStore
 	ProjectStore
+	SecretStore
+	FeedStore
 }
 
 // Labels rtemu puts on every container it makes.
@@ -157,6 +159,10 @@ type Service struct {
 	projs     projects
 	terms     terminalSessions
 	desks     desktops
+	secKey    secretKey // secrets.go
+	dataDir   string
+	// defaultProject caches DefaultProjectID (hosted.go).
+	defaultProject atomic.Value
 
 	resetMu    sync.Mutex
 	resetHooks []ResetHook
@@ -175,7 +181,7 @@ func New(cfg Config) *Service {
 		templates: map[string]Template{}, pidsLimit: cfg.PidsLimit, build: cfg.BuildTemplate, strictLifecycle: cfg.StrictLifecycle,
 		ctx: ctx, cancel: cancel, now: func() time.Time { return time.Now().UTC() },
 		act:          activity{open: map[string]int{}, last: map[string]time.Time{}, written: map[string]time.Time{}},
-		provisioning: map[string]bool{},
+		provisioning: map[string]bool{}, dataDir: cfg.DataDir,
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -353,6 +359,11 @@ func (s *Service) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 	if p.ProjectID != nil {
 		sb.ProjectID = strings.ToLower(*p.ProjectID)
 	}
+	if sb.ProjectID == "" { // every sandbox is in a project
+		if sb.ProjectID, err = s.DefaultProjectID(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if p.RootPassword != nil {
 		h, err := bcrypt.GenerateFromPassword([]byte(*p.RootPassword), bcrypt.DefaultCost)
 		if err != nil {
@@ -437,14 +448,16 @@ func (s *Service) provision(ctx context.Context, sb *Sandbox) {
 	log := s.log.With("sandbox", sb.ID)
 	err := s.makeContainer(ctx, sb, log)
 	if ctx.Err() != nil {
-		// rtemu is shutting down: the sandbox stays creating and the next
-		// start finishes it.
+		// rtemu is stopping: whatever was made of the container goes with
+		// it (nothing outlives rtemu); a sandbox still creating is made
+		// anew at the next start, one destroyed meanwhile is done.
+		s.removeLeftover(ctx, sb.ContainerName(), log)
 		return
 	}
 	if err != nil {
 		err = s.outageFailure(err)
 		log.Warn("sandbox failed", "err", err)
-		_ = s.engine.Remove(ctx, sb.ContainerName())
+		s.removeLeftover(ctx, sb.ContainerName(), log)
 		if _, terr := s.transition(ctx, sb.ID, StatusFailed, func(x *Sandbox) { x.Error = err.Error() }); terr == nil {
 			s.event(ctx, sb.ID, "failed", "error", "Sandbox failed to start", map[string]any{"error": err.Error()})
 		}
@@ -461,7 +474,7 @@ func (s *Service) provision(ctx context.Context, sb *Sandbox) {
 	if _, err := s.transition(ctx, sb.ID, StatusRunning, func(x *Sandbox) { x.IP = ip }); err != nil {
 		// Destroyed while it was being made: the container is ours to remove.
 		log.Info("sandbox changed while starting; removing its container", "err", err)
-		_ = s.engine.Remove(ctx, sb.ContainerName())
+		s.removeLeftover(ctx, sb.ContainerName(), log)
 		return
 	}
 	s.event(ctx, sb.ID, "running", "info", "Sandbox running", nil)
@@ -718,6 +731,12 @@ func (s *Service) Update(ctx context.Context, ref string, p UpdateParams) (*Sand
 		}
 		lower := strings.ToLower(*p.ProjectID)
 		p.ProjectID = &lower
+	} else if p.ProjectID != nil { // null: back to the default project
+		def, err := s.DefaultProjectID(ctx)
+		if err != nil {
+			return nil, err
+		}
+		p.ProjectID = &def
 	}
 	sb, err = s.update(ctx, sb.ID, func(x *Sandbox) error {
 		if x.Status == StatusDestroyed || x.Status == StatusDestroying {
@@ -748,7 +767,9 @@ func (s *Service) Delete(ctx context.Context, ref string, async bool) (*Sandbox,
 	}
 	switch sb.Status {
 	case StatusDestroyed:
-		return sb, nil
+		// Deleted already: gone, as the hosted API answers (the SDK
+		// takes a 404 for "already gone").
+		return nil, notFound("Sandbox")
 	case StatusDestroying:
 		if async {
 			return sb, nil
@@ -778,7 +799,7 @@ func (s *Service) Delete(ctx context.Context, ref string, async bool) (*Sandbox,
 }
 
 func (s *Service) destroy(ctx context.Context, sb *Sandbox) (*Sandbox, error) {
-	if err := s.engine.Remove(ctx, sb.ContainerName()); err != nil {
+	if err := s.removeContainer(ctx, sb.ContainerName()); err != nil {
 		return nil, s.engineErr(err)
 	}
 	out, err := s.transitionIf(ctx, sb.ID, StatusDestroyed, func(x *Sandbox) error {
@@ -882,6 +903,10 @@ func (s *Service) Exec(ctx context.Context, ref string, p ExecParams) (ExecResul
 	if err := validateExec(&p); err != nil {
 		return ExecResult{}, err
 	}
+	secrets, err := s.secretEnv(ctx, p.Secrets)
+	if err != nil {
+		return ExecResult{}, err
+	}
 	// A sandbox still starting is waited for (as long as the command may
 	// run), one paused for idleness is woken; a user's pause stays.
 	if sb, err = s.usable(ctx, sb.ID, use{by: "exec", wait: p.Timeout, strictable: true, got: sb}); err != nil {
@@ -890,7 +915,7 @@ func (s *Service) Exec(ctx context.Context, ref string, p ExecParams) (ExecResul
 	// The sandbox's env is given to every exec, not only to the container:
 	// a container from the warm pool was started before its sandbox's env
 	// was known (see pool.go).
-	env := envList(sb.Env, p.Env)
+	env := envList(sb.Env, p.Env, secrets)
 	stdout, stderr := newOutput(s.output, MaxExecOutput), newOutput(s.output, MaxExecOutput)
 	kept := false
 	defer func() {
@@ -948,9 +973,13 @@ func (s *Service) Exec(ctx context.Context, ref string, p ExecParams) (ExecResul
 	default:
 		return ExecResult{}, s.engineErr(err)
 	}
-	s.event(ctx, sb.ID, "exec", "info", "Command executed", map[string]any{
+	attrs := map[string]any{
 		"command": truncate(p.Command, 200), "exitCode": res.ExitCode, "durationMs": res.Duration.Milliseconds(), "timedOut": res.TimedOut,
-	})
+	}
+	if len(secrets) > 0 {
+		attrs["secrets"] = secretNames(secrets) // names only
+	}
+	s.event(ctx, sb.ID, "exec", "info", "Command executed", attrs)
 	kept = true
 	return res, nil
 }

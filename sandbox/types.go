@@ -153,14 +153,18 @@ func (s *Sandbox) SSHAuthMethod(everyRegisteredKey bool) string {
 
 // Event is one entry of a sandbox's activity feed.
 type Event struct {
-	Seq        int64 // orders events; cursors are built from it
-	ID         string
-	SandboxID  string
-	Type       string // created, running, failed, paused, resumed, exec, destroyed, ...
-	Severity   string // info, warning, error
-	Title      string
-	Attributes map[string]any
-	CreatedAt  time.Time
+	Seq       int64 // orders events; cursors are built from it
+	ID        string
+	SandboxID string // "" for an event about no sandbox
+	// ResourceType and ResourceID are what the event is about: "sandbox"
+	// and the sandbox's id when empty; "secret" and its name.
+	ResourceType string
+	ResourceID   string
+	Type         string // created, running, failed, paused, resumed, exec, destroyed, secret.revealed, ...
+	Severity     string // info, warning, error
+	Title        string
+	Attributes   map[string]any
+	CreatedAt    time.Time
 }
 
 // CreateParams is a create request, already decoded from the wire.
@@ -212,6 +216,9 @@ type ExecParams struct {
 	Cwd     string
 	Env     map[string]string
 	Timeout time.Duration
+	// Secrets names secrets whose values the command gets as environment
+	// variables of the same names (over Env).
+	Secrets []string
 	// Stdout and Stderr, when set, also receive the output as it comes
 	// (streaming exec); Started is called once the command is about to
 	// run, every check passed.

@@ -19,12 +19,29 @@ import (
 // loginScript starts what sshd would: the user's shell as a login shell in
 // the home directory, or `shell -c COMMAND` when a command was given ($1).
 // bash where the image has it (as root's login shell on Ubuntu), else sh.
+// The login name (the sandbox's id or name) is made a name of root's in
+// /etc/passwd first (aliasLogin).
 const loginScript = `cd ~ 2>/dev/null || cd /
+` + aliasLogin + `
 [ -n "$USER" ] || USER=$(id -un 2>/dev/null || echo root)
 LOGNAME=$USER; export USER LOGNAME
 if [ -x /bin/bash ]; then SHELL=/bin/bash; else SHELL=/bin/sh; fi; export SHELL
 [ $# -eq 0 ] && exec "$SHELL" -l
 exec "$SHELL" -c "$1"`
+
+// aliasLogin makes the SSH login name ($RTEMU_SSH_LOGIN: the sandbox's id
+// or name, with which the client logged in as root) a second name of root
+// in /etc/passwd, home and all, unless the container has that name
+// already: a client that expands ~<login> in the shell (Ansible does, for
+// its temporary files) then gets root's home, not the text "~sandbox-…".
+// No process is started for it (the loop reads the file in the shell); an
+// image whose /etc/passwd cannot be written keeps it as it is.
+const aliasLogin = `u=$RTEMU_SSH_LOGIN; unset RTEMU_SSH_LOGIN
+case $u in ''|-*|*[!A-Za-z0-9._-]*) ;; *)
+  k=; while IFS=: read -r n _; do [ "$n" = "$u" ] && { k=1; break; }; done </etc/passwd 2>/dev/null
+  [ -n "$k" ] || printf '%s:x:0:0:rtemu SSH login (root):%s:/bin/sh\n' "$u" "$(pwd)" >>/etc/passwd 2>/dev/null;;
+esac
+unset u k n`
 
 // exitGatewayError is the status a session ends with when the gateway, not
 // the command, failed (as ssh itself exits 255 on its own errors).
@@ -290,6 +307,7 @@ func (s *session) attachSpec(command string, isExec bool) sandbox.AttachSpec {
 		spec.Env = append(spec.Env, "TERM="+term)
 	}
 	spec.Env = append(spec.Env, s.env...)
+	spec.Env = append(spec.Env, "RTEMU_SSH_LOGIN="+s.conn.User()) // last: the client's env cannot change it
 	return spec
 }
 

@@ -47,7 +47,14 @@ const statFormat = `%f %s %u %g %X %Y`
 // Scripts take their paths as arguments ($1, $2), never spliced into the
 // text. Paths are absolute: the request server makes them so.
 const (
-	scriptHome = `cd ~ 2>/dev/null && pwd || echo /`
+	// $1 is the login name, aliased to root as for a shell (session.go).
+	scriptHome = `cd ~ 2>/dev/null || cd /
+RTEMU_SSH_LOGIN=$1
+` + aliasLogin + `
+pwd`
+
+	// A user's home, or nothing.
+	scriptHomeOf = `while IFS=: read -r n _ _ _ _ h _; do [ "$n" = "$1" ] && { printf '%s\n' "$h"; exit 0; }; done </etc/passwd`
 
 	// $2 = "L" follows a symlink (stat); "" describes the link (lstat).
 	scriptStat = `p=$1
@@ -158,20 +165,39 @@ type containerFS struct {
 func (s *session) serveSFTP(ctx context.Context, sandboxID string) error {
 	cfs := &containerFS{ctx: ctx, svc: s.g.svc, sandboxID: sandboxID, uploads: map[string]*upload{}}
 	home := "/"
-	if out, err := cfs.output(scriptHome); err == nil {
+	if out, err := cfs.output(scriptHome, s.conn.User()); err == nil {
 		if h := strings.TrimSpace(out); strings.HasPrefix(h, "/") {
 			home = h
 		}
 	}
-	srv := sftp.NewRequestServer(s.ch, sftp.Handlers{FileGet: cfs, FilePut: cfs, FileCmd: cfs, FileList: cfs},
-		sftp.WithStartDirectory(home))
+	// The request server talks to the client through the proxy, which
+	// adds expand-path@openssh.com (expandpath.go).
+	toServerR, toServer := io.Pipe()
+	fromServer, fromServerW := io.Pipe()
+	srv := sftp.NewRequestServer(pipeConn{Reader: toServerR, WriteCloser: fromServerW},
+		sftp.Handlers{FileGet: cfs, FilePut: cfs, FileCmd: cfs, FileList: cfs}, sftp.WithStartDirectory(home))
+	exp := pathExpander{home: home, logins: []string{sandboxID, s.conn.User()}, homeOf: func(user string) (string, error) {
+		out, err := cfs.output(scriptHomeOf, user)
+		return strings.TrimSpace(out), err
+	}}
+	flushed := (&sftpProxy{ch: s.ch, expand: exp.expand}).start(toServer, fromServer)
 	stop := context.AfterFunc(ctx, func() { srv.Close() })
 	defer stop()
 	err := srv.Serve()
+	// Every answer is on the channel before the session's exit status.
+	fromServerW.Close()
+	<-flushed
+	toServerR.Close()
 	if errors.Is(err, io.EOF) || ctx.Err() != nil {
 		return nil
 	}
 	return err
+}
+
+// pipeConn is the request server's end of the proxy's pipes.
+type pipeConn struct {
+	io.Reader
+	io.WriteCloser
 }
 
 // scriptError turns a script's failure into an error the request server

@@ -47,7 +47,8 @@ func TestCachedReadsFollowWrites(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, func(sb *sandbox.Sandbox, err error) error {
-			if err != nil || sb.ProjectID != "" {
+			// Moved to the default project, which the cache must show.
+			if err != nil || sb.ProjectID == projectID || sb.ProjectID == "" {
 				return fmt.Errorf("after its project's delete: %+v %v", sb, err)
 			}
 			return nil

@@ -40,6 +40,15 @@ const seedDefaultProject = `INSERT OR IGNORE INTO projects(id, name, color, is_d
 		strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
 	FROM meta WHERE key = 'default_project';`
 
+// defaultProjectIDSQL is the default project's id, as an SQL expression.
+const defaultProjectIDSQL = `(SELECT value FROM meta WHERE key = 'default_project')`
+
+// sandboxesInProjectsSchema puts every sandbox in a project: those an
+// older rtemu left without one go to the default project, as creates
+// now do.
+const sandboxesInProjectsSchema = `UPDATE sandboxes SET data = json_set(data, '$.projectId', ` + defaultProjectIDSQL + `)
+	WHERE coalesce(json_extract(data, '$.projectId'), '') = '';`
+
 const projectCols = `seq, id, name, color, is_default, created_at, updated_at`
 
 func scanProject(row scanner) (*sandbox.Project, error) {
@@ -146,7 +155,9 @@ func (s *Store) DeleteProject(ctx context.Context, id string, unassign bool) ([]
 	if len(users) > 0 && !unassign {
 		return users, sandbox.ErrProjectInUse
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE sandboxes SET data = json_remove(data, '$.projectId') WHERE json_extract(data, '$.projectId') = ?`, id); err != nil {
+	// Every sandbox is in a project: the deleted one's go to the default.
+	if _, err := tx.ExecContext(ctx, `UPDATE sandboxes SET data = json_set(data, '$.projectId', `+defaultProjectIDSQL+`)
+		WHERE json_extract(data, '$.projectId') = ?`, id); err != nil {
 		return nil, fmt.Errorf("delete project: unassign sandboxes: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM projects WHERE id = ?`, id); err != nil {

@@ -145,6 +145,9 @@ var migrations = []string{
 	workspacesSchema,
 	sshKeysSchema,
 	projectsSchema,
+	eventResourcesSchema,
+	secretsSchema,
+	sandboxesInProjectsSchema,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
@@ -497,8 +500,9 @@ func (s *Store) AddEvent(ctx context.Context, ev sandbox.Event) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO events(id, sandbox_id, type, severity, title, attributes, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`, ev.ID, ev.SandboxID, ev.Type, ev.Severity, ev.Title, string(attrs), ts(ev.CreatedAt))
+	rt, rid := eventResource(ev)
+	_, err = s.w.ExecContext(ctx, `INSERT INTO events(id, sandbox_id, type, severity, title, attributes, created_at, resource_type, resource_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, ev.ID, ev.SandboxID, ev.Type, ev.Severity, ev.Title, string(attrs), ts(ev.CreatedAt), rt, rid)
 	if err != nil {
 		return fmt.Errorf("add event: %w", err)
 	}
@@ -512,8 +516,8 @@ func (s *Store) AddEvents(ctx context.Context, evs []sandbox.Event) error {
 		return fmt.Errorf("add events: %w", err)
 	}
 	defer tx.Rollback()
-	st, err := tx.PrepareContext(ctx, `INSERT INTO events(id, sandbox_id, type, severity, title, attributes, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`)
+	st, err := tx.PrepareContext(ctx, `INSERT INTO events(id, sandbox_id, type, severity, title, attributes, created_at, resource_type, resource_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return fmt.Errorf("add events: %w", err)
 	}
@@ -523,7 +527,8 @@ func (s *Store) AddEvents(ctx context.Context, evs []sandbox.Event) error {
 		if err != nil {
 			return err
 		}
-		if _, err := st.ExecContext(ctx, ev.ID, ev.SandboxID, ev.Type, ev.Severity, ev.Title, string(attrs), ts(ev.CreatedAt)); err != nil {
+		rt, rid := eventResource(ev)
+		if _, err := st.ExecContext(ctx, ev.ID, ev.SandboxID, ev.Type, ev.Severity, ev.Title, string(attrs), ts(ev.CreatedAt), rt, rid); err != nil {
 			return fmt.Errorf("add events: %w", err)
 		}
 	}

@@ -171,3 +171,31 @@ func TestAddEvents(t *testing.T) {
 		})
 	}
 }
+
+// A sandbox an older rtemu kept with no project is in the default project
+// after the migration, as every sandbox created now is.
+func TestMigrationPutsSandboxesInTheDefaultProject(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := open(t)
+	sb := newSandbox("sandbox-bbbbbbbbbbbb", "old", "x")
+	if err := s.InsertSandbox(ctx, sb); err != nil {
+		t.Fatal(err)
+	}
+	// Run the migration again over the record with no projectId.
+	if _, err := s.w.ExecContext(ctx, sandboxesInProjectsSchema); err != nil {
+		t.Fatal(err)
+	}
+	s.cache.clear()
+	got, err := s.GetSandbox(ctx, sb.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := s.ListProjects(ctx)
+	if err != nil || len(ps) == 0 || !ps[0].IsDefault {
+		t.Fatalf("projects %v, %v", ps, err)
+	}
+	if got.ProjectID != ps[0].ID {
+		t.Fatalf("projectId %q after the migration, want the default project %s", got.ProjectID, ps[0].ID)
+	}
+}

@@ -125,6 +125,7 @@ async function refreshAll() {
   if (!detail.shownId() && location.hash.length > 1) select(decodeURIComponent(location.hash.slice(1)));
   panels.loadWorkspaces();
   panels.loadKeys();
+  panels.loadSecrets();
   return info;
 }
 
@@ -138,12 +139,14 @@ async function loadInfo() {
 
 const workspaceKind = /workspace|file/i;
 const keyKind = /key/i;
+const secretKind = /secret/i;
 
 function onChange(ch) {
   if (ch.kind === 'sandbox') {
     list.refresh(ch.id);
     detail.changed(ch.id);
   } else if (workspaceKind.test(ch.kind)) panels.loadWorkspaces();
+  else if (secretKind.test(ch.kind)) panels.loadSecrets();
   else if (keyKind.test(ch.kind)) panels.loadKeys();
   else if (ch.id) detail.changed(ch.id);
 }

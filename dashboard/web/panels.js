@@ -1,5 +1,6 @@
 // The cards under the sandboxes: workspaces and their files, SSH keys,
-// rtemu itself (version, data dir, engine, templates, reset) and its log.
+// secrets, rtemu itself (version, data dir, engine, templates, reset) and
+// its log.
 
 import * as api from './api.js';
 import { h, fill, $, ago, bytes, toast, confirmAction, when } from './dom.js';
@@ -133,6 +134,64 @@ export async function loadKeys() {
       h('span', { class: 'pill mono' }, k.keyType || k.key_type || '')),
     h('div', { class: 'mono small fingerprint' }, k.fingerprint),
     h('div', { class: 'item-meta' }, `added ${ago(k.createdAt || k.created_at)}`)))));
+}
+
+// ---- Secrets --------------------------------------------------------------
+
+// revealed holds the values shown, by name, until hidden or the secret
+// changes; a value is fetched only when its Reveal is clicked (and the
+// reveal is recorded in the activity feed, as every reveal is).
+const revealed = new Map();
+
+export async function loadSecrets() {
+  const box = $('#secrets-body');
+  let list;
+  try {
+    list = listOf(await api.get('/v1/secrets'), 'secrets');
+  } catch (err) {
+    $('#secret-count').textContent = '';
+    if (err.notImplemented) fill(box, notInBuild('Secrets'));
+    else failed(box, err);
+    return;
+  }
+  $('#secret-count').textContent = list.length ? String(list.length) : '';
+  for (const name of revealed.keys()) {
+    const s = list.find((x) => x.name === name);
+    if (!s || s.updatedAt !== revealed.get(name).updatedAt) revealed.delete(name);
+  }
+  if (!list.length) {
+    fill(box, h('p', { class: 'muted' }, 'No secrets. ', h('code', {}, 'POST /v1/secrets'), ' keeps one, encrypted; exec gets it with ', h('code', {}, 'secrets: ["NAME"]'), '.'));
+    return;
+  }
+  fill(box, h('ul', { class: 'item-list' }, list.map((s) => {
+    const shown = revealed.get(s.name);
+    return h('li', { class: 'item', dataset: { name: s.name } },
+      h('div', { class: 'item-row' },
+        h('span', { class: 'item-title mono' }, s.name),
+        h('span', { class: 'pill' }, s.scope),
+        h('span', { class: 'pill' }, s.category),
+        s.orgWide ? h('span', { class: 'pill' }, 'org-wide') : null,
+        h('button', { class: 'link-button secret-reveal', type: 'button', 'aria-expanded': String(!!shown),
+          onclick: () => reveal(s) }, shown ? 'Hide' : 'Reveal')),
+      s.description ? h('div', { class: 'item-meta' }, s.description) : null,
+      shown ? h('div', { class: 'mono small break secret-value' }, shown.value) : null,
+      h('div', { class: 'item-meta' }, `updated ${ago(s.updatedAt || s.createdAt)}`));
+  })));
+}
+
+async function reveal(s) {
+  if (revealed.has(s.name)) {
+    revealed.delete(s.name);
+    loadSecrets();
+    return;
+  }
+  try {
+    const body = await api.post(`/v1/secrets/${enc(s.name)}/reveal`);
+    revealed.set(s.name, { value: body.data.value, updatedAt: s.updatedAt });
+    loadSecrets();
+  } catch (err) {
+    failed($('#secrets-body'), err);
+  }
 }
 
 // ---- This rtemu -----------------------------------------------------------
