@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/rtemu-dev/rtemu/dockerdriver"
+	"github.com/rtemu-dev/rtemu/engine/docker"
 	"github.com/rtemu-dev/rtemu/templates"
 )
 
@@ -59,7 +59,7 @@ func buildTemplate(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintln(stderr, "rtemu:", err)
 		return 2
 	}
-	d, err := dockerdriver.New()
+	d, err := docker.New()
 	if err != nil {
 		fmt.Fprintln(stderr, "rtemu:", err)
 		return 1
@@ -69,7 +69,7 @@ func buildTemplate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	res, err := templates.NewBuilder(d).Build(ctx, name, *base, func(line string) { fmt.Fprintln(stdout, line) })
 	if err != nil {
 		fmt.Fprintln(stderr, "rtemu:", err)
-		if errors.Is(err, dockerdriver.ErrUnavailable) {
+		if errors.Is(err, docker.ErrUnavailable) {
 			fmt.Fprintln(stderr, "rtemu: is the Docker engine running? (rtemu doctor checks)")
 		} else if *base == "" {
 			fmt.Fprintf(stderr, "rtemu: offline, build from a local Debian or Ubuntu image: rtemu templates build %s --base IMAGE\n", name)
@@ -83,7 +83,7 @@ func buildTemplate(ctx context.Context, args []string, stdout, stderr io.Writer)
 }
 
 func listTemplates(ctx context.Context, stdout, stderr io.Writer) int {
-	d, err := dockerdriver.New()
+	d, err := docker.New()
 	if err != nil {
 		fmt.Fprintln(stderr, "rtemu:", err)
 		return 1
@@ -94,7 +94,7 @@ func listTemplates(ctx context.Context, stdout, stderr io.Writer) int {
 		switch {
 		case err == nil:
 			fmt.Fprintf(stdout, "%-16s %s  built from %s\n", r.Name, r.Image(), labels[templates.LabelBase])
-		case errors.Is(err, dockerdriver.ErrNotFound):
+		case errors.Is(err, docker.ErrNotFound):
 			fmt.Fprintf(stdout, "%-16s %s  not built (%s)\n", r.Name, r.Image(), r.BuildCommand())
 		default:
 			fmt.Fprintln(stderr, "rtemu:", err)

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/emulatortest"
+	"github.com/rtemu-dev/rtemu/engine/docker"
 	"github.com/rtemu-dev/rtemu/internal/testwait"
 	"github.com/rtemu-dev/rtemu/sandbox"
 	"github.com/rtemu-dev/rtemu/store"
@@ -33,7 +33,7 @@ func TestOutOfMemoryIsTheSandboxsBusiness(t *testing.T) {
 	c := &client{t: t, srv: srv, key: srv.APIKey}
 	id := c.create(map[string]any{"resources": map[string]any{"memory": "256MB"}})["id"].(string)
 	t.Cleanup(func() {
-		if d, err := dockerdriver.New(); err == nil {
+		if d, err := docker.New(); err == nil {
 			_ = d.Remove(context.Background(), "rtemu-"+id)
 			d.Close()
 		}

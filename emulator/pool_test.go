@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/emulatortest"
+	"github.com/rtemu-dev/rtemu/engine/docker"
 	"github.com/rtemu-dev/rtemu/sandbox"
 )
 
@@ -24,7 +24,7 @@ func poolIDs(t *testing.T, srv *emulatortest.Server, template string, n int) map
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	d, err := dockerdriver.New()
+	d, err := docker.New()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func TestWarmPoolLikeCold(t *testing.T) {
 }
 
 func hostCPUs(t *testing.T) int {
-	d, err := dockerdriver.New()
+	d, err := docker.New()
 	if err != nil {
 		t.Fatal(err)
 	}

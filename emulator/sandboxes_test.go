@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/emulatortest"
+	"github.com/rtemu-dev/rtemu/engine/docker"
 )
 
 var (
@@ -20,9 +20,9 @@ var (
 	timeRE = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$`)
 )
 
-func inspect(t *testing.T, id string) dockerdriver.State {
+func inspect(t *testing.T, id string) docker.State {
 	t.Helper()
-	d, err := dockerdriver.New()
+	d, err := docker.New()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,13 +36,13 @@ func inspect(t *testing.T, id string) dockerdriver.State {
 
 func containerGone(t *testing.T, id string) bool {
 	t.Helper()
-	d, err := dockerdriver.New()
+	d, err := docker.New()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
 	_, err = d.Inspect(context.Background(), "rtemu-"+id)
-	return err != nil && strings.Contains(err.Error(), dockerdriver.ErrNotFound.Error())
+	return err != nil && strings.Contains(err.Error(), docker.ErrNotFound.Error())
 }
 
 // TestCreateSeedRequest sends the seed page's request (without mounts) and

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/emulatortest"
+	"github.com/rtemu-dev/rtemu/engine/docker"
 )
 
 var loopbackURL = regexp.MustCompile(`^http://127\.0\.0\.1:[0-9]+$`)
@@ -264,7 +264,7 @@ func startRestartable(t *testing.T, dir string) (*emulatortest.Server, *client, 
 	c := &client{t: t, srv: srv, key: srv.APIKey}
 	id := c.create(nil)["id"].(string)
 	t.Cleanup(func() {
-		d, err := dockerdriver.New()
+		d, err := docker.New()
 		if err == nil {
 			_ = d.Remove(context.Background(), "rtemu-"+id)
 			d.Close()

@@ -18,8 +18,9 @@ import (
 	"time"
 
 	"github.com/rtemu-dev/rtemu/config"
-	"github.com/rtemu-dev/rtemu/dockerdriver"
-	"github.com/rtemu-dev/rtemu/engine/fakeengine"
+	"github.com/rtemu-dev/rtemu/engine"
+	"github.com/rtemu-dev/rtemu/engine/docker"
+	"github.com/rtemu-dev/rtemu/engine/fake"
 	"github.com/rtemu-dev/rtemu/sandbox"
 	"github.com/rtemu-dev/rtemu/server"
 )
@@ -39,7 +40,7 @@ type settings struct {
 	cfg            config.Config
 	logOut         io.Writer
 	keepContainers bool
-	engine         sandbox.Engine // nil: Docker's
+	engine         engine.Engine // nil: Docker's
 }
 
 // Option changes how rtemu is started.
@@ -116,13 +117,13 @@ func WithSharedSandboxNetwork() Option {
 // (see Fake) for tests that are about the front doors (bad input, auth,
 // envelopes, pagination, the OpenAPI document, SSH authentication) and need
 // no real containers. Templates then map to FakeImage.
-func WithEngine(e sandbox.Engine) Option { return func(s *settings) { s.engine = e } }
+func WithEngine(e engine.Engine) Option { return func(s *settings) { s.engine = e } }
 
 // FakeImage is the image templates map to on a fake engine.
 const FakeImage = "rtemu-test/fake:1"
 
 // Fake is an in-memory engine that has FakeImage, for WithEngine.
-func Fake() *fakeengine.Engine { return fakeengine.New(FakeImage) }
+func Fake() *fake.Engine { return fake.New(FakeImage) }
 
 // WithFake runs rtemu on a fresh fake engine (WithEngine(Fake())).
 func WithFake() Option { return WithEngine(Fake()) }
@@ -134,7 +135,7 @@ func WithLog(w io.Writer) Option { return func(s *settings) { s.logOut = w } }
 func SkipIfNoDocker(t testing.TB) {
 	t.Helper()
 	routeEngine()
-	d, err := dockerdriver.New()
+	d, err := docker.New()
 	if err == nil {
 		defer d.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -1,8 +1,8 @@
-// Package engine is the vocabulary of the contract between rtemu's lifecycle
-// service and a container engine: the values that cross it and the errors
-// the service acts on. The contract itself is sandbox.Engine; the Docker
-// engine (dockerdriver) and the in-memory fake (engine/fakeengine) both speak
-// it, and engine/enginetest is the one conformance suite both pass (see
+// Package engine is the contract between rtemu's lifecycle service and a
+// container engine: the interface (Engine), the values that cross it and the
+// errors the service acts on. The engines live beside it — the Docker engine
+// (engine/docker) and the in-memory fake (engine/fake) — and
+// engine/enginetest is the one conformance suite they all pass (see
 // docs/engines.md).
 //
 // Nothing here is Docker's: an engine maps its own states, events and
@@ -10,10 +10,42 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"io"
+	"net"
 	"time"
 )
+
+// Engine is what the service needs of a container engine, in the service's
+// words (package engine holds the values and errors that cross it).
+// docker.Engine (Docker) and fake.Engine (in memory) implement
+// it, and engine/enginetest is the one conformance suite both pass (see
+// docs/engines.md).
+type Engine interface {
+	Ping(ctx context.Context) (Info, error)
+	ImagePresent(ctx context.Context, ref string) (bool, error)
+	Pull(ctx context.Context, ref string, progress func(string)) error
+	Create(ctx context.Context, spec ContainerSpec) error
+	Start(ctx context.Context, name string) error
+	Pause(ctx context.Context, name string) error
+	Unpause(ctx context.Context, name string) error
+	Remove(ctx context.Context, name string) error
+	Inspect(ctx context.Context, name string) (State, error)
+	List(ctx context.Context, labels map[string]string) ([]Container, error)
+	Watch(ctx context.Context, labels map[string]string) (<-chan Event, <-chan error)
+	Exec(ctx context.Context, name string, spec ExecSpec) (int, error)
+	DialPort(ctx context.Context, name string, port int) (net.Conn, error)
+	// SharesFolder reports whether the engine sees a host folder at the
+	// same path (bind mounts of workspaces need it).
+	SharesFolder(ctx context.Context, dir, image string, labels map[string]string) (bool, error)
+	Stats(ctx context.Context, name string) (Stats, error)
+	UpdateLimits(ctx context.Context, name string, nanoCPUs, memoryBytes int64) error
+	// DiskLimits tells whether the engine enforces a container's disk
+	// size; DiskUsed measures a container's files.
+	DiskLimits(ctx context.Context, image string, labels map[string]string) (DiskLimits, error)
+	DiskUsed(ctx context.Context, name string) (int64, error)
+}
 
 // The errors the service tells apart. An engine wraps its own failures so
 // that errors.Is finds these.

@@ -7,7 +7,7 @@ import (
 )
 
 // execSlots paces the execs of one sandbox. Each command runs on an exec
-// agent of its own (dockerdriver keeps up to 8 idle per container); a
+// agent of its own (engine/docker keeps up to 8 idle per container); a
 // command with no idle agent to run on costs a Docker exec to start one
 // (tens of ms, seconds when dozens start at once on a small machine). So up
 // to execSlotsPerSandbox commands of a sandbox run at once, and one more

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -19,36 +18,6 @@ import (
 
 	"github.com/rtemu-dev/rtemu/engine"
 )
-
-// Engine is what the service needs of a container engine, in the service's
-// words (package engine holds the values and errors that cross it).
-// dockerdriver.Engine (Docker) and fakeengine.Engine (in memory) implement
-// it, and engine/enginetest is the one conformance suite both pass (see
-// docs/engines.md).
-type Engine interface {
-	Ping(ctx context.Context) (engine.Info, error)
-	ImagePresent(ctx context.Context, ref string) (bool, error)
-	Pull(ctx context.Context, ref string, progress func(string)) error
-	Create(ctx context.Context, spec engine.ContainerSpec) error
-	Start(ctx context.Context, name string) error
-	Pause(ctx context.Context, name string) error
-	Unpause(ctx context.Context, name string) error
-	Remove(ctx context.Context, name string) error
-	Inspect(ctx context.Context, name string) (engine.State, error)
-	List(ctx context.Context, labels map[string]string) ([]engine.Container, error)
-	Watch(ctx context.Context, labels map[string]string) (<-chan engine.Event, <-chan error)
-	Exec(ctx context.Context, name string, spec engine.ExecSpec) (int, error)
-	DialPort(ctx context.Context, name string, port int) (net.Conn, error)
-	// SharesFolder reports whether the engine sees a host folder at the
-	// same path (bind mounts of workspaces need it).
-	SharesFolder(ctx context.Context, dir, image string, labels map[string]string) (bool, error)
-	Stats(ctx context.Context, name string) (engine.Stats, error)
-	UpdateLimits(ctx context.Context, name string, nanoCPUs, memoryBytes int64) error
-	// DiskLimits tells whether the engine enforces a container's disk
-	// size; DiskUsed measures a container's files.
-	DiskLimits(ctx context.Context, image string, labels map[string]string) (engine.DiskLimits, error)
-	DiskUsed(ctx context.Context, name string) (int64, error)
-}
 
 // Store errors the service understands.
 var (
@@ -91,7 +60,7 @@ const (
 // Config wires a Service.
 type Config struct {
 	Store  Store
-	Engine Engine
+	Engine engine.Engine
 	// InstanceID tells this rtemu's containers (same data dir) from others'.
 	InstanceID string
 	Templates  []Template
@@ -123,7 +92,7 @@ type Config struct {
 // transition between their states.
 type Service struct {
 	store     Store
-	engine    Engine
+	engine    engine.Engine
 	instance  string
 	templates map[string]Template
 	order     []string

@@ -14,8 +14,9 @@ import (
 	"time"
 
 	"github.com/rtemu-dev/rtemu/config"
-	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/emulator"
+	"github.com/rtemu-dev/rtemu/engine"
+	"github.com/rtemu-dev/rtemu/engine/docker"
 	"github.com/rtemu-dev/rtemu/netguard"
 	"github.com/rtemu-dev/rtemu/sandbox"
 	"github.com/rtemu-dev/rtemu/sshgw"
@@ -36,7 +37,7 @@ type Server struct {
 	cfg     config.Config
 	log     *slog.Logger
 	store   *store.Store
-	driver  *dockerdriver.Driver
+	driver  *docker.Driver
 	svc     *sandbox.Service
 	devURLs *emulator.DevURLs
 	httpSrv *http.Server
@@ -56,13 +57,13 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 }
 
 // StartWithEngine is Start on another engine than Docker's (tests of the
-// front doors on engine/fakeengine): no Docker driver is made, and
+// front doors on engine/fake): no Docker driver is made, and
 // recipe templates cannot be built.
-func StartWithEngine(ctx context.Context, cfg config.Config, version string, log *slog.Logger, eng sandbox.Engine) (*Server, error) {
+func StartWithEngine(ctx context.Context, cfg config.Config, version string, log *slog.Logger, eng engine.Engine) (*Server, error) {
 	return start(ctx, cfg, version, log, eng)
 }
 
-func start(ctx context.Context, cfg config.Config, version string, log *slog.Logger, eng sandbox.Engine) (_ *Server, err error) {
+func start(ctx context.Context, cfg config.Config, version string, log *slog.Logger, eng engine.Engine) (_ *Server, err error) {
 	s := &Server{cfg: cfg, log: log, DataDir: cfg.DataDir, served: make(chan error, 1), removeAll: cfg.Ephemeral}
 	defer func() {
 		if err != nil {
@@ -82,21 +83,21 @@ func start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 	engineHost := "injected engine"
 	var build sandbox.TemplateBuilder
 	if eng == nil {
-		var driverOpts []dockerdriver.Option
+		var driverOpts []docker.Option
 		if cfg.ExecAgentOff {
-			driverOpts = append(driverOpts, dockerdriver.WithoutExecAgent())
+			driverOpts = append(driverOpts, docker.WithoutExecAgent())
 		}
 		if cfg.SharedSandboxNetwork {
-			driverOpts = append(driverOpts, dockerdriver.WithSharedSandboxNetwork())
+			driverOpts = append(driverOpts, docker.WithSharedSandboxNetwork())
 		}
 		if !cfg.ExecAgentStreamsOnly {
-			driverOpts = append(driverOpts, dockerdriver.WithLinkDir(filepath.Join(s.DataDir, "link")))
+			driverOpts = append(driverOpts, docker.WithLinkDir(filepath.Join(s.DataDir, "link")))
 		}
-		if s.driver, err = dockerdriver.New(driverOpts...); err != nil {
+		if s.driver, err = docker.New(driverOpts...); err != nil {
 			return nil, err
 		}
 		// Made at start where the engine answers; else at the first create.
-		if _, err := s.driver.SandboxNetwork(ctx); err != nil && !errors.Is(err, dockerdriver.ErrUnavailable) {
+		if _, err := s.driver.SandboxNetwork(ctx); err != nil && !errors.Is(err, docker.ErrUnavailable) {
 			log.Warn("could not make the sandboxes' network; creates will fail until it can be made", "err", err)
 		}
 		eng, engineHost, build = s.driver.Engine(), s.driver.Host(), templates.NewBuilder(s.driver).BuildFunc()

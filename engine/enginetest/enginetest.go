@@ -1,5 +1,5 @@
 // Package enginetest is the conformance suite of the engine contract
-// (sandbox.Engine): one set of cases every engine passes — the Docker
+// (engine.Engine): one set of cases every engine passes — the Docker
 // engine (dockerdriver) and the in-memory fake (engine/fakeengine) — so that
 // what the service's tests prove on the fake holds on the real engine. A
 // behaviour an engine cannot model is a case it skips, saying why
@@ -20,20 +20,19 @@ import (
 	"time"
 
 	"github.com/rtemu-dev/rtemu/engine"
-	"github.com/rtemu-dev/rtemu/sandbox"
 )
 
 // Harness is what the suite needs of one engine.
 type Harness struct {
 	// New returns an engine for one case; its cleanup is registered on t.
-	New func(t *testing.T) sandbox.Engine
+	New func(t *testing.T) engine.Engine
 	// Image is an image the engine has, with a POSIX shell, echo, cat,
 	// sleep and exit.
 	Image string
 	// Serve starts, inside the running container name, a server on port
 	// that writes back what it reads, and returns once it listens (the
 	// suite still retries a failed echo for a while).
-	Serve func(t *testing.T, e sandbox.Engine, name string, port int)
+	Serve func(t *testing.T, e engine.Engine, name string, port int)
 	// Unmodelled names the cases (by their t.Run name) this engine cannot
 	// model, each with the reason; they are skipped with it.
 	Unmodelled map[string]string
@@ -86,7 +85,7 @@ func Run(t *testing.T, h Harness) {
 type fixture struct {
 	t      *testing.T
 	h      Harness
-	e      sandbox.Engine
+	e      engine.Engine
 	ctx    context.Context
 	tag    string
 	labels map[string]string
