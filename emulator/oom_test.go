@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/rtemu-dev/rtemu/emulatortest"
-	"github.com/rtemu-dev/rtemu/engine/docker"
 	"github.com/rtemu-dev/rtemu/internal/testwait"
 	"github.com/rtemu-dev/rtemu/sandbox"
 	"github.com/rtemu-dev/rtemu/store"
@@ -33,10 +32,7 @@ func TestOutOfMemoryIsTheSandboxsBusiness(t *testing.T) {
 	c := &client{t: t, srv: srv, key: srv.APIKey}
 	id := c.create(map[string]any{"resources": map[string]any{"memory": "256MB"}})["id"].(string)
 	t.Cleanup(func() {
-		if d, err := docker.New(); err == nil {
-			_ = d.Remove(context.Background(), "rtemu-"+id)
-			d.Close()
-		}
+		_ = emulatortest.Docker(t).Remove(context.Background(), "rtemu-"+id)
 	})
 
 	// tail holds the whole unterminated "line" in memory: 700 MiB.

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/rtemu-dev/rtemu/emulatortest"
-	"github.com/rtemu-dev/rtemu/engine/docker"
 )
 
 var loopbackURL = regexp.MustCompile(`^http://127\.0\.0\.1:[0-9]+$`)
@@ -264,11 +263,7 @@ func startRestartable(t *testing.T, dir string) (*emulatortest.Server, *client, 
 	c := &client{t: t, srv: srv, key: srv.APIKey}
 	id := c.create(nil)["id"].(string)
 	t.Cleanup(func() {
-		d, err := docker.New()
-		if err == nil {
-			_ = d.Remove(context.Background(), "rtemu-"+id)
-			d.Close()
-		}
+		_ = emulatortest.Docker(t).Remove(context.Background(), "rtemu-"+id)
 	})
 	return srv, c, id
 }

@@ -131,6 +131,35 @@ func WithFake() Option { return WithEngine(Fake()) }
 // WithLog sends rtemu's warnings and errors to w.
 func WithLog(w io.Writer) Option { return func(s *settings) { s.logOut = w } }
 
+// Docker is a Docker driver for a test that looks behind rtemu's back at
+// the containers (inspect, list, remove); it is closed when the test ends.
+// Tests outside engine/ use it instead of importing the engine.
+func Docker(t testing.TB) *docker.Driver {
+	t.Helper()
+	routeEngine()
+	d, err := docker.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// DockerNetwork is the Docker network rtemu puts sandboxes on: the
+// isolated one, or the shared one (WithSharedSandboxNetwork).
+func DockerNetwork(shared bool) string {
+	if shared {
+		return docker.NetworkShared
+	}
+	return docker.NetworkIsolated
+}
+
+// DockerState is what Docker says of a container (Docker.Inspect).
+type DockerState = docker.State
+
+// DockerNetworkLabel marks the Docker networks rtemu made.
+const DockerNetworkLabel = docker.LabelNetwork
+
 // SkipIfNoDocker skips the test when no Docker engine answers.
 func SkipIfNoDocker(t testing.TB) {
 	t.Helper()
