@@ -69,3 +69,32 @@ func TestDiskLimitsOfThisEngine(t *testing.T) {
 		t.Errorf("probe containers left: %v %v", left, err)
 	}
 }
+
+// Create applies the disk size it is given: where the storage driver takes
+// one, the suite's DiskEnforced case writes past it; where it does not
+// (this machine's fuse-overlayfs, overlay2 off xfs), the engine refuses a
+// create with a size, which shows the size reached it. (A create that
+// dropped the size was the regression: the disk was never enforced.)
+func TestCreateAppliesDiskSize(t *testing.T) {
+	t.Parallel()
+	d := newDriver(t)
+	ctx := context.Background()
+	img := testImage(t)
+	l, err := d.DiskLimits(ctx, img, map[string]string{"rtemu.drivertest": "disk"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Enforced {
+		t.Skip("this engine enforces disk sizes: engine/enginetest's DiskEnforced case proves it")
+	}
+	name := "rtemu-drivertest-disk-" + t.Name()[len("TestCreate"):]
+	err = d.Create(ctx, docker.ContainerSpec{Name: name, Image: img, Labels: map[string]string{"rtemu.drivertest": "disk"},
+		PidsLimit: 100, DiskBytes: 64 << 20})
+	if err == nil {
+		_ = d.Remove(ctx, name)
+		t.Fatalf("a create with a disk size succeeded on %s, which takes none: the size was not passed", l.StorageDriver)
+	}
+	if !strings.Contains(err.Error(), "storage-opt") {
+		t.Fatalf("create with a disk size: %v; want the engine's refusal of --storage-opt", err)
+	}
+}

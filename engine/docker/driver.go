@@ -246,6 +246,9 @@ func (d *Driver) Create(ctx context.Context, spec ContainerSpec) error {
 			Memory:    spec.MemoryBytes,
 			PidsLimit: &pids,
 		},
+		// The disk size, where the engine enforces one (DiskLimits); nil
+		// otherwise.
+		StorageOpt: storageOpt(spec.DiskBytes),
 	}
 	for _, m := range spec.Mounts {
 		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})

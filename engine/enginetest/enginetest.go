@@ -1,6 +1,6 @@
 // Package enginetest is the conformance suite of the engine contract
 // (engine.Engine): one set of cases every engine passes — the Docker
-// engine (dockerdriver) and the in-memory fake (engine/fakeengine) — so that
+// engine (engine/docker) and the in-memory fake (engine/fake) — so that
 // what the service's tests prove on the fake holds on the real engine. A
 // behaviour an engine cannot model is a case it skips, saying why
 // (Harness.Unmodelled), never a missing one.
@@ -69,6 +69,7 @@ func Run(t *testing.T, h Harness) {
 		{"UpdateLimits", testUpdateLimits},
 		{"SharesFolder", testSharesFolder},
 		{"Disk", testDisk},
+		{"DiskEnforced", testDiskEnforced},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -110,7 +111,12 @@ func (f *fixture) spec(n string) engine.ContainerSpec {
 // create makes a container and removes it when the case ends.
 func (f *fixture) create(n string) string {
 	f.t.Helper()
-	spec := f.spec(n)
+	return f.createSpec(f.spec(n))
+}
+
+// createSpec makes a container of spec and removes it when the case ends.
+func (f *fixture) createSpec(spec engine.ContainerSpec) string {
+	f.t.Helper()
 	if err := f.e.Create(f.ctx, spec); err != nil {
 		f.t.Fatalf("Create: %v", err)
 	}
@@ -527,5 +533,32 @@ func testDisk(t *testing.T, h Harness) {
 	}
 	if _, err := f.e.DiskUsed(f.ctx, name+"-none"); !errors.Is(err, engine.ErrNotFound) {
 		t.Errorf("DiskUsed of no container = %v, want ErrNotFound", err)
+	}
+}
+
+// testDiskEnforced: where the engine says it holds containers to a disk
+// size, a container made with one writes within it and fails to write past
+// it (a disk size the engine drops would pass). An engine that enforces
+// none skips, saying why.
+func testDiskEnforced(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	l, err := f.e.DiskLimits(f.ctx, h.Image, f.labels)
+	if err != nil {
+		t.Fatalf("DiskLimits: %v", err)
+	}
+	if !l.Enforced {
+		t.Skipf("the engine does not enforce disk sizes here: %s", l.Why)
+	}
+	spec := f.spec("quota")
+	spec.DiskBytes = 64 << 20
+	name := f.createSpec(spec)
+	if err := f.e.Start(f.ctx, name); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if _, stderr, code, err := f.sh(name, "dd if=/dev/zero of=/within bs=1M count=8", nil); err != nil || code != 0 {
+		t.Fatalf("writing 8 MiB in a 64 MiB disk: code %d, %v, %q", code, err, stderr)
+	}
+	if _, _, code, err := f.sh(name, "dd if=/dev/zero of=/past bs=1M count=128", nil); err != nil || code == 0 {
+		t.Fatalf("writing 128 MiB in a 64 MiB disk: code %d, %v; want a failure (the disk size was not applied)", code, err)
 	}
 }

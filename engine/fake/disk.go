@@ -36,6 +36,31 @@ func (e *Engine) SetDiskUsed(name string, bytes int64) {
 	e.disk.used[name] = bytes
 }
 
+// chargeDisk adds n bytes to a container's files, as a write does; false,
+// adding nothing, where the fake enforces disk (SetDiskLimits) and they
+// would pass the container's size (ContainerSpec.DiskBytes, on top of its
+// image's files, as an engine's quota holds the writable layer).
+func (e *Engine) chargeDisk(name string, n int64) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c, ok := e.containers[name]
+	if !ok {
+		return false
+	}
+	used, ok := e.disk.used[name]
+	if !ok {
+		used = baseDisk
+	}
+	if l := e.disk.limits; l != nil && l.Enforced && c.spec.DiskBytes > 0 && used-baseDisk+n > c.spec.DiskBytes {
+		return false
+	}
+	if e.disk.used == nil {
+		e.disk.used = map[string]int64{}
+	}
+	e.disk.used[name] = used + n
+	return true
+}
+
 // DiskLimits answers as SetDiskLimits said: by default, not enforced.
 func (e *Engine) DiskLimits(ctx context.Context, image string, labels map[string]string) (engine.DiskLimits, error) {
 	if err := e.before(ctx, "DiskLimits", ""); err != nil {

@@ -16,14 +16,17 @@ import (
 // `sh -c SCRIPT ARGS…` (with $0…$9), lists joined by newlines, `;`, `&&` and
 // `||`, the redirection `>&2`, and the commands echo [-n], exit N, true,
 // false, cat (stdin to stdout), sleep N, pwd, hostname, cd DIR, printenv
-// NAME and `exec sh -c …`, and the service's exec wrapper by its start.
+// NAME, `dd if=/dev/zero of=FILE bs=N[KM] count=N` (charged to the
+// container's disk: it fails where the fake enforces a size and the write
+// would pass it) and `exec sh -c …`, and the service's exec wrapper by its
+// start.
 // Anything else is "not found", exit 127.
-func interpret(ctx context.Context, spec engine.ExecSpec, hostname string) (int, error) {
+func interpret(ctx context.Context, spec engine.ExecSpec, hostname string, write func(n int64) bool) (int, error) {
 	stdout, stderr := orDiscard(spec.Stdout), orDiscard(spec.Stderr)
 	if spec.Tty {
 		stderr = stdout
 	}
-	sh := &shell{ctx: ctx, stdin: spec.Stdin, stdout: stdout, stderr: stderr, env: map[string]string{}, cwd: spec.WorkingDir, hostname: hostname}
+	sh := &shell{ctx: ctx, stdin: spec.Stdin, stdout: stdout, stderr: stderr, env: map[string]string{}, cwd: spec.WorkingDir, hostname: hostname, write: write}
 	if sh.cwd == "" {
 		sh.cwd = "/"
 	}
@@ -43,6 +46,9 @@ type shell struct {
 	cwd            string
 	hostname       string
 	exited         bool
+	// write charges n bytes to the container's files; false when they do
+	// not fit (nothing is written).
+	write func(n int64) bool
 }
 
 // run runs an argv: a shell with -c, or one command.
@@ -192,6 +198,8 @@ func (sh *shell) command(words []string) (int, error) {
 		case <-sh.ctx.Done():
 			return -1, sh.ctx.Err()
 		}
+	case "dd":
+		return sh.dd(words[1:]), nil
 	case "exec":
 		code, err := sh.run(words[1:])
 		sh.exited = true
@@ -199,6 +207,41 @@ func (sh *shell) command(words []string) (int, error) {
 	}
 	fmt.Fprintf(sh.stderr, "sh: %s: not found\n", words[0])
 	return 127, nil
+}
+
+// dd writes bs×count bytes of zeros to of=FILE, or fails as a full disk
+// does.
+func (sh *shell) dd(args []string) int {
+	opt := map[string]string{}
+	for _, a := range args {
+		if k, v, ok := strings.Cut(a, "="); ok {
+			opt[k] = v
+		}
+	}
+	size := func(s string) int64 {
+		mult := int64(1)
+		switch {
+		case strings.HasSuffix(s, "M"):
+			s, mult = strings.TrimSuffix(s, "M"), 1<<20
+		case strings.HasSuffix(s, "K"), strings.HasSuffix(s, "k"):
+			s, mult = s[:len(s)-1], 1<<10
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			return -1
+		}
+		return n * mult
+	}
+	bs, count := size(opt["bs"]), size(opt["count"])
+	if opt["if"] != "/dev/zero" || opt["of"] == "" || bs < 0 || count < 0 || opt["bs"] == "" || opt["count"] == "" {
+		fmt.Fprintln(sh.stderr, "dd: the fake knows only dd if=/dev/zero of=FILE bs=N count=N")
+		return 1
+	}
+	if sh.write != nil && !sh.write(bs*count) {
+		fmt.Fprintf(sh.stderr, "dd: error writing '%s': No space left on device\n", opt["of"])
+		return 1
+	}
+	return 0
 }
 
 // tokenize splits a command into words, honouring single and double quotes.

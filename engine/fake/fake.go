@@ -583,7 +583,8 @@ func (e *Engine) Exec(ctx context.Context, name string, spec engine.ExecSpec) (i
 	host := c.spec.Hostname
 	e.mu.Unlock()
 	spec.Env = env
-	builtin := func(s engine.ExecSpec) (int, error) { return interpret(ctx, s, host) }
+	write := func(n int64) bool { return e.chargeDisk(name, n) }
+	builtin := func(s engine.ExecSpec) (int, error) { return interpret(ctx, s, host, write) }
 	if fn != nil {
 		return fn(ctx, name, spec, builtin)
 	}
