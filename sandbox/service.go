@@ -93,6 +93,7 @@ type Config struct {
 type Service struct {
 	store     Store
 	engine    engine.Engine
+	caps      engine.Capabilities // what the engine can do (capabilities.go)
 	instance  string
 	templates map[string]Template
 	order     []string
@@ -104,7 +105,7 @@ type Service struct {
 	output          *outputBudget // the memory buffered exec output shares
 	disk            diskState     // disk.go
 
-	hostCPUs atomic.Int64 // the engine's CPUs, to clamp vcpus to what Docker accepts
+	hostCPUs atomic.Int64 // the engine's CPUs, to clamp vcpus to (CPUsCappedToHost)
 	engineUp atomic.Bool  // the last reconcile worked and the event stream is connected
 	outage   outage       // the engine's last disappearance (outage.go)
 
@@ -149,6 +150,18 @@ func New(cfg Config) *Service {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	if cfg.Engine != nil {
+		s.caps = cfg.Engine.Capabilities()
+	}
+	s.execSlots.per, s.provSlots.n = s.caps.ExecSlots, s.caps.ProvisionSlots
+	if !s.caps.DiskQuota {
+		l := noDiskQuota(s.caps)
+		s.disk.limits = &l
+	}
+	if len(cfg.WarmPool) > 0 && !s.caps.UpdateLimits {
+		s.log.Warn("no warm pool: "+s.theEngine()+" cannot fit a pooled container to a create (no limits update)", "warmPool", cfg.WarmPool)
+		cfg.WarmPool = nil
+	}
 	if s.pidsLimit == 0 {
 		s.pidsLimit = 4096
 	}
@@ -186,10 +199,13 @@ func (s *Service) Start(ctx context.Context) error {
 	} else if !errors.Is(err, ErrUnavailable) {
 		return err
 	} else {
-		s.log.Warn("the Docker engine does not answer; rtemu will reconcile once it does", "err", err)
+		s.log.Warn(s.theEngine()+" does not answer; rtemu will reconcile once it does", "err", err)
 	}
 	s.goBackground(func(ctx context.Context) { s.watch(ctx, reconciled) })
-	s.goBackground(s.sweepIdle)
+	if s.caps.Pause {
+		// No idle pause where the engine cannot pause: it would only fail.
+		s.goBackground(s.sweepIdle)
+	}
 	s.goBackground(s.watchDesktops)
 	s.goBackground(s.watchDisk)
 	return s.startPool()
@@ -242,7 +258,7 @@ func (s *Service) Templates() []Template {
 func (s *Service) EngineInfo(ctx context.Context) (engine.Info, error) {
 	info, err := s.engine.Ping(ctx)
 	if err != nil {
-		return info, unavailable(err)
+		return info, s.unavailable(err)
 	}
 	return info, nil
 }
@@ -468,7 +484,7 @@ func (s *Service) makeContainer(ctx context.Context, sb *Sandbox, log *slog.Logg
 		Image: sb.Image,
 		// The hostname is the id: a sandbox's shell prompt says which one it is.
 		Hostname: sb.ID[len("sandbox-"):],
-		Aliases:  []string{sb.ID, sb.ID[len("sandbox-"):]},
+		Aliases:  s.aliases(sb.ID),
 		Labels: map[string]string{
 			LabelSandbox: sb.ID, LabelInstance: s.instance, LabelTemplate: sb.Template,
 		},
@@ -815,6 +831,9 @@ func (s *Service) freeze(ctx context.Context, ref string, op freezeOp) (Status, 
 	case op.from:
 	default:
 		return "", nil, conflict("sandbox %s is %s; only a %s sandbox can be %s", sb.ID, sb.Status, op.from, op.verb)
+	}
+	if !s.caps.Pause {
+		return "", nil, s.cannotPause(sb, op.verb)
 	}
 	if _, err := s.transitionIf(ctx, sb.ID, op.via, func(x *Sandbox) error {
 		if x.Status != op.from {

@@ -90,3 +90,26 @@ func (e Engine) Watch(ctx context.Context, labels map[string]string) (<-chan eng
 	}()
 	return out, errs
 }
+
+// provisionSlots bounds the containers made and started at once: Docker
+// goes no faster with more (on the 2-core machine of BENCHMARKS.md, 4 and 8
+// parallel creates both reach about 4/s), but every call waiting inside it
+// waits longer: with 60 creates in flight, a delete or the Docker exec that
+// starts an exec agent took seconds.
+const provisionSlots = 4
+
+// Capabilities: Docker pauses with the cgroup freezer (memory kept),
+// bind-mounts host folders it sees, sizes disks where its storage driver
+// can, gives network aliases, updates limits in place, builds images and
+// refuses a CPU limit above the host's; it stops its containers before it
+// stops answering. Commands run on exec agents kept per container
+// (agent.go), by the link where the engine shares rtemu's folders.
+func (d *Driver) Capabilities() engine.Capabilities {
+	return engine.Capabilities{
+		Name:  "Docker",
+		Pause: true, SharedFolders: true, DiskQuota: true, PeerNames: true, UpdateLimits: true, ImageBuild: true,
+		AgentLink:        d.agents != nil && d.linkDir != "" && LinksSupported && !d.linkOff.Load(),
+		CPUsCappedToHost: true, StopsContainersWhenDown: true,
+		ExecSlots: agentsKept, ProvisionSlots: provisionSlots, AgentIdleLimit: agentIdleFor,
+	}
+}

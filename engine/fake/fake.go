@@ -52,6 +52,7 @@ type Engine struct {
 	cpus       int
 	nextIP     int
 	calls      map[string]int
+	caps       engine.Capabilities
 	disk       diskFake // disk.go
 }
 
@@ -79,6 +80,7 @@ func New(images ...string) *Engine {
 	e := &Engine{
 		containers: map[string]*container{}, images: map[string]bool{}, registry: map[string]bool{},
 		watchers: map[*watcher]struct{}{}, shares: true, cpus: 4, calls: map[string]int{},
+		caps: Capabilities(),
 	}
 	for _, i := range images {
 		e.images[i] = true
@@ -407,6 +409,9 @@ func (e *Engine) Unpause(ctx context.Context, name string) error {
 }
 
 func (e *Engine) freeze(ctx context.Context, method, name string, from, to engine.Status, kind engine.EventKind) error {
+	if err := e.cannot("pause a container", func(c engine.Capabilities) bool { return c.Pause }); err != nil {
+		return err
+	}
 	if err := e.before(ctx, method, name); err != nil {
 		return err
 	}
@@ -654,6 +659,9 @@ func (e *Engine) Stats(ctx context.Context, name string) (engine.Stats, error) {
 
 // UpdateLimits changes a container's CPU and memory limits.
 func (e *Engine) UpdateLimits(ctx context.Context, name string, nanoCPUs, memoryBytes int64) error {
+	if err := e.cannot("update a container's limits", func(c engine.Capabilities) bool { return c.UpdateLimits }); err != nil {
+		return err
+	}
 	if err := e.before(ctx, "UpdateLimits", name); err != nil {
 		return err
 	}
