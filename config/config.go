@@ -20,6 +20,9 @@ import (
 
 // Config is what rtemu serve runs with.
 type Config struct {
+	// Engine is the engine sandboxes run on: docker ("" too) or
+	// kubernetes; server.newEngine makes it.
+	Engine    string
 	Addr      string
 	SSHAddr   string
 	DataDir   string
@@ -101,6 +104,7 @@ var Settings = []Setting{
 	{"--strict-lifecycle", "RTEMU_STRICT_LIFECYCLE"},
 	{"--sandbox-network", "RTEMU_SANDBOX_NETWORK"},
 	{"--exec-output-memory", "RTEMU_EXEC_OUTPUT_MEMORY"},
+	{"--engine", "RTEMU_ENGINE"},
 }
 
 // isOff reads an on/off setting (empty is on).
@@ -128,6 +132,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config,
 	var templates, keys, pools listFlag
 	var auth, ephemeral, execAgent, strict, devListeners, sandboxNet, outputMemory string
 	fs.StringVar(&cfg.Addr, "addr", envOr(getenv, "RTEMU_ADDR", cfg.Addr), "REST API address")
+	fs.StringVar(&cfg.Engine, "engine", getenv("RTEMU_ENGINE"), "docker or kubernetes: the engine sandboxes run on (default docker)")
 	fs.StringVar(&cfg.SSHAddr, "ssh-addr", envOr(getenv, "RTEMU_SSH_ADDR", cfg.SSHAddr), "SSH gateway address")
 	fs.StringVar(&cfg.DataDir, "data-dir", getenv("RTEMU_DATA_DIR"), "data directory")
 	fs.StringVar(&ephemeral, "ephemeral", getenv("RTEMU_EPHEMERAL"), "temporary state, containers removed at exit")
@@ -194,6 +199,9 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config,
 			return cfg, fmt.Errorf("--exec-output-memory / RTEMU_EXEC_OUTPUT_MEMORY: %q is not a size from 1MB to 16GB, e.g. 64MB", outputMemory)
 		}
 		cfg.ExecOutputMemory = int(n)
+	}
+	if cfg.Engine = strings.ToLower(cfg.Engine); cfg.Engine != "" && cfg.Engine != "docker" && cfg.Engine != "kubernetes" {
+		return cfg, fmt.Errorf("--engine / RTEMU_ENGINE: %q is not docker or kubernetes", cfg.Engine)
 	}
 	switch strings.ToLower(sandboxNet) {
 	case "isolated":

@@ -28,6 +28,10 @@ func Doctor(ctx context.Context, cfg config.Config, w io.Writer) bool {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	if cfg.Engine == "kubernetes" {
+		report(false, "engine: %v", ErrEngineNotBuiltIn)
+		return false
+	}
 	d, err := docker.New()
 	if err != nil {
 		report(false, "docker: %v", err)
