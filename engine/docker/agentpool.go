@@ -19,6 +19,7 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/rtemu-dev/rtemu/agent"
+	agentclient "github.com/rtemu-dev/rtemu/agent/client"
 )
 
 // agents keeps the agent's volume and the started agents of one driver.
@@ -320,6 +321,23 @@ type agentConn struct {
 
 func (c *agentConn) close() { c.once.Do(c.closeFn) }
 
+// An agentConn is the client's connection (agentclient.Conn).
+func (c *agentConn) Reader() *bufio.Reader      { return c.r }
+func (c *agentConn) Writer() *agent.FrameWriter { return c.w }
+func (c *agentConn) Close()                     { c.close() }
+
+// agentHost is the driver as the agent's client needs it.
+type agentHost struct{ d *Driver }
+
+// KillTagged kills a command's processes by Docker exec.
+func (h agentHost) KillTagged(name, tag string) { h.d.killExec(name, tag) }
+
+// Running says whether the container runs.
+func (h agentHost) Running(ctx context.Context, name string) (bool, error) {
+	st, err := h.d.Inspect(ctx, name)
+	return st.Running, err
+}
+
 func newFrameReader(r io.Reader) *bufio.Reader { return bufio.NewReader(r) }
 
 // startAgent starts the container's agent with argv, or, when argv is nil,
@@ -383,14 +401,18 @@ func (d *Driver) execViaAgent(ctx context.Context, name string, spec ExecSpec) (
 		if err != nil {
 			return 0, nil, false
 		}
-		res, code, err := d.runOnAgent(ctx, name, c, spec)
+		res, code, err, keep := agentclient.Run(ctx, agentHost{d}, name, c, agentclient.Command{
+			Argv: spec.Cmd, Env: spec.Env, Dir: spec.WorkingDir, Stdin: spec.Stdin, Stdout: spec.Stdout, Stderr: spec.Stderr})
 		switch res {
-		case agentRan:
+		case agentclient.Ran:
+			if keep {
+				d.putAgent(name, c)
+			}
 			return code, err, true
-		case agentRefused:
+		case agentclient.Refused:
 			d.putAgent(name, c)
 			return 0, nil, false
-		case agentBroken:
+		case agentclient.Broken:
 			c.close()
 			if fresh {
 				return 0, nil, false
