@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/emulatortest"
+	"github.com/rtemu-dev/rtemu/engine/docker"
 	"github.com/rtemu-dev/rtemu/sandbox"
 	"github.com/rtemu-dev/rtemu/store"
 )
@@ -135,7 +135,7 @@ func (b *bench) execTrue(ctx context.Context) ([]result, error) {
 // withExec) on the engine's default bridge into base and on rtemu's own
 // network into sameNet.
 func (b *bench) rawOnBothNetworks(ctx context.Context, base, sameNet *[]time.Duration, withExec bool) error {
-	for _, network := range []string{"", dockerdriver.NetworkIsolated} {
+	for _, network := range []string{"", docker.NetworkIsolated} {
 		var cid string
 		d, err := timed(ctx, 1, nil, func() (err error) {
 			if cid, err = b.raw.createStartOn(ctx, b.defaultNanoCPUs(), network); err != nil || !withExec {

@@ -13,8 +13,8 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
 
-	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/emulatortest"
+	"github.com/rtemu-dev/rtemu/engine/docker"
 	"github.com/rtemu-dev/rtemu/sandbox"
 )
 
@@ -216,7 +216,7 @@ func (b *bench) churn(ctx context.Context) ([]result, error) {
 		})
 	}
 	raw := rawLoop("")
-	rawSameNet := rawLoop(dockerdriver.NetworkIsolated)
+	rawSameNet := rawLoop(docker.NetworkIsolated)
 	b.churnSeries = [2]*loadResult{rt, raw}
 	left, err := b.raw.cli.ContainerList(ctx, container.ListOptions{All: true,
 		Filters: filters.NewArgs(filters.Arg("label", sandbox.LabelInstance+"="+srv.Service().Instance()))})

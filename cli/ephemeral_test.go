@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/rtemu-dev/rtemu/client"
-	"github.com/rtemu-dev/rtemu/dockerdriver"
+	"github.com/rtemu-dev/rtemu/engine/docker"
 	"github.com/rtemu-dev/rtemu/emulatortest"
 	"github.com/rtemu-dev/rtemu/internal/buildinfo"
 	"github.com/rtemu-dev/rtemu/internal/testwait"
@@ -105,7 +105,7 @@ func TestEphemeralKilledLeavesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := dockerdriver.New()
+	d, err := docker.New()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +287,7 @@ func TestKilledTestBinaryLeavesNothing(t *testing.T) {
 	if err != nil || h.Instance == "" {
 		t.Fatalf("lock file: %v %+v", err, h)
 	}
-	d, err := dockerdriver.New()
+	d, err := docker.New()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/rtemu-dev/rtemu/dockerdriver"
+	"github.com/rtemu-dev/rtemu/engine/docker"
 	"github.com/rtemu-dev/rtemu/templates"
 )
 
@@ -59,7 +59,7 @@ func buildTemplate(ctx context.Context, name, base string, env Env) int {
 		fmt.Fprintln(stderr, "rtemu:", err)
 		return 2
 	}
-	d, err := dockerdriver.New()
+	d, err := docker.New()
 	if err != nil {
 		fmt.Fprintln(stderr, "rtemu:", err)
 		return 1
@@ -77,7 +77,7 @@ func buildTemplate(ctx context.Context, name, base string, env Env) int {
 	bar.end(err != nil, stdout)
 	if err != nil {
 		fmt.Fprintln(stderr, "rtemu:", err)
-		if errors.Is(err, dockerdriver.ErrUnavailable) {
+		if errors.Is(err, docker.ErrUnavailable) {
 			fmt.Fprintln(stderr, "rtemu: is the Docker engine running? (rtemu doctor checks)")
 		} else if base == "" {
 			fmt.Fprintf(stderr, "rtemu: offline, build from a local Debian or Ubuntu image: rtemu templates build %s --base IMAGE\n", name)
@@ -91,7 +91,7 @@ func buildTemplate(ctx context.Context, name, base string, env Env) int {
 }
 
 func listTemplates(ctx context.Context, stdout, stderr io.Writer) int {
-	d, err := dockerdriver.New()
+	d, err := docker.New()
 	if err != nil {
 		fmt.Fprintln(stderr, "rtemu:", err)
 		return 1
@@ -102,7 +102,7 @@ func listTemplates(ctx context.Context, stdout, stderr io.Writer) int {
 		switch {
 		case err == nil:
 			fmt.Fprintf(stdout, "%-16s %s  built from %s\n", r.Name, r.Image(), labels[templates.LabelBase])
-		case errors.Is(err, dockerdriver.ErrNotFound):
+		case errors.Is(err, docker.ErrNotFound):
 			fmt.Fprintf(stdout, "%-16s %s  not built (%s)\n", r.Name, r.Image(), r.BuildCommand())
 		default:
 			fmt.Fprintln(stderr, "rtemu:", err)

@@ -21,6 +21,9 @@ import (
 
 // Config is what rtemu serve runs with.
 type Config struct {
+	// Engine is the engine sandboxes run on: docker ("" too) or
+	// kubernetes; server.newEngine makes it.
+	Engine    string
 	Addr      string
 	SSHAddr   string
 	DataDir   string
@@ -102,6 +105,7 @@ var Settings = []Setting{
 	{"--strict-lifecycle", "RTEMU_STRICT_LIFECYCLE"},
 	{"--sandbox-network", "RTEMU_SANDBOX_NETWORK"},
 	{"--exec-output-memory", "RTEMU_EXEC_OUTPUT_MEMORY"},
+	{"--engine", "RTEMU_ENGINE"},
 }
 
 // isOff reads an on/off setting.
@@ -121,6 +125,7 @@ type Flags struct {
 	fs                                                      *pflag.FlagSet
 	addr, sshAddr, dataDir, publicAddr, publicSSHAddr       string
 	auth, execAgent, devListeners, sandboxNet, outputMemory string
+	engine                                                  string
 	ephemeral, strict                                       bool
 	templates, keys, pools                                  []string
 }
@@ -138,6 +143,7 @@ func AddFlags(fs *pflag.FlagSet) *Flags {
 	}
 	str := func(p *string, name, def, usage string) { fs.StringVar(p, name, def, usage+env(name)) }
 	str(&f.addr, "addr", "127.0.0.1:7070", "REST API address (127.0.0.1:0 picks a free port)")
+	str(&f.engine, "engine", "docker", "docker or kubernetes: the engine sandboxes run on")
 	str(&f.sshAddr, "ssh-addr", "127.0.0.1:2222", "SSH gateway address")
 	str(&f.dataDir, "data-dir", "", "data directory (default $XDG_DATA_HOME/rtemu, else ~/.local/share/rtemu)")
 	fs.BoolVar(&f.ephemeral, "ephemeral", false, "temporary state, containers removed at exit"+env("ephemeral"))
@@ -220,6 +226,9 @@ func (f *Flags) Config(getenv func(string) string) (Config, error) {
 			return cfg, fmt.Errorf("--exec-output-memory / RTEMU_EXEC_OUTPUT_MEMORY: %q is not a size from 1MB to 16GB, e.g. 64MB", f.outputMemory)
 		}
 		cfg.ExecOutputMemory = int(n)
+	}
+	if cfg.Engine = strings.ToLower(f.engine); cfg.Engine != "" && cfg.Engine != "docker" && cfg.Engine != "kubernetes" {
+		return cfg, fmt.Errorf("--engine / RTEMU_ENGINE: %q is not docker or kubernetes", cfg.Engine)
 	}
 	switch strings.ToLower(f.sandboxNet) {
 	case "isolated":

@@ -7,6 +7,7 @@ package emulator
 import (
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -43,9 +44,6 @@ type Config struct {
 	// PortURLs makes the desktop's URL (GET /v1/sandboxes/{id}/vnc,
 	// vncUrl); nil leaves the desktop without one.
 	PortURLs PortURLs
-	// EngineKind names the engine in use for the dashboard ("docker" when
-	// empty).
-	EngineKind string
 	// Logs is rtemu's recent log lines, for GET /_emulator/logs; nil
 	// answers 501.
 	Logs *logring.Ring
@@ -74,12 +72,9 @@ func New(cfg Config) http.Handler {
 	a := &api{svc: cfg.Service, version: cfg.Version, commit: cfg.Commit, log: cfg.Logger, gate: newGate(), devURLs: cfg.DevURLs, ssh: cfg.SSH,
 		dataDir: cfg.DataDir, sshAddr: cfg.SSHAddr, authMode: authMode(cfg), stopStreams: cfg.StopStreams,
 		portURLs: cfg.PortURLs, publicSSHAddr: cfg.PublicSSHAddr, logRing: cfg.Logs,
-		engineKind: cfg.EngineKind}
+		engineKind: strings.ToLower(cfg.Service.Capabilities().Name)}
 	if a.log == nil {
 		a.log = slog.Default()
-	}
-	if a.engineKind == "" {
-		a.engineKind = "docker"
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true

@@ -24,7 +24,7 @@ func (a *api) health(c echo.Context) error {
 	if _, err := a.svc.EngineInfo(ctx); err != nil {
 		return c.JSON(http.StatusServiceUnavailable, healthResponse{
 			Status: "unavailable", Docker: "unavailable", Version: a.version, Commit: a.commit,
-			Reason: "the Docker engine does not answer: start it, or point DOCKER_HOST at one",
+			Reason: a.svc.TheEngine() + " does not answer: start it, or point rtemu at one (rtemu doctor says what it tried)",
 		})
 	}
 	return c.JSON(http.StatusOK, healthResponse{Status: "ok", Docker: "ok", Version: a.version, Commit: a.commit})

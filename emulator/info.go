@@ -53,14 +53,14 @@ func (a *api) info(c echo.Context) error {
 	eng, err := a.svc.EngineInfo(ctx)
 	if err != nil {
 		// The page still shows the rest; the health endpoint says the same.
-		out.EngineError = "the Docker engine does not answer"
+		out.EngineError = a.svc.TheEngine() + " does not answer"
 	} else {
 		out.Engine = &engineJSON{Kind: a.engineKind, Version: eng.Version, APIVersion: eng.APIVersion, OS: eng.OS, Host: eng.Host, CPUs: eng.CPUs}
 	}
 	// A slow engine costs the page the images column, not the answer.
 	tpls, err := a.templates(ctx, out.Engine != nil)
 	if err != nil {
-		out.EngineError = "the Docker engine did not say which images it has"
+		out.EngineError = a.svc.TheEngine() + " did not say which images it has"
 	}
 	recipes := map[string][2]string{}
 	for _, t := range a.svc.Templates() {

@@ -11,7 +11,6 @@ import (
 	"github.com/docker/docker/api/types/network"
 	dockerclient "github.com/docker/docker/client"
 
-	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/emulatortest"
 )
 
@@ -42,8 +41,8 @@ func TestSandboxesIsolated(t *testing.T) {
 		net   string
 		reach bool
 	}{
-		{"isolated", nil, dockerdriver.NetworkIsolated, false},
-		{"shared", []emulatortest.Option{emulatortest.WithSharedSandboxNetwork()}, dockerdriver.NetworkShared, true},
+		{"isolated", nil, emulatortest.DockerNetwork(false), false},
+		{"shared", []emulatortest.Option{emulatortest.WithSharedSandboxNetwork()}, emulatortest.DockerNetwork(true), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -73,7 +72,7 @@ func TestSandboxesIsolated(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if n.Internal || n.Labels[dockerdriver.LabelNetwork] == "" || n.Options["com.docker.network.bridge.enable_ip_masquerade"] == "false" {
+			if n.Internal || n.Labels[emulatortest.DockerNetworkLabel] == "" || n.Options["com.docker.network.bridge.enable_ip_masquerade"] == "false" {
 				t.Errorf("network %s: internal %v, labels %v, options %v", tc.net, n.Internal, n.Labels, n.Options)
 			}
 			if _, in := n.Containers[containerID(t, cli, a)]; !in {

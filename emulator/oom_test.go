@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/emulatortest"
 	"github.com/rtemu-dev/rtemu/internal/testwait"
 	"github.com/rtemu-dev/rtemu/sandbox"
@@ -33,10 +32,7 @@ func TestOutOfMemoryIsTheSandboxsBusiness(t *testing.T) {
 	c := &client{t: t, srv: srv, key: srv.APIKey}
 	id := c.create(map[string]any{"resources": map[string]any{"memory": "256MB"}})["id"].(string)
 	t.Cleanup(func() {
-		if d, err := dockerdriver.New(); err == nil {
-			_ = d.Remove(context.Background(), "rtemu-"+id)
-			d.Close()
-		}
+		_ = emulatortest.Docker(t).Remove(context.Background(), "rtemu-"+id)
 	})
 
 	// tail holds the whole unterminated "line" in memory: 700 MiB.

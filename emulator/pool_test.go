@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/emulatortest"
 	"github.com/rtemu-dev/rtemu/sandbox"
 )
@@ -24,12 +23,7 @@ func poolIDs(t *testing.T, srv *emulatortest.Server, template string, n int) map
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	d, err := dockerdriver.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	cs, err := d.List(context.Background(), map[string]string{
+	cs, err := emulatortest.Docker(t).List(context.Background(), map[string]string{
 		sandbox.LabelInstance: srv.Service().Instance(), sandbox.LabelPool: template})
 	if err != nil {
 		t.Fatal(err)
@@ -143,12 +137,7 @@ func TestWarmPoolLikeCold(t *testing.T) {
 }
 
 func hostCPUs(t *testing.T) int {
-	d, err := dockerdriver.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	info, err := d.Ping(context.Background())
+	info, err := emulatortest.Docker(t).Ping(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package emulator_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -11,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/emulatortest"
+	"github.com/rtemu-dev/rtemu/engine"
 )
 
 var (
@@ -20,14 +21,9 @@ var (
 	timeRE = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$`)
 )
 
-func inspect(t *testing.T, id string) dockerdriver.State {
+func inspect(t *testing.T, id string) emulatortest.DockerState {
 	t.Helper()
-	d, err := dockerdriver.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	st, err := d.Inspect(context.Background(), "rtemu-"+id)
+	st, err := emulatortest.Docker(t).Inspect(context.Background(), "rtemu-"+id)
 	if err != nil {
 		t.Fatalf("inspect %s: %v", id, err)
 	}
@@ -36,13 +32,8 @@ func inspect(t *testing.T, id string) dockerdriver.State {
 
 func containerGone(t *testing.T, id string) bool {
 	t.Helper()
-	d, err := dockerdriver.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	_, err = d.Inspect(context.Background(), "rtemu-"+id)
-	return err != nil && strings.Contains(err.Error(), dockerdriver.ErrNotFound.Error())
+	_, err := emulatortest.Docker(t).Inspect(context.Background(), "rtemu-"+id)
+	return errors.Is(err, engine.ErrNotFound)
 }
 
 // TestCreateSeedRequest sends the seed page's request (without mounts) and

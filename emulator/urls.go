@@ -471,7 +471,7 @@ func (d *DevURLs) sandboxError(w http.ResponseWriter, err error, ref string, por
 	title := map[int]string{
 		http.StatusNotFound:           "No such sandbox",
 		http.StatusConflict:           "The sandbox cannot serve",
-		http.StatusServiceUnavailable: "The Docker engine does not answer",
+		http.StatusServiceUnavailable: "The engine does not answer",
 	}[status]
 	if title == "" {
 		title = http.StatusText(status)

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/emulatortest"
 	"github.com/rtemu-dev/rtemu/internal/testtool"
 )
@@ -271,11 +270,7 @@ func startRestartable(t *testing.T, dir string) (*emulatortest.Server, *client, 
 	c := &client{t: t, srv: srv, key: srv.APIKey}
 	id := c.create(nil)["id"].(string)
 	t.Cleanup(func() {
-		d, err := dockerdriver.New()
-		if err == nil {
-			_ = d.Remove(context.Background(), "rtemu-"+id)
-			d.Close()
-		}
+		_ = emulatortest.Docker(t).Remove(context.Background(), "rtemu-"+id)
 	})
 	return srv, c, id
 }

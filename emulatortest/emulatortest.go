@@ -19,8 +19,9 @@ import (
 	"time"
 
 	"github.com/rtemu-dev/rtemu/config"
-	"github.com/rtemu-dev/rtemu/dockerdriver"
-	"github.com/rtemu-dev/rtemu/engine/fakeengine"
+	"github.com/rtemu-dev/rtemu/engine"
+	"github.com/rtemu-dev/rtemu/engine/docker"
+	"github.com/rtemu-dev/rtemu/engine/fake"
 	"github.com/rtemu-dev/rtemu/sandbox"
 	"github.com/rtemu-dev/rtemu/server"
 )
@@ -40,7 +41,7 @@ type settings struct {
 	cfg            config.Config
 	logOut         io.Writer
 	keepContainers bool
-	engine         sandbox.Engine // nil: Docker's
+	engine         engine.Engine // nil: Docker's
 }
 
 // Option changes how rtemu is started.
@@ -133,13 +134,13 @@ func WithSharedSandboxNetwork() Option {
 // (see Fake) for tests that are about the front doors (bad input, auth,
 // envelopes, pagination, the OpenAPI document, SSH authentication) and need
 // no real containers. Templates then map to FakeImage.
-func WithEngine(e sandbox.Engine) Option { return func(s *settings) { s.engine = e } }
+func WithEngine(e engine.Engine) Option { return func(s *settings) { s.engine = e } }
 
 // FakeImage is the image templates map to on a fake engine.
 const FakeImage = "rtemu-test/fake:1"
 
 // Fake is an in-memory engine that has FakeImage, for WithEngine.
-func Fake() *fakeengine.Engine { return fakeengine.New(FakeImage) }
+func Fake() *fake.Engine { return fake.New(FakeImage) }
 
 // WithFake runs rtemu on a fresh fake engine (WithEngine(Fake())).
 func WithFake() Option { return WithEngine(Fake()) }
@@ -147,13 +148,42 @@ func WithFake() Option { return WithEngine(Fake()) }
 // WithLog sends rtemu's warnings and errors to w.
 func WithLog(w io.Writer) Option { return func(s *settings) { s.logOut = w } }
 
+// Docker is a Docker driver for a test that looks behind rtemu's back at
+// the containers (inspect, list, remove); it is closed when the test ends.
+// Tests outside engine/ use it instead of importing the engine.
+func Docker(t testing.TB) *docker.Driver {
+	t.Helper()
+	routeEngine()
+	d, err := docker.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// DockerNetwork is the Docker network rtemu puts sandboxes on: the
+// isolated one, or the shared one (WithSharedSandboxNetwork).
+func DockerNetwork(shared bool) string {
+	if shared {
+		return docker.NetworkShared
+	}
+	return docker.NetworkIsolated
+}
+
+// DockerState is what Docker says of a container (Docker.Inspect).
+type DockerState = docker.State
+
+// DockerNetworkLabel marks the Docker networks rtemu made.
+const DockerNetworkLabel = docker.LabelNetwork
+
 // SkipIfNoDocker skips the test when no Docker engine answers, or when
 // the test image cannot be made for want of a static busybox
 // (ErrNoBusybox).
 func SkipIfNoDocker(t testing.TB) {
 	t.Helper()
 	routeEngine()
-	d, err := dockerdriver.New()
+	d, err := docker.New()
 	if err == nil {
 		defer d.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -1,8 +1,8 @@
-// Package engine is the vocabulary of the contract between rtemu's lifecycle
-// service and a container engine: the values that cross it and the errors
-// the service acts on. The contract itself is sandbox.Engine; the Docker
-// engine (dockerdriver) and the in-memory fake (engine/fakeengine) both speak
-// it, and engine/enginetest is the one conformance suite both pass (see
+// Package engine is the contract between rtemu's lifecycle service and a
+// container engine: the interface (Engine), the values that cross it and the
+// errors the service acts on. The engines live beside it — the Docker engine
+// (engine/docker) and the in-memory fake (engine/fake) — and
+// engine/enginetest is the one conformance suite they all pass (see
 // docs/engines.md).
 //
 // Nothing here is Docker's: an engine maps its own states, events and
@@ -10,10 +10,108 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"io"
+	"net"
 	"time"
 )
+
+// Engine is what the service needs of a container engine, in the service's
+// words (package engine holds the values and errors that cross it).
+// docker.Engine (Docker) and fake.Engine (in memory) implement
+// it, and engine/enginetest is the one conformance suite both pass (see
+// docs/engines.md).
+type Engine interface {
+	// Capabilities says what this engine can do; the service reads it
+	// once, at its start, instead of assuming.
+	Capabilities() Capabilities
+	Ping(ctx context.Context) (Info, error)
+	ImagePresent(ctx context.Context, ref string) (bool, error)
+	Pull(ctx context.Context, ref string, progress func(string)) error
+	Create(ctx context.Context, spec ContainerSpec) error
+	Start(ctx context.Context, name string) error
+	Pause(ctx context.Context, name string) error
+	Unpause(ctx context.Context, name string) error
+	Remove(ctx context.Context, name string) error
+	Inspect(ctx context.Context, name string) (State, error)
+	List(ctx context.Context, labels map[string]string) ([]Container, error)
+	Watch(ctx context.Context, labels map[string]string) (<-chan Event, <-chan error)
+	Exec(ctx context.Context, name string, spec ExecSpec) (int, error)
+	DialPort(ctx context.Context, name string, port int) (net.Conn, error)
+	// SharesFolder reports whether the engine sees a host folder at the
+	// same path (bind mounts of workspaces need it).
+	SharesFolder(ctx context.Context, dir, image string, labels map[string]string) (bool, error)
+	Stats(ctx context.Context, name string) (Stats, error)
+	UpdateLimits(ctx context.Context, name string, nanoCPUs, memoryBytes int64) error
+	// DiskLimits tells whether the engine enforces a container's disk
+	// size; DiskUsed measures a container's files.
+	DiskLimits(ctx context.Context, image string, labels map[string]string) (DiskLimits, error)
+	DiskUsed(ctx context.Context, name string) (int64, error)
+}
+
+// Capabilities says what an engine can do. The service reads it instead of
+// assuming one engine's ways (Nomad's task-driver Capabilities is the
+// model): what an engine cannot do, it says so, and the service refuses the
+// request clearly or leaves the feature off; it never fakes it. Where only
+// the running engine can tell (whether it sees rtemu's folders, whether its
+// storage takes a disk size), the capability says the engine can, and a
+// method of the contract answers at run time (SharesFolder, DiskLimits).
+type Capabilities struct {
+	// Name is the engine in users' words, as messages say it ("the Docker
+	// engine is not reachable"): "Docker", "Kubernetes", "fake".
+	Name string
+	// Pause: Pause and Unpause freeze and thaw every process of a
+	// container, memory kept. Without it, pause and resume are refused
+	// (a conflict naming the engine) and idle sandboxes are never paused.
+	Pause bool
+	// SharedFolders: the engine can bind a host folder into a container
+	// (workspace mounts); SharesFolder says whether it sees rtemu's.
+	// Without it, a create with mounts is refused at once.
+	SharedFolders bool
+	// DiskQuota: the engine can hold a container to a disk size
+	// (ContainerSpec.DiskBytes); DiskLimits says whether its storage does.
+	// Without it, the service never asks and watches disks instead.
+	DiskQuota bool
+	// PeerNames: containers on a shared network reach each other by the
+	// names in ContainerSpec.Aliases. Without it, no aliases are given.
+	PeerNames bool
+	// UpdateLimits: a running container's CPU and memory limits can be
+	// changed. The warm pool fits a pooled container to a create with it,
+	// and is off without it.
+	UpdateLimits bool
+	// ImageBuild: the engine builds images from recipes (templates with a
+	// recipe); without it they must be built elsewhere and named.
+	ImageBuild bool
+	// AgentLink: commands and port connections reach the sandbox's exec
+	// agent by a socket in a folder shared with the container, without a
+	// round trip through the engine's API.
+	AgentLink bool
+	// CPUsCappedToHost: the engine refuses a CPU limit above its host's
+	// CPUs (Info.CPUs), so the service clamps vCPUs to them (the sandbox
+	// still reports what was asked for).
+	CPUsCappedToHost bool
+	// StopsContainersWhenDown: when the engine stops or restarts, it ends
+	// its containers first, then stops answering. A container that ended
+	// just before the engine went away was ended by the engine, and its
+	// sandbox's error says so.
+	StopsContainersWhenDown bool
+
+	// ExecSlots is how many commands of one sandbox run at once before the
+	// next waits (a second at most) for one to end: the engine keeps that
+	// many started command channels per container, and one more costs an
+	// engine round trip. 0: commands are not paced.
+	ExecSlots int
+	// ProvisionSlots bounds the containers created and started at once: the
+	// engine goes no faster with more, and its other calls slow down.
+	// 0: unbounded.
+	ProvisionSlots int
+	// AgentIdleLimit is how long the engine keeps an unused exec agent of a
+	// container; the warm pool runs a command on its idle containers well
+	// before, so a sandbox's first command finds one started. 0: nothing
+	// to keep warm.
+	AgentIdleLimit time.Duration
+}
 
 // The errors the service tells apart. An engine wraps its own failures so
 // that errors.Is finds these.

@@ -88,8 +88,8 @@ func conflict(format string, args ...any) error {
 	return &Error{Kind: KindConflict, Message: fmt.Sprintf(format, args...)}
 }
 
-func unavailable(err error) error {
-	return &Error{Kind: KindUnavailable, Message: "the Docker engine is not reachable", Err: err}
+func (s *Service) unavailable(err error) error {
+	return &Error{Kind: KindUnavailable, Message: s.theEngine() + " is not reachable", Err: err}
 }
 
 // invalid collects field errors; its err is nil when nothing was wrong.

@@ -6,18 +6,20 @@ import (
 	"time"
 )
 
-// execSlots paces the execs of one sandbox. Each command runs on an exec
-// agent of its own (dockerdriver keeps up to 8 idle per container); a
-// command with no idle agent to run on costs a Docker exec to start one
-// (tens of ms, seconds when dozens start at once on a small machine). So up
-// to execSlotsPerSandbox commands of a sandbox run at once, and one more
-// waits up to execSlotWait for one of them to end (a `true` ends in about a
-// millisecond) before it goes ahead anyway: a burst of 30 short commands is
-// served by the agents already started, while long commands beyond the
-// slots are delayed by execSlotWait at most.
+// execSlots paces the execs of one sandbox. Each command runs on a
+// command channel of its own, and the engine keeps a few started per
+// container (Capabilities.ExecSlots: Docker keeps 8 idle exec agents); a
+// command with none idle to run on costs the engine a round trip to start
+// one (a Docker exec: tens of ms, seconds when dozens start at once on a
+// small machine). So up to per commands of a sandbox run at once, and one
+// more waits up to execSlotWait for one of them to end (a `true` ends in
+// about a millisecond) before it goes ahead anyway: a burst of 30 short
+// commands is served by the agents already started, while long commands
+// beyond the slots are delayed by execSlotWait at most.
 type execSlots struct {
-	mu sync.Mutex
-	of map[string]*slotSet
+	per int // slots per sandbox; 0: commands are not paced
+	mu  sync.Mutex
+	of  map[string]*slotSet
 }
 
 type slotSet struct {
@@ -25,21 +27,21 @@ type slotSet struct {
 	users int
 }
 
-const (
-	execSlotsPerSandbox = 8
-	execSlotWait        = time.Second
-)
+const execSlotWait = time.Second
 
 // acquire takes a slot of the sandbox (or gives up waiting for one) and
 // returns what gives it back.
 func (e *execSlots) acquire(ctx context.Context, id string) (release func()) {
+	if e.per <= 0 {
+		return func() {}
+	}
 	e.mu.Lock()
 	if e.of == nil {
 		e.of = map[string]*slotSet{}
 	}
 	ss := e.of[id]
 	if ss == nil {
-		ss = &slotSet{sem: make(chan struct{}, execSlotsPerSandbox)}
+		ss = &slotSet{sem: make(chan struct{}, e.per)}
 		e.of[id] = ss
 	}
 	ss.users++

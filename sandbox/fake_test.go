@@ -10,13 +10,13 @@ import (
 	"time"
 
 	"github.com/rtemu-dev/rtemu/engine"
-	"github.com/rtemu-dev/rtemu/engine/fakeengine"
+	"github.com/rtemu-dev/rtemu/engine/fake"
 	"github.com/rtemu-dev/rtemu/internal/testwait"
 	"github.com/rtemu-dev/rtemu/sandbox"
 	"github.com/rtemu-dev/rtemu/store"
 )
 
-// The service's rules, tested on the fake engine (engine/fakeengine): no
+// The service's rules, tested on the fake engine (engine/fake): no
 // Docker, seconds for the package. The fake passes the same conformance
 // suite as the Docker engine, so what holds here holds there.
 
@@ -73,7 +73,7 @@ type env struct {
 	t     *testing.T
 	ctx   context.Context
 	svc   *sandbox.Service
-	eng   *fakeengine.Engine
+	eng   *fake.Engine
 	st    *store.Store
 	clock *clock
 }
@@ -90,7 +90,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	eng := fakeengine.New(testImage)
+	eng := fake.New(testImage)
 	cfg := sandbox.Config{Store: statusLog{st, t}, Engine: eng, InstanceID: st.InstanceID(),
 		Templates: []sandbox.Template{{Name: "base", Image: testImage}},
 		Logger:    slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),

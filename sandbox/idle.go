@@ -87,6 +87,8 @@ func (s *Service) ExpireIdle(ctx context.Context, ref string) (*Sandbox, error) 
 		return nil, err
 	}
 	switch {
+	case !s.caps.Pause:
+		return nil, s.cannotPause(sb, "paused for idleness")
 	case sb.Status != StatusRunning:
 		return nil, conflict("sandbox %s is %s; only a running sandbox can go idle", sb.ID, sb.Status)
 	case sb.IdleTimeout <= 0:

@@ -10,16 +10,18 @@ import (
 	"github.com/rtemu-dev/rtemu/engine"
 )
 
-// Engine outages: while the Docker engine stops, is down or restarts, its
+// Engine outages: while the engine (Docker) stops, is down or restarts, its
 // failures come in many shapes (a refused connection, a connection cut in
 // the middle of an answer, a 500 with a libnetwork message from an engine
 // shutting down). Whatever the shape, an engine failure while the engine
 // does not answer is reported as the engine's unavailability, and what an
 // outage did to sandboxes is said in their words.
 
-// ErrEngineRestarted is the error of a sandbox whose container the engine
+// engineRestarted is the error of a sandbox whose container the engine
 // stopped when it stopped or restarted.
-const engineRestarted = "the Docker engine restarted; processes were lost"
+func (s *Service) engineRestarted() string {
+	return s.theEngine() + " restarted; processes were lost"
+}
 
 // outageWindow is how long before the engine's event stream broke a
 // container's end still counts as the engine's doing (the engine stops its
@@ -108,7 +110,7 @@ func (s *Service) Explain(err error) error {
 		return err
 	}
 	if errors.Is(err, engine.ErrUnavailable) || s.engineDown() {
-		return unavailable(err)
+		return s.unavailable(err)
 	}
 	return err
 }
@@ -117,7 +119,7 @@ func (s *Service) Explain(err error) error {
 // it.
 func (s *Service) outageFailure(err error) error {
 	if errors.Is(err, engine.ErrUnavailable) || !knownEngineError(err) && s.engineDown() {
-		return fmt.Errorf("the Docker engine stopped or became unreachable while the sandbox was being made: %w", err)
+		return fmt.Errorf("%s stopped or became unreachable while the sandbox was being made: %w", s.theEngine(), err)
 	}
 	return err
 }
@@ -155,9 +157,9 @@ func (s *Service) killedByContainerEnd(ctx context.Context, sb *Sandbox, code in
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	for deadline := time.Now().Add(outageWindow / 2); time.Now().Before(deadline); {
+	for deadline := time.Now().Add(outageWindow / 2); s.caps.StopsContainersWhenDown && time.Now().Before(deadline); {
 		if s.engineDown() {
-			return unavailable(fmt.Errorf("the Docker engine stopped while the command ran (exit code %d)", code))
+			return s.unavailable(fmt.Errorf("%s stopped while the command ran (exit code %d)", s.theEngine(), code))
 		}
 		select {
 		case <-ctx.Done():

@@ -184,12 +184,6 @@ func (s *Service) fillPool(ctx context.Context) {
 	}
 }
 
-// poolAgentRefresh is how long an idle pool container's exec agent goes
-// unused before the pool runs a command on it, so the engine driver keeps
-// it (it ends agents idle for a minute) and the sandbox's first command
-// finds it started.
-const poolAgentRefresh = 40 * time.Second
-
 // warmAgent starts (or keeps) a pool container's exec agent by running
 // `true` through it.
 func (s *Service) warmAgent(ctx context.Context, name string) error {
@@ -202,6 +196,10 @@ func (s *Service) warmAgent(ctx context.Context, name string) error {
 // refreshPoolAgents runs a command on every idle pool container whose agent
 // has not been used for poolAgentRefresh, one at a time, in the background.
 func (s *Service) refreshPoolAgents() {
+	every := s.poolAgentRefresh()
+	if every <= 0 {
+		return // the engine keeps no agents to keep warm
+	}
 	s.pool.mu.Lock()
 	if s.pool.refreshing {
 		s.pool.mu.Unlock()
@@ -210,7 +208,7 @@ func (s *Service) refreshPoolAgents() {
 	var due []string
 	for _, ids := range s.pool.idle {
 		for _, id := range ids {
-			if time.Since(s.pool.warmed[id]) >= poolAgentRefresh {
+			if time.Since(s.pool.warmed[id]) >= every {
 				due = append(due, id)
 			}
 		}
@@ -283,7 +281,7 @@ func (s *Service) makePooledContainer(ctx context.Context, tpl Template, id stri
 		Name:     sb.ContainerName(),
 		Image:    sb.Image,
 		Hostname: id[len("sandbox-"):],
-		Aliases:  []string{id, id[len("sandbox-"):]},
+		Aliases:  s.aliases(id),
 		Labels: map[string]string{
 			LabelSandbox: id, LabelInstance: s.instance, LabelTemplate: tpl.Name, LabelPool: tpl.Name,
 		},
@@ -313,13 +311,7 @@ func (s *Service) makePooledContainer(ctx context.Context, tpl Template, id stri
 // limits turns a sandbox's resources into the engine's CPU and memory limits.
 func (s *Service) limits(res Resources) (nanoCPUs, memoryBytes int64) {
 	mem, _ := ParseSize(res.Memory)
-	cpus := res.VCPUs
-	if host := int(s.hostCPUs.Load()); host > 0 && cpus > host {
-		// Docker refuses a CPU limit above the host's CPUs; the sandbox
-		// still reports what was asked for.
-		cpus = host
-	}
-	return int64(cpus) * 1e9, mem
+	return int64(s.clampCPUs(res.VCPUs)) * 1e9, mem
 }
 
 // takePooled hands out a started container of the template's pool fitted to

@@ -76,19 +76,19 @@ func (s *Service) reconcile(ctx context.Context) (err error) {
 				s.markError(ctx, sb.ID, "the sandbox's container is gone (removed outside rtemu)")
 				continue
 			}
-			if lost, _ := s.outage.since(sb.ID); !lost.IsZero() && c.Status != engine.Running && c.Status != engine.Paused {
+			if lost, _ := s.outage.since(sb.ID); s.caps.StopsContainersWhenDown && !lost.IsZero() && c.Status != engine.Running && c.Status != engine.Paused {
 				// Found stopped after the engine went away: the engine
 				// stopped it (a restart of the engine ends every process).
-				s.markError(ctx, sb.ID, engineRestarted)
+				s.markError(ctx, sb.ID, s.engineRestarted())
 				continue
 			}
 			s.settle(ctx, sb, c.Status, 0)
 		case StatusError:
 			if has && (c.Status == engine.Running || c.Status == engine.Paused) {
 				s.heal(ctx, sb, c.Status)
-			} else if _, died := s.outage.since(sb.ID); died && sb.Error != engineRestarted {
+			} else if _, died := s.outage.since(sb.ID); s.caps.StopsContainersWhenDown && died && sb.Error != s.engineRestarted() {
 				// Its die event came as the engine shut down.
-				s.reword(ctx, sb, engineRestarted)
+				s.reword(ctx, sb, s.engineRestarted())
 			}
 		}
 	}

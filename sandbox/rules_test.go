@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/rtemu-dev/rtemu/engine"
-	"github.com/rtemu-dev/rtemu/engine/fakeengine"
+	"github.com/rtemu-dev/rtemu/engine/fake"
 	"github.com/rtemu-dev/rtemu/internal/testwait"
 	"github.com/rtemu-dev/rtemu/sandbox"
 )
@@ -497,7 +497,7 @@ func TestCloseLetsAnEngineCreateFinish(t *testing.T) {
 	}
 	entered, gate := make(chan struct{}), make(chan struct{})
 	var once sync.Once
-	e.eng.AddHook(func(ctx context.Context, c fakeengine.Call) error {
+	e.eng.AddHook(func(ctx context.Context, c fake.Call) error {
 		if c.Method != "Create" {
 			return nil
 		}

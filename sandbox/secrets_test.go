@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rtemu-dev/rtemu/engine/fakeengine"
+	"github.com/rtemu-dev/rtemu/engine/fake"
 	"github.com/rtemu-dev/rtemu/sandbox"
 )
 
@@ -38,7 +38,7 @@ func TestSecretKeyKeptInDataDir(t *testing.T) {
 	if err := os.Chmod(keyFile, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	again := sandbox.New(sandbox.Config{Store: e.st, Engine: fakeengine.New(testImage), InstanceID: e.st.InstanceID(), DataDir: dir})
+	again := sandbox.New(sandbox.Config{Store: e.st, Engine: fake.New(testImage), InstanceID: e.st.InstanceID(), DataDir: dir})
 	if _, got, err := again.RevealSecret(e.ctx, "K"); err != nil || got != value {
 		t.Fatalf("reveal after a restart = %q, %v", got, err)
 	}
@@ -49,7 +49,7 @@ func TestSecretKeyKeptInDataDir(t *testing.T) {
 	if err := os.WriteFile(keyFile, bytes.Repeat([]byte{7}, 32), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	other := sandbox.New(sandbox.Config{Store: e.st, Engine: fakeengine.New(testImage), InstanceID: e.st.InstanceID(), DataDir: dir})
+	other := sandbox.New(sandbox.Config{Store: e.st, Engine: fake.New(testImage), InstanceID: e.st.InstanceID(), DataDir: dir})
 	_, got, err := other.RevealSecret(e.ctx, "K")
 	if !errors.Is(err, sandbox.ErrConflict) || got != "" || strings.Contains(err.Error(), value) || !strings.Contains(err.Error(), sandbox.SecretKeyFile) {
 		t.Fatalf("reveal under another key = %q, %v", got, err)

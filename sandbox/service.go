@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -19,36 +18,6 @@ import (
 
 	"github.com/rtemu-dev/rtemu/engine"
 )
-
-// Engine is what the service needs of a container engine, in the service's
-// words (package engine holds the values and errors that cross it).
-// dockerdriver.Engine (Docker) and fakeengine.Engine (in memory) implement
-// it, and engine/enginetest is the one conformance suite both pass (see
-// docs/engines.md).
-type Engine interface {
-	Ping(ctx context.Context) (engine.Info, error)
-	ImagePresent(ctx context.Context, ref string) (bool, error)
-	Pull(ctx context.Context, ref string, progress func(string)) error
-	Create(ctx context.Context, spec engine.ContainerSpec) error
-	Start(ctx context.Context, name string) error
-	Pause(ctx context.Context, name string) error
-	Unpause(ctx context.Context, name string) error
-	Remove(ctx context.Context, name string) error
-	Inspect(ctx context.Context, name string) (engine.State, error)
-	List(ctx context.Context, labels map[string]string) ([]engine.Container, error)
-	Watch(ctx context.Context, labels map[string]string) (<-chan engine.Event, <-chan error)
-	Exec(ctx context.Context, name string, spec engine.ExecSpec) (int, error)
-	DialPort(ctx context.Context, name string, port int) (net.Conn, error)
-	// SharesFolder reports whether the engine sees a host folder at the
-	// same path (bind mounts of workspaces need it).
-	SharesFolder(ctx context.Context, dir, image string, labels map[string]string) (bool, error)
-	Stats(ctx context.Context, name string) (engine.Stats, error)
-	UpdateLimits(ctx context.Context, name string, nanoCPUs, memoryBytes int64) error
-	// DiskLimits tells whether the engine enforces a container's disk
-	// size; DiskUsed measures a container's files.
-	DiskLimits(ctx context.Context, image string, labels map[string]string) (engine.DiskLimits, error)
-	DiskUsed(ctx context.Context, name string) (int64, error)
-}
 
 // Store errors the service understands.
 var (
@@ -93,7 +62,7 @@ const (
 // Config wires a Service.
 type Config struct {
 	Store  Store
-	Engine Engine
+	Engine engine.Engine
 	// InstanceID tells this rtemu's containers (same data dir) from others'.
 	InstanceID string
 	Templates  []Template
@@ -125,7 +94,8 @@ type Config struct {
 // transition between their states.
 type Service struct {
 	store     Store
-	engine    Engine
+	engine    engine.Engine
+	caps      engine.Capabilities // what the engine can do (capabilities.go)
 	instance  string
 	templates map[string]Template
 	order     []string
@@ -137,7 +107,7 @@ type Service struct {
 	output          *outputBudget // the memory buffered exec output shares
 	disk            diskState     // disk.go
 
-	hostCPUs atomic.Int64 // the engine's CPUs, to clamp vcpus to what Docker accepts
+	hostCPUs atomic.Int64 // the engine's CPUs, to clamp vcpus to (CPUsCappedToHost)
 	engineUp atomic.Bool  // the last reconcile worked and the event stream is connected
 	outage   outage       // the engine's last disappearance (outage.go)
 
@@ -186,6 +156,18 @@ func New(cfg Config) *Service {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	if cfg.Engine != nil {
+		s.caps = cfg.Engine.Capabilities()
+	}
+	s.execSlots.per, s.provSlots.n = s.caps.ExecSlots, s.caps.ProvisionSlots
+	if !s.caps.DiskQuota {
+		l := noDiskQuota(s.caps)
+		s.disk.limits = &l
+	}
+	if len(cfg.WarmPool) > 0 && !s.caps.UpdateLimits {
+		s.log.Warn("no warm pool: "+s.theEngine()+" cannot fit a pooled container to a create (no limits update)", "warmPool", cfg.WarmPool)
+		cfg.WarmPool = nil
+	}
 	if s.pidsLimit == 0 {
 		s.pidsLimit = 4096
 	}
@@ -223,10 +205,13 @@ func (s *Service) Start(ctx context.Context) error {
 	} else if !errors.Is(err, ErrUnavailable) {
 		return err
 	} else {
-		s.log.Warn("the Docker engine does not answer; rtemu will reconcile once it does", "err", err)
+		s.log.Warn(s.theEngine()+" does not answer; rtemu will reconcile once it does", "err", err)
 	}
 	s.goBackground(func(ctx context.Context) { s.watch(ctx, reconciled) })
-	s.goBackground(s.sweepIdle)
+	if s.caps.Pause {
+		// No idle pause where the engine cannot pause: it would only fail.
+		s.goBackground(s.sweepIdle)
+	}
 	s.goBackground(s.watchDesktops)
 	s.goBackground(s.watchDisk)
 	return s.startPool()
@@ -279,7 +264,7 @@ func (s *Service) Templates() []Template {
 func (s *Service) EngineInfo(ctx context.Context) (engine.Info, error) {
 	info, err := s.engine.Ping(ctx)
 	if err != nil {
-		return info, unavailable(err)
+		return info, s.unavailable(err)
 	}
 	return info, nil
 }
@@ -512,7 +497,7 @@ func (s *Service) makeContainer(ctx context.Context, sb *Sandbox, log *slog.Logg
 		Image: sb.Image,
 		// The hostname is the id: a sandbox's shell prompt says which one it is.
 		Hostname: sb.ID[len("sandbox-"):],
-		Aliases:  []string{sb.ID, sb.ID[len("sandbox-"):]},
+		Aliases:  s.aliases(sb.ID),
 		Labels: map[string]string{
 			LabelSandbox: sb.ID, LabelInstance: s.instance, LabelTemplate: sb.Template,
 		},
@@ -867,6 +852,9 @@ func (s *Service) freeze(ctx context.Context, ref string, op freezeOp) (Status, 
 	case op.from:
 	default:
 		return "", nil, conflict("sandbox %s is %s; only a %s sandbox can be %s", sb.ID, sb.Status, op.from, op.verb)
+	}
+	if !s.caps.Pause {
+		return "", nil, s.cannotPause(sb, op.verb)
 	}
 	if _, err := s.transitionIf(ctx, sb.ID, op.via, func(x *Sandbox) error {
 		if x.Status != op.from {

@@ -61,10 +61,7 @@ func (s *Service) Stats(ctx context.Context, ref string) (*Sandbox, Stats, error
 	}
 	// The container's CPU limit is the vCPUs asked for, clamped to the
 	// host's CPUs (see makeContainer).
-	cpus := float64(sb.Resources.VCPUs)
-	if host := float64(s.hostCPUs.Load()); host > 0 && cpus > host {
-		cpus = host
-	}
+	cpus := float64(s.clampCPUs(sb.Resources.VCPUs))
 	if cpus > 0 {
 		out.CPUPercent = math.Round(min(max(raw.CPUCores/cpus*100, 0), 100)*10) / 10
 	}

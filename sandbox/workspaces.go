@@ -440,6 +440,11 @@ func (s *Service) checkMounts(ctx context.Context, mounts []Mount) error {
 // image is not there yet, say) is left to the create itself. The caller
 // holds s.ws.mu.
 func (s *Service) checkEngineSeesWorkspaces(ctx context.Context, image string) error {
+	if !s.caps.SharedFolders {
+		return &Error{Kind: KindInvalid, Message: "invalid request", Details: []FieldError{{Field: "mounts", Message: fmt.Sprintf(
+			"%s cannot share host folders with sandboxes, so workspaces cannot be mounted here; sandboxes without mounts work as they are",
+			s.theEngine())}}}
+	}
 	if s.ws.shared == nil {
 		ok, err := s.engine.SharesFolder(ctx, s.ws.dir, image, map[string]string{LabelInstance: s.instance})
 		if err != nil {
@@ -447,16 +452,16 @@ func (s *Service) checkEngineSeesWorkspaces(ctx context.Context, image string) e
 			return nil
 		}
 		s.ws.shared = &ok
-		s.log.Info("the Docker engine sees rtemu's workspace folders", "sees", ok, "dir", s.ws.dir)
+		s.log.Info(s.theEngine()+" sees rtemu's workspace folders", "sees", ok, "dir", s.ws.dir)
 	}
 	if *s.ws.shared {
 		return nil
 	}
 	return &Error{Kind: KindInvalid, Message: "invalid request", Details: []FieldError{{Field: "mounts", Message: fmt.Sprintf(
-		"workspace mounts need a Docker engine that sees rtemu's data dir at the same path, and this engine does not see %s "+
+		"workspace mounts need an engine that sees rtemu's data dir at the same path, and %s does not see %s "+
 			"(a remote engine, or a VM engine without that folder shared). Share the folder with the engine at the same path, "+
 			"point --data-dir at a folder it shares, or run rtemu where the engine runs; sandboxes without mounts work as they are",
-		s.ws.dir)}}}
+		s.theEngine(), s.ws.dir)}}}
 }
 
 // WorkspacesShared says whether the engine was found to see the workspace

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/rtemu-dev/rtemu/config"
-	"github.com/rtemu-dev/rtemu/dockerdriver"
+	"github.com/rtemu-dev/rtemu/engine/docker"
 	"github.com/rtemu-dev/rtemu/sandbox"
 )
 
@@ -27,7 +27,11 @@ func Doctor(ctx context.Context, cfg config.Config, w io.Writer) bool {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	d, err := dockerdriver.New()
+	if cfg.Engine == "kubernetes" {
+		report(false, "engine: %v", ErrEngineNotBuiltIn)
+		return false
+	}
+	d, err := docker.New()
 	if err != nil {
 		report(false, "docker: %v", err)
 		return false
@@ -85,7 +89,7 @@ hint rootless Docker: DOCKER_HOST=unix://$XDG_RUNTIME_DIR/docker.sock
 
 // setupReport says what kind of setup this is and what that means for the
 // user, one line a fact.
-func setupReport(ctx context.Context, d *dockerdriver.Driver, cfg config.Config, w io.Writer) {
+func setupReport(ctx context.Context, d *docker.Driver, cfg config.Config, w io.Writer) {
 	info := func(format string, args ...any) { fmt.Fprintf(w, "info "+format+"\n", args...) }
 	warn := func(format string, args ...any) { fmt.Fprintf(w, "warn "+format+"\n", args...) }
 	st, err := d.Setup(ctx)
@@ -174,8 +178,8 @@ func setupReport(ctx context.Context, d *dockerdriver.Driver, cfg config.Config,
 	case cfg.ExecAgentOff:
 	case cfg.ExecAgentStreamsOnly:
 		info("agent link: off (--exec-agent streams): commands and port connections go by the engine's streams")
-	case shared && dockerdriver.LinksSupported:
-		info("agent link: commands and port connections go by a unix socket in %s (each sandbox's folder, read-only at %s); where the socket does not reach the containers (Docker Desktop's VM), rtemu finds out at the first command and uses the engine's streams", filepath.Join(cfg.DataDir, "link"), dockerdriver.LinkMount)
+	case shared && docker.LinksSupported:
+		info("agent link: commands and port connections go by a unix socket in %s (each sandbox's folder, read-only at %s); where the socket does not reach the containers (Docker Desktop's VM), rtemu finds out at the first command and uses the engine's streams", filepath.Join(cfg.DataDir, "link"), docker.LinkMount)
 	default:
 		info("agent link: not here (rtemu and the engine do not share a kernel and folder): commands and port connections go by the engine's streams; a large download through a dev URL runs at about a tenth of its speed on Linux with a local engine")
 	}

@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/emulatortest"
+	"github.com/rtemu-dev/rtemu/engine/docker"
 	"github.com/rtemu-dev/rtemu/internal/testtool"
 	"github.com/rtemu-dev/rtemu/sandbox"
 	"github.com/rtemu-dev/rtemu/store"
@@ -163,9 +163,9 @@ func (p *proc) waitStatus(id, want string, within time.Duration) {
 	p.t.Fatalf("sandbox %s is %q, want %q; rtemu log:\n%s", id, last, want, p.log)
 }
 
-func driver(t *testing.T, options ...dockerdriver.Option) *dockerdriver.Driver {
+func driver(t *testing.T, options ...docker.Option) *docker.Driver {
 	t.Helper()
-	d, err := dockerdriver.New(options...)
+	d, err := docker.New(options...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,10 +175,10 @@ func driver(t *testing.T, options ...dockerdriver.Option) *dockerdriver.Driver {
 
 // agentsIn counts the exec agents running in a container, asking through d,
 // a driver without the agent (so the count starts none).
-func agentsIn(t *testing.T, d *dockerdriver.Driver, name string) string {
+func agentsIn(t *testing.T, d *docker.Driver, name string) string {
 	t.Helper()
 	var out bytes.Buffer
-	if _, err := d.Exec(context.Background(), name, dockerdriver.ExecSpec{
+	if _, err := d.Exec(context.Background(), name, docker.ExecSpec{
 		Cmd: []string{"/bin/sh", "-c", "ps -o args | grep -c '[r]temu-agent'"}, Stdout: &out,
 	}); err != nil {
 		t.Fatal(err)
@@ -188,11 +188,11 @@ func agentsIn(t *testing.T, d *dockerdriver.Driver, name string) string {
 
 // instanceContainers lists the containers of the rtemu that owns dataDir,
 // and removes them all when the test ends.
-func instanceContainers(t *testing.T, dataDir string) func() []dockerdriver.Container {
+func instanceContainers(t *testing.T, dataDir string) func() []docker.Container {
 	t.Helper()
 	d := driver(t)
 	instance := ""
-	list := func() []dockerdriver.Container {
+	list := func() []docker.Container {
 		if instance == "" {
 			st, err := store.Open(context.Background(), filepath.Join(dataDir, "rtemu.db"))
 			if err != nil {
@@ -319,7 +319,7 @@ func TestKillDuringChurn(t *testing.T) {
 				}
 			}
 			// The records and the engine agree, and nothing leaked.
-			byName := map[string]dockerdriver.Container{}
+			byName := map[string]docker.Container{}
 			for _, c := range containers() {
 				byName[c.Name] = c
 			}
@@ -388,7 +388,7 @@ func TestReconcileAtStart(t *testing.T) {
 	}
 	p.waitStatus(paused, "paused", 10*time.Second)
 	// A command starts kept's exec agent, which must not outlive rtemu.
-	byDockerExec := driver(t, dockerdriver.WithoutExecAgent())
+	byDockerExec := driver(t, docker.WithoutExecAgent())
 	if code, data := p.do("POST", "/v1/sandboxes/"+kept+"/exec", map[string]any{"command": "true"}); code != 200 || data["exitCode"] != float64(0) {
 		t.Fatalf("exec in kept: %d %v", code, data)
 	}
@@ -415,7 +415,7 @@ func TestReconcileAtStart(t *testing.T) {
 	}
 	img, _ := emulatortest.TestImage(ctx)
 	orphan := "rtemu-sandbox-orphan000000"
-	if err := d.Create(ctx, dockerdriver.ContainerSpec{Name: orphan, Image: img,
+	if err := d.Create(ctx, docker.ContainerSpec{Name: orphan, Image: img,
 		Labels: map[string]string{sandbox.LabelInstance: st.InstanceID(), sandbox.LabelSandbox: "sandbox-orphan000000"}}); err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rtemu-dev/rtemu/dockerdriver"
+	"github.com/rtemu-dev/rtemu/engine"
+	"github.com/rtemu-dev/rtemu/engine/docker"
 	"github.com/rtemu-dev/rtemu/sandbox"
 )
 
@@ -134,7 +135,7 @@ type Swept struct {
 // engine at engineHost, sees them. It touches nothing of a live rtemu, of
 // one on another engine, or of a folder whose owner is unknown (an rtemu
 // older than the lock, or one being made this moment).
-func sweepEphemeral(ctx context.Context, eng sandbox.Engine, engineHost string) ([]Swept, error) {
+func sweepEphemeral(ctx context.Context, eng engine.Engine, engineHost string) ([]Swept, error) {
 	dirs, err := filepath.Glob(filepath.Join(os.TempDir(), ephemeralPrefix+"*"))
 	if err != nil {
 		return nil, err
@@ -202,7 +203,7 @@ type disposable struct {
 }
 
 func (s *Server) disposableMarker() string {
-	if s.driver == nil || s.cfg.Ephemeral || s.lock == nil || s.lock.holder.Instance == "" {
+	if s.closeEngine == nil || s.cfg.Ephemeral || s.lock == nil || s.lock.holder.Instance == "" {
 		// In-memory engines leak nothing; ephemeral dirs are swept as such.
 		return ""
 	}
@@ -232,7 +233,7 @@ func (s *Server) unmarkDisposable() {
 // sweepDisposable removes the containers of disposable rtemus whose process
 // died (their data dir's lock is free, or the data dir is gone), and their
 // data dir where it is a temporary one.
-func sweepDisposable(ctx context.Context, eng sandbox.Engine, engineHost string) ([]Swept, error) {
+func sweepDisposable(ctx context.Context, eng engine.Engine, engineHost string) ([]Swept, error) {
 	markers, err := filepath.Glob(filepath.Join(os.TempDir(), disposablePrefix+"*.json"))
 	if err != nil {
 		return nil, err
@@ -280,27 +281,27 @@ func sweepDisposable(ctx context.Context, eng sandbox.Engine, engineHost string)
 // claim writes in the lock whose data dir and engine this is; on the
 // Docker engine it sweeps what dead rtemus left, and warns of templates
 // whose image is not here.
-func (s *Server) claim(ctx context.Context, eng sandbox.Engine, engineHost string) {
+func (s *Server) claim(ctx context.Context, eng engine.Engine, engineHost string) {
 	if err := s.lock.update(func(h *Holder) {
 		h.Instance, h.Engine, h.Ephemeral = s.store.InstanceID(), engineHost, s.cfg.Ephemeral
 	}); err != nil {
 		s.log.Warn("could not write the data dir's lock file", "err", err)
 	}
-	if s.driver != nil {
+	if s.closeEngine != nil {
 		sweepAtStart(ctx, eng, engineHost, s.log)
 		warnMissingImages(ctx, eng, s.cfg.Templates, s.log)
 	}
 }
 
 // sweep removes what dead ephemeral and disposable rtemus left.
-func sweep(ctx context.Context, eng sandbox.Engine, engineHost string) ([]Swept, error) {
+func sweep(ctx context.Context, eng engine.Engine, engineHost string) ([]Swept, error) {
 	a, errA := sweepEphemeral(ctx, eng, engineHost)
 	b, errB := sweepDisposable(ctx, eng, engineHost)
 	return append(a, b...), errors.Join(errA, errB)
 }
 
 // sweepAtStart is the sweep every start of rtemu does, logged.
-func sweepAtStart(ctx context.Context, eng sandbox.Engine, engineHost string, log *slog.Logger) {
+func sweepAtStart(ctx context.Context, eng engine.Engine, engineHost string, log *slog.Logger) {
 	swept, err := sweep(ctx, eng, engineHost)
 	for _, s := range swept {
 		log.Info("removed what a dead --ephemeral rtemu left", "pid", s.PID, "dir", s.Dir, "containers", len(s.Containers))
@@ -313,7 +314,7 @@ func sweepAtStart(ctx context.Context, eng sandbox.Engine, engineHost string, lo
 // GC removes what dead --ephemeral rtemus left on the Docker engine and
 // in the temporary folder, saying what, and fails when something stays.
 func GC(ctx context.Context, w io.Writer) error {
-	d, err := dockerdriver.New()
+	d, err := docker.New()
 	if err != nil {
 		return err
 	}

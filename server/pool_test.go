@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/rtemu-dev/rtemu/config"
-	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/emulatortest"
+	"github.com/rtemu-dev/rtemu/engine/docker"
 	"github.com/rtemu-dev/rtemu/internal/testwait"
 	"github.com/rtemu-dev/rtemu/sandbox"
 	"github.com/rtemu-dev/rtemu/server"
@@ -23,7 +23,7 @@ func TestWarmPoolReconcileAndClose(t *testing.T) {
 	emulatortest.SkipIfNoDocker(t)
 	t.Parallel()
 	ctx := context.Background()
-	d, err := dockerdriver.New()
+	d, err := docker.New()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func TestWarmPoolReconcileAndClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc := first.Service()
-	pool := func() []dockerdriver.Container {
+	pool := func() []docker.Container {
 		t.Helper()
 		cs, err := d.List(ctx, map[string]string{sandbox.LabelInstance: svc.Instance(), sandbox.LabelPool: "base-ubuntu"})
 		if err != nil {

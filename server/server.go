@@ -14,8 +14,9 @@ import (
 	"time"
 
 	"github.com/rtemu-dev/rtemu/config"
-	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/emulator"
+	"github.com/rtemu-dev/rtemu/engine"
+	"github.com/rtemu-dev/rtemu/engine/docker"
 	"github.com/rtemu-dev/rtemu/internal/buildinfo"
 	"github.com/rtemu-dev/rtemu/internal/logring"
 	"github.com/rtemu-dev/rtemu/netguard"
@@ -35,15 +36,20 @@ type Server struct {
 	// --ssh-addr asked for port 0.
 	SSHAddr string
 
-	cfg     config.Config
-	log     *slog.Logger
-	store   *store.Store
-	driver  *dockerdriver.Driver
-	svc     *sandbox.Service
-	devURLs *emulator.DevURLs
-	httpSrv *http.Server
-	ssh     *sshgw.Gateway
-	served  chan error
+	cfg   config.Config
+	log   *slog.Logger
+	logs  *logring.Ring
+	store *store.Store
+	// closeEngine closes the engine newEngine made (nil: none, or one
+	// given to StartWithEngine).
+	closeEngine func() error
+	svc         *sandbox.Service
+	devURLs     *emulator.DevURLs
+	httpSrv     *http.Server
+	ssh         *sshgw.Gateway
+	// apiLn and sshLn are the listeners until serve hands them over.
+	apiLn, sshLn net.Listener
+	served       chan error
 	// removeAll makes Close remove every container (--ephemeral, tests).
 	removeAll bool
 	// lock is the data dir's, held while this rtemu runs (instance.go).
@@ -61,102 +67,164 @@ func Start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 	return start(ctx, cfg, version, log, nil)
 }
 
-// StartWithEngine is Start on another engine than Docker's (tests of the
-// front doors on engine/fakeengine): no Docker driver is made, and
-// recipe templates cannot be built.
-func StartWithEngine(ctx context.Context, cfg config.Config, version string, log *slog.Logger, eng sandbox.Engine) (*Server, error) {
+// StartWithEngine is Start on an engine made elsewhere (tests of the front
+// doors on engine/fake): --engine is not read, and recipe templates cannot
+// be built.
+func StartWithEngine(ctx context.Context, cfg config.Config, version string, log *slog.Logger, eng engine.Engine) (*Server, error) {
 	return start(ctx, cfg, version, log, eng)
 }
 
-func start(ctx context.Context, cfg config.Config, version string, log *slog.Logger, eng sandbox.Engine) (_ *Server, err error) {
+// start runs the steps in order; when one fails, abort undoes the ones
+// done, whichever they were (Close's path, on what is there).
+func start(ctx context.Context, cfg config.Config, version string, log *slog.Logger, eng engine.Engine) (_ *Server, err error) {
 	// The dashboard's log panel: the newest lines, kept as they are logged.
 	logs := logring.New(1000, slog.LevelInfo)
 	log = slog.New(logs.Handler(log.Handler()))
-	s := &Server{cfg: cfg, log: log, DataDir: cfg.DataDir, served: make(chan error, 1), removeAll: cfg.Ephemeral}
+	s := &Server{cfg: cfg, log: log, logs: logs, DataDir: cfg.DataDir, served: make(chan error, 1), removeAll: cfg.Ephemeral}
 	defer func() {
 		if err != nil {
-			s.closeState()
+			s.abort()
 		}
 	}()
-	if cfg.Ephemeral {
-		if s.DataDir, err = os.MkdirTemp("", "rtemu-ephemeral-"); err != nil {
-			return nil, err
-		}
-	} else if err := os.MkdirAll(s.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data dir: %w", err)
-	}
-	if s.lock, err = lockDir(s.DataDir); err != nil {
+	if err := s.openState(ctx); err != nil {
 		return nil, err
 	}
-	if s.store, err = store.Open(ctx, filepath.Join(s.DataDir, "rtemu.db")); err != nil {
-		return nil, err
-	}
-	engineHost := "injected engine"
-	var build sandbox.TemplateBuilder
+	made := madeEngine{Engine: eng, host: "injected engine"}
 	if eng == nil {
-		var driverOpts []dockerdriver.Option
-		if cfg.ExecAgentOff {
-			driverOpts = append(driverOpts, dockerdriver.WithoutExecAgent())
-		}
-		if cfg.SharedSandboxNetwork {
-			driverOpts = append(driverOpts, dockerdriver.WithSharedSandboxNetwork())
-		}
-		if !cfg.ExecAgentStreamsOnly {
-			driverOpts = append(driverOpts, dockerdriver.WithLinkDir(filepath.Join(s.DataDir, "link")))
-		}
-		if s.driver, err = dockerdriver.New(driverOpts...); err != nil {
+		if made, err = newEngine(ctx, cfg, s.DataDir, log); err != nil {
 			return nil, err
 		}
-		// Made at start where the engine answers; else at the first create.
-		if _, err := s.driver.SandboxNetwork(ctx); err != nil && !errors.Is(err, dockerdriver.ErrUnavailable) {
-			log.Warn("could not make the sandboxes' network; creates will fail until it can be made", "err", err)
-		}
-		eng, engineHost, build = s.driver.Engine(), s.driver.Host(), templates.NewBuilder(s.driver).BuildFunc()
+		s.closeEngine = made.close
 	}
-	s.claim(ctx, eng, engineHost)
-	s.svc = sandbox.New(sandbox.Config{
-		Store: s.store, Engine: eng, InstanceID: s.store.InstanceID(),
-		Templates: cfg.Templates, Logger: log, DataDir: s.DataDir, WarmPool: cfg.WarmPool, StrictLifecycle: cfg.StrictLifecycle,
-		ExecOutputMemory: cfg.ExecOutputMemory, DiskWatch: cfg.DiskWatch,
-		BuildTemplate: build,
-	})
-	if err := s.svc.Start(ctx); err != nil {
+	s.claim(ctx, made.Engine, made.host)
+	if err := s.startService(ctx, made); err != nil {
 		return nil, err
 	}
 	// One bound for every connection rtemu serves (API, dev URLs, SSH),
 	// under the file limit.
 	conns := netguard.ForFileLimit(log)
-	s.ssh, err = sshgw.New(sshgw.Config{
-		Service: s.svc, HostKeyPath: filepath.Join(s.DataDir, "ssh_host_ed25519_key"), Logger: log,
-		Conns: conns,
-	})
-	if err != nil {
-		s.svc.Close()
+	if err := s.listen(ctx, conns); err != nil {
 		return nil, err
+	}
+	s.serve(version)
+	_ = s.lock.update(func(h *Holder) { h.URL, h.SSHAddr = s.URL, s.SSHAddr })
+	if err := writeRunning(s.DataDir, Running{URL: s.URL, SSHAddr: s.SSHAddr, PID: os.Getpid(), Version: version}); err != nil {
+		log.Warn("could not write the state file for `rtemu env`", "err", err)
+	}
+	log.Info("rtemu serving", "api", s.URL, "ssh", s.SSHAddr, "dataDir", s.DataDir,
+		"engine", made.Capabilities().Name, "engineHost", made.host,
+		"instance", s.store.InstanceID(), "ephemeral", cfg.Ephemeral)
+	return s, nil
+}
+
+// openState makes the data dir (a temporary one with --ephemeral) and opens
+// the store in it.
+func (s *Server) openState(ctx context.Context) error {
+	var err error
+	if s.cfg.Ephemeral {
+		if s.DataDir, err = os.MkdirTemp("", "rtemu-ephemeral-"); err != nil {
+			return err
+		}
+	} else if err := os.MkdirAll(s.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	// One rtemu per data dir: a second one fails here, naming the first.
+	if s.lock, err = lockDir(s.DataDir); err != nil {
+		return err
+	}
+	s.store, err = store.Open(ctx, filepath.Join(s.DataDir, "rtemu.db"))
+	return err
+}
+
+// madeEngine is an engine as newEngine made it, with what the wiring needs
+// besides the contract.
+type madeEngine struct {
+	engine.Engine
+	host  string                  // where it is, for the log
+	build sandbox.TemplateBuilder // nil: recipe templates cannot be built
+	close func() error
+}
+
+// newEngine makes the engine --engine names: the one place an engine is
+// chosen (each engine's options in its own case).
+func newEngine(ctx context.Context, cfg config.Config, dataDir string, log *slog.Logger) (madeEngine, error) {
+	switch cfg.Engine {
+	case "", "docker":
+		var opts []docker.Option
+		if cfg.ExecAgentOff {
+			opts = append(opts, docker.WithoutExecAgent())
+		}
+		if cfg.SharedSandboxNetwork {
+			opts = append(opts, docker.WithSharedSandboxNetwork())
+		}
+		if !cfg.ExecAgentStreamsOnly {
+			opts = append(opts, docker.WithLinkDir(filepath.Join(dataDir, "link")))
+		}
+		d, err := docker.New(opts...)
+		if err != nil {
+			return madeEngine{}, err
+		}
+		// Made at start where the engine answers; else at the first create.
+		if _, err := d.SandboxNetwork(ctx); err != nil && !errors.Is(err, docker.ErrUnavailable) {
+			log.Warn("could not make the sandboxes' network; creates will fail until it can be made", "err", err)
+		}
+		return madeEngine{Engine: d.Engine(), host: d.Host(), build: templates.NewBuilder(d).BuildFunc(), close: d.Close}, nil
+	case "kubernetes":
+		return madeEngine{}, ErrEngineNotBuiltIn
+	}
+	return madeEngine{}, fmt.Errorf("--engine %q: not docker or kubernetes", cfg.Engine)
+}
+
+// ErrEngineNotBuiltIn: --engine names an engine this rtemu does not have.
+var ErrEngineNotBuiltIn = errors.New("--engine kubernetes: the Kubernetes engine is not built into this rtemu yet; use --engine docker")
+
+// startService makes the lifecycle service on the engine and starts it
+// (reconcile, watchers, warm pool).
+func (s *Server) startService(ctx context.Context, eng madeEngine) error {
+	cfg := s.cfg
+	svc := sandbox.New(sandbox.Config{
+		Store: s.store, Engine: eng.Engine, InstanceID: s.store.InstanceID(),
+		Templates: cfg.Templates, Logger: s.log, DataDir: s.DataDir, WarmPool: cfg.WarmPool, StrictLifecycle: cfg.StrictLifecycle,
+		ExecOutputMemory: cfg.ExecOutputMemory, DiskWatch: cfg.DiskWatch,
+		BuildTemplate: eng.build,
+	})
+	if err := svc.Start(ctx); err != nil {
+		svc.Close()
+		return err
+	}
+	s.svc = svc
+	return nil
+}
+
+// listen makes the SSH gateway and the dev URLs and opens the API's and
+// the gateway's listeners; nothing is served yet.
+func (s *Server) listen(ctx context.Context, conns *netguard.Budget) error {
+	cfg := s.cfg
+	var err error
+	if s.ssh, err = sshgw.New(sshgw.Config{
+		Service: s.svc, HostKeyPath: filepath.Join(s.DataDir, "ssh_host_ed25519_key"), Logger: s.log,
+		Conns: conns,
+	}); err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		s.svc.Close()
-		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	ln = conns.Listener(ln)
+	s.apiLn = conns.Listener(ln)
 	s.URL = "http://" + ln.Addr().String()
-	sshLn, err := net.Listen("tcp", cfg.SSHAddr)
-	if err != nil {
-		ln.Close()
-		s.svc.Close()
-		return nil, fmt.Errorf("SSH gateway: listen on %s: %w (choose another with --ssh-addr)", cfg.SSHAddr, err)
+	if s.sshLn, err = net.Listen("tcp", cfg.SSHAddr); err != nil {
+		return fmt.Errorf("SSH gateway: listen on %s: %w (choose another with --ssh-addr)", cfg.SSHAddr, err)
 	}
-	s.SSHAddr = sshLn.Addr().String()
-	s.devURLs = emulator.NewDevURLs(s.svc, log, emulator.DevURLOptions{PublicAddr: cfg.PublicAddr, NoListeners: cfg.DevURLListenersOff})
+	s.SSHAddr = s.sshLn.Addr().String()
+	s.devURLs = emulator.NewDevURLs(s.svc, s.log, emulator.DevURLOptions{PublicAddr: cfg.PublicAddr, NoListeners: cfg.DevURLListenersOff})
 	s.devURLs.LimitConnections(conns)
-	if err := s.devURLs.Start(ctx, ln.Addr()); err != nil {
-		ln.Close()
-		sshLn.Close()
-		s.devURLs.Close()
-		s.svc.Close()
-		return nil, err
-	}
+	return s.devURLs.Start(ctx, ln.Addr())
+}
+
+// serve starts answering on the listeners.
+func (s *Server) serve(version string) {
+	cfg := s.cfg
 	// Long-lived answers (the dashboard's event stream) end at shutdown:
 	// http.Server.Shutdown would otherwise wait for them.
 	streams, stopStreams := context.WithCancel(context.Background())
@@ -164,30 +232,46 @@ func start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 		// Dev-URL requests (Host: N-<id>.localhost) are routed before the
 		// API and its authentication.
 		Handler: netguard.Bodies(netguard.DefaultBodyRule, s.devURLs.Front(emulator.New(emulator.Config{
-			Service: s.svc, Version: version, Commit: buildinfo.Get().Commit, APIKeys: cfg.APIKeys, AuthOff: cfg.AuthOff, Logger: log,
+			Service: s.svc, Version: version, Commit: buildinfo.Get().Commit, APIKeys: cfg.APIKeys, AuthOff: cfg.AuthOff, Logger: s.log,
 			DevURLs: s.devURLs, SSH: s.ssh, PortURLs: s.devURLs,
 			DataDir: s.DataDir, SSHAddr: s.SSHAddr, PublicSSHAddr: cfg.PublicSSHAddr, StopStreams: streams.Done(),
-			Logs: logs,
+			Logs: s.logs,
 		}))),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       netguard.IdleTimeout,
 		ConnContext:       netguard.ConnContext,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	s.httpSrv.RegisterOnShutdown(stopStreams)
-	go func() { s.served <- s.httpSrv.Serve(ln) }()
+	apiLn, sshLn := s.apiLn, s.sshLn
+	s.apiLn, s.sshLn = nil, nil // the servers own them now
+	go func() { s.served <- s.httpSrv.Serve(apiLn) }()
 	go func() {
 		if err := s.ssh.Serve(sshLn); err != nil {
-			log.Error("SSH gateway stopped", "err", err)
+			s.log.Error("SSH gateway stopped", "err", err)
 		}
 	}()
-	_ = s.lock.update(func(h *Holder) { h.URL, h.SSHAddr = s.URL, s.SSHAddr })
-	if err := writeRunning(s.DataDir, Running{URL: s.URL, SSHAddr: s.SSHAddr, PID: os.Getpid(), Version: version}); err != nil {
-		log.Warn("could not write the state file for `rtemu env`", "err", err)
+}
+
+// abort undoes a start that failed part way: whatever was made is closed,
+// in Close's order; the containers stay (as at any Close without
+// --ephemeral).
+func (s *Server) abort() {
+	for _, ln := range []net.Listener{s.apiLn, s.sshLn} {
+		if ln != nil {
+			ln.Close()
+		}
 	}
-	log.Info("rtemu serving", "api", s.URL, "ssh", s.SSHAddr, "dataDir", s.DataDir, "docker", engineHost,
-		"instance", s.store.InstanceID(), "ephemeral", cfg.Ephemeral)
-	return s, nil
+	if s.devURLs != nil {
+		s.devURLs.Close()
+	}
+	if s.ssh != nil {
+		_ = s.ssh.Close()
+	}
+	if s.svc != nil {
+		s.svc.Close()
+	}
+	_ = s.closeState()
 }
 
 // Service is the lifecycle service (for tests and front doors).
@@ -236,8 +320,8 @@ func (s *Server) closeState() error {
 	if s.store != nil {
 		errs = append(errs, s.store.Close())
 	}
-	if s.driver != nil {
-		errs = append(errs, s.driver.Close())
+	if s.closeEngine != nil {
+		errs = append(errs, s.closeEngine())
 	}
 	errs = append(errs, s.lock.release())
 	if s.cfg.Ephemeral && s.DataDir != "" {

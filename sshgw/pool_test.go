@@ -6,7 +6,6 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
-	"github.com/rtemu-dev/rtemu/dockerdriver"
 	"github.com/rtemu-dev/rtemu/emulatortest"
 	"github.com/rtemu-dev/rtemu/sandbox"
 )
@@ -19,12 +18,7 @@ func TestWarmPoolSessionEnv(t *testing.T) {
 	h := newHarness(t, emulatortest.WithWarmPool("base-ubuntu", 1))
 	eventually(t, 90e9, "pool filled", func() bool { return h.srv.Service().WarmPoolReady("base-ubuntu") == 1 })
 	id := h.sandbox(map[string]any{"name": "warm-ssh", "rootPassword": "pw", "env": map[string]any{"GREETING": "hello pool"}})
-	d, err := dockerdriver.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	st, err := d.Inspect(context.Background(), "rtemu-"+id)
+	st, err := emulatortest.Docker(t).Inspect(context.Background(), "rtemu-"+id)
 	if err != nil {
 		t.Fatal(err)
 	}

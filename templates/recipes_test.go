@@ -12,7 +12,7 @@ import (
 	"testing"
 	"testing/fstest"
 
-	"github.com/rtemu-dev/rtemu/dockerdriver"
+	"github.com/rtemu-dev/rtemu/engine/docker"
 )
 
 func testRecipes(t *testing.T, files map[string]string) []*Recipe {
@@ -109,7 +109,7 @@ func TestRealRecipes(t *testing.T) {
 	if err != nil || d.Parent != "base-ubuntu" {
 		t.Fatalf("desktop-ubuntu: %+v, %v", d, err)
 	}
-	if !strings.Contains(string(d.files["Dockerfile"]), "LABEL "+dockerdriver.LabelStart+"=/usr/local/bin/rtemu-desktop-start") {
+	if !strings.Contains(string(d.files["Dockerfile"]), "LABEL "+docker.LabelStart+"=/usr/local/bin/rtemu-desktop-start") {
 		t.Error("the desktop recipe does not label its start program")
 	}
 	if _, err := Lookup("nope"); !errors.Is(err, ErrUnknown) {
@@ -130,12 +130,12 @@ func (f *fakeEngine) ImageLabels(_ context.Context, ref string) (map[string]stri
 	defer f.mu.Unlock()
 	l, ok := f.images[ref]
 	if !ok {
-		return nil, fmt.Errorf("inspect %s: %w", ref, dockerdriver.ErrNotFound)
+		return nil, fmt.Errorf("inspect %s: %w", ref, docker.ErrNotFound)
 	}
 	return l, nil
 }
 
-func (f *fakeEngine) Build(_ context.Context, spec dockerdriver.BuildSpec, progress func(string)) (string, error) {
+func (f *fakeEngine) Build(_ context.Context, spec docker.BuildSpec, progress func(string)) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail != nil {

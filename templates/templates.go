@@ -26,7 +26,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
-	"github.com/rtemu-dev/rtemu/dockerdriver"
+	"github.com/rtemu-dev/rtemu/engine/docker"
 )
 
 //go:embed recipes
@@ -173,10 +173,10 @@ func (r *Recipe) buildContext() (*bytes.Buffer, error) {
 }
 
 // Engine is what building needs of the container engine.
-// *dockerdriver.Driver implements it.
+// *docker.Driver implements it.
 type Engine interface {
 	ImageLabels(ctx context.Context, ref string) (map[string]string, error)
-	Build(ctx context.Context, spec dockerdriver.BuildSpec, progress func(string)) (string, error)
+	Build(ctx context.Context, spec docker.BuildSpec, progress func(string)) (string, error)
 }
 
 // Builder builds template images. Builds of the same image at the same
@@ -227,7 +227,7 @@ func (b *Builder) Build(ctx context.Context, name, base string, progress func(st
 	case err == nil && (base == "" || labels[LabelBase] == base):
 		progress(fmt.Sprintf("%s is up to date (%s, built from %s)", r.Name, r.Image(), labels[LabelBase]))
 		return Result{Image: r.Image(), Base: labels[LabelBase]}, nil
-	case err != nil && !errors.Is(err, dockerdriver.ErrNotFound):
+	case err != nil && !errors.Is(err, docker.ErrNotFound):
 		return Result{}, err
 	}
 	if base == "" {
@@ -240,7 +240,7 @@ func (b *Builder) Build(ctx context.Context, name, base string, progress func(st
 		if err != nil {
 			return nil, err
 		}
-		_, err = b.engine.Build(ctx, dockerdriver.BuildSpec{
+		_, err = b.engine.Build(ctx, docker.BuildSpec{
 			Context: tarball, Tag: r.Image(), Args: map[string]string{"BASE": from},
 			Labels: map[string]string{LabelTemplate: r.Name, LabelRecipe: r.Hash(), LabelBase: base},
 		}, progress)

@@ -1,6 +1,6 @@
 // Package enginetest is the conformance suite of the engine contract
-// (sandbox.Engine): one set of cases every engine passes — the Docker
-// engine (dockerdriver) and the in-memory fake (engine/fakeengine) — so that
+// (engine.Engine): one set of cases every engine passes — the Docker
+// engine (engine/docker) and the in-memory fake (engine/fake) — so that
 // what the service's tests prove on the fake holds on the real engine. A
 // behaviour an engine cannot model is a case it skips, saying why
 // (Harness.Unmodelled), never a missing one.
@@ -20,20 +20,19 @@ import (
 	"time"
 
 	"github.com/rtemu-dev/rtemu/engine"
-	"github.com/rtemu-dev/rtemu/sandbox"
 )
 
 // Harness is what the suite needs of one engine.
 type Harness struct {
 	// New returns an engine for one case; its cleanup is registered on t.
-	New func(t *testing.T) sandbox.Engine
+	New func(t *testing.T) engine.Engine
 	// Image is an image the engine has, with a POSIX shell, echo, cat,
 	// sleep and exit.
 	Image string
 	// Serve starts, inside the running container name, a server on port
 	// that writes back what it reads, and returns once it listens (the
 	// suite still retries a failed echo for a while).
-	Serve func(t *testing.T, e sandbox.Engine, name string, port int)
+	Serve func(t *testing.T, e engine.Engine, name string, port int)
 	// Unmodelled names the cases (by their t.Run name) this engine cannot
 	// model, each with the reason; they are skipped with it.
 	Unmodelled map[string]string
@@ -70,6 +69,7 @@ func Run(t *testing.T, h Harness) {
 		{"UpdateLimits", testUpdateLimits},
 		{"SharesFolder", testSharesFolder},
 		{"Disk", testDisk},
+		{"DiskEnforced", testDiskEnforced},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -86,7 +86,7 @@ func Run(t *testing.T, h Harness) {
 type fixture struct {
 	t      *testing.T
 	h      Harness
-	e      sandbox.Engine
+	e      engine.Engine
 	ctx    context.Context
 	tag    string
 	labels map[string]string
@@ -111,7 +111,12 @@ func (f *fixture) spec(n string) engine.ContainerSpec {
 // create makes a container and removes it when the case ends.
 func (f *fixture) create(n string) string {
 	f.t.Helper()
-	spec := f.spec(n)
+	return f.createSpec(f.spec(n))
+}
+
+// createSpec makes a container of spec and removes it when the case ends.
+func (f *fixture) createSpec(spec engine.ContainerSpec) string {
+	f.t.Helper()
 	if err := f.e.Create(f.ctx, spec); err != nil {
 		f.t.Fatalf("Create: %v", err)
 	}
@@ -528,5 +533,32 @@ func testDisk(t *testing.T, h Harness) {
 	}
 	if _, err := f.e.DiskUsed(f.ctx, name+"-none"); !errors.Is(err, engine.ErrNotFound) {
 		t.Errorf("DiskUsed of no container = %v, want ErrNotFound", err)
+	}
+}
+
+// testDiskEnforced: where the engine says it holds containers to a disk
+// size, a container made with one writes within it and fails to write past
+// it (a disk size the engine drops would pass). An engine that enforces
+// none skips, saying why.
+func testDiskEnforced(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	l, err := f.e.DiskLimits(f.ctx, h.Image, f.labels)
+	if err != nil {
+		t.Fatalf("DiskLimits: %v", err)
+	}
+	if !l.Enforced {
+		t.Skipf("the engine does not enforce disk sizes here: %s", l.Why)
+	}
+	spec := f.spec("quota")
+	spec.DiskBytes = 64 << 20
+	name := f.createSpec(spec)
+	if err := f.e.Start(f.ctx, name); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if _, stderr, code, err := f.sh(name, "dd if=/dev/zero of=/within bs=1M count=8", nil); err != nil || code != 0 {
+		t.Fatalf("writing 8 MiB in a 64 MiB disk: code %d, %v, %q", code, err, stderr)
+	}
+	if _, _, code, err := f.sh(name, "dd if=/dev/zero of=/past bs=1M count=128", nil); err != nil || code == 0 {
+		t.Fatalf("writing 128 MiB in a 64 MiB disk: code %d, %v; want a failure (the disk size was not applied)", code, err)
 	}
 }

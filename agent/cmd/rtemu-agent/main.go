@@ -1,9 +1,9 @@
 // Command rtemu-agent is rtemu's exec agent on its own: what rtemu puts into
 // sandboxes when its own executable cannot run there (rtemu built for macOS
 // or Windows, or an engine of another architecture). It is built for
-// linux/amd64 and linux/arm64 by `go generate ./dockerdriver` for release
+// linux/amd64 and linux/arm64 by `go generate ./engine/docker` for release
 // builds, or by rtemu itself with the local Go toolchain (see
-// dockerdriver/agentsource.go).
+// engine/docker/agentsource.go).
 package main
 
 import (
