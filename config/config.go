@@ -143,7 +143,7 @@ func AddFlags(fs *pflag.FlagSet) *Flags {
 	}
 	str := func(p *string, name, def, usage string) { fs.StringVar(p, name, def, usage+env(name)) }
 	str(&f.addr, "addr", "127.0.0.1:7070", "REST API address (127.0.0.1:0 picks a free port)")
-	str(&f.engine, "engine", "docker", "docker or kubernetes: the engine sandboxes run on")
+	str(&f.engine, "engine", "", "docker or kubernetes: the engine sandboxes run on (default docker)")
 	str(&f.sshAddr, "ssh-addr", "127.0.0.1:2222", "SSH gateway address")
 	str(&f.dataDir, "data-dir", "", "data directory (default $XDG_DATA_HOME/rtemu, else ~/.local/share/rtemu)")
 	fs.BoolVar(&f.ephemeral, "ephemeral", false, "temporary state, containers removed at exit"+env("ephemeral"))
