@@ -81,8 +81,11 @@ func TestLiveListFollowsTheAPI(t *testing.T) {
 	emulatortest.SkipIfNoDocker(t)
 	d := open(t, emulatortest.New(t), openOpts{})
 	d.live()
-	d.waitFor("the empty state", `!document.querySelector('#sandbox-empty').hidden`, 5*time.Second)
 	d.do(chromedp.Evaluate[chromedp.Void](`performance.setResourceTimingBufferSize(100000)`)) // default: 250 entries
+	// The page's own first read of the list is the baseline: the empty state
+	// shows before it (the page starts empty), so it is waited for.
+	d.waitFor("the page's first read of the list", pageReadsExpr("/v1/sandboxes?limit=500")+` >= 1`, pageWait)
+	d.waitFor("the empty state", `!document.querySelector('#sandbox-empty').hidden`, 5*time.Second)
 	listReads := d.pageReads("/v1/sandboxes?limit=500")
 
 	start := time.Now()

@@ -104,7 +104,7 @@ func TestTemplatesNotBuiltAndTheEngine(t *testing.T) {
 		t.Errorf("present template: %q", got)
 	}
 	engine := js[string](d, `document.querySelector('#engine').hidden ? '' : document.querySelector('#engine').textContent`)
-	if engine != "Docker fake" { // the fake engine says its version is "fake"
+	if engine != "fake fake" { // the fake engine's kind, and its version "fake"
 		t.Errorf("header engine %q", engine)
 	}
 }

@@ -82,7 +82,7 @@ func TestEmulatorInfo(t *testing.T) {
 				t.Error("no sshAddr")
 			}
 			eng, _ := d["engine"].(map[string]any)
-			if eng == nil || eng["kind"] != "docker" || eng["version"] == "" || eng["apiVersion"] == "" || eng["host"] == "" {
+			if eng == nil || eng["kind"] != "fake" || eng["version"] == "" || eng["apiVersion"] == "" || eng["host"] == "" {
 				t.Errorf("engine %v", d["engine"])
 			}
 			tpls, _ := d["templates"].([]any)

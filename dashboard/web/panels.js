@@ -202,6 +202,11 @@ const AUTH = {
   off: 'off: no key needed (--auth off)',
 };
 
+/** How an engine's kind is written: Docker, Kubernetes, or the kind itself. */
+function engineName(kind) {
+  return { '': 'Docker', docker: 'Docker', kubernetes: 'Kubernetes' }[kind || ''] || kind;
+}
+
 /** The engine in the header: its kind and version (and cluster, for an engine that has one). */
 function renderEngine(info) {
   const pill = $('#engine');
@@ -213,7 +218,7 @@ function renderEngine(info) {
     pill.title = info.engineError || 'the engine does not answer';
     return;
   }
-  const kind = e.kind === 'docker' || !e.kind ? 'Docker' : e.kind;
+  const kind = engineName(e.kind);
   pill.className = 'pill';
   fill(pill, h('span', { class: 'engine-kind' }, kind), ` ${e.version}`, e.cluster ? h('span', { class: 'engine-cluster' }, ` · ${e.cluster}`) : null);
   pill.title = `${kind} engine ${e.version} (API ${e.apiVersion}) at ${e.host}`;
@@ -240,7 +245,7 @@ export function renderInfo(info) {
     ['Version', h('span', { class: 'mono' }, info.version)],
     ['Data dir', h('span', { class: 'mono break', id: 'info-datadir' }, info.dataDir || '(none)')],
     ['Engine', e
-      ? h('span', { id: 'info-engine' }, `${e.kind === 'docker' || !e.kind ? 'Docker' : e.kind} ${e.version} · API ${e.apiVersion} · ${e.os} · ${e.cpus} CPUs`,
+      ? h('span', { id: 'info-engine' }, `${engineName(e.kind)} ${e.version} · API ${e.apiVersion} · ${e.os} · ${e.cpus} CPUs`,
         e.cluster ? h('div', { class: 'small' }, `cluster ${e.cluster}`) : null,
         h('div', { class: 'mono small muted break' }, e.host))
       : h('span', { class: 'error-text', id: 'info-engine' }, info.engineError || 'unavailable')],
