@@ -194,6 +194,7 @@ for i in 1 2 3 4 5 6 7 8 9 10; do
     case $s in T|t|Z|X) ;; *) left=1 ;; esac
   done
   [ -z "$left" ] && exit 0
+  sleep 0.05 2>/dev/null
 done
 echo "processes kept running after 10 rounds of SIGSTOP" >&2
 exit 1`

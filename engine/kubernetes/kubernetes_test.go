@@ -231,3 +231,64 @@ func (w *syncWriter) String() string {
 	defer w.mu.Unlock()
 	return w.b.String()
 }
+
+// Pause stops the sandbox's processes, keeping them (same PID, same memory),
+// and Unpause lets them go on.
+func TestPauseKeepsProcesses(t *testing.T) {
+	c := needCluster(t)
+	t.Parallel()
+	e := c.newEngine(t)
+	c.waitImage(t, e)
+	ctx := context.Background()
+	name := uniqueName(t, "pause")
+	if err := e.Create(ctx, spec(name, c.image)); err != nil {
+		t.Fatal(err)
+	}
+	removeAtEnd(t, e, name)
+	if err := e.Start(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	// A background process with state in memory only (its counter).
+	var out bytes.Buffer
+	code, err := e.Exec(ctx, name, engine.ExecSpec{Cmd: []string{"/bin/sh", "-c",
+		`sh -c 'n=0; while :; do n=$((n+1)); echo $n > /tmp/n; sleep 0.05; done' </dev/null >/dev/null 2>&1 & echo $!`}, Stdout: &out})
+	if err != nil || code != 0 {
+		t.Fatalf("start the counter: %d %v", code, err)
+	}
+	pid := strings.TrimSpace(out.String())
+	state := func() string {
+		s, err := e.RunScript(ctx, name, `read -r l < /proc/`+pid+`/stat; s=${l##*") "}; echo ${s%% *}; cat /tmp/n`)
+		if err != nil {
+			t.Fatalf("read the counter's state: %v", err)
+		}
+		return s
+	}
+	if err := e.Pause(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	first := state()
+	if !strings.HasPrefix(first, "T\n") {
+		t.Fatalf("the counter after Pause: %q, want stopped (T)", first)
+	}
+	if again := state(); again != first {
+		t.Fatalf("the paused counter went on: %q then %q", first, again)
+	}
+	if err := e.Unpause(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	n0 := strings.Fields(first)[1]
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s := strings.Fields(state())
+		if len(s) != 2 {
+			t.Fatalf("after Unpause the counter process %s is gone: %v", pid, s)
+		}
+		if s[0] != "T" && s[1] != n0 && s[1] != "1" {
+			break // the same process counts on from where it was
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after Unpause the counter is %v (it was %s)", s, n0)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -39,8 +39,9 @@ func isolation() *networkingv1.NetworkPolicy {
 }
 
 // ensurePolicy makes the namespace's isolation policy once per engine. A
-// failure (no RBAC for networkpolicies) is logged, not fatal: the sandbox
-// is still made, unisolated, as on a plugin that does not enforce policies.
+// refusal (no RBAC for networkpolicies) is logged once, not fatal: the
+// sandbox is still made, unisolated, as on a plugin that does not enforce
+// policies.
 func (e *Engine) ensurePolicy(ctx context.Context) {
 	e.policyOnce.Lock()
 	defer e.policyOnce.Unlock()
@@ -50,7 +51,9 @@ func (e *Engine) ensurePolicy(ctx context.Context) {
 	_, err := e.cs.NetworkingV1().NetworkPolicies(e.ns).Create(ctx, isolation(), metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		e.log.Warn("cannot make the NetworkPolicy that isolates sandboxes from each other", "namespace", e.ns, "err", err)
-		return
+		if unavailable(err) {
+			return // tried again by the next create
+		}
 	}
 	e.policyDone = true
 }
