@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -61,7 +62,11 @@ func (e *Engine) Exec(ctx context.Context, name string, spec engine.ExecSpec) (i
 	tag := newTag()
 	argv := append([]string{"/bin/sh", "-c", execWrapper, "rtemu-exec", spec.WorkingDir}, spec.Env...)
 	argv = append(append(argv, execMarker+"="+tag, "--"), spec.Cmd...)
-	stdout, stderr := orDiscard(spec.Stdout), orDiscard(spec.Stderr)
+	// client-go may still be writing when a cancelled exec returns: the
+	// writers are shut before Exec returns, so nothing is written after.
+	stdout, stderr := &gated{w: orDiscard(spec.Stdout)}, &gated{w: orDiscard(spec.Stderr)}
+	defer stdout.shut()
+	defer stderr.shut()
 	opts := remotecommand.StreamOptions{Stdin: spec.Stdin, Stdout: stdout, Stderr: stderr, Tty: spec.Tty}
 	if spec.Tty {
 		opts.Stderr = nil
@@ -161,6 +166,28 @@ func (q *sizeQueue) Next() *remotecommand.TerminalSize {
 		}
 		return &remotecommand.TerminalSize{Width: uint16(s.Cols), Height: uint16(s.Rows)}
 	}
+}
+
+// gated passes writes on until shut, and drops them after.
+type gated struct {
+	mu   sync.Mutex
+	w    io.Writer
+	done bool
+}
+
+func (g *gated) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.done {
+		return len(p), nil
+	}
+	return g.w.Write(p)
+}
+
+func (g *gated) shut() {
+	g.mu.Lock()
+	g.done = true
+	g.mu.Unlock()
 }
 
 func newTag() string {
