@@ -127,10 +127,10 @@ func TestConformance(t *testing.T) {
 		New:   func(t *testing.T) sandbox.Engine { return c.newEngine(t) },
 		Image: c.image,
 		Serve: func(t *testing.T, e sandbox.Engine, name string, port int) {
-			// busybox nc in the background, bound to 127.0.0.1 (a
-			// port-forward reaches it); then wait until the kernel lists the
-			// port as listening.
-			cmd := fmt.Sprintf("nc -ll -s 127.0.0.1 -p %d -e cat </dev/null >/dev/null 2>&1 &", port)
+			// busybox nc in the background (TestDialLoopback has a server
+			// bound to 127.0.0.1); then wait until the kernel lists the port
+			// as listening.
+			cmd := fmt.Sprintf("nc -ll -p %d -e cat </dev/null >/dev/null 2>&1 &", port)
 			if code, err := e.Exec(context.Background(), name, engine.ExecSpec{Cmd: []string{"/bin/sh", "-c", cmd}}); err != nil || code != 0 {
 				t.Fatalf("start the echo server: code %d, %v", code, err)
 			}

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -290,5 +292,49 @@ func TestPauseKeepsProcesses(t *testing.T) {
 			t.Fatalf("after Unpause the counter is %v (it was %s)", s, n0)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A server bound to 127.0.0.1 inside the sandbox is reached (dev URLs and
+// ssh -L reach such servers on Docker too).
+func TestDialLoopback(t *testing.T) {
+	c := needCluster(t)
+	t.Parallel()
+	e := c.newEngine(t)
+	c.waitImage(t, e)
+	ctx := context.Background()
+	name := uniqueName(t, "loop")
+	if err := e.Create(ctx, spec(name, c.image)); err != nil {
+		t.Fatal(err)
+	}
+	removeAtEnd(t, e, name)
+	if err := e.Start(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	code, err := e.Exec(ctx, name, engine.ExecSpec{Cmd: []string{"/bin/sh", "-c",
+		"mkdir -p /www && echo loopback-only > /www/index.html && httpd -p 127.0.0.1:8091 -h /www"}})
+	if err != nil || code != 0 {
+		t.Fatalf("start httpd: %d %v", code, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		conn, err := e.DialPort(ctx, name, 8091)
+		if errors.Is(err, syscall.ECONNREFUSED) && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			t.Fatalf("DialPort: %v", err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+		if _, err := io.WriteString(conn, "GET / HTTP/1.0\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(conn)
+		if err != nil || !strings.Contains(string(b), "loopback-only") {
+			t.Fatalf("GET through DialPort: %q %v", b, err)
+		}
+		return
 	}
 }
