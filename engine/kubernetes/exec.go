@@ -43,8 +43,12 @@ done`
 
 // execWrapper gives an exec what the pods/exec subresource lacks: the
 // environment (and the tag) and the working directory. It runs as
-// sh -c WRAPPER rtemu-exec DIR NAME=VALUE... -- ARGV...
-const execWrapper = `d=$1; shift
+// sh -c WRAPPER rtemu-exec DIR SIZE NAME=VALUE... -- ARGV...
+// SIZE ("ROWS COLS", or empty) is set on the terminal before the command
+// starts: the API server sends the first size only once the command runs,
+// and the first prompt must already have the right width.
+const execWrapper = `d=$1; sz=$2; shift 2
+if [ -n "$sz" ]; then stty rows "${sz% *}" cols "${sz#* }" 2>/dev/null; fi
 while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do export "$1"; shift; done
 shift
 if [ -n "$d" ]; then cd "$d" || exit 126; fi
@@ -60,7 +64,11 @@ func (e *Engine) Exec(ctx context.Context, name string, spec engine.ExecSpec) (i
 		return -1, err
 	}
 	tag := newTag()
-	argv := append([]string{"/bin/sh", "-c", execWrapper, "rtemu-exec", spec.WorkingDir}, spec.Env...)
+	size := ""
+	if spec.Tty && spec.Size != nil && spec.Size.Rows > 0 && spec.Size.Cols > 0 {
+		size = fmt.Sprintf("%d %d", spec.Size.Rows, spec.Size.Cols)
+	}
+	argv := append([]string{"/bin/sh", "-c", execWrapper, "rtemu-exec", spec.WorkingDir, size}, spec.Env...)
 	argv = append(append(argv, execMarker+"="+tag, "--"), spec.Cmd...)
 	// client-go may still be writing when a cancelled exec returns: the
 	// writers are shut before Exec returns, so nothing is written after.

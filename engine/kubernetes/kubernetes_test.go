@@ -258,38 +258,47 @@ func TestPauseKeepsProcesses(t *testing.T) {
 		t.Fatalf("start the counter: %d %v", code, err)
 	}
 	pid := strings.TrimSpace(out.String())
-	state := func() string {
-		s, err := e.RunScript(ctx, name, `read -r l < /proc/`+pid+`/stat; s=${l##*") "}; echo ${s%% *}; cat /tmp/n`)
+	// state is the counter process's state (T: stopped; "" when it is
+	// gone) and its count ("" in the moment the file is rewritten).
+	state := func() (string, string) {
+		s, err := e.RunScript(ctx, name, `if read -r l < /proc/`+pid+`/stat; then s=${l##*") "}; echo "${s%% *}"; else echo; fi; cat /tmp/n 2>/dev/null; echo`)
 		if err != nil {
 			t.Fatalf("read the counter's state: %v", err)
 		}
-		return s
+		st, n, _ := strings.Cut(s, "\n")
+		return st, strings.TrimSpace(n)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, n := state(); n == ""; _, n = state() { // not counting yet
+		if time.Now().After(deadline) {
+			t.Fatal("the counter does not count")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if err := e.Pause(ctx, name); err != nil {
 		t.Fatal(err)
 	}
-	first := state()
-	if !strings.HasPrefix(first, "T\n") {
-		t.Fatalf("the counter after Pause: %q, want stopped (T)", first)
+	st, n0 := state()
+	if st != "T" {
+		t.Fatalf("the counter after Pause is in state %q, want stopped (T)", st)
 	}
-	if again := state(); again != first {
-		t.Fatalf("the paused counter went on: %q then %q", first, again)
+	if st2, n2 := state(); st2 != st || n2 != n0 {
+		t.Fatalf("the paused counter went on: %s %q, then %s %q", st, n0, st2, n2)
 	}
 	if err := e.Unpause(ctx, name); err != nil {
 		t.Fatal(err)
 	}
-	n0 := strings.Fields(first)[1]
-	deadline := time.Now().Add(30 * time.Second)
+	deadline = time.Now().Add(30 * time.Second)
 	for {
-		s := strings.Fields(state())
-		if len(s) != 2 {
-			t.Fatalf("after Unpause the counter process %s is gone: %v", pid, s)
+		st, n := state()
+		if st == "" {
+			t.Fatalf("after Unpause the counter process %s is gone", pid)
 		}
-		if s[0] != "T" && s[1] != n0 && s[1] != "1" {
+		if st != "T" && n != "" && n != n0 && n != "1" {
 			break // the same process counts on from where it was
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after Unpause the counter is %v (it was %s)", s, n0)
+			t.Fatalf("after Unpause the counter is %s %q (it was %q)", st, n, n0)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
