@@ -23,7 +23,10 @@ import (
 type Config struct {
 	// Engine is the engine sandboxes run on: docker ("" too) or
 	// kubernetes; server.newEngine makes it.
-	Engine    string
+	Engine string
+	// Kube is the Kubernetes engine's: where the cluster is and how pods
+	// are made (--engine kubernetes).
+	Kube      Kube
 	Addr      string
 	SSHAddr   string
 	DataDir   string
@@ -87,6 +90,22 @@ func recipeTemplates() []sandbox.Template {
 // Setting pairs a flag with its environment variable.
 type Setting struct{ Flag, Env string }
 
+// Kube configures the Kubernetes engine.
+type Kube struct {
+	// Kubeconfig is the kubeconfig file; "" finds the cluster as kubectl
+	// does (KUBECONFIG, ~/.kube/config's current context, in-cluster).
+	Kubeconfig string
+	// Namespace holds the sandboxes' pods.
+	Namespace string
+	// PullPolicy is the pods' image pull policy: IfNotPresent, Never
+	// (only images the nodes have: an offline cluster) or Always.
+	PullPolicy string
+	// HostFolders: the cluster's one node sees rtemu's folders at the
+	// same paths (a single-node cluster on rtemu's host), so workspace
+	// mounts are hostPath volumes.
+	HostFolders bool
+}
+
 // Settings are every flag and its variable; a test keeps the README's
 // configuration table in step with them.
 var Settings = []Setting{
@@ -106,6 +125,10 @@ var Settings = []Setting{
 	{"--sandbox-network", "RTEMU_SANDBOX_NETWORK"},
 	{"--exec-output-memory", "RTEMU_EXEC_OUTPUT_MEMORY"},
 	{"--engine", "RTEMU_ENGINE"},
+	{"--kubeconfig", "RTEMU_KUBECONFIG"},
+	{"--kube-namespace", "RTEMU_KUBE_NAMESPACE"},
+	{"--kube-pull-policy", "RTEMU_KUBE_PULL_POLICY"},
+	{"--kube-host-folders", "RTEMU_KUBE_HOST_FOLDERS"},
 }
 
 // isOff reads an on/off setting.
@@ -125,7 +148,8 @@ type Flags struct {
 	fs                                                      *pflag.FlagSet
 	addr, sshAddr, dataDir, publicAddr, publicSSHAddr       string
 	auth, execAgent, devListeners, sandboxNet, outputMemory string
-	engine                                                  string
+	engine, kubeconfig, kubeNamespace, kubePull             string
+	kubeHostFolders                                         bool
 	ephemeral, strict                                       bool
 	templates, keys, pools                                  []string
 }
@@ -144,6 +168,10 @@ func AddFlags(fs *pflag.FlagSet) *Flags {
 	str := func(p *string, name, def, usage string) { fs.StringVar(p, name, def, usage+env(name)) }
 	str(&f.addr, "addr", "127.0.0.1:7070", "REST API address (127.0.0.1:0 picks a free port)")
 	str(&f.engine, "engine", "", "docker or kubernetes: the engine sandboxes run on (default docker)")
+	str(&f.kubeconfig, "kubeconfig", "", "with --engine kubernetes: the kubeconfig file (default: as kubectl finds the cluster)")
+	str(&f.kubeNamespace, "kube-namespace", "default", "with --engine kubernetes: the namespace of the sandboxes' pods")
+	str(&f.kubePull, "kube-pull-policy", "IfNotPresent", "with --engine kubernetes: IfNotPresent, Never (only images the nodes have) or Always")
+	fs.BoolVar(&f.kubeHostFolders, "kube-host-folders", false, "with --engine kubernetes: the cluster's one node sees rtemu's folders (workspace mounts as hostPath)"+env("kube-host-folders"))
 	str(&f.sshAddr, "ssh-addr", "127.0.0.1:2222", "SSH gateway address")
 	str(&f.dataDir, "data-dir", "", "data directory (default $XDG_DATA_HOME/rtemu, else ~/.local/share/rtemu)")
 	fs.BoolVar(&f.ephemeral, "ephemeral", false, "temporary state, containers removed at exit"+env("ephemeral"))
@@ -229,6 +257,17 @@ func (f *Flags) Config(getenv func(string) string) (Config, error) {
 	}
 	if cfg.Engine = strings.ToLower(f.engine); cfg.Engine != "" && cfg.Engine != "docker" && cfg.Engine != "kubernetes" {
 		return cfg, fmt.Errorf("--engine / RTEMU_ENGINE: %q is not docker or kubernetes", cfg.Engine)
+	}
+	cfg.Kube = Kube{Kubeconfig: f.kubeconfig, Namespace: f.kubeNamespace, HostFolders: f.kubeHostFolders}
+	switch strings.ToLower(f.kubePull) {
+	case "ifnotpresent":
+		cfg.Kube.PullPolicy = "IfNotPresent"
+	case "never":
+		cfg.Kube.PullPolicy = "Never"
+	case "always":
+		cfg.Kube.PullPolicy = "Always"
+	default:
+		return cfg, fmt.Errorf("--kube-pull-policy / RTEMU_KUBE_PULL_POLICY: %q is not IfNotPresent, Never or Always", f.kubePull)
 	}
 	switch strings.ToLower(f.sandboxNet) {
 	case "isolated":

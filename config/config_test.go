@@ -59,12 +59,20 @@ func TestParse(t *testing.T) {
 			func(c *Config) { c.ExecOutputMemory = 64 << 20 }},
 		{"exec output memory env", nil, map[string]string{"HOME": "/home/u", "RTEMU_EXEC_OUTPUT_MEMORY": "1GiB"},
 			func(c *Config) { c.ExecOutputMemory = 1 << 30 }},
+		{"kubernetes engine", []string{"--engine", "Kubernetes", "--kube-namespace", "sandboxes", "--kube-pull-policy", "never", "--kube-host-folders"},
+			map[string]string{"HOME": "/home/u", "RTEMU_KUBECONFIG": "/k/config"},
+			func(c *Config) {
+				c.Engine, c.Kube = "kubernetes", Kube{Kubeconfig: "/k/config", Namespace: "sandboxes", PullPolicy: "Never", HostFolders: true}
+			}},
+		{"kubernetes engine env", nil,
+			map[string]string{"HOME": "/home/u", "RTEMU_ENGINE": "kubernetes", "RTEMU_KUBE_NAMESPACE": "ns", "RTEMU_KUBE_PULL_POLICY": "Always", "RTEMU_KUBE_HOST_FOLDERS": "true"},
+			func(c *Config) { c.Engine, c.Kube = "kubernetes", Kube{Namespace: "ns", PullPolicy: "Always", HostFolders: true} }},
 		{"ephemeral env", nil, map[string]string{"HOME": "/home/u", "RTEMU_EPHEMERAL": "true"}, func(c *Config) { c.Ephemeral, c.DataDir = true, "" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			want := Config{Addr: "127.0.0.1:7070", SSHAddr: "127.0.0.1:2222", DataDir: "/home/u/.local/share/rtemu",
-				Templates: DefaultTemplates}
+				Templates: DefaultTemplates, Kube: Kube{Namespace: "default", PullPolicy: "IfNotPresent"}}
 			tt.want(&want)
 			got, err := Parse(tt.args, func(k string) string { return tt.env[k] }, io.Discard)
 			if err != nil {
@@ -86,6 +94,7 @@ func TestParseRejects(t *testing.T) {
 		{"--warm-pool", "nosuch=2"}, {"--warm-pool", "base-ubuntu=two"},
 		{"--public-addr", "nocolon"}, {"--public-ssh-addr", ":22"}, {"--dev-url-listeners", "perhaps"},
 		{"--exec-output-memory", "lots"}, {"--exec-output-memory", "512KiB"}, {"--exec-output-memory", "0MB"}, {"--exec-output-memory", "64GB"},
+		{"--engine", "podman"}, {"--kube-pull-policy", "sometimes"}, {"--kube-host-folders=maybe"},
 	} {
 		if _, err := Parse(args, func(string) string { return "" }, io.Discard); err == nil {
 			t.Errorf("%v accepted", args)
@@ -99,6 +108,7 @@ func TestParseRejectsEnv(t *testing.T) {
 	for _, kv := range [][2]string{
 		{"RTEMU_EPHEMERAL", "perhaps"}, {"RTEMU_STRICT_LIFECYCLE", "2"}, {"RTEMU_AUTH", "maybe"},
 		{"RTEMU_WARM_POOL", "base-ubuntu=x"}, {"RTEMU_TEMPLATES", "noequals"}, {"RTEMU_EXEC_OUTPUT_MEMORY", "lots"},
+		{"RTEMU_ENGINE", "podman"}, {"RTEMU_KUBE_PULL_POLICY", "sometimes"}, {"RTEMU_KUBE_HOST_FOLDERS", "maybe"},
 	} {
 		_, err := Parse(nil, func(k string) string { return map[string]string{kv[0]: kv[1], "HOME": "/h"}[k] }, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), kv[0]) {

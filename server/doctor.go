@@ -27,10 +27,41 @@ func Doctor(ctx context.Context, cfg config.Config, w io.Writer) bool {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	engineOK := false
 	if cfg.Engine == "kubernetes" {
-		report(false, "engine: %v", ErrEngineNotBuiltIn)
+		engineOK = doctorKubernetes(ctx, cfg, w, report)
+	} else {
+		engineOK = doctorDocker(ctx, cfg, w, report)
+	}
+	if !engineOK {
 		return false
 	}
+	// An address held by the rtemu of this data dir is where it should be.
+	var running *Running
+	if cfg.DataDir != "" {
+		if r, err := FindRunning(ctx, cfg.DataDir); err == nil {
+			running = &r
+		}
+	}
+	for _, l := range []struct{ what, addr, ours string }{{"API", cfg.Addr, "http://" + cfg.Addr}, {"SSH", cfg.SSHAddr, cfg.SSHAddr}} {
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil && running != nil && (running.URL == l.ours || running.SSHAddr == l.ours) {
+			report(true, "%s address %s is served by the running rtemu of %s (pid %d, version %s)", l.what, l.addr, cfg.DataDir, running.PID, running.Version)
+			continue
+		}
+		if err != nil {
+			report(false, "%s address %s is not free: %v", l.what, l.addr, err)
+			continue
+		}
+		ln.Close()
+		report(true, "%s address %s is free", l.what, l.addr)
+	}
+	return healthy
+}
+
+// doctorDocker checks the Docker engine, the setup and the templates'
+// images; false when there is no engine to check more against.
+func doctorDocker(ctx context.Context, cfg config.Config, w io.Writer, report func(bool, string, ...any)) bool {
 	d, err := docker.New()
 	if err != nil {
 		report(false, "docker: %v", err)
@@ -58,27 +89,7 @@ func Doctor(ctx context.Context, cfg config.Config, w io.Writer) bool {
 			}
 		}
 	}
-	// An address held by the rtemu of this data dir is where it should be.
-	var running *Running
-	if cfg.DataDir != "" {
-		if r, err := FindRunning(ctx, cfg.DataDir); err == nil {
-			running = &r
-		}
-	}
-	for _, l := range []struct{ what, addr, ours string }{{"API", cfg.Addr, "http://" + cfg.Addr}, {"SSH", cfg.SSHAddr, cfg.SSHAddr}} {
-		ln, err := net.Listen("tcp", l.addr)
-		if err != nil && running != nil && (running.URL == l.ours || running.SSHAddr == l.ours) {
-			report(true, "%s address %s is served by the running rtemu of %s (pid %d, version %s)", l.what, l.addr, cfg.DataDir, running.PID, running.Version)
-			continue
-		}
-		if err != nil {
-			report(false, "%s address %s is not free: %v", l.what, l.addr, err)
-			continue
-		}
-		ln.Close()
-		report(true, "%s address %s is free", l.what, l.addr)
-	}
-	return healthy
+	return true
 }
 
 // noEngineHints are where the engine's socket is on the usual setups.

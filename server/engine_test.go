@@ -3,9 +3,9 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -14,10 +14,10 @@ import (
 	"github.com/rtemu-dev/rtemu/store"
 )
 
-// --engine kubernetes, until its engine is built in: start and doctor say
-// so, and a failed start leaves nothing open (the store can be opened
-// again, the API's address is free).
-func TestEngineNotBuiltIn(t *testing.T) {
+// --engine kubernetes with no cluster to be found: start and doctor say
+// where rtemu looked, and a failed start leaves nothing open (the store can
+// be opened again, the API's address is free).
+func TestEngineThatCannotBeMade(t *testing.T) {
 	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -26,10 +26,11 @@ func TestEngineNotBuiltIn(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	dir := t.TempDir()
-	cfg := config.Config{Engine: "kubernetes", Addr: addr, SSHAddr: "127.0.0.1:0", DataDir: dir}
+	cfg := config.Config{Engine: "kubernetes", Addr: addr, SSHAddr: "127.0.0.1:0", DataDir: dir,
+		Kube: config.Kube{Kubeconfig: filepath.Join(dir, "no-such-kubeconfig"), Namespace: "default", PullPolicy: "IfNotPresent"}}
 	srv, err := server.Start(context.Background(), cfg, "test", slog.New(slog.DiscardHandler))
-	if !errors.Is(err, server.ErrEngineNotBuiltIn) || srv != nil {
-		t.Fatalf("start with --engine kubernetes: %v, %v; want ErrEngineNotBuiltIn", srv, err)
+	if err == nil || srv != nil || !strings.Contains(err.Error(), "no-such-kubeconfig") {
+		t.Fatalf("start with a kubeconfig that is not there: %v, %v; want an error naming it", srv, err)
 	}
 	st, err := store.Open(context.Background(), dir+"/rtemu.db")
 	if err != nil {
@@ -42,7 +43,8 @@ func TestEngineNotBuiltIn(t *testing.T) {
 		ln.Close()
 	}
 	var out bytes.Buffer
-	if server.Doctor(context.Background(), cfg, &out) || !strings.Contains(out.String(), "not built into this rtemu") {
-		t.Fatalf("doctor with --engine kubernetes: %q; want a failure saying so", out.String())
+	if server.Doctor(context.Background(), cfg, &out) || !strings.Contains(out.String(), "FAIL kubernetes:") ||
+		!strings.Contains(out.String(), "as kubectl does") {
+		t.Fatalf("doctor with no cluster: %q; want a failure saying where rtemu looks", out.String())
 	}
 }

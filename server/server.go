@@ -3,6 +3,8 @@
 package server
 
 import (
+	corev1 "k8s.io/api/core/v1"
+
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +19,7 @@ import (
 	"github.com/rtemu-dev/rtemu/emulator"
 	"github.com/rtemu-dev/rtemu/engine"
 	"github.com/rtemu-dev/rtemu/engine/docker"
+	"github.com/rtemu-dev/rtemu/engine/kubernetes"
 	"github.com/rtemu-dev/rtemu/internal/buildinfo"
 	"github.com/rtemu-dev/rtemu/internal/logring"
 	"github.com/rtemu-dev/rtemu/netguard"
@@ -170,13 +173,19 @@ func newEngine(ctx context.Context, cfg config.Config, dataDir string, log *slog
 		}
 		return madeEngine{Engine: d.Engine(), host: d.Host(), build: templates.NewBuilder(d).BuildFunc(), close: d.Close}, nil
 	case "kubernetes":
-		return madeEngine{}, ErrEngineNotBuiltIn
+		rc, err := kubernetes.LoadConfig(cfg.Kube.Kubeconfig)
+		if err != nil {
+			return madeEngine{}, err
+		}
+		k, err := kubernetes.New(kubernetes.Config{REST: rc, Namespace: cfg.Kube.Namespace,
+			PullPolicy: corev1.PullPolicy(cfg.Kube.PullPolicy), HostFolders: cfg.Kube.HostFolders, Logger: log})
+		if err != nil {
+			return madeEngine{}, err
+		}
+		return madeEngine{Engine: k, host: rc.Host + " namespace " + k.Namespace()}, nil
 	}
 	return madeEngine{}, fmt.Errorf("--engine %q: not docker or kubernetes", cfg.Engine)
 }
-
-// ErrEngineNotBuiltIn: --engine names an engine this rtemu does not have.
-var ErrEngineNotBuiltIn = errors.New("--engine kubernetes: the Kubernetes engine is not built into this rtemu yet; use --engine docker")
 
 // startService makes the lifecycle service on the engine and starts it
 // (reconcile, watchers, warm pool).
