@@ -66,7 +66,9 @@ func TestParse(t *testing.T) {
 			}},
 		{"kubernetes engine env", nil,
 			map[string]string{"HOME": "/home/u", "RTEMU_ENGINE": "kubernetes", "RTEMU_KUBE_NAMESPACE": "ns", "RTEMU_KUBE_PULL_POLICY": "Always", "RTEMU_KUBE_HOST_FOLDERS": "true"},
-			func(c *Config) { c.Engine, c.Kube = "kubernetes", Kube{Namespace: "ns", PullPolicy: "Always", HostFolders: true} }},
+			func(c *Config) {
+				c.Engine, c.Kube = "kubernetes", Kube{Namespace: "ns", PullPolicy: "Always", HostFolders: true}
+			}},
 		{"ephemeral env", nil, map[string]string{"HOME": "/home/u", "RTEMU_EPHEMERAL": "true"}, func(c *Config) { c.Ephemeral, c.DataDir = true, "" }},
 	}
 	for _, tt := range tests {
