@@ -129,7 +129,8 @@ func (a api) exec(id, cmd string) (string, int) {
 // cluster: create → running, exec with its exit code, a dev URL to a server
 // bound to 127.0.0.1 in the pod, an SSH session, pause and resume (the
 // sandbox's processes kept), idle pause, reconcile after rtemu restarts on
-// the same data dir, and destroy removing the pod.
+// the same data dir, a pod deleted behind rtemu's back, and destroy
+// removing the pod.
 func TestKubernetesEndToEnd(t *testing.T) {
 	kubeconfig, cs := kubeconfigForTest(t)
 	t.Parallel()
@@ -245,6 +246,18 @@ func TestKubernetesEndToEnd(t *testing.T) {
 	if out, code := a.exec(id, "cat /www/index.html"); code != 0 || strings.TrimSpace(out) != "dev-url-ok" {
 		t.Fatalf("exec after rtemu's restart: %q exit %d", out, code)
 	}
+
+	// A pod deleted behind rtemu's back (an eviction, kubectl delete)
+	// marks its sandbox error.
+	gone := a.must(http.StatusCreated, "POST", "/v1/sandboxes", map[string]any{"template": "base-ubuntu"})
+	goneID, _ := gone["id"].(string)
+	a.waitStatus(goneID, "running")
+	if err := cs.CoreV1().Pods(e2eNamespace).DeleteCollection(ctx, metav1.DeleteOptions{},
+		metav1.ListOptions{LabelSelector: sandbox.LabelSandbox + "=" + goneID}); err != nil {
+		t.Fatal(err)
+	}
+	a.waitStatus(goneID, "error")
+	a.must(http.StatusOK, "DELETE", "/v1/sandboxes/"+goneID, nil)
 
 	// Destroy removes the pod.
 	a.must(http.StatusOK, "DELETE", "/v1/sandboxes/"+id, nil)
