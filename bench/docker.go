@@ -7,10 +7,9 @@ import (
 	"os/exec"
 	"sync/atomic"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/client"
-	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 )
 
 // benchLabel marks the baseline's containers, so they are removed at the
@@ -47,25 +46,27 @@ func (r *raw) createStart(ctx context.Context, nanoCPUs int64) (string, error) {
 func (r *raw) createStartOn(ctx context.Context, nanoCPUs int64, network string) (string, error) {
 	cfg, host := r.spec(nanoCPUs)
 	host.NetworkMode = container.NetworkMode(network)
-	c, err := r.cli.ContainerCreate(ctx, cfg, host, nil, nil, fmt.Sprintf("rtemu-bench-%s-%d", r.run, r.seq.Add(1)))
+	c, err := r.cli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg, HostConfig: host, Name: fmt.Sprintf("rtemu-bench-%s-%d", r.run, r.seq.Add(1))})
 	if err != nil {
 		return "", err
 	}
-	return c.ID, r.cli.ContainerStart(ctx, c.ID, container.StartOptions{})
+	_, err = r.cli.ContainerStart(ctx, c.ID, client.ContainerStartOptions{})
+	return c.ID, err
 }
 
 func (r *raw) remove(ctx context.Context, id string) error {
-	return r.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true})
+	_, err := r.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true})
+	return err
 }
 
 // exec runs a command the way `docker exec` does: create, attach, start,
 // drain, then read the exit code.
 func (r *raw) exec(ctx context.Context, id string, cmd ...string) error {
-	ex, err := r.cli.ContainerExecCreate(ctx, id, container.ExecOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
+	ex, err := r.cli.ExecCreate(ctx, id, client.ExecCreateOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
 	if err != nil {
 		return err
 	}
-	hj, err := r.cli.ContainerExecAttach(ctx, ex.ID, container.ExecAttachOptions{})
+	hj, err := r.cli.ExecAttach(ctx, ex.ID, client.ExecAttachOptions{})
 	if err != nil {
 		return err
 	}
@@ -74,7 +75,7 @@ func (r *raw) exec(ctx context.Context, id string, cmd ...string) error {
 	if err != nil {
 		return err
 	}
-	st, err := r.cli.ContainerExecInspect(ctx, ex.ID)
+	st, err := r.cli.ExecInspect(ctx, ex.ID, client.ExecInspectOptions{})
 	if err != nil {
 		return err
 	}
@@ -94,11 +95,12 @@ func dockerCLI(ctx context.Context, args ...string) error {
 
 // cleanup removes every baseline container of this run.
 func (r *raw) cleanup(ctx context.Context) {
-	cs, err := r.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", benchLabel+"="+r.run))})
+	res, err := r.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", benchLabel+"="+r.run)})
 	if err != nil {
 		return
 	}
+	cs := res.Items
 	for _, c := range cs {
-		_ = r.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
+		_, _ = r.cli.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true})
 	}
 }

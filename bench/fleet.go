@@ -12,8 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
+	"github.com/moby/moby/client"
 
 	"github.com/rtemu-dev/rtemu/sandbox"
 	"github.com/rtemu-dev/rtemu/store"
@@ -229,20 +228,20 @@ func (b *bench) removeInstance(ctx context.Context, dataDir string) {
 	}
 	inst := st.InstanceID()
 	st.Close()
-	cs, err := b.raw.cli.ContainerList(ctx, container.ListOptions{All: true,
-		Filters: filters.NewArgs(filters.Arg("label", sandbox.LabelInstance+"="+inst))})
+	cs, err := b.raw.cli.ContainerList(ctx, client.ContainerListOptions{All: true,
+		Filters: make(client.Filters).Add("label", sandbox.LabelInstance+"="+inst)})
 	if err != nil {
 		return
 	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
-	for _, c := range cs {
+	for _, c := range cs.Items {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			_ = b.raw.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
+			_, _ = b.raw.cli.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true})
 		}()
 	}
 	wg.Wait()

@@ -26,7 +26,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/client"
 
 	"github.com/rtemu-dev/rtemu/emulatortest"
 )
@@ -128,15 +128,16 @@ func run(ctx context.Context, s settings) (b *bench, rows []result, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	cli, err := client.New(client.FromEnv)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer cli.Close()
-	info, err := cli.Info(ctx)
+	res, err := cli.Info(ctx, client.InfoOptions{})
 	if err != nil {
 		return nil, nil, fmt.Errorf("docker engine: %w", err)
 	}
+	info := res.Info
 	b = &bench{s: s, img: img, hostCPUs: info.NCPU,
 		raw: &raw{cli: cli, image: img, run: fmt.Sprintf("%d", time.Now().UnixNano()%1e9)}}
 	out := io.Discard

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moby/moby/client"
 	"github.com/rtemu-dev/rtemu/emulatortest"
 	"github.com/rtemu-dev/rtemu/engine/docker"
 	"github.com/rtemu-dev/rtemu/sandbox"
@@ -200,12 +201,12 @@ func (b *bench) pauseResume(ctx context.Context) ([]result, error) {
 		}
 		r = append(r, d)
 		t := time.Now()
-		if err := b.raw.cli.ContainerPause(ctx, cid); err != nil {
+		if _, err := b.raw.cli.ContainerPause(ctx, cid, client.ContainerPauseOptions{}); err != nil {
 			return nil, err
 		}
 		rp = append(rp, time.Since(t))
 		t = time.Now()
-		if err := b.raw.cli.ContainerUnpause(ctx, cid); err != nil {
+		if _, err := b.raw.cli.ContainerUnpause(ctx, cid, client.ContainerUnpauseOptions{}); err != nil {
 			return nil, err
 		}
 		rr = append(rr, time.Since(t))

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moby/moby/client"
 	gossh "golang.org/x/crypto/ssh"
 )
 
@@ -54,13 +55,15 @@ func (b *bench) ports(ctx context.Context) ([]result, error) {
 	if err := a.exec(ctx, id, fmt.Sprintf(portServers, size)); err != nil {
 		return nil, err
 	}
-	ins, err := b.raw.cli.ContainerInspect(ctx, "rtemu-"+id)
+	ins, err := b.raw.cli.ContainerInspect(ctx, "rtemu-"+id, client.ContainerInspectOptions{})
 	if err != nil {
 		return nil, err
 	}
 	var ip string
-	for _, n := range ins.NetworkSettings.Networks {
-		ip = n.IPAddress
+	for _, n := range ins.Container.NetworkSettings.Networks {
+		if n.IPAddress.IsValid() {
+			ip = n.IPAddress.String()
+		}
 	}
 	var u struct{ URL string }
 	if _, err := a.call(ctx, "GET", "/v1/sandboxes/"+id+"/url?port=8080", nil, &u); err != nil {

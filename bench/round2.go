@@ -8,10 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/events"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 
 	"github.com/rtemu-dev/rtemu/emulatortest"
 	"github.com/rtemu-dev/rtemu/engine/docker"
@@ -188,8 +186,9 @@ func (b *bench) churn(ctx context.Context) ([]result, error) {
 	defer srv.Close()
 	body := map[string]any{"template": "base-ubuntu"}
 	rawList := func() ([]container.Summary, error) {
-		return b.raw.cli.ContainerList(ctx, container.ListOptions{All: true,
-			Filters: filters.NewArgs(filters.Arg("label", benchLabel+"="+b.raw.run))})
+		res, err := b.raw.cli.ContainerList(ctx, client.ContainerListOptions{All: true,
+			Filters: make(client.Filters).Add("label", benchLabel+"="+b.raw.run)})
+		return res.Items, err
 	}
 	rawBefore, err := rawList()
 	if err != nil {
@@ -218,8 +217,8 @@ func (b *bench) churn(ctx context.Context) ([]result, error) {
 	raw := rawLoop("")
 	rawSameNet := rawLoop(docker.NetworkIsolated)
 	b.churnSeries = [2]*loadResult{rt, raw}
-	left, err := b.raw.cli.ContainerList(ctx, container.ListOptions{All: true,
-		Filters: filters.NewArgs(filters.Arg("label", sandbox.LabelInstance+"="+srv.Service().Instance()))})
+	left, err := b.raw.cli.ContainerList(ctx, client.ContainerListOptions{All: true,
+		Filters: make(client.Filters).Add("label", sandbox.LabelInstance+"="+srv.Service().Instance())})
 	if err != nil {
 		return nil, err
 	}
@@ -228,9 +227,9 @@ func (b *bench) churn(ctx context.Context) ([]result, error) {
 		return nil, err
 	}
 	r := throughput("churn", rt, raw, "raw API create+start+exec+remove(force)", 1.0, "cycles/s")
-	r.Met = r.Met && rt.errs == 0 && len(left) == 0
+	r.Met = r.Met && rt.errs == 0 && len(left.Items) == 0
 	r.Note = fmt.Sprintf("%d workers for %v; %d vs %d cycles; %d errors (baseline %d); containers left: %d (baseline %d)",
-		workers, b.s.churnFor, len(rt.lat), len(raw.lat), rt.errs, raw.errs, len(left), len(rawLeft)-len(rawBefore))
+		workers, b.s.churnFor, len(rt.lat), len(raw.lat), rt.errs, raw.errs, len(left.Items), len(rawLeft)-len(rawBefore))
 	if rt.firstEr != nil {
 		r.Note += fmt.Sprintf("; first error: %v", rt.firstEr)
 	}
@@ -401,11 +400,11 @@ type execWatch struct {
 func (b *bench) watchExecs(ctx context.Context, containers []string) (*execWatch, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	w := &execWatch{cli: b.raw.cli, marker: containers[0], cancel: cancel, seen: map[string]bool{}}
-	f := filters.NewArgs(filters.Arg("type", "container"), filters.Arg("event", "exec_create"))
+	f := make(client.Filters).Add("type", "container").Add("event", "exec_create")
 	for _, c := range containers {
 		f.Add("container", c)
 	}
-	msgs, _ := b.raw.cli.Events(ctx, events.ListOptions{Filters: f})
+	msgs := b.raw.cli.Events(ctx, client.EventsListOptions{Filters: f}).Messages
 	go func() {
 		for m := range msgs {
 			w.mu.Lock()
@@ -424,7 +423,7 @@ func (b *bench) watchExecs(ctx context.Context, containers []string) (*execWatch
 // count returns the execs made since the last count, its markers not
 // counted.
 func (w *execWatch) count(ctx context.Context) (int, error) {
-	ex, err := w.cli.ContainerExecCreate(ctx, w.marker, container.ExecOptions{Cmd: []string{"true"}})
+	ex, err := w.cli.ExecCreate(ctx, w.marker, client.ExecCreateOptions{Cmd: []string{"true"}})
 	if err != nil {
 		return 0, err
 	}

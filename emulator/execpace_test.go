@@ -11,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/events"
-	"github.com/docker/docker/api/types/filters"
-	dockerclient "github.com/docker/docker/client"
+	dockerclient "github.com/moby/moby/client"
 
 	"github.com/rtemu-dev/rtemu/emulatortest"
 )
@@ -167,16 +165,14 @@ func TestActivitySeesEveryExec(t *testing.T) {
 func TestColdCreatesBounded(t *testing.T) {
 	t.Parallel()
 	c := newClient(t)
-	cli, err := dockerclient.NewClientWithOpts(dockerclient.FromEnv, dockerclient.WithAPIVersionNegotiation())
+	cli, err := dockerclient.New(dockerclient.FromEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cli.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	msgs, _ := cli.Events(ctx, events.ListOptions{Filters: filters.NewArgs(
-		filters.Arg("type", "container"), filters.Arg("label", "rtemu.instance="+c.srv.Service().Instance()), filters.Arg("label", "rtemu.sandbox"),
-		filters.Arg("event", "create"), filters.Arg("event", "start"))})
+	msgs := cli.Events(ctx, dockerclient.EventsListOptions{Filters: make(dockerclient.Filters).Add("type", "container").Add("label", "rtemu.instance="+c.srv.Service().Instance()).Add("label", "rtemu.sandbox").Add("event", "create").Add("event", "start")}).Messages
 	var (
 		mu               sync.Mutex
 		inFlight, most   int

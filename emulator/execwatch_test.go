@@ -7,10 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/events"
-	"github.com/docker/docker/api/types/filters"
-	dockerclient "github.com/docker/docker/client"
+	dockerclient "github.com/moby/moby/client"
 )
 
 // execWatch counts the Docker execs made in a container while it watches:
@@ -32,15 +29,14 @@ type execWatch struct {
 
 func watchExecs(t *testing.T, containerName string) *execWatch {
 	t.Helper()
-	cli, err := dockerclient.NewClientWithOpts(dockerclient.FromEnv, dockerclient.WithAPIVersionNegotiation())
+	cli, err := dockerclient.New(dockerclient.FromEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &execWatch{t: t, cli: cli, container: containerName, cancel: cancel, markers: map[string]bool{}}
 	t.Cleanup(func() { cancel(); cli.Close() })
-	msgs, _ := cli.Events(ctx, events.ListOptions{Filters: filters.NewArgs(
-		filters.Arg("type", "container"), filters.Arg("container", containerName), filters.Arg("event", "exec_create"))})
+	msgs := cli.Events(ctx, dockerclient.EventsListOptions{Filters: make(dockerclient.Filters).Add("type", "container").Add("container", containerName).Add("event", "exec_create")}).Messages
 	go func() {
 		for m := range msgs {
 			w.mu.Lock()
@@ -60,7 +56,7 @@ func (w *execWatch) sync() {
 	w.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		ex, err := w.cli.ContainerExecCreate(context.Background(), w.container, container.ExecOptions{Cmd: []string{"true"}})
+		ex, err := w.cli.ExecCreate(context.Background(), w.container, dockerclient.ExecCreateOptions{Cmd: []string{"true"}})
 		if err != nil {
 			w.t.Fatal(err)
 		}

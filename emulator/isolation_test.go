@@ -8,8 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/docker/docker/api/types/network"
-	dockerclient "github.com/docker/docker/client"
+	dockerclient "github.com/moby/moby/client"
 
 	"github.com/rtemu-dev/rtemu/emulatortest"
 )
@@ -63,15 +62,16 @@ func TestSandboxesIsolated(t *testing.T) {
 				t.Errorf("dev URL of b: %d %q", code, body)
 			}
 			// The network is rtemu's, labelled, and lets traffic out.
-			cli, err := dockerclient.NewClientWithOpts(dockerclient.FromEnv, dockerclient.WithAPIVersionNegotiation())
+			cli, err := dockerclient.New(dockerclient.FromEnv)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer cli.Close()
-			n, err := cli.NetworkInspect(context.Background(), tc.net, network.InspectOptions{})
+			res, err := cli.NetworkInspect(context.Background(), tc.net, dockerclient.NetworkInspectOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
+			n := res.Network
 			if n.Internal || n.Labels[emulatortest.DockerNetworkLabel] == "" || n.Options["com.docker.network.bridge.enable_ip_masquerade"] == "false" {
 				t.Errorf("network %s: internal %v, labels %v, options %v", tc.net, n.Internal, n.Labels, n.Options)
 			}
@@ -87,11 +87,11 @@ func TestSandboxesIsolated(t *testing.T) {
 
 func containerID(t *testing.T, cli *dockerclient.Client, id string) string {
 	t.Helper()
-	c, err := cli.ContainerInspect(context.Background(), "rtemu-"+id)
+	res, err := cli.ContainerInspect(context.Background(), "rtemu-"+id, dockerclient.ContainerInspectOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c.ID
+	return res.Container.ID
 }
 
 // TestSandboxPrivileges: no raw sockets, no device nodes, and a read-only

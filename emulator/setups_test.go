@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	dockerclient "github.com/docker/docker/client"
+	dockerclient "github.com/moby/moby/client"
 
 	"github.com/rtemu-dev/rtemu/config"
 	"github.com/rtemu-dev/rtemu/emulatortest"
@@ -39,18 +39,20 @@ func TestNoRouteHere(t *testing.T) {
 	c := newClient(t)
 	id := c.create(nil)["id"].(string)
 	c.waitStatus(id, "running")
-	cli, err := dockerclient.NewClientWithOpts(dockerclient.FromEnv, dockerclient.WithAPIVersionNegotiation())
+	cli, err := dockerclient.New(dockerclient.FromEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	ins, err := cli.ContainerInspect(context.Background(), "rtemu-"+id)
+	ins, err := cli.ContainerInspect(context.Background(), "rtemu-"+id, dockerclient.ContainerInspectOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var ip string
-	for _, n := range ins.NetworkSettings.Networks {
-		ip = n.IPAddress
+	for _, n := range ins.Container.NetworkSettings.Networks {
+		if n.IPAddress.IsValid() {
+			ip = n.IPAddress.String()
+		}
 	}
 	if ip == "" {
 		t.Fatal("the container has no address")

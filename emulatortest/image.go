@@ -13,8 +13,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/client"
 )
 
 // busyboxPaths are where a static busybox is looked for (Debian's
@@ -57,7 +56,7 @@ func buildTestImage(ctx context.Context) (string, error) {
 	sum := sha256.Sum256(bin)
 	ref := "rtemu-test/busybox:" + hex.EncodeToString(sum[:6])
 
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	cli, err := client.New(client.FromEnv)
 	if err != nil {
 		return "", err
 	}
@@ -71,7 +70,7 @@ func buildTestImage(ctx context.Context) (string, error) {
 	}
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(writeRootfs(pw, bin, strings.Fields(string(out)))) }()
-	rc, err := cli.ImageImport(ctx, image.ImportSource{Source: pr, SourceName: "-"}, ref, image.ImportOptions{})
+	rc, err := cli.ImageImport(ctx, client.ImageImportSource{Source: pr, SourceName: "-"}, ref, client.ImageImportOptions{})
 	if err != nil {
 		return "", fmt.Errorf("import test image: %w", err)
 	}

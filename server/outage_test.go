@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/client"
 
 	"github.com/rtemu-dev/rtemu/emulatortest"
 )
@@ -107,7 +107,7 @@ func (e *engine) start() {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := cli.Ping(ctx)
+		_, err := cli.Ping(ctx, client.PingOptions{})
 		cancel()
 		if err == nil {
 			return
@@ -121,7 +121,7 @@ func (e *engine) start() {
 }
 
 func (e *engine) client() *client.Client {
-	cli, err := client.NewClientWithOpts(client.WithHost("unix://"+e.socket), client.WithAPIVersionNegotiation())
+	cli, err := client.New(client.WithHost("unix://" + e.socket))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -242,7 +242,7 @@ func (e *engine) loadTestImage(ctx context.Context) string {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	main, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	main, err := client.New(client.FromEnv)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -258,8 +258,8 @@ func (e *engine) loadTestImage(ctx context.Context) string {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
+	defer resp.Close()
+	_, _ = io.Copy(io.Discard, resp)
 	return img
 }
 

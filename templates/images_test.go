@@ -13,8 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/client"
 
 	"github.com/rtemu-dev/rtemu/emulatortest"
 	"github.com/rtemu-dev/rtemu/templates"
@@ -100,7 +99,7 @@ func templateImages(t *testing.T) (baseUbuntu, desktopUbuntu string) {
 // imagesPresent reports whether the engine has every image.
 func imagesPresent(t *testing.T, refs ...string) bool {
 	t.Helper()
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	cli, err := client.New(client.FromEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +124,7 @@ func baseImage(ctx context.Context) (string, error) {
 	if b := os.Getenv("RTEMU_TEST_BASE"); b != "" {
 		return b, nil
 	}
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	cli, err := client.New(client.FromEnv)
 	if err != nil {
 		return "", err
 	}
@@ -164,8 +163,8 @@ func baseImage(ctx context.Context) (string, error) {
 	if err := tarCmd.Start(); err != nil {
 		return "", err
 	}
-	rc, err := cli.ImageImport(ctx, image.ImportSource{Source: stream, SourceName: "-"}, debianBase,
-		image.ImportOptions{Changes: []string{`CMD ["/bin/bash"]`}})
+	rc, err := cli.ImageImport(ctx, client.ImageImportSource{Source: stream, SourceName: "-"}, debianBase,
+		client.ImageImportOptions{Changes: []string{`CMD ["/bin/bash"]`}})
 	if err == nil {
 		_, err = io.Copy(io.Discard, rc)
 		rc.Close()

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/client"
 
 	"github.com/rtemu-dev/rtemu/agent"
 	agentclient "github.com/rtemu-dev/rtemu/agent/client"
@@ -372,7 +372,7 @@ func (d *Driver) startAgentAs(ctx context.Context, name string, argv []string, m
 	// Until the agent says it is up, its start must not meet a pause.
 	started := d.execStarting(name)
 	defer started()
-	created, err := d.cli.ContainerExecCreate(ctx, name, container.ExecOptions{
+	created, err := d.cli.ExecCreate(ctx, name, client.ExecCreateOptions{
 		Cmd: argv, Env: []string{agent.EnvServe + "=" + mode},
 		AttachStdin: true, AttachStdout: true, AttachStderr: true,
 	})
@@ -382,7 +382,7 @@ func (d *Driver) startAgentAs(ctx context.Context, name string, argv []string, m
 		}
 		return nil, wrap(err, "start agent in "+name)
 	}
-	att, err := d.cli.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{})
+	att, err := d.cli.ExecAttach(ctx, created.ID, client.ExecAttachOptions{})
 	if err != nil {
 		return nil, wrap(err, "attach agent in "+name)
 	}

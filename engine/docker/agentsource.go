@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moby/moby/client"
 	"github.com/rtemu-dev/rtemu/agent"
 )
 
@@ -76,11 +77,11 @@ type agentSourcing struct {
 // engineAgentPlatform asks the engine which OS and architecture its
 // containers run, as GOOS and GOARCH.
 func (d *Driver) engineAgentPlatform(ctx context.Context) (goos, goarch string, err error) {
-	info, err := d.cli.Info(ctx)
+	res, err := d.cli.Info(ctx, client.InfoOptions{})
 	if err != nil {
 		return "", "", wrap(err, "engine info")
 	}
-	return info.OSType, goArch(info.Architecture), nil
+	return res.Info.OSType, goArch(res.Info.Architecture), nil
 }
 
 // goArch maps the engine's architecture names (uname's) to Go's.

@@ -13,10 +13,9 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/mount"
-	"github.com/docker/docker/api/types/volume"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/client"
 )
 
 // agentExe is the agent's file name in its directory of the volume.
@@ -118,24 +117,24 @@ func (d *Driver) agentMount(ctx context.Context, spec ContainerSpec) []mount.Mou
 
 func (d *Driver) fillAgentVolume(ctx context.Context, image string, labels map[string]string) ([]string, error) {
 	f := d.agents.files // resolved by the caller
-	if _, err := d.cli.VolumeCreate(ctx, volume.CreateOptions{Name: f.volume, Labels: map[string]string{LabelAgent: f.exe}}); err != nil {
+	if _, err := d.cli.VolumeCreate(ctx, client.VolumeCreateOptions{Name: f.volume, Labels: map[string]string{LabelAgent: f.exe}}); err != nil {
 		return nil, wrap(err, "create volume "+f.volume)
 	}
 	helperLabels := map[string]string{labelAgentHelper: "1"}
 	for k, v := range labels {
 		helperLabels[k] = v
 	}
-	helper, err := d.cli.ContainerCreate(ctx,
-		&container.Config{Image: image, Entrypoint: []string{AgentMount + "/none"}, Labels: helperLabels},
-		&container.HostConfig{Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: f.volume, Target: AgentMount}}},
-		nil, nil, "")
+	helper, err := d.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config:     &container.Config{Image: image, Entrypoint: []string{AgentMount + "/none"}, Labels: helperLabels},
+		HostConfig: &container.HostConfig{Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: f.volume, Target: AgentMount}}},
+	})
 	if err != nil {
 		return nil, wrap(err, "create agent helper")
 	}
 	defer func() {
 		rm, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		_ = d.cli.ContainerRemove(rm, helper.ID, container.RemoveOptions{Force: true})
+		_, _ = d.cli.ContainerRemove(rm, helper.ID, client.ContainerRemoveOptions{Force: true})
 	}()
 	if argv, err := d.agentArgv(ctx, helper.ID); err == nil {
 		return argv, nil
@@ -143,7 +142,9 @@ func (d *Driver) fillAgentVolume(ctx context.Context, image string, labels map[s
 	dir := newTag()[:12]
 	tb := f.tarball(dir)
 	defer tb.Close()
-	if err := d.cli.CopyToContainer(ctx, helper.ID, AgentMount, tb, container.CopyToContainerOptions{}); err != nil {
+	if _, err := d.cli.CopyToContainer(ctx, helper.ID, client.CopyToContainerOptions{
+		DestinationPath: AgentMount, Content: tb,
+	}); err != nil {
 		return nil, wrap(err, "fill "+f.volume)
 	}
 	return f.argv(dir), nil
@@ -157,15 +158,15 @@ type agentLaunch struct {
 // agentArgv reads the command line that starts a container's agent from
 // its volume; errNoAgent when it has none (or it is being rewritten).
 func (d *Driver) agentArgv(ctx context.Context, name string) ([]string, error) {
-	rc, _, err := d.cli.CopyFromContainer(ctx, name, AgentMount+"/current")
+	res, err := d.cli.CopyFromContainer(ctx, name, client.CopyFromContainerOptions{SourcePath: AgentMount + "/current"})
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
 			return nil, fmt.Errorf("%w: %s has no %s/current", errNoAgent, name, AgentMount)
 		}
 		return nil, wrap(err, "read the agent's command line in "+name)
 	}
-	defer rc.Close()
-	tr := tar.NewReader(rc)
+	defer res.Content.Close()
+	tr := tar.NewReader(res.Content)
 	var l agentLaunch
 	if _, err := tr.Next(); err != nil {
 		return nil, fmt.Errorf("%w: %v", errNoAgent, err)
@@ -180,22 +181,22 @@ func (d *Driver) agentArgv(ctx context.Context, name string) ([]string, error) {
 // binary, a `go run` build) and that no container uses, and helpers a killed
 // rtemu left.
 func (d *Driver) pruneAgentVolumes(ctx context.Context) {
-	vols, err := d.cli.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelAgent))})
+	vols, err := d.cli.VolumeList(ctx, client.VolumeListOptions{Filters: make(client.Filters).Add("label", LabelAgent)})
 	if err == nil {
-		for _, v := range vols.Volumes {
+		for _, v := range vols.Items {
 			if v.Name == d.agents.files.volume {
 				continue
 			}
 			if _, err := os.Stat(v.Labels[LabelAgent]); err != nil {
-				_ = d.cli.VolumeRemove(ctx, v.Name, false) // refused while in use
+				_, _ = d.cli.VolumeRemove(ctx, v.Name, client.VolumeRemoveOptions{}) // refused while in use
 			}
 		}
 	}
-	helpers, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", labelAgentHelper))})
+	helpers, err := d.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", labelAgentHelper)})
 	if err == nil {
-		for _, h := range helpers {
+		for _, h := range helpers.Items {
 			if time.Since(time.Unix(h.Created, 0)) > 5*time.Minute {
-				_ = d.cli.ContainerRemove(ctx, h.ID, container.RemoveOptions{Force: true})
+				_, _ = d.cli.ContainerRemove(ctx, h.ID, client.ContainerRemoveOptions{Force: true})
 			}
 		}
 	}

@@ -8,8 +8,9 @@ import (
 	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/build"
-	"github.com/docker/docker/pkg/jsonmessage"
+	"github.com/moby/moby/api/types/build"
+	"github.com/moby/moby/api/types/jsonstream"
+	"github.com/moby/moby/client"
 )
 
 // LabelStart on an image names a program rtemu starts in the background
@@ -35,7 +36,7 @@ func (d *Driver) Build(ctx context.Context, spec BuildSpec, progress func(string
 	for k, v := range spec.Args {
 		args[k] = &v
 	}
-	resp, err := d.cli.ImageBuild(ctx, spec.Context, build.ImageBuildOptions{
+	resp, err := d.cli.ImageBuild(ctx, spec.Context, client.ImageBuildOptions{
 		Tags: []string{spec.Tag}, BuildArgs: args, Labels: spec.Labels,
 		// A failed step leaves no intermediate containers behind.
 		Remove: true, ForceRemove: true,
@@ -48,7 +49,7 @@ func (d *Driver) Build(ctx context.Context, spec BuildSpec, progress func(string
 	dec := json.NewDecoder(resp.Body)
 	var id, partial string
 	for {
-		var m jsonmessage.JSONMessage
+		var m jsonstream.Message
 		if err := dec.Decode(&m); err == io.EOF {
 			break
 		} else if err != nil {

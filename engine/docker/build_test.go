@@ -11,8 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/client"
 
 	"github.com/rtemu-dev/rtemu/engine/docker"
 )
@@ -40,7 +39,7 @@ func TestBuildAndStartLabel(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	base := testImage(t)
-	cli, _ := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	cli, _ := client.New(client.FromEnv)
 	defer cli.Close()
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
@@ -56,7 +55,7 @@ func TestBuildAndStartLabel(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tag := "rtemu-test/start-label:" + suffix + strings.ReplaceAll(tt.name, " ", "-")
-			t.Cleanup(func() { _, _ = cli.ImageRemove(context.Background(), tag, image.RemoveOptions{Force: true}) })
+			t.Cleanup(func() { _, _ = cli.ImageRemove(context.Background(), tag, client.ImageRemoveOptions{Force: true}) })
 			var lines []string
 			id, err := d.Build(ctx, docker.BuildSpec{
 				Context: buildContext(t, map[string]string{

@@ -6,8 +6,8 @@ import (
 	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 
 	"github.com/rtemu-dev/rtemu/engine"
 )
@@ -43,10 +43,11 @@ func decideDiskLimits(storageDriver string, createErr error) DiskLimits {
 // DiskLimits asks the engine whether it enforces a disk size: it creates a
 // container with one (never started, removed at once) from image.
 func (d *Driver) DiskLimits(ctx context.Context, image string, labels map[string]string) (DiskLimits, error) {
-	info, err := d.cli.Info(ctx)
+	res, err := d.cli.Info(ctx, client.InfoOptions{})
 	if err != nil {
 		return DiskLimits{}, wrap(err, "engine info")
 	}
+	info := res.Info
 	if !sizeDrivers[info.Driver] {
 		return decideDiskLimits(info.Driver, nil), nil
 	}
@@ -71,10 +72,11 @@ func storageOpt(n int64) map[string]string {
 // DiskUsed is the size of a container's files: its image and what was
 // written (the engine walks the writable layer to tell).
 func (d *Driver) DiskUsed(ctx context.Context, name string) (int64, error) {
-	ins, _, err := d.cli.ContainerInspectWithRaw(ctx, name, true)
+	res, err := d.cli.ContainerInspect(ctx, name, client.ContainerInspectOptions{Size: true})
 	if err != nil {
 		return 0, wrap(err, "inspect "+name)
 	}
+	ins := res.Container
 	if ins.SizeRootFs != nil {
 		return *ins.SizeRootFs, nil
 	}

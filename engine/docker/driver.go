@@ -18,14 +18,12 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/events"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/api/types/mount"
-	"github.com/docker/docker/api/types/network"
-	"github.com/docker/docker/client"
-	"github.com/docker/docker/pkg/jsonmessage"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/events"
+	"github.com/moby/moby/api/types/jsonstream"
+	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
 
 	"github.com/rtemu-dev/rtemu/engine"
 )
@@ -81,7 +79,7 @@ func WithoutExecAgent() Option { return func(o *options) { o.noAgent = true } }
 // context (DOCKER_CONTEXT or ~/.docker/config.json), then the default socket.
 // The API version is negotiated, so old engines (API 1.41) work.
 func New(with ...Option) (*Driver, error) {
-	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	opts := []client.Opt{client.FromEnv}
 	host, err := contextHost()
 	if err != nil {
 		return nil, err
@@ -89,7 +87,7 @@ func New(with ...Option) (*Driver, error) {
 	if host != "" {
 		opts = append(opts, client.WithHost(host))
 	}
-	cli, err := client.NewClientWithOpts(opts...)
+	cli, err := client.New(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
@@ -103,7 +101,7 @@ func New(with ...Option) (*Driver, error) {
 	// from another goroutine. An engine that does not answer leaves it to
 	// the first request, as before.
 	nctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	cli.NegotiateAPIVersion(nctx)
+	_, _ = cli.Ping(nctx, client.PingOptions{NegotiateAPIVersion: true})
 	cancel()
 	ctx, stop := context.WithCancel(context.Background())
 	d := &Driver{cli: cli, host: cli.DaemonHost(), stop: stop, linkDir: o.linkDir, unusedHubFor: unusedHubFor}
@@ -146,12 +144,13 @@ type EngineInfo = engine.Info
 
 // Ping checks that the engine answers and says which one it is.
 func (d *Driver) Ping(ctx context.Context) (EngineInfo, error) {
-	v, err := d.cli.Info(ctx)
+	res, err := d.cli.Info(ctx, client.InfoOptions{})
 	if err != nil {
 		// Whatever stops the engine from answering (no socket, a timeout,
 		// a proxy error) means the same to a caller: it is unavailable.
 		return EngineInfo{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
+	v := res.Info
 	return EngineInfo{Version: v.ServerVersion, APIVersion: d.cli.ClientVersion(), OS: v.OSType + "/" + v.Architecture, Host: d.host, CPUs: v.NCPU}, nil
 }
 
@@ -170,7 +169,7 @@ func (d *Driver) ImagePresent(ctx context.Context, ref string) (bool, error) {
 // Pull fetches an image, calling progress with each status line the engine
 // reports (already de-duplicated per layer, so a log stays readable).
 func (d *Driver) Pull(ctx context.Context, ref string, progress func(string)) error {
-	rc, err := d.cli.ImagePull(ctx, ref, image.PullOptions{})
+	rc, err := d.cli.ImagePull(ctx, ref, client.ImagePullOptions{})
 	if err != nil {
 		return wrap(err, "pull "+ref)
 	}
@@ -178,7 +177,7 @@ func (d *Driver) Pull(ctx context.Context, ref string, progress func(string)) er
 	dec := json.NewDecoder(rc)
 	last := map[string]string{}
 	for {
-		var m jsonmessage.JSONMessage
+		var m jsonstream.Message
 		if err := dec.Decode(&m); err == io.EOF {
 			return nil
 		} else if err != nil {
@@ -272,7 +271,9 @@ func (d *Driver) Create(ctx context.Context, spec ContainerSpec) error {
 			cfg.Entrypoint, cfg.Cmd = withHub[:1], withHub[1:]
 		}
 	}
-	_, err = d.cli.ContainerCreate(ctx, cfg, host, endpoints, nil, spec.Name)
+	_, err = d.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config: cfg, HostConfig: host, NetworkingConfig: endpoints, Name: spec.Name,
+	})
 	if err != nil && linkDir != "" && mountRefused(err) {
 		// The engine does not see rtemu's folders: no links from now on.
 		d.linkOff.Store(true)
@@ -281,7 +282,9 @@ func (d *Driver) Create(ctx context.Context, spec ContainerSpec) error {
 		delete(cfg.Labels, labelLink)
 		host.Mounts = host.Mounts[:len(host.Mounts)-1]
 		cfg.Entrypoint, cfg.Cmd = cmd[:1], cmd[1:]
-		_, err = d.cli.ContainerCreate(ctx, cfg, host, endpoints, nil, spec.Name)
+		_, err = d.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+			Config: cfg, HostConfig: host, NetworkingConfig: endpoints, Name: spec.Name,
+		})
 	}
 	if linkDir != "" {
 		if err == nil {
@@ -303,7 +306,7 @@ func (d *Driver) Create(ctx context.Context, spec ContainerSpec) error {
 
 // Start starts a created container.
 func (d *Driver) Start(ctx context.Context, name string) error {
-	if err := d.cli.ContainerStart(ctx, name, container.StartOptions{}); err != nil {
+	if _, err := d.cli.ContainerStart(ctx, name, client.ContainerStartOptions{}); err != nil {
 		return wrap(err, "start "+name)
 	}
 	d.agents.linkStarted(name)
@@ -318,7 +321,7 @@ func (d *Driver) Pause(ctx context.Context, name string) error {
 	g.Lock()
 	defer g.Unlock()
 	d.agents.setPaused(name, true) // a frozen agent would not answer
-	err := d.cli.ContainerPause(ctx, name)
+	_, err := d.cli.ContainerPause(ctx, name, client.ContainerPauseOptions{})
 retry:
 	for try := 1; try < pauseTries && freezeFailed(err); try++ {
 		select {
@@ -326,7 +329,7 @@ retry:
 			break retry
 		case <-time.After(time.Duration(try) * 100 * time.Millisecond):
 		}
-		err = d.cli.ContainerPause(ctx, name)
+		_, err = d.cli.ContainerPause(ctx, name, client.ContainerPauseOptions{})
 	}
 	if freezeFailed(err) {
 		d.agents.setPaused(name, false) // runc thawed what it could not freeze
@@ -348,7 +351,7 @@ const pauseTries = 5
 
 // Unpause thaws a paused container.
 func (d *Driver) Unpause(ctx context.Context, name string) error {
-	if err := d.cli.ContainerUnpause(ctx, name); err != nil {
+	if _, err := d.cli.ContainerUnpause(ctx, name, client.ContainerUnpauseOptions{}); err != nil {
 		return wrap(err, "unpause "+name)
 	}
 	// The engine (Docker 20.10 here) applies containerd's "paused" event
@@ -359,7 +362,7 @@ func (d *Driver) Unpause(ctx context.Context, name string) error {
 		if st, err := d.Inspect(ctx, name); err != nil || !st.Paused {
 			break
 		}
-		_ = d.cli.ContainerUnpause(ctx, name)
+		_, _ = d.cli.ContainerUnpause(ctx, name, client.ContainerUnpauseOptions{})
 	}
 	d.agents.setPaused(name, false)
 	return nil
@@ -378,7 +381,7 @@ func (d *Driver) Remove(ctx context.Context, name string) error {
 			return err
 		}
 	}
-	err = d.cli.ContainerRemove(ctx, name, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	_, err = d.cli.ContainerRemove(ctx, name, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 	if err == nil || cerrdefs.IsNotFound(err) {
 		// Named by the label whichever rtemu made the container, or known
 		// to this driver when the container was removed behind its back.
@@ -418,13 +421,14 @@ type State struct {
 
 // Inspect returns the container's state; ErrNotFound when it does not exist.
 func (d *Driver) Inspect(ctx context.Context, name string) (State, error) {
-	c, err := d.cli.ContainerInspect(ctx, name)
+	res, err := d.cli.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
 	if err != nil {
 		return State{}, wrap(err, "inspect "+name)
 	}
+	c := res.Container
 	st := State{Labels: c.Config.Labels, Env: c.Config.Env, WorkingDir: c.Config.WorkingDir}
 	if c.State != nil {
-		st.Running, st.Paused, st.Status, st.ExitCode = c.State.Running, c.State.Paused, c.State.Status, c.State.ExitCode
+		st.Running, st.Paused, st.Status, st.ExitCode = c.State.Running, c.State.Paused, string(c.State.Status), c.State.ExitCode
 		st.StartedAt, _ = time.Parse(time.RFC3339Nano, c.State.StartedAt)
 	}
 	if c.HostConfig != nil {
@@ -439,13 +443,13 @@ func (d *Driver) Inspect(ctx context.Context, name string) (State, error) {
 		// top-level IPAddress is only the default bridge's, and deprecated),
 		// else on any it is on.
 		if c.HostConfig != nil {
-			if n := c.NetworkSettings.Networks[string(c.HostConfig.NetworkMode)]; n != nil {
-				st.IP = n.IPAddress
+			if n := c.NetworkSettings.Networks[string(c.HostConfig.NetworkMode)]; n != nil && n.IPAddress.IsValid() {
+				st.IP = n.IPAddress.String()
 			}
 		}
 		for _, n := range c.NetworkSettings.Networks {
-			if st.IP == "" && n != nil {
-				st.IP = n.IPAddress
+			if st.IP == "" && n != nil && n.IPAddress.IsValid() {
+				st.IP = n.IPAddress.String()
 			}
 		}
 	}
@@ -462,14 +466,15 @@ type Container struct {
 
 // List returns every container (running or not) carrying all the labels.
 func (d *Driver) List(ctx context.Context, labels map[string]string) ([]Container, error) {
-	f := filters.NewArgs()
+	f := make(client.Filters)
 	for k, v := range labels {
 		f.Add("label", k+"="+v)
 	}
-	cs, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	res, err := d.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	if err != nil {
 		return nil, wrap(err, "list containers")
 	}
+	cs := res.Items
 	out := make([]Container, 0, len(cs))
 	for _, c := range cs {
 		name := c.ID
@@ -492,11 +497,12 @@ type Event struct {
 // Watch streams container events for containers carrying all the labels
 // until ctx ends or the connection breaks; the error channel says which.
 func (d *Driver) Watch(ctx context.Context, labels map[string]string) (<-chan Event, <-chan error) {
-	f := filters.NewArgs(filters.Arg("type", string(events.ContainerEventType)))
+	f := make(client.Filters).Add("type", string(events.ContainerEventType))
 	for k, v := range labels {
 		f.Add("label", k+"="+v)
 	}
-	msgs, errs := d.cli.Events(ctx, events.ListOptions{Filters: f})
+	evs := d.cli.Events(ctx, client.EventsListOptions{Filters: f})
+	msgs, errs := evs.Messages, evs.Err
 	out := make(chan Event)
 	outErr := make(chan error, 1)
 	go func() {
@@ -530,6 +536,6 @@ func (d *Driver) UpdateLimits(ctx context.Context, name string, nanoCPUs, memory
 	if memoryBytes > 0 {
 		res.MemorySwap = 2 * memoryBytes
 	}
-	_, err := d.cli.ContainerUpdate(ctx, name, container.UpdateConfig{Resources: res})
+	_, err := d.cli.ContainerUpdate(ctx, name, client.ContainerUpdateOptions{Resources: &res})
 	return wrap(err, "update limits of "+name)
 }

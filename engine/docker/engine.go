@@ -12,9 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/mount"
-	"github.com/docker/docker/api/types/network"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/client"
 )
 
 // SharesFolder reports whether the engine sees the host folder dir at the
@@ -39,13 +39,13 @@ func (d *Driver) SharesFolder(ctx context.Context, dir, image string, labels map
 		return false, wrap(err, "probe whether the engine sees "+dir)
 	}
 	defer remove()
-	rc, _, err := d.cli.CopyFromContainer(ctx, id, "/rtemu-probe/"+marker)
+	res, err := d.cli.CopyFromContainer(ctx, id, client.CopyFromContainerOptions{SourcePath: "/rtemu-probe/" + marker})
 	if err != nil {
 		// The folder the engine mounted is another one of the same path.
 		return false, nil
 	}
-	defer rc.Close()
-	tr := tar.NewReader(rc)
+	defer res.Content.Close()
+	tr := tar.NewReader(res.Content)
 	if _, err := tr.Next(); err != nil {
 		return false, nil
 	}
@@ -61,16 +61,17 @@ func (d *Driver) SharesFolder(ctx context.Context, dir, image string, labels map
 func (d *Driver) probeContainer(ctx context.Context, image string, labels map[string]string, host *container.HostConfig) (string, func(), error) {
 	helperLabels := map[string]string{labelAgentHelper: "1"}
 	maps.Copy(helperLabels, labels)
-	c, err := d.cli.ContainerCreate(ctx,
-		&container.Config{Image: image, Entrypoint: []string{"/rtemu-probe-never-started"}, Labels: helperLabels},
-		host, nil, nil, "")
+	c, err := d.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config:     &container.Config{Image: image, Entrypoint: []string{"/rtemu-probe-never-started"}, Labels: helperLabels},
+		HostConfig: host,
+	})
 	if err != nil {
 		return "", nil, err
 	}
 	return c.ID, func() {
 		rm, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		_ = d.cli.ContainerRemove(rm, c.ID, container.RemoveOptions{Force: true})
+		_, _ = d.cli.ContainerRemove(rm, c.ID, client.ContainerRemoveOptions{Force: true})
 	}, nil
 }
 
@@ -89,10 +90,11 @@ type Setup struct {
 
 // Setup asks the engine what it is.
 func (d *Driver) Setup(ctx context.Context) (Setup, error) {
-	info, err := d.cli.Info(ctx)
+	res, err := d.cli.Info(ctx, client.InfoOptions{})
 	if err != nil {
 		return Setup{}, wrap(err, "engine info")
 	}
+	info := res.Info
 	s := Setup{Kind: "Docker Engine", Name: info.Name}
 	osName := strings.ToLower(info.OperatingSystem)
 	switch {
@@ -105,7 +107,7 @@ func (d *Driver) Setup(ctx context.Context) (Setup, error) {
 	case strings.Contains(strings.ToLower(info.Name), "lima"):
 		s.Kind = "Lima"
 	}
-	if v, err := d.cli.ServerVersion(ctx); err == nil {
+	if v, err := d.cli.ServerVersion(ctx, client.ServerVersionOptions{}); err == nil {
 		for _, c := range v.Components {
 			if strings.Contains(strings.ToLower(c.Name), "podman") {
 				s.Kind = "Podman"
@@ -120,9 +122,9 @@ func (d *Driver) Setup(ctx context.Context) (Setup, error) {
 	if u, err := url.Parse(d.host); err == nil {
 		s.Remote = u.Scheme == "tcp" || u.Scheme == "ssh" || u.Scheme == "http" || u.Scheme == "https"
 	}
-	if nw, err := d.cli.NetworkInspect(ctx, "bridge", network.InspectOptions{}); err == nil {
-		for _, c := range nw.IPAM.Config {
-			if _, subnet, err := net.ParseCIDR(c.Subnet); err == nil && hostHasAddressIn(subnet) {
+	if nw, err := d.cli.NetworkInspect(ctx, "bridge", client.NetworkInspectOptions{}); err == nil {
+		for _, c := range nw.Network.IPAM.Config {
+			if _, subnet, err := net.ParseCIDR(c.Subnet.String()); err == nil && hostHasAddressIn(subnet) {
 				s.Routable = true
 			}
 		}

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/client"
 
 	"github.com/rtemu-dev/rtemu/agent"
 	"github.com/rtemu-dev/rtemu/engine"
@@ -58,22 +58,22 @@ func (d *Driver) Exec(ctx context.Context, name string, spec ExecSpec) (int, err
 		return code, err
 	}
 	tag := newTag()
-	opts := container.ExecOptions{
+	opts := client.ExecCreateOptions{
 		Cmd:          spec.Cmd,
 		Env:          append(append([]string{}, spec.Env...), execMarker+"="+tag),
 		WorkingDir:   spec.WorkingDir,
-		Tty:          spec.Tty,
+		TTY:          spec.Tty,
 		AttachStdin:  spec.Stdin != nil,
 		AttachStdout: true,
 		AttachStderr: true,
 	}
 	if spec.Tty && spec.Size != nil {
-		opts.ConsoleSize = &[2]uint{spec.Size.Rows, spec.Size.Cols}
+		opts.ConsoleSize = client.ConsoleSize{Height: spec.Size.Rows, Width: spec.Size.Cols}
 	}
 	// Until its process runs, the exec's start must not meet a pause.
 	started := d.execStarting(name)
 	defer started()
-	created, err := d.cli.ContainerExecCreate(ctx, name, opts)
+	created, err := d.cli.ExecCreate(ctx, name, opts)
 	if err != nil {
 		if cerrdefs.IsConflict(err) {
 			// "Container … is paused, unpause the container before exec"
@@ -82,7 +82,7 @@ func (d *Driver) Exec(ctx context.Context, name string, spec ExecSpec) (int, err
 		}
 		return -1, wrap(err, "exec in "+name)
 	}
-	att, err := d.cli.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{Tty: spec.Tty, ConsoleSize: opts.ConsoleSize})
+	att, err := d.cli.ExecAttach(ctx, created.ID, client.ExecAttachOptions{TTY: spec.Tty, ConsoleSize: opts.ConsoleSize})
 	if err != nil {
 		if cerrdefs.IsConflict(err) {
 			return -1, fmt.Errorf("exec in %s: %w", name, ErrNotRunning)
@@ -151,7 +151,7 @@ func (d *Driver) Exec(ctx context.Context, name string, spec ExecSpec) (int, err
 func (d *Driver) exitCode(ctx context.Context, execID string) (int, error) {
 	deadline := time.Now().Add(10 * time.Second)
 	for wait := time.Millisecond; ; wait = min(wait*2, 50*time.Millisecond) {
-		ins, err := d.cli.ContainerExecInspect(ctx, execID)
+		ins, err := d.cli.ExecInspect(ctx, execID, client.ExecInspectOptions{})
 		if err != nil {
 			return -1, wrap(err, "exec inspect")
 		}
@@ -198,11 +198,11 @@ func (d *Driver) watchExit(ctx context.Context, execID string, running func(), e
 			return
 		case <-time.After(wait):
 		}
-		ins, err := d.cli.ContainerExecInspect(ctx, execID)
-		if err != nil || ins.Pid != 0 || ins.ExitCode != 0 || time.Now().After(giveUpStart) {
+		ins, err := d.cli.ExecInspect(ctx, execID, client.ExecInspectOptions{})
+		if err != nil || ins.PID != 0 || ins.ExitCode != 0 || time.Now().After(giveUpStart) {
 			running()
 		}
-		if err == nil && !ins.Running && ins.Pid != 0 {
+		if err == nil && !ins.Running && ins.PID != 0 {
 			close(exited)
 			return
 		}
@@ -215,13 +215,13 @@ func (d *Driver) killExec(name, tag string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	defer d.execStarting(name)() // short: held to its end
-	created, err := d.cli.ContainerExecCreate(ctx, name, container.ExecOptions{
+	created, err := d.cli.ExecCreate(ctx, name, client.ExecCreateOptions{
 		Cmd: []string{"/bin/sh", "-c", killByMarker, tag},
 	})
 	if err != nil {
 		return
 	}
-	att, err := d.cli.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{})
+	att, err := d.cli.ExecAttach(ctx, created.ID, client.ExecAttachOptions{})
 	if err != nil {
 		return
 	}
@@ -241,7 +241,7 @@ func (d *Driver) followResize(ctx context.Context, execID string, sizes <-chan W
 			}
 			// A resize can race the exec's start; retry briefly.
 			for i := 0; i < 5; i++ {
-				err := d.cli.ContainerExecResize(ctx, execID, container.ResizeOptions{Height: s.Rows, Width: s.Cols})
+				_, err := d.cli.ExecResize(ctx, execID, client.ExecResizeOptions{Height: s.Rows, Width: s.Cols})
 				if err == nil || ctx.Err() != nil {
 					break
 				}

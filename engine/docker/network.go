@@ -7,8 +7,8 @@ import (
 	"sync"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/network"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
 )
 
 // Sandboxes are kept apart from each other and from other containers on
@@ -74,7 +74,7 @@ func (d *Driver) SandboxNetwork(ctx context.Context) (string, error) {
 		return "", err
 	}
 	if len(ours) == 0 {
-		_, err := d.cli.NetworkCreate(ctx, name, network.CreateOptions{
+		_, err := d.cli.NetworkCreate(ctx, name, client.NetworkCreateOptions{
 			Driver:  "bridge",
 			Options: map[string]string{iccOption: icc},
 			Labels:  map[string]string{LabelNetwork: name},
@@ -97,9 +97,8 @@ func (d *Driver) SandboxNetwork(ctx context.Context) (string, error) {
 	})
 	chosen := ours[0]
 	for _, extra := range ours[1:] {
-		if len(extra.Containers) == 0 {
-			_ = d.cli.NetworkRemove(ctx, extra.ID) // in use meanwhile: it stays, harmless
-		}
+		// The engine refuses to remove one in use: it stays, harmless.
+		_, _ = d.cli.NetworkRemove(ctx, extra.ID, client.NetworkRemoveOptions{})
 	}
 	if chosen.Options[iccOption] != icc {
 		return "", fmt.Errorf("the Docker network %s has %s=%q, not %q; remove it (docker network rm %s) and rtemu makes it again", name, iccOption, chosen.Options[iccOption], icc, name)
@@ -113,14 +112,14 @@ func (d *Driver) networksNamed(ctx context.Context, name string) ([]network.Summ
 	// The client's NetworkList reads the API version before negotiating it
 	// (a data race with a first request negotiating elsewhere): a request
 	// that negotiates first, under the client's lock, comes before it.
-	if _, err := d.cli.ServerVersion(ctx); err != nil {
+	if _, err := d.cli.ServerVersion(ctx, client.ServerVersionOptions{}); err != nil {
 		return nil, wrap(err, "docker version")
 	}
-	list, err := d.cli.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(
-		filters.Arg("name", name), filters.Arg("label", LabelNetwork+"="+name))})
+	res, err := d.cli.NetworkList(ctx, client.NetworkListOptions{Filters: make(client.Filters).Add("name", name).Add("label", LabelNetwork+"="+name)})
 	if err != nil {
 		return nil, wrap(err, "list networks")
 	}
+	list := res.Items
 	var out []network.Summary
 	for _, n := range list {
 		if n.Name == name { // the name filter matches parts of names too

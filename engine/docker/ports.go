@@ -13,9 +13,8 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/client"
 
 	"github.com/rtemu-dev/rtemu/agent"
 )
@@ -252,7 +251,7 @@ func (d *Driver) dialByShell(ctx context.Context, name string, port int) (net.Co
 	// pause (execgate.go).
 	started := d.execStarting(name)
 	defer started()
-	created, err := d.cli.ContainerExecCreate(ctx, name, container.ExecOptions{
+	created, err := d.cli.ExecCreate(ctx, name, client.ExecCreateOptions{
 		Cmd:         []string{"/bin/sh", "-c", relayScript, "rtemu-relay", strconv.Itoa(port)},
 		Env:         []string{execMarker + "=" + tag},
 		AttachStdin: true, AttachStdout: true, AttachStderr: true,
@@ -263,7 +262,7 @@ func (d *Driver) dialByShell(ctx context.Context, name string, port int) (net.Co
 		}
 		return nil, wrap(err, fmt.Sprintf("dial %s:%d", name, port))
 	}
-	att, err := d.cli.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{})
+	att, err := d.cli.ExecAttach(ctx, created.ID, client.ExecAttachOptions{})
 	if err != nil {
 		return nil, wrap(err, fmt.Sprintf("dial %s:%d", name, port))
 	}
@@ -272,7 +271,7 @@ func (d *Driver) dialByShell(ctx context.Context, name string, port int) (net.Co
 		_, err := stdcopy.StdCopy(pw, io.Discard, att.Reader)
 		pw.CloseWithError(err)
 	}()
-	c := &shellConn{d: d, name: name, tag: tag, att: att, r: pr}
+	c := &shellConn{d: d, name: name, tag: tag, att: att.HijackedResponse, r: pr}
 	// The relay says RR once connected; a relay that says nothing in time is
 	// given up, so a dial never hangs.
 	wctx, cancel := context.WithTimeout(ctx, shellRelayTimeout)
@@ -293,7 +292,7 @@ func (d *Driver) dialByShell(ctx context.Context, name string, port int) (net.Co
 		return nil, fmt.Errorf("dial %s:%d: the shell relay in the sandbox did not connect within %v", name, port, shellRelayTimeout)
 	}
 	code := -1
-	if ins, err := d.cli.ContainerExecInspect(context.WithoutCancel(ctx), created.ID); err == nil && !ins.Running {
+	if ins, err := d.cli.ExecInspect(context.WithoutCancel(ctx), created.ID, client.ExecInspectOptions{}); err == nil && !ins.Running {
 		code = ins.ExitCode
 	}
 	switch code {
@@ -314,7 +313,7 @@ type shellConn struct {
 	d    *Driver
 	name string
 	tag  string
-	att  types.HijackedResponse
+	att  client.HijackedResponse
 	r    io.Reader
 	once sync.Once
 }

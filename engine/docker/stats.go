@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 
 	"github.com/rtemu-dev/rtemu/engine"
 )
@@ -29,8 +30,8 @@ func (d *Driver) Stats(ctx context.Context, name string) (Stats, error) {
 	sized := make(chan inspected, 1)
 	go func() {
 		// Computing the size walks the container's layer: do it meanwhile.
-		res, _, err := d.cli.ContainerInspectWithRaw(ctx, name, true)
-		sized <- inspected{res, err}
+		res, err := d.cli.ContainerInspect(ctx, name, client.ContainerInspectOptions{Size: true})
+		sized <- inspected{res.Container, err}
 	}()
 	st, err := d.statsPrimed(ctx, name)
 	ins := <-sized
@@ -58,7 +59,7 @@ func (d *Driver) Stats(ctx context.Context, name string) (Stats, error) {
 	if ins.res.SizeRootFs != nil {
 		out.DiskUsedBytes = *ins.res.SizeRootFs
 	}
-	if ins.res.ContainerJSONBase != nil && ins.res.State != nil {
+	if ins.res.State != nil {
 		out.StartedAt, _ = time.Parse(time.RFC3339Nano, ins.res.State.StartedAt)
 	}
 	return out, nil
@@ -66,7 +67,7 @@ func (d *Driver) Stats(ctx context.Context, name string) (Stats, error) {
 
 // statsPrimed reads one stats frame that carries the previous sample too.
 func (d *Driver) statsPrimed(ctx context.Context, name string) (container.StatsResponse, error) {
-	rd, err := d.cli.ContainerStats(ctx, name, false)
+	rd, err := d.cli.ContainerStats(ctx, name, client.ContainerStatsOptions{Stream: false, IncludePreviousSample: true})
 	if err != nil {
 		return container.StatsResponse{}, wrap(err, "stats "+name)
 	}
