@@ -43,7 +43,8 @@ func TestStats(t *testing.T) {
 	// On a saturated host the loop may get only a few per cent of a core, so
 	// no share is asserted; a sample must show the loop (more than zero) and
 	// no more CPU time than the container's own cgroup counted around it.
-	// The engine samples once a second, so a sample spans at least 0.9 s.
+	// The engine samples a second apart, less what a busy round of its
+	// collector delays the first read: a sample spans over half a second.
 	var busy docker.Stats
 	for deadline := time.Now().Add(time.Minute); ; {
 		before := cgroupCPU(t, d, ctx, name)
@@ -55,8 +56,8 @@ func TestStats(t *testing.T) {
 		if busy.CPUCores > 1.2 {
 			t.Fatalf("busy loop: %.2f cores, above the 1-core limit", busy.CPUCores)
 		}
-		if busy.CPUCores*0.9 > used.Seconds()+0.05 {
-			t.Fatalf("sample %.3f cores over at least 0.9 s, but the cgroup counted %v around it", busy.CPUCores, used)
+		if busy.CPUCores*0.5 > used.Seconds()+0.05 {
+			t.Fatalf("sample %.3f cores over at least 0.5 s, but the cgroup counted %v around it", busy.CPUCores, used)
 		}
 		if busy.CPUCores > 0 {
 			break
