@@ -32,7 +32,12 @@ func TestUseDuringStartup(t *testing.T) {
 				return
 			}
 			id := r.Data()["id"].(string)
-			body := map[string]any{"command": fmt.Sprintf("echo ok %d", i)}
+			// An exec waits for a creating sandbox up to its own timeout
+			// (30 s by default). Twenty creates at once on a loaded machine
+			// may take longer than that, which is no fault: the wait is
+			// what is checked here, not the speed, so the timeout only
+			// stops a create that never ends.
+			body := map[string]any{"command": fmt.Sprintf("echo ok %d", i), "timeout": 600_000}
 			want := fmt.Sprintf("ok %d\n", i)
 			if i%4 == 3 {
 				// Streaming: the stream opens once the sandbox runs.

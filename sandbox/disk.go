@@ -49,7 +49,7 @@ func (s *Service) diskBytes(ctx context.Context, image, disk string) int64 {
 	s.disk.mu.Lock()
 	defer s.disk.mu.Unlock()
 	if s.disk.limits == nil {
-		l, err := s.engine.DiskLimits(ctx, image, map[string]string{LabelInstance: s.instance})
+		l, err := s.engine.DiskLimits(ctx, image, s.helperLabels())
 		if err != nil {
 			s.log.Debug("could not tell whether the engine enforces disk sizes", "err", err)
 			return 0

@@ -32,3 +32,6 @@ func (s *Service) Stopping() <-chan struct{} { return s.ctx.Done() }
 
 // EngineUp says whether the service counts the engine as answering.
 func (s *Service) EngineUp() bool { return s.engineUp.Load() }
+
+// Process is this service's process id, on the helpers it has made.
+func (s *Service) Process() string { return s.process }

@@ -287,7 +287,7 @@ func (s *Service) makePooledContainer(ctx context.Context, tpl Template, id stri
 		},
 		NanoCPUs:     cpus,
 		MemoryBytes:  mem,
-		HelperLabels: map[string]string{LabelInstance: s.instance},
+		HelperLabels: s.helperLabels(),
 		PidsLimit:    s.pidsLimit,
 		WorkingDir:   WorkspacePath,
 		DiskBytes:    s.diskBytes(ctx, sb.Image, DefaultDisk),

@@ -96,6 +96,9 @@ func (s *Service) reconcile(ctx context.Context) (err error) {
 		if c.Labels[LabelPool] != "" && s.pooledInUse(ctx, c) {
 			continue
 		}
+		if c.Labels[LabelProcess] == s.process {
+			continue // a helper of this process's, in use now
+		}
 		s.log.Info("removing a container with no sandbox record", "container", c.Name)
 		if err := s.engine.Remove(ctx, c.Name); err != nil {
 			return s.engineErr(err)

@@ -684,3 +684,29 @@ func TestExecWaitsThroughPausingAndResuming(t *testing.T) {
 		a.res.Close()
 	}
 }
+
+// TestHelpersOfADeadRtemu: a helper container the engine makes after the
+// start-up reconcile looked, for a killed rtemu of the same instance, is
+// removed by the sweep that follows the start; this process's own helpers
+// are left to it, by the sweep and by a reconcile.
+func TestHelpersOfADeadRtemu(t *testing.T) {
+	t.Parallel()
+	e := started(t)
+	helper := func(name, process string) {
+		t.Helper()
+		labels := map[string]string{sandbox.LabelInstance: e.svc.Instance(), sandbox.LabelProcess: process}
+		if err := e.eng.Create(e.ctx, fakeSpec(name, labels)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	helper("late-helper-of-the-dead", "killed0000ab")
+	helper("own-helper", e.svc.Process())
+	testwait.Until(t, 20*time.Second, func() bool { return !e.has("late-helper-of-the-dead") },
+		"the dead rtemu's helper is still there: %v", e.eng.Names())
+	if err := e.svc.Reconcile(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !e.has("own-helper") {
+		t.Fatalf("this process's helper was removed: %v", e.eng.Names())
+	}
+}

@@ -97,6 +97,7 @@ type Service struct {
 	engine    engine.Engine
 	caps      engine.Capabilities // what the engine can do (capabilities.go)
 	instance  string
+	process   string // this process's random id (helpers.go)
 	templates map[string]Template
 	order     []string
 	log       *slog.Logger
@@ -151,7 +152,7 @@ func New(cfg Config) *Service {
 		templates: map[string]Template{}, pidsLimit: cfg.PidsLimit, build: cfg.BuildTemplate, strictLifecycle: cfg.StrictLifecycle,
 		ctx: ctx, cancel: cancel, now: func() time.Time { return time.Now().UTC() },
 		act:          activity{open: map[string]int{}, last: map[string]time.Time{}, written: map[string]time.Time{}},
-		provisioning: map[string]bool{}, dataDir: cfg.DataDir,
+		provisioning: map[string]bool{}, dataDir: cfg.DataDir, process: newID(),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -214,6 +215,7 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 	s.goBackground(s.watchDesktops)
 	s.goBackground(s.watchDisk)
+	s.goBackground(s.sweepHelpers)
 	return s.startPool()
 }
 
@@ -509,8 +511,8 @@ func (s *Service) makeContainer(ctx context.Context, sb *Sandbox, log *slog.Logg
 		Mounts:      mounts,
 		DiskBytes:   s.diskBytes(ctx, sb.Image, sb.Resources.Disk),
 		// A helper the driver makes is this instance's: reconcile removes
-		// one a kill left behind.
-		HelperLabels: map[string]string{LabelInstance: s.instance},
+		// one a kill left behind, sweepHelpers one made after it.
+		HelperLabels: s.helperLabels(),
 	}
 	err = s.engineCreate(ctx, spec)
 	// The name holds this sandbox's id, so a container already there is a

@@ -446,7 +446,7 @@ func (s *Service) checkEngineSeesWorkspaces(ctx context.Context, image string) e
 			s.theEngine())}}}
 	}
 	if s.ws.shared == nil {
-		ok, err := s.engine.SharesFolder(ctx, s.ws.dir, image, map[string]string{LabelInstance: s.instance})
+		ok, err := s.engine.SharesFolder(ctx, s.ws.dir, image, s.helperLabels())
 		if err != nil {
 			s.log.Debug("could not tell whether the engine sees the workspace folders", "err", err)
 			return nil

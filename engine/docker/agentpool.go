@@ -9,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -397,6 +398,11 @@ func (d *Driver) startAgentAs(ctx context.Context, name string, argv []string, m
 	_ = att.Conn.SetReadDeadline(time.Now().Add(15 * time.Second))
 	typ, p, err := agent.ReadFrame(c.r)
 	_ = att.Conn.SetReadDeadline(time.Time{})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// Slow (a busy machine), not missing: the next command tries again.
+		c.close()
+		return nil, fmt.Errorf("start agent in %s: no word from it in 15 s", name)
+	}
 	if err != nil || typ != agent.FrameReady || string(p) != agent.Version {
 		c.close()
 		return nil, fmt.Errorf("%w: %s: %v", errNoAgent, name, err)

@@ -123,14 +123,20 @@ func (d *Driver) Exec(ctx context.Context, name string, spec ExecSpec) (int, err
 	// seconds). Watch the exec; once it has exited, let the output drain
 	// until it has been quiet for a moment (never cutting a stream that is
 	// still flowing, up to a bound), then close it.
-	exited := make(chan struct{})
+	//
+	// The engine takes a stream closed by its client for a failed attach
+	// and overwrites the exec's exit code with 126, so once the exit has
+	// been seen, its code is the one read then.
+	exited := make(chan int, 1)
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	go d.watchExit(watchCtx, created.ID, started, exited)
 
+	code, seen := 0, false
 	select {
 	case <-drained:
-	case <-exited:
+	case code = <-exited:
+		seen = true
 		d.closeWhenQuiet(ctx, att.Close, drained, &flowing)
 	case <-ctx.Done():
 	}
@@ -141,6 +147,9 @@ func (d *Driver) Exec(ctx context.Context, name string, spec ExecSpec) (int, err
 		return -1, ctx.Err()
 	}
 	stopWatch()
+	if seen {
+		return code, nil
+	}
 	return d.exitCode(ctx, created.ID)
 }
 
@@ -187,10 +196,10 @@ func (d *Driver) closeWhenQuiet(ctx context.Context, closeStream func(), drained
 }
 
 // watchExit polls the exec: running is called once the engine gives it a
-// process id (its `runc init` is done; execgate.go), and exited is closed
-// once it has ended. Polls come quickly at first, so a pause waiting for the
+// process id (its `runc init` is done; execgate.go), and exited gets its
+// exit code once it has ended. Polls come quickly at first, so a pause waiting for the
 // start is not held up, then every 250 ms.
-func (d *Driver) watchExit(ctx context.Context, execID string, running func(), exited chan<- struct{}) {
+func (d *Driver) watchExit(ctx context.Context, execID string, running func(), exited chan<- int) {
 	giveUpStart := time.Now().Add(startedPollLimit)
 	for wait := time.Millisecond; ; wait = min(2*wait, 250*time.Millisecond) {
 		select {
@@ -203,7 +212,7 @@ func (d *Driver) watchExit(ctx context.Context, execID string, running func(), e
 			running()
 		}
 		if err == nil && !ins.Running && ins.PID != 0 {
-			close(exited)
+			exited <- ins.ExitCode
 			return
 		}
 	}
