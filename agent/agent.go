@@ -27,6 +27,20 @@ import (
 // found and killed.
 const ExecMarker = "RTEMU_EXEC_ID"
 
+// KillByMarker is a /bin/sh script that kills every process of one command
+// from outside it (an engine's second exec, where the engine cannot kill an
+// exec itself): run it as `sh -c KillByMarker TAG`. It loops because a dying
+// shell may have forked in between.
+const KillByMarker = `t="` + ExecMarker + `=$0"
+for i in 1 2 3 4 5; do
+  found=
+  for p in /proc/[0-9]*; do
+    [ "$p" = "/proc/$$" ] && continue
+    if grep -qs "$t" "$p/environ"; then kill -9 "${p#/proc/}" 2>/dev/null; found=1; fi
+  done
+  [ -z "$found" ] && exit 0
+done`
+
 // EnvServe makes the binary serve on its stdin and stdout, then exit: set to
 // ServeCommands it runs commands (Serve), set to ServePortsMode it relays
 // connections to the sandbox's ports (ServePorts), set to ServeLinkMode it

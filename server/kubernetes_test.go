@@ -15,13 +15,11 @@ import (
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8s "k8s.io/client-go/kubernetes"
 
 	"github.com/rtemu-dev/rtemu/config"
-	"github.com/rtemu-dev/rtemu/engine/kubernetes"
+	"github.com/rtemu-dev/rtemu/internal/testkube"
 	"github.com/rtemu-dev/rtemu/internal/testwait"
 	"github.com/rtemu-dev/rtemu/sandbox"
 	"github.com/rtemu-dev/rtemu/server"
@@ -30,35 +28,12 @@ import (
 // e2eNamespace holds the pods of the end-to-end test on a cluster.
 const e2eNamespace = "rtemu-e2e"
 
-// kubeconfigForTest is the test cluster's kubeconfig, or a skip saying how
-// to start one.
+// kubeconfigForTest is the test cluster's kubeconfig and a client, with
+// the test namespace made; or a skip saying how to start the cluster.
 func kubeconfigForTest(t *testing.T) (string, k8s.Interface) {
 	t.Helper()
-	path := os.Getenv("RTEMU_TEST_KUBECONFIG")
-	const how = "start the test cluster (as root): export RTEMU_TEST_KUBECONFIG=$(scripts/k8s-test-cluster/up.sh | tail -1)"
-	if path == "" {
-		t.Skip("no Kubernetes cluster (RTEMU_TEST_KUBECONFIG unset); " + how)
-	}
-	rc, err := kubernetes.LoadConfig(path)
-	if err != nil {
-		t.Skipf("no Kubernetes cluster (%v); %s", err, how)
-	}
-	rc.Timeout = 5 * time.Second
-	cs, err := k8s.NewForConfig(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cs.Discovery().ServerVersion(); err != nil {
-		t.Skipf("the Kubernetes API server at %s does not answer (%v); %s", rc.Host, err, how)
-	}
-	ctx := context.Background()
-	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e2eNamespace}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatalf("make namespace %s: %v", e2eNamespace, err)
-	}
-	testwait.Until(t, 30*time.Second, func() bool {
-		_, err := cs.CoreV1().ServiceAccounts(e2eNamespace).Get(ctx, "default", metav1.GetOptions{})
-		return err == nil
-	}, "namespace %s has no default service account", e2eNamespace)
+	path, _, cs := testkube.Cluster(t)
+	testkube.Namespace(t, cs, e2eNamespace)
 	return path, cs
 }
 

@@ -32,17 +32,8 @@ type (
 // the command, its children, and whatever they left in the background.
 const execMarker = agent.ExecMarker
 
-// killByMarker is run with the tag as $0. It loops because a dying shell may
-// have forked in between.
-const killByMarker = `t="` + execMarker + `=$0"
-for i in 1 2 3 4 5; do
-  found=
-  for p in /proc/[0-9]*; do
-    [ "$p" = "/proc/$$" ] && continue
-    if grep -qs "$t" "$p/environ"; then kill -9 "${p#/proc/}" 2>/dev/null; found=1; fi
-  done
-  [ -z "$found" ] && exit 0
-done`
+// killByMarker kills a cancelled exec's processes by their tag.
+const killByMarker = agent.KillByMarker
 
 // Exec runs a command in a running container and returns its exit code.
 //

@@ -10,14 +10,12 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	k8s "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/rtemu-dev/rtemu/engine"
 	"github.com/rtemu-dev/rtemu/engine/enginetest"
 	"github.com/rtemu-dev/rtemu/engine/kubernetes"
+	"github.com/rtemu-dev/rtemu/internal/testkube"
 	"github.com/rtemu-dev/rtemu/internal/testwait"
 )
 
@@ -43,28 +41,8 @@ type cluster struct {
 // one.
 func needCluster(t *testing.T) cluster {
 	t.Helper()
-	path := os.Getenv("RTEMU_TEST_KUBECONFIG")
-	if path == "" {
-		path = os.Getenv("KUBECONFIG")
-	}
-	const how = "start the test cluster (as root): export RTEMU_TEST_KUBECONFIG=$(scripts/k8s-test-cluster/up.sh | tail -1)"
-	if path == "" {
-		t.Skip("no Kubernetes cluster (RTEMU_TEST_KUBECONFIG and KUBECONFIG unset); " + how)
-	}
-	rc, err := kubernetes.LoadConfig(path)
-	if err != nil {
-		t.Skipf("no Kubernetes cluster (%v); %s", err, how)
-	}
-	rc.Timeout = 5 * time.Second
-	cs, err := k8s.NewForConfig(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cs.Discovery().ServerVersion(); err != nil {
-		t.Skipf("the Kubernetes API server at %s does not answer (%v); %s", rc.Host, err, how)
-	}
-	rc.Timeout = 0
-	ensureNamespace(t, cs)
+	_, rc, cs := testkube.Cluster(t)
+	testkube.Namespace(t, cs, testNamespace)
 	c := cluster{rc: rc, image: testImage}
 	if img := os.Getenv("RTEMU_TEST_K8S_IMAGE"); img != "" {
 		c.image = img
@@ -73,21 +51,6 @@ func needCluster(t *testing.T) cluster {
 		c.local = true
 	}
 	return c
-}
-
-func ensureNamespace(t *testing.T, cs k8s.Interface) {
-	t.Helper()
-	ctx := context.Background()
-	_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: testNamespace}}, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatalf("make namespace %s: %v", testNamespace, err)
-	}
-	// A new namespace gets its default service account a moment later;
-	// pods wait for it.
-	testwait.Until(t, 30*time.Second, func() bool {
-		_, err := cs.CoreV1().ServiceAccounts(testNamespace).Get(ctx, "default", metav1.GetOptions{})
-		return err == nil
-	}, "namespace %s has no default service account", testNamespace)
 }
 
 // newEngine makes an engine for the test namespace. Requests are a

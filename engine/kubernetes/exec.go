@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/remotecommand"
 	utilexec "k8s.io/client-go/util/exec"
 
+	"github.com/rtemu-dev/rtemu/agent"
 	"github.com/rtemu-dev/rtemu/engine"
 )
 
@@ -27,19 +28,10 @@ import (
 // agent.ExecMarker). The API server cannot kill an exec, and the sandbox's
 // own processes must not be killed, so a cancelled exec is ended by a
 // second exec killing every process whose environment carries the tag.
-const execMarker = "RTEMU_EXEC_ID"
+const execMarker = agent.ExecMarker
 
-// killByMarker is run with the tag as $0. It loops because a dying shell may
-// have forked in between.
-const killByMarker = `t="` + execMarker + `=$0"
-for i in 1 2 3 4 5; do
-  found=
-  for p in /proc/[0-9]*; do
-    [ "$p" = "/proc/$$" ] && continue
-    if grep -qs "$t" "$p/environ"; then kill -9 "${p#/proc/}" 2>/dev/null; found=1; fi
-  done
-  [ -z "$found" ] && exit 0
-done`
+// killByMarker kills a cancelled exec's processes by their tag.
+const killByMarker = agent.KillByMarker
 
 // execWrapper gives an exec what the pods/exec subresource lacks: the
 // environment (and the tag) and the working directory. It runs as
