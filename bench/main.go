@@ -4,6 +4,7 @@
 //	go run ./bench              # the full run (a few minutes)
 //	go run ./bench -short       # a small run, under a minute (CI)
 //	go run ./bench -json out.json -cpuprofile cpu.out
+//	go run ./bench -engine kubernetes  # the Kubernetes engine's rows (kube.go)
 //
 // rtemu runs in-process (emulatortest.Start on 127.0.0.1:0 with the offline
 // busybox test image); rss_200 and startup_200 run a built rtemu binary as
@@ -47,6 +48,10 @@ type settings struct {
 	plotDir  string
 	// agentStreams runs rtemu with --exec-agent streams.
 	agentStreams bool
+	// engine is docker (the rows above) or kubernetes (kube.go's rows, on
+	// the cluster kubeconfig names).
+	engine     string
+	kubeconfig string
 }
 
 func main() {
@@ -61,6 +66,8 @@ func main() {
 	flag.StringVar(&s.only, "only", "", "run only the metrics whose name starts with this")
 	flag.BoolVar(&s.verbose, "v", false, "log progress")
 	flag.BoolVar(&s.agentStreams, "agent-streams", false, "run rtemu with --exec-agent streams (the agent on the engine's streams, as on Docker Desktop) instead of linked")
+	flag.StringVar(&s.engine, "engine", "docker", "the engine to measure: docker, or kubernetes (its own rows, on a cluster)")
+	flag.StringVar(&s.kubeconfig, "kubeconfig", "", "with -engine kubernetes: the cluster's kubeconfig (default $RTEMU_TEST_KUBECONFIG, else $KUBECONFIG, else as kubectl finds it)")
 	flag.StringVar(&s.plotDir, "plot", "", "write PNG charts (exec and create latency against parallelism, churn) to this directory")
 	if len(os.Args) > 1 && os.Args[1] == "loadgen" {
 		loadgenMain(os.Args[2:]) // get_sandbox_rps's load, as its own process
@@ -86,7 +93,19 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	b, rows, err := run(ctx, s)
+	var (
+		b    *bench
+		rows []result
+		err  error
+	)
+	switch s.engine {
+	case "docker":
+		b, rows, err = run(ctx, s)
+	case "kubernetes":
+		rows, err = runKube(ctx, s)
+	default:
+		fatal(fmt.Errorf("-engine %q: not docker or kubernetes", s.engine))
+	}
 	printTable(os.Stdout, rows)
 	if s.plotDir != "" && b != nil {
 		if perr := b.plot(s.plotDir); perr != nil {
