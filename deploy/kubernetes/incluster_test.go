@@ -30,12 +30,15 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/httpstream"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	k8s "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
+	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/client-go/transport/spdy"
+	utilexec "k8s.io/client-go/util/exec"
 
 	"github.com/rtemu-dev/rtemu/engine/kubernetes"
 	"github.com/rtemu-dev/rtemu/internal/testwait"
@@ -362,6 +365,13 @@ func TestInCluster(t *testing.T) {
 			t.Logf("rtemu's log (%v):\n%s", err, logs)
 		}
 	})
+	// The Role and ClusterRole grant every verb the engine needs: rtemu
+	// doctor in the pod asks the API server (access reviews).
+	doctor := podExec(t, rc, ns, pod, "/rtemu", "doctor")
+	if want := "rtemu may do all it needs in " + ns; !strings.Contains(doctor, want) {
+		t.Fatalf("rtemu doctor in the pod does not say %q:\n%s", want, doctor)
+	}
+
 	base := forward(t, rc, ns, pod, 7070)
 	a := api{t: t, base: base}
 	// Health asks the engine (the API server) each time: a loaded
@@ -422,6 +432,41 @@ func podStates(pods []corev1.Pod) string {
 		s = append(s, p.Name+" "+st)
 	}
 	return strings.Join(s, "; ")
+}
+
+// podExec runs a command in the pod's container and answers its output
+// (stdout and stderr; its exit status is not asked for).
+func podExec(t *testing.T, rc *rest.Config, ns, pod string, command ...string) string {
+	t.Helper()
+	u := k8s.NewForConfigOrDie(rc).CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("exec").
+		VersionedParams(&corev1.PodExecOptions{Command: command, Stdout: true, Stderr: true}, scheme.ParameterCodec).URL()
+	spdyEx, err := remotecommand.NewSPDYExecutor(rc, "POST", u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wsEx, err := remotecommand.NewWebSocketExecutor(rc, "GET", u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := remotecommand.NewFallbackExecutor(wsEx, spdyEx, func(err error) bool {
+		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &stdout, Stderr: &stderr})
+	out := stdout.String() + stderr.String()
+	var exit utilexec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatalf("exec %v in %s/%s: %v\n%s", command, ns, pod, err, out)
+	}
+	if err != nil {
+		out += "\n(" + err.Error() + ")"
+	}
+	return out
 }
 
 // forward port-forwards a local port to the pod's port, as `kubectl
