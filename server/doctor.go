@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/rtemu-dev/rtemu/config"
@@ -43,9 +44,9 @@ func Doctor(ctx context.Context, cfg config.Config, w io.Writer) bool {
 			running = &r
 		}
 	}
-	for _, l := range []struct{ what, addr, ours string }{{"API", cfg.Addr, "http://" + cfg.Addr}, {"SSH", cfg.SSHAddr, cfg.SSHAddr}} {
+	for _, l := range []struct{ what, addr, ours string }{{"API", cfg.Addr, cfg.Addr}, {"SSH", cfg.SSHAddr, cfg.SSHAddr}} {
 		ln, err := net.Listen("tcp", l.addr)
-		if err != nil && running != nil && (running.URL == l.ours || running.SSHAddr == l.ours) {
+		if err != nil && running != nil && (sameAddr(strings.TrimPrefix(running.URL, "http://"), l.ours) || sameAddr(running.SSHAddr, l.ours)) {
 			report(true, "%s address %s is served by the running rtemu of %s (pid %d, version %s)", l.what, l.addr, cfg.DataDir, running.PID, running.Version)
 			continue
 		}
@@ -57,6 +58,22 @@ func Doctor(ctx context.Context, cfg config.Config, w io.Writer) bool {
 		report(true, "%s address %s is free", l.what, l.addr)
 	}
 	return healthy
+}
+
+// sameAddr says whether two listen addresses are the same: the same port,
+// and the same host or both "any" (0.0.0.0, ::, or none: a listener on
+// 0.0.0.0 reports itself on [::]).
+func sameAddr(a, b string) bool {
+	ha, pa, err1 := net.SplitHostPort(a)
+	hb, pb, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil || pa != pb {
+		return false
+	}
+	anyHost := func(h string) bool {
+		ip := net.ParseIP(h)
+		return h == "" || ip != nil && ip.IsUnspecified()
+	}
+	return ha == hb || anyHost(ha) && anyHost(hb)
 }
 
 // doctorDocker checks the Docker engine, the setup and the templates'

@@ -204,3 +204,22 @@ func launch(t *testing.T, cmd *exec.Cmd) (*proc, string) {
 	p.url = m[1]
 	return p, line
 }
+
+func TestSameAddr(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		a, b string
+		want bool
+	}{
+		{"127.0.0.1:7070", "127.0.0.1:7070", true},
+		{"[::]:7070", "0.0.0.0:7070", true},
+		{"0.0.0.0:2222", ":2222", true},
+		{"127.0.0.1:7070", "127.0.0.1:7071", false},
+		{"127.0.0.1:7070", "0.0.0.0:7070", false},
+		{"nonsense", "127.0.0.1:7070", false},
+	} {
+		if got := server.SameAddr(tt.a, tt.b); got != tt.want {
+			t.Errorf("sameAddr(%q, %q) = %v, want %v", tt.a, tt.b, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,4 @@
+package server
+
+// SameAddr is sameAddr, for the tests.
+var SameAddr = sameAddr
