@@ -96,3 +96,38 @@ func TestRecipeImageBuiltAtFirstCreate(t *testing.T) {
 		t.Error("a template with a fallback was built")
 	}
 }
+
+// TestBuildProgressInRecord: while a create builds its template's image,
+// the record says which recipe and step; running, it says nothing.
+func TestBuildProgressInRecord(t *testing.T) {
+	t.Parallel()
+	const built = "rtemu-test/built-with-progress:1"
+	var e *env
+	gate := make(chan struct{})
+	e = started(t, func(c *sandbox.Config) {
+		c.BuildTemplate = func(ctx context.Context, recipe string, progress func(string)) error {
+			progress("building base-ubuntu as " + built + " from ubuntu:24.04")
+			progress("Step 4/9 : RUN apt-get update")
+			progress("Get:1 http://archive.ubuntu.com noble InRelease")
+			select {
+			case <-gate:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			e.eng.AddImage(built)
+			return nil
+		}
+		c.Templates = []sandbox.Template{{Name: "base-ubuntu", Image: built, Recipe: "base-ubuntu"}}
+	})
+	sb, err := e.svc.Create(e.ctx, sandbox.CreateParams{Template: "base-ubuntu"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = "building base-ubuntu: step 4/9"
+	testwait.Until(t, 10*time.Second, func() bool { return e.get(sb.ID).Progress == want },
+		"the record never said %q", want)
+	close(gate)
+	if got := e.waitStatus(sb.ID, sandbox.StatusRunning).Progress; got != "" {
+		t.Fatalf("running sandbox has progress %q", got)
+	}
+}
