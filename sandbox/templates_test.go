@@ -131,3 +131,46 @@ func TestBuildProgressInRecord(t *testing.T) {
 		t.Fatalf("running sandbox has progress %q", got)
 	}
 }
+
+// progressWrites counts the writes of a sandbox record that changed its
+// progress text.
+type progressWrites struct {
+	sandbox.Store
+	n atomic.Int32
+}
+
+func (p *progressWrites) UpdateSandbox(ctx context.Context, id string, fn func(*sandbox.Sandbox) error) (*sandbox.Sandbox, error) {
+	var before string
+	sb, err := p.Store.UpdateSandbox(ctx, id, func(sb *sandbox.Sandbox) error {
+		before = sb.Progress
+		return fn(sb)
+	})
+	if err == nil && sb.Progress != before && sb.Progress != "" {
+		p.n.Add(1)
+	}
+	return sb, err
+}
+
+// TestPullProgressWritesThrottled: a pull's many progress lines make a
+// few writes of the record, not one each.
+func TestPullProgressWritesThrottled(t *testing.T) {
+	t.Parallel()
+	const image = "rtemu-test/many-layers:1"
+	writes := &progressWrites{}
+	e := started(t, func(c *sandbox.Config) {
+		writes.Store = c.Store
+		c.Store = writes
+		c.Templates = []sandbox.Template{{Name: "many", Image: image}}
+	})
+	e.eng.AddToRegistry(image)
+	e.eng.SetPullLayers(500)
+	start := time.Now()
+	sb := e.running(sandbox.CreateParams{Template: "many"})
+	if sb.Progress != "" {
+		t.Errorf("running sandbox has progress %q", sb.Progress)
+	}
+	// One at once, then at most one every half second.
+	if n, most := int(writes.n.Load()), 2+int(time.Since(start)/(500*time.Millisecond)); n < 1 || n > most {
+		t.Errorf("%d writes of the progress in %v of a pull of 1000 lines, want 1 to %d", n, time.Since(start), most)
+	}
+}
