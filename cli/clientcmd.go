@@ -114,16 +114,21 @@ func newProgress(env Env) *progress { return &progress{env: env, start: time.Now
 var spinner = []string{"⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"}
 
 func (p *progress) seen(sb *client.Sandbox) {
+	// rtemu says how far the image of a creating sandbox is.
+	state := sb.Status
+	if sb.Progress != "" {
+		state += ": " + sb.Progress
+	}
 	if p.env.Terminal {
 		p.frame++
-		fmt.Fprintf(p.env.Stderr, "\r\033[K%s %s %s (%.0fs)", spinner[p.frame%len(spinner)], sb.ID, sb.Status, time.Since(p.start).Seconds())
+		fmt.Fprintf(p.env.Stderr, "\r\033[K%s %s %s (%.0fs)", spinner[p.frame%len(spinner)], sb.ID, state, time.Since(p.start).Seconds())
 		p.active = true
 		return
 	}
-	if sb.Status != p.last {
-		fmt.Fprintf(p.env.Stderr, "%s: %s\n", sb.ID, sb.Status)
+	if state != p.last {
+		fmt.Fprintf(p.env.Stderr, "%s: %s\n", sb.ID, state)
 	}
-	p.last = sb.Status
+	p.last = state
 }
 
 // done ends the spinner's line.

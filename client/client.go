@@ -182,7 +182,9 @@ type Sandbox struct {
 	SSHReady    bool              `json:"sshReady"`
 	CreatedAt   string            `json:"createdAt"`
 	Error       string            `json:"error,omitempty"`
-	Resources   struct {
+	// Progress (rtemu's) says how far a creating sandbox's image is.
+	Progress  string `json:"progress,omitempty"`
+	Resources struct {
 		VCPUs  int    `json:"vcpus"`
 		Memory string `json:"memory"`
 		Disk   string `json:"disk"`

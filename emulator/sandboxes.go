@@ -38,6 +38,9 @@ type sandboxJSON struct {
 	ResumedAt           *string           `json:"resumedAt"`
 	LastActivityAt      *string           `json:"lastActivityAt"`
 	Error               string            `json:"error,omitempty"`
+	// Progress (an rtemu extra) says how far the pull or build of a
+	// creating sandbox's image is.
+	Progress string `json:"progress,omitempty"`
 	// Upstream fields: the owner is rtemu's one local user; ip is the
 	// sandbox's own address ("" while it has none), publicIp always ""
 	// (sandboxes have no public address).
@@ -105,6 +108,9 @@ func (a *api) toSandboxJSON(ctx context.Context, sb *sandbox.Sandbox) sandboxJSO
 	}
 	if sb.Status == sandbox.StatusFailed || sb.Status == sandbox.StatusError {
 		out.Error = sb.Error
+	}
+	if sb.Status == sandbox.StatusCreating {
+		out.Progress = sb.Progress
 	}
 	a.addDesktop(sb, &out)
 	return out

@@ -116,8 +116,10 @@ type Service struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	pulls  singleflight.Group
-	act    activity
-	events eventLog
+	// imageWork tells creates waiting on a pull or build how far it is (progress.go).
+	imageWork imageWork
+	act       activity
+	events    eventLog
 	// execSlots paces concurrent execs in one sandbox (execslots.go).
 	execSlots execSlots
 	provSlots provSlots // bounds concurrent cold creates (provslots.go)
@@ -566,13 +568,18 @@ func (s *Service) ensureImage(ctx context.Context, sb *Sandbox, log *slog.Logger
 	if present {
 		return nil
 	}
+	// The record shows how far the pull or build is while it is creating.
+	defer s.followImage(ctx, sb.Image, sb.ID)()
 	if tpl := s.templates[sb.Template]; tpl.Recipe != "" && tpl.Image == sb.Image {
 		return s.buildTemplateImage(ctx, tpl, log)
 	}
 	_, err, _ = s.pulls.Do(sb.Image, func() (any, error) {
 		log.Info("pulling template image", "template", sb.Template, "image", sb.Image)
 		last := time.Time{}
+		summary := pullProgress{image: sb.Image}
+		s.imageProgress(sb.Image, summary.line(""))
 		err := s.engine.Pull(ctx, sb.Image, func(line string) {
+			s.imageProgress(sb.Image, summary.line(line))
 			if time.Since(last) > time.Second {
 				last = time.Now()
 				log.Info("pull progress", "image", sb.Image, "status", line)
@@ -656,6 +663,7 @@ func (s *Service) transitionIf(ctx context.Context, id string, to Status, guard 
 		}
 		sb.Status = to
 		sb.UpdatedAt = s.now()
+		sb.Progress = "" // shown only while creating
 		if mutate != nil {
 			mutate(sb)
 		}

@@ -25,7 +25,12 @@ func (s *Service) buildTemplateImage(ctx context.Context, tpl Template, log *slo
 	// they share a pull.
 	_, err, _ := s.pulls.Do(tpl.Image, func() (any, error) {
 		log.Info("building template image at its first use", "template", tpl.Name, "image", tpl.Image)
+		var summary buildProgress
+		s.imageProgress(tpl.Image, "building "+tpl.Name)
 		return nil, s.build(ctx, tpl.Recipe, func(line string) {
+			if text, ok := summary.line(line); ok {
+				s.imageProgress(tpl.Image, text)
+			}
 			// The build's steps, not every line apt prints.
 			if strings.HasPrefix(line, "Step ") || strings.HasPrefix(line, "building ") {
 				log.Info("template build", "template", tpl.Name, "progress", line)

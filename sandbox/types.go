@@ -107,6 +107,9 @@ type Sandbox struct {
 	// interface), read from the engine once the container started; "" when
 	// unknown.
 	IP string
+	// Progress says, while the sandbox is creating, how far the pull or
+	// build of its image is ("pulling IMAGE: 3 of 7 layers"); "" otherwise.
+	Progress string
 }
 
 // Address is the sandbox's own address while it has a container ("" before

@@ -169,16 +169,16 @@ func setupReport(ctx context.Context, d *docker.Driver, cfg config.Config, w io.
 		}
 	}
 	if image == "" {
-		info("disk limits, workspace mounts: not checked (no template image present to check with)")
-		return
-	}
-	switch l, err := d.DiskLimits(ctx, image, nil); {
-	case err != nil:
-		warn("disk limits: could not check: %v", err)
-	case l.Enforced:
-		info("disk limits: enforced (storage driver %s): a sandbox's files cannot outgrow its disk", l.StorageDriver)
-	default:
-		warn("disk limits: not enforced on this engine: %s; rtemu measures running sandboxes' files (a few every %v, in turn) and records a \"disk\" event past a sandbox's disk", l.Why, sandbox.DefaultDiskWatch)
+		info("disk limits: not checked (no template image present to check with)")
+	} else {
+		switch l, err := d.DiskLimits(ctx, image, nil); {
+		case err != nil:
+			warn("disk limits: could not check: %v", err)
+		case l.Enforced:
+			info("disk limits: enforced (storage driver %s): a sandbox's files cannot outgrow its disk", l.StorageDriver)
+		default:
+			warn("disk limits: not enforced on this engine: %s; rtemu measures running sandboxes' files (a few every %v, in turn) and records a \"disk\" event past a sandbox's disk", l.Why, sandbox.DefaultDiskWatch)
+		}
 	}
 	if cfg.DataDir == "" {
 		return
@@ -193,7 +193,14 @@ func setupReport(ctx context.Context, d *docker.Driver, cfg config.Config, w io.
 		dir = filepath.Dir(dir)
 		what = dir + " (where the data dir " + cfg.DataDir + " will be made)"
 	}
-	shared, err := d.SharesFolder(ctx, dir, image, nil)
+	var shared bool
+	if image != "" {
+		shared, err = d.SharesFolder(ctx, dir, image, nil)
+	} else {
+		// No image yet (a newcomer's state): an empty one of its own,
+		// imported and removed.
+		shared, err = d.SharesFolderWithoutImage(ctx, dir)
+	}
 	switch {
 	case err != nil:
 		warn("workspace mounts: could not check: %v", err)

@@ -3,11 +3,14 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/rtemu-dev/rtemu/config"
 	"github.com/rtemu-dev/rtemu/emulatortest"
+	"github.com/rtemu-dev/rtemu/engine/docker"
 	"github.com/rtemu-dev/rtemu/sandbox"
 	"github.com/rtemu-dev/rtemu/server"
 )
@@ -51,5 +54,37 @@ func TestDoctorTemplateNotBuilt(t *testing.T) {
 		if tpl.Recipe != tpl.Name || !strings.HasPrefix(tpl.Image, "rtemu/"+tpl.Name+":") {
 			t.Errorf("default template %+v is not its recipe's image", tpl)
 		}
+	}
+}
+
+// TestDoctorMountCheckWithoutImage: with no template image here yet (a
+// newcomer's state), doctor still checks workspace mounts, with an empty
+// image of its own that it removes, leaving nothing in the data dir.
+func TestDoctorMountCheckWithoutImage(t *testing.T) {
+	emulatortest.SkipIfNoDocker(t)
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := config.Config{Addr: "127.0.0.1:0", SSHAddr: "127.0.0.1:0", DataDir: dir, Templates: []sandbox.Template{
+		{Name: "base-ubuntu", Image: "rtemu-test/none:missing"},
+	}}
+	var out bytes.Buffer
+	server.Doctor(context.Background(), cfg, &out)
+	for _, want := range []string{
+		"info workspace mounts: the engine sees the data dir " + dir + " at the same path: mounts work",
+		"info disk limits: not checked (no template image present to check with)",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("doctor says\n%s\nwant %q", out.String(), want)
+		}
+	}
+	if left, err := os.ReadDir(dir); err != nil || len(left) != 0 {
+		t.Errorf("doctor left %v in the data dir (%v)", left, err)
+	}
+	images, err := exec.Command("docker", "images", "-q", "--filter", "reference="+docker.ProbeImagePrefix+"*").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bytes.TrimSpace(images)) != 0 {
+		t.Errorf("doctor left its probe images: %s", images)
 	}
 }

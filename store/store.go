@@ -204,6 +204,7 @@ type record struct {
 	DestroyedAt      *time.Time        `json:"destroyedAt,omitempty"`
 	LastActivityAt   *time.Time        `json:"lastActivityAt,omitempty"`
 	IP               string            `json:"ip,omitempty"`
+	Progress         string            `json:"progress,omitempty"`
 }
 
 type resources struct {
@@ -225,7 +226,7 @@ func encodeSandbox(sb *sandbox.Sandbox) (tags, data string, err error) {
 		Image: sb.Image, Resources: resources(sb.Resources), Env: sb.Env, Metadata: sb.Metadata,
 		ProjectID: sb.ProjectID, IdleTimeout: sb.IdleTimeout, SSHKeys: sb.SSHKeys, SSHKeysSet: sb.SSHKeysSet,
 		RootPasswordHash: sb.RootPasswordHash, Error: sb.Error, PausedAt: sb.PausedAt, PausedBy: sb.PausedBy, ResumedAt: sb.ResumedAt,
-		DestroyedAt: sb.DestroyedAt, LastActivityAt: sb.LastActivityAt, IP: sb.IP,
+		DestroyedAt: sb.DestroyedAt, LastActivityAt: sb.LastActivityAt, IP: sb.IP, Progress: sb.Progress,
 	}
 	for _, m := range sb.Mounts {
 		r.Mounts = append(r.Mounts, mount(m))
@@ -304,7 +305,7 @@ func scanSandboxWith(row scanner, dc *decodeCache) (*sandbox.Sandbox, error) {
 	}
 	sb.Image, sb.Resources, sb.Env, sb.Metadata = r.Image, sandbox.Resources(r.Resources), r.Env, r.Metadata
 	sb.ProjectID, sb.IdleTimeout, sb.SSHKeys, sb.SSHKeysSet = r.ProjectID, r.IdleTimeout, r.SSHKeys, r.SSHKeysSet
-	sb.RootPasswordHash, sb.Error, sb.PausedBy, sb.IP = r.RootPasswordHash, r.Error, r.PausedBy, r.IP
+	sb.RootPasswordHash, sb.Error, sb.PausedBy, sb.IP, sb.Progress = r.RootPasswordHash, r.Error, r.PausedBy, r.IP, r.Progress
 	sb.PausedAt, sb.ResumedAt, sb.DestroyedAt, sb.LastActivityAt = r.PausedAt, r.ResumedAt, r.DestroyedAt, r.LastActivityAt
 	sb.Mounts = make([]sandbox.Mount, 0, len(r.Mounts))
 	for _, m := range r.Mounts {

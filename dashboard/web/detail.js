@@ -125,6 +125,7 @@ export function update(sb) {
     ['Idle timeout', sb.idleTimeout ? duration(sb.idleTimeout) : 'never'],
     ['SSH auth', sb.sshAuthMethod || 'none'],
   ];
+  if (sb.status === 'creating' && sb.progress) facts.unshift(['Progress', h('span', { id: 'detail-progress' }, sb.progress)]);
   if (sb.tags && sb.tags.length) facts.push(['Tags', h('span', { class: 'tags' }, sb.tags.map((t) => h('span', { class: 'tag' }, t)))]);
   if (sb.mounts && sb.mounts.length) {
     facts.push(['Mounts', sb.mounts.map((m) => h('div', { class: 'mono' }, `${m.path} ← ${m.workspaceId}${m.readOnly ? ' (read-only)' : ''}`))]);

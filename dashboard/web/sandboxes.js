@@ -185,7 +185,9 @@ function row(sb) {
     h('button', { class: 'link-button', type: 'button', dataset: { action: 'select' }, 'aria-pressed': String(sb.id === selectedId),
       onclick: () => onSelect(sb.id) }, label),
     sb.name ? h('div', { class: 'sub mono' }, sb.id) : null),
-  h('td', {}, statusBadge(sb.status)),
+  h('td', {}, statusBadge(sb.status),
+    // How far the image's pull or build is, while creating (rtemu's).
+    sb.status === 'creating' && sb.progress ? h('div', { class: 'sub progress-text', dataset: { role: 'progress' } }, sb.progress) : null),
   h('td', { class: 'mono' }, sb.template),
   h('td', { class: 'age', dataset: { since: sb.createdAt }, title: sb.createdAt }, age(sb.createdAt)),
   h('td', { class: 'nowrap' }, resources(sb)),

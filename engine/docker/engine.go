@@ -53,6 +53,39 @@ func (d *Driver) SharesFolder(ctx context.Context, dir, image string, labels map
 	return string(b) == token, nil
 }
 
+// ProbeImagePrefix names the empty images SharesFolderWithoutImage imports
+// for a moment (a tag of random hex follows).
+const ProbeImagePrefix = "rtemu-probe-empty:"
+
+// SharesFolderWithoutImage is SharesFolder when no image is at hand (rtemu
+// doctor before any template image is here): it imports an empty image of
+// its own, offline, for the probe container and removes it afterwards.
+func (d *Driver) SharesFolderWithoutImage(ctx context.Context, dir string) (bool, error) {
+	ref := ProbeImagePrefix + newTag()
+	pr, pw := io.Pipe()
+	go func() {
+		tw := tar.NewWriter(pw)
+		err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "rtemu-probe/", Mode: 0o755})
+		if err == nil {
+			err = tw.Close()
+		}
+		pw.CloseWithError(err)
+	}()
+	rc, err := d.cli.ImageImport(ctx, client.ImageImportSource{Source: pr, SourceName: "-"}, ref, client.ImageImportOptions{})
+	if err != nil {
+		pr.Close()
+		return false, wrap(err, "import an empty image to probe with")
+	}
+	_, _ = io.Copy(io.Discard, rc)
+	rc.Close()
+	defer func() {
+		rm, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_, _ = d.cli.ImageRemove(rm, ref, client.ImageRemoveOptions{Force: true, PruneChildren: true})
+	}()
+	return d.SharesFolder(ctx, dir, ref, nil)
+}
+
 // probeContainer creates, never to start, a container of image with host's
 // settings, labelled a helper (reconcile removes one a kill left behind),
 // for a question only the engine can answer. It returns the container's id

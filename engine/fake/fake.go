@@ -44,6 +44,7 @@ type Engine struct {
 	containers map[string]*container
 	images     map[string]bool
 	registry   map[string]bool // images Pull can fetch
+	pullLayers int             // layers Pull reports (SetPullLayers)
 	watchers   map[*watcher]struct{}
 	hooks      []Hook
 	exec       ExecFunc
@@ -107,6 +108,14 @@ func (e *Engine) RemoveImage(ref string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	delete(e.images, ref)
+}
+
+// SetPullLayers makes Pull report n layers, each done after a call of the
+// hooks as "PullLayer" (0, the default: none).
+func (e *Engine) SetPullLayers(n int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.pullLayers = n
 }
 
 // SetCPUs sets the CPU count Ping reports.
@@ -345,13 +354,28 @@ func (e *Engine) Pull(ctx context.Context, ref string, progress func(string)) er
 		return err
 	}
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if !e.registry[ref] {
+	ok, layers := e.registry[ref], e.pullLayers
+	e.mu.Unlock()
+	if !ok {
 		return fmt.Errorf("pull %s: no such image in the fake registry: %w", ref, engine.ErrNotFound)
 	}
-	if progress != nil {
-		progress("pulled " + ref)
+	if progress == nil {
+		progress = func(string) {}
 	}
+	// Layers as Docker reports them; a hook on "PullLayer" (Name: ref)
+	// runs before each is done, so a test can hold a pull half way.
+	for i := range layers {
+		progress(fmt.Sprintf("layer%d: Pulling fs layer", i))
+	}
+	for i := range layers {
+		if err := e.before(ctx, "PullLayer", ref); err != nil {
+			return err
+		}
+		progress(fmt.Sprintf("layer%d: Pull complete", i))
+	}
+	progress("pulled " + ref)
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	e.images[ref] = true
 	return nil
 }
