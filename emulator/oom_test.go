@@ -130,12 +130,18 @@ func TestForkBombStaysInItsLimit(t *testing.T) {
 	}
 	// Each loop starts a sleeper until fork fails; the count of processes
 	// in the sandbox's cgroup is written down as it climbs (a loaded
-	// machine forks slowly), then twice at the top.
+	// machine forks slowly), then twice at the top. Once the loop runs the
+	// watcher forks nothing (read, echo and [ are the shell's own; it waits
+	// by read -t on a fifo, not sleep): at the limit a fork of its own would
+	// fail and end the script before the timeout.
 	res := c.exec(id, map[string]any{"timeout": 20000, "command": `
-		peak() { cat /sys/fs/cgroup/pids/pids.current 2>/dev/null || cat /sys/fs/cgroup/pids.current; }
+		f=/sys/fs/cgroup/pids/pids.current; [ -r $f ] || f=/sys/fs/cgroup/pids.current
+		mkfifo /tmp/wait
 		( while :; do sleep 600 & done ) 2>/dev/null &
-		while [ "$(peak)" -lt 4000 ]; do peak >> /tmp/peak; sleep 0.2; done
-		peak >> /tmp/peak; sleep 1; peak >> /tmp/peak; echo top >> /tmp/peak; sleep 60`})
+		n=0
+		while read n < $f; [ "$n" -lt 4000 ]; do echo $n >> /tmp/peak; read -t 1 x <> /tmp/wait; done
+		echo $n >> /tmp/peak; read -t 1 x <> /tmp/wait; read n < $f; echo $n >> /tmp/peak; echo top >> /tmp/peak
+		read -t 60 x <> /tmp/wait`})
 	if res["timedOut"] != true {
 		t.Fatalf("the fork loop did not run to the timeout: %v", res)
 	}
