@@ -9,7 +9,7 @@ function input(name) {
 function run(step) {
   const env = Object.assign({}, process.env, {
     RTEMU_VERSION: input("version") || "latest",
-    RTEMU_ACTION_API_KEY: input("api-key") || "rtemu-ci",
+    RTEMU_ACTION_API_KEY: input("api-key") || "rt_test_rtemuci0000000000000000000000000",
     RTEMU_ACTION_ADDR: input("addr") || "127.0.0.1:7070",
     RTEMU_ACTION_SSH_ADDR: input("ssh-addr") || "127.0.0.1:2222",
     RTEMU_WAIT_SECONDS: input("wait-seconds") || "90",

@@ -16,7 +16,7 @@ set -euo pipefail
 
 version=${RTEMU_VERSION:-latest}
 releases=${RTEMU_RELEASES:-https://github.com/rtemu-dev/rtemu/releases}
-key=${RTEMU_ACTION_API_KEY:-rtemu-ci}
+key=${RTEMU_ACTION_API_KEY:-rt_test_rtemuci0000000000000000000000000}
 addr=${RTEMU_ACTION_ADDR:-127.0.0.1:7070}
 ssh_addr=${RTEMU_ACTION_SSH_ADDR:-127.0.0.1:2222}
 wait_seconds=${RTEMU_WAIT_SECONDS:-90}

@@ -18,7 +18,15 @@ goreleaser=$(command -v goreleaser || echo "$(go env GOPATH)/bin/goreleaser")
 [ -x "$goreleaser" ] || fail "goreleaser is not installed: go install github.com/goreleaser/goreleaser/v2@v2.17.0"
 
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+# Whatever happens, the action's rtemu is stopped (its post step) and the
+# temporary folder goes.
+cleanup() {
+  if [ -s "$tmp/rtemu-action/pid" ]; then
+    RUNNER_TEMP=$tmp bash "$tmp/src/action/setup-rtemu.sh" stop >/dev/null 2>&1 || true
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
 git clone -q "$PWD" "$tmp/src"
 cd "$tmp/src"
 
@@ -67,18 +75,19 @@ touch "$tmp/github_env" "$tmp/github_path" "$tmp/github_output"
 export RUNNER_TEMP=$tmp GITHUB_ENV=$tmp/github_env GITHUB_PATH=$tmp/github_path GITHUB_OUTPUT=$tmp/github_output
 # Inputs reach the action as INPUT_<NAME> with the name's hyphens kept, as
 # the runner passes them (so not through `export`).
-inputs=(RTEMU_RELEASES="file://$tmp/releases" INPUT_VERSION="v$version" "INPUT_API-KEY=check-key"
+inputs=(RTEMU_RELEASES="file://$tmp/releases" INPUT_VERSION="v$version" "INPUT_API-KEY=rt_test_releasecheck00000000000000000000"
   INPUT_ADDR=127.0.0.1:17571 "INPUT_SSH-ADDR=127.0.0.1:17572" "INPUT_WAIT-SECONDS=60"
   "INPUT_ARGS=--template base-ubuntu=$image")
 env "${inputs[@]}" node action/main.js
 grep -qx 'RUNTOOLS_API_URL=http://127.0.0.1:17571' "$GITHUB_ENV" || fail "RUNTOOLS_API_URL not exported: $(cat "$GITHUB_ENV")"
-grep -qx 'RUNTOOLS_API_KEY=check-key' "$GITHUB_ENV" || fail "RUNTOOLS_API_KEY not exported"
+grep -qx 'RUNTOOLS_API_KEY=rt_test_releasecheck00000000000000000000' "$GITHUB_ENV" || fail "RUNTOOLS_API_KEY not exported"
 grep -qx "$tmp/rtemu-action/bin" "$GITHUB_PATH" || fail "rtemu not put on PATH"
 api=http://127.0.0.1:17571
 curl -sf "$api/health" | grep -q "\"version\":\"v$version\"" || fail "/health does not say v$version"
-id=$(curl -sf -X POST -H 'X-API-Key: check-key' -H 'Content-Type: application/json' \
-  -d '{"template":"base-ubuntu"}' "$api/v1/sandboxes" | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
-[ -n "$id" ] || fail "no sandbox made through the action's rtemu"
+created=$(curl -s -X POST -H 'X-API-Key: rt_test_releasecheck00000000000000000000' -H 'Content-Type: application/json' \
+  -d '{"template":"base-ubuntu"}' "$api/v1/sandboxes" || true)
+id=$(printf '%s' "$created" | node -e 'let s = ""; process.stdin.on("data", (d) => { s += d; }).on("end", () => { try { console.log(JSON.parse(s).data.id); } catch (e) { /* not JSON: no id */ } });')
+[ -n "$id" ] || fail "no sandbox made through the action's rtemu: $created"
 deadline=$((SECONDS + 60))
 until [ -n "$(docker ps -q --filter "label=rtemu.sandbox=$id")" ]; do
   [ $SECONDS -lt $deadline ] || fail "sandbox $id has no running container after 60 s"
