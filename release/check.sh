@@ -61,9 +61,9 @@ for arch in amd64 arm64; do
     fail "the linux/amd64 binary does not embed the $arch agent"
 done
 for target in darwin_arm64 darwin_amd64 linux_arm64; do
-  tar -tzf "dist/rtemu_${version}_${target}.tar.gz" | grep -qx rtemu || fail "$target archive has no rtemu"
+  tar -tzf "dist/rtemu_${version}_${target}.tar.gz" | grep -cx rtemu >/dev/null || fail "$target archive has no rtemu"
 done
-unzip -l "dist/rtemu_${version}_windows_amd64.zip" | grep -q ' rtemu.exe$' || fail "windows archive has no rtemu.exe"
+unzip -l "dist/rtemu_${version}_windows_amd64.zip" | grep -c ' rtemu.exe$' >/dev/null || fail "windows archive has no rtemu.exe"
 echo "darwin and windows binaries cannot run here: their archives were listed, not started"
 
 say "the setup action, from these archives"
@@ -83,7 +83,7 @@ grep -qx 'RUNTOOLS_API_URL=http://127.0.0.1:17571' "$GITHUB_ENV" || fail "RUNTOO
 grep -qx 'RUNTOOLS_API_KEY=rt_test_releasecheck00000000000000000000' "$GITHUB_ENV" || fail "RUNTOOLS_API_KEY not exported"
 grep -qx "$tmp/rtemu-action/bin" "$GITHUB_PATH" || fail "rtemu not put on PATH"
 api=http://127.0.0.1:17571
-curl -sf "$api/health" | grep -q "\"version\":\"v$version\"" || fail "/health does not say v$version"
+curl -sf "$api/health" | grep -c "\"version\":\"v$version\"" >/dev/null || fail "/health does not say v$version"
 created=$(curl -s -X POST -H 'X-API-Key: rt_test_releasecheck00000000000000000000' -H 'Content-Type: application/json' \
   -d '{"template":"base-ubuntu"}' "$api/v1/sandboxes" || true)
 id=$(printf '%s' "$created" | node -e 'let s = ""; process.stdin.on("data", (d) => { s += d; }).on("end", () => { try { console.log(JSON.parse(s).data.id); } catch (e) { /* not JSON: no id */ } });')
