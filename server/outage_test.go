@@ -36,6 +36,10 @@ type engine struct {
 	args   []string
 	cmd    *exec.Cmd
 	log    *os.File
+	// networks are the bridges of the networks made on this engine
+	// (br-<id>): the host keeps them after the daemon is gone, and a host
+	// full of them leaves no address pool for the next engine's networks.
+	networks map[string]bool
 }
 
 func startEngine(t *testing.T) *engine {
@@ -145,6 +149,9 @@ func (e *engine) stop(sig syscall.Signal) {
 	if e.cmd == nil || e.cmd.Process == nil {
 		return
 	}
+	if e.cmd.ProcessState == nil {
+		e.rememberNetworks()
+	}
 	_ = e.cmd.Process.Signal(sig)
 	done := make(chan struct{})
 	go func() { _ = e.cmd.Wait(); close(done) }()
@@ -216,6 +223,27 @@ func childrenOf(parent int) []int {
 // containerd), kills what a crash left, unmounts what it mounted under its
 // folder (its data root, network namespaces) and removes its bridge and
 // files.
+// rememberNetworks notes the bridges of the engine's networks, while it
+// answers, so remove can take them away.
+func (e *engine) rememberNetworks() {
+	cli := e.client()
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	nets, err := cli.NetworkList(ctx, client.NetworkListOptions{})
+	if err != nil {
+		return
+	}
+	if e.networks == nil {
+		e.networks = map[string]bool{}
+	}
+	for _, n := range nets.Items {
+		if n.Driver == "bridge" && len(n.ID) >= 12 && n.Name != "bridge" {
+			e.networks["br-"+n.ID[:12]] = true
+		}
+	}
+}
+
 func (e *engine) remove() {
 	e.stop(syscall.SIGTERM)
 	e.crash()
@@ -230,6 +258,9 @@ func (e *engine) remove() {
 		_ = syscall.Unmount(mounts[i], syscall.MNT_DETACH)
 	}
 	_ = exec.Command("ip", "link", "del", e.bridge).Run()
+	for br := range e.networks {
+		_ = exec.Command("ip", "link", "del", br).Run()
+	}
 	if err := os.RemoveAll(e.dir); err != nil {
 		e.t.Errorf("removing the second engine's files: %v", err)
 	}
