@@ -68,6 +68,10 @@ install() {
 
 start() {
   install
+  # Something else answering there would pass for this rtemu.
+  if curl -s --max-time 2 -o /dev/null "http://$addr/"; then
+    fail "something already answers at $addr: stop it, or give the action another addr"
+  fi
   mkdir -p "$dir/data"
   # --ephemeral: its state is temporary and its sandboxes are removed when
   # it stops (the post step), so a job leaves nothing behind.
