@@ -1,12 +1,15 @@
 package dashboard_test
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
@@ -22,10 +25,37 @@ func termHas(line string) string {
 }
 
 // typeIn types into the terminal (xterm's input is its hidden textarea).
+// Enter is pressed as a person's key is: one keydown that carries its text,
+// so that the keypress the browser would make follows only when the page
+// lets it. (chromedp's SendKeys sends Enter's character as an event of its
+// own, which xterm.js 3 takes as a second Enter: every command was followed
+// by an empty one, and text typed meanwhile raced busybox sh's line editor.)
 func (d *dash) typeIn(keys string) {
 	d.t.Helper()
-	d.do(chromedp.SendKeys(chromedp.CSS("#terminal-screen textarea"), keys))
+	const textarea = "#terminal-screen textarea"
+	for i, part := range strings.Split(keys, kb.Enter) {
+		if i > 0 {
+			d.do(chromedp.Focus(chromedp.CSS(textarea)), pressEnter)
+		}
+		if part != "" {
+			d.do(chromedp.SendKeys(chromedp.CSS(textarea), part))
+		}
+	}
 }
+
+// pressEnter presses and releases Enter on the focused element.
+var pressEnter = chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+	key := input.DispatchKeyEventParams{
+		Type: input.DispatchKeyEventTypeKeyDown, Key: "Enter", Code: "Enter",
+		WindowsVirtualKeyCode: 13, NativeVirtualKeyCode: 13, Text: "\r", UnmodifiedText: "\r",
+	}
+	if _, err := cdp.Call(ctx, t, input.DispatchKeyEvent, key); err != nil {
+		return err
+	}
+	key.Type, key.Text, key.UnmodifiedText = input.DispatchKeyEventTypeKeyUp, "", ""
+	_, err := cdp.Call(ctx, t, input.DispatchKeyEvent, key)
+	return err
+})
 
 func (d *dash) termSize() (cols, rows int) {
 	d.t.Helper()
@@ -188,6 +218,9 @@ func TestTerminalInTheBrowser(t *testing.T) {
 	t.Run("paste and copy", func(t *testing.T) {
 		d := d.in(t)
 		d.typeIn("clear" + kb.Enter)
+		// One Enter, one command: the screen is the prompt alone (pasted
+		// text racing a second command lost its start in CI).
+		d.waitTerm("the prompt on a clear screen", fmt.Sprintf(`((r) => r[0] === '~ #' && r.slice(1).every((l) => l === ''))(%s)`, termRows), 10*time.Second)
 		js[any](d, `navigator.clipboard.writeText('echo pasted-$((2+3))\n').then(() => null)`)
 		d.do(chromedp.Click(chromedp.CSS("#terminal-paste")))
 		d.waitTerm("the pasted command's output", termHas("pasted-5"), 10*time.Second)
