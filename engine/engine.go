@@ -48,6 +48,20 @@ type Engine interface {
 	// size; DiskUsed measures a container's files.
 	DiskLimits(ctx context.Context, image string, labels map[string]string) (DiskLimits, error)
 	DiskUsed(ctx context.Context, name string) (int64, error)
+	// Snapshot captures a container's files (its image plus what was
+	// written to it; bind mounts and volumes left out) as an image named
+	// ref, which Create can use. Running and paused containers alike; a
+	// running one is frozen for the moment of the capture. Labels go on
+	// the image.
+	Snapshot(ctx context.Context, name, ref string, labels map[string]string) error
+	// SaveImages writes the images as one tar archive (layers they share
+	// once); LoadImages reads such an archive back into the engine, where
+	// its images then have the same refs. RemoveImage removes an image
+	// (its ref); a missing one is no error. Without Capabilities.Snapshot
+	// all four are ErrUnsupported.
+	SaveImages(ctx context.Context, refs []string, w io.Writer) error
+	LoadImages(ctx context.Context, r io.Reader) error
+	RemoveImage(ctx context.Context, ref string) error
 }
 
 // Capabilities says what an engine can do. The service reads it instead of
@@ -96,6 +110,12 @@ type Capabilities struct {
 	// just before the engine went away was ended by the engine, and its
 	// sandbox's error says so.
 	StopsContainersWhenDown bool
+	// Snapshot: the engine captures a container's file system as an image
+	// and saves and loads images as archives (Snapshot, SaveImages,
+	// LoadImages, RemoveImage), which is what a state archive of rtemu
+	// holds of each sandbox. Without it, a state with sandboxes is refused,
+	// naming each sandbox it cannot capture; records alone still save.
+	Snapshot bool
 
 	// ExecSlots is how many commands of one sandbox run at once before the
 	// next waits (a second at most) for one to end: the engine keeps that
@@ -125,6 +145,8 @@ var (
 	ErrNameInUse = errors.New("container name in use")
 	// ErrUnavailable: the engine does not answer.
 	ErrUnavailable = errors.New("container engine unavailable")
+	// ErrUnsupported: the engine cannot do this (its Capabilities say so).
+	ErrUnsupported = errors.New("not supported by this engine")
 )
 
 // Info describes the engine the service talks to.

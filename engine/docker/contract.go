@@ -101,7 +101,8 @@ const provisionSlots = 4
 // Capabilities: Docker pauses with the cgroup freezer (memory kept),
 // bind-mounts host folders it sees, sizes disks where its storage driver
 // can, gives network aliases, updates limits in place, builds images and
-// refuses a CPU limit above the host's; it stops its containers before it
+// refuses a CPU limit above the host's, commits containers to images and
+// saves and loads them (Snapshot); it stops its containers before it
 // stops answering. Commands run on exec agents kept per container
 // (agent.go), by the link where the engine shares rtemu's folders.
 func (d *Driver) Capabilities() engine.Capabilities {
@@ -109,7 +110,7 @@ func (d *Driver) Capabilities() engine.Capabilities {
 		Name:  "Docker",
 		Pause: true, SharedFolders: true, DiskQuota: true, PeerNames: true, UpdateLimits: true, ImageBuild: true,
 		AgentLink:        d.agents != nil && d.linkDir != "" && LinksSupported && !d.linkOff.Load(),
-		CPUsCappedToHost: true, StopsContainersWhenDown: true,
+		CPUsCappedToHost: true, StopsContainersWhenDown: true, Snapshot: true,
 		ExecSlots: agentsKept, ProvisionSlots: provisionSlots, AgentIdleLimit: agentIdleFor,
 	}
 }

@@ -70,6 +70,9 @@ func Run(t *testing.T, h Harness) {
 		{"SharesFolder", testSharesFolder},
 		{"Disk", testDisk},
 		{"DiskEnforced", testDiskEnforced},
+		{"Snapshot", testSnapshot},
+		{"SnapshotFiles", testSnapshotFiles},
+		{"SnapshotUnsupported", testSnapshotUnsupported},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -560,5 +563,136 @@ func testDiskEnforced(t *testing.T, h Harness) {
 	}
 	if _, _, code, err := f.sh(name, "dd if=/dev/zero of=/past bs=1M count=128", nil); err != nil || code == 0 {
 		t.Fatalf("writing 128 MiB in a 64 MiB disk: code %d, %v; want a failure (the disk size was not applied)", code, err)
+	}
+}
+
+// snapshotRef is an image name of the case, removed when it ends.
+func (f *fixture) snapshotRef(n string) string {
+	ref := "rtemu-enginetest-" + f.tag + "-" + n + ":snapshot"
+	f.t.Cleanup(func() {
+		if err := f.e.RemoveImage(context.Background(), ref); err != nil {
+			f.t.Errorf("RemoveImage at cleanup: %v", err)
+		}
+	})
+	return ref
+}
+
+// A container's snapshot is an image: saved to an archive, removed, loaded
+// back under the same name, and a container made from it runs. A paused
+// container stays paused through its snapshot. An archive that is not one
+// loads nothing.
+func testSnapshot(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	name := f.started("s")
+	src, err := f.e.Inspect(f.ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := f.snapshotRef("s")
+	if err := f.e.Pause(f.ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.e.Snapshot(f.ctx, name, ref, map[string]string{"rtemu.enginetest.snapshot": "yes"}); err != nil {
+		t.Fatalf("Snapshot of a paused container: %v", err)
+	}
+	if s := f.status(name); s != engine.Paused {
+		t.Fatalf("after Snapshot of a paused container: %s", s)
+	}
+	if ok, err := f.e.ImagePresent(f.ctx, ref); err != nil || !ok {
+		t.Fatalf("ImagePresent(snapshot) = %v, %v", ok, err)
+	}
+	var archive bytes.Buffer
+	if err := f.e.SaveImages(f.ctx, []string{ref}, &archive); err != nil {
+		t.Fatalf("SaveImages: %v", err)
+	}
+	if err := f.e.RemoveImage(f.ctx, ref); err != nil {
+		t.Fatalf("RemoveImage: %v", err)
+	}
+	if ok, err := f.e.ImagePresent(f.ctx, ref); err != nil || ok {
+		t.Fatalf("ImagePresent after RemoveImage = %v, %v", ok, err)
+	}
+	if err := f.e.RemoveImage(f.ctx, ref); err != nil {
+		t.Fatalf("RemoveImage of a missing image: %v", err)
+	}
+	if err := f.e.LoadImages(f.ctx, strings.NewReader("this is not an image archive")); err == nil {
+		t.Fatal("LoadImages of garbage: no error")
+	}
+	if err := f.e.LoadImages(f.ctx, &archive); err != nil {
+		t.Fatalf("LoadImages: %v", err)
+	}
+	if ok, err := f.e.ImagePresent(f.ctx, ref); err != nil || !ok {
+		t.Fatalf("ImagePresent after LoadImages = %v, %v", ok, err)
+	}
+	spec := f.spec("from-snapshot")
+	spec.Image = ref
+	made := f.createSpec(spec)
+	if err := f.e.Start(f.ctx, made); err != nil {
+		t.Fatalf("Start a container of the snapshot: %v", err)
+	}
+	st, err := f.e.Inspect(f.ctx, made)
+	if err != nil || st.Status != engine.Running {
+		t.Fatalf("container of the snapshot: %+v, %v", st, err)
+	}
+	// Its labels are its own: none of the snapshotted container's came
+	// with the image.
+	for k, v := range st.Labels {
+		if v != "" && v == src.Labels[k] && spec.Labels[k] != v {
+			t.Errorf("label %s=%q came with the snapshot", k, v)
+		}
+	}
+}
+
+// What a container wrote is in its snapshot, through a save and a load; a
+// bind mount is not.
+func testSnapshotFiles(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	name := f.started("f")
+	if out, errs, code, err := f.sh(name, "echo kept > /snapshot.txt && mkdir -p /workspace/d && echo deep > /workspace/d/f", nil); err != nil || code != 0 {
+		t.Fatalf("write: %q %q %d %v", out, errs, code, err)
+	}
+	ref := f.snapshotRef("f")
+	if err := f.e.Snapshot(f.ctx, name, ref, nil); err != nil {
+		t.Fatalf("Snapshot: %v", err)
+	}
+	if s := f.status(name); s != engine.Running {
+		t.Fatalf("after Snapshot of a running container: %s", s)
+	}
+	var archive bytes.Buffer
+	if err := f.e.SaveImages(f.ctx, []string{ref}, &archive); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.e.RemoveImage(f.ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.e.LoadImages(f.ctx, &archive); err != nil {
+		t.Fatal(err)
+	}
+	spec := f.spec("f2")
+	spec.Image = ref
+	made := f.createSpec(spec)
+	if err := f.e.Start(f.ctx, made); err != nil {
+		t.Fatal(err)
+	}
+	if out, errs, code, err := f.sh(made, "cat /snapshot.txt /workspace/d/f", nil); err != nil || code != 0 || out != "kept\ndeep\n" {
+		t.Fatalf("files of the snapshot: %q %q %d %v", out, errs, code, err)
+	}
+}
+
+// An engine without Snapshot says so, with ErrUnsupported, on every call.
+func testSnapshotUnsupported(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	if f.e.Capabilities().Snapshot {
+		t.Skip("the engine has Snapshot (the Snapshot cases apply)")
+	}
+	calls := map[string]error{
+		"Snapshot":    f.e.Snapshot(f.ctx, "any", "rtemu-enginetest-none:x", nil),
+		"SaveImages":  f.e.SaveImages(f.ctx, []string{"rtemu-enginetest-none:x"}, io.Discard),
+		"LoadImages":  f.e.LoadImages(f.ctx, strings.NewReader("")),
+		"RemoveImage": f.e.RemoveImage(f.ctx, "rtemu-enginetest-none:x"),
+	}
+	for call, err := range calls {
+		if !errors.Is(err, engine.ErrUnsupported) {
+			t.Errorf("%s = %v, want ErrUnsupported", call, err)
+		}
 	}
 }

@@ -14,7 +14,7 @@ func Capabilities() engine.Capabilities {
 	return engine.Capabilities{
 		Name:  "fake",
 		Pause: true, SharedFolders: true, DiskQuota: true, PeerNames: true, UpdateLimits: true,
-		CPUsCappedToHost: true, StopsContainersWhenDown: true,
+		CPUsCappedToHost: true, StopsContainersWhenDown: true, Snapshot: true,
 		ExecSlots: 8, ProvisionSlots: 4, AgentIdleLimit: time.Minute,
 	}
 }

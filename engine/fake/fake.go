@@ -103,13 +103,6 @@ func (e *Engine) AddToRegistry(ref string) {
 	e.registry[ref] = true
 }
 
-// RemoveImage makes an image absent.
-func (e *Engine) RemoveImage(ref string) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	delete(e.images, ref)
-}
-
 // SetPullLayers makes Pull report n layers, each done after a call of the
 // hooks as "PullLayer" (0, the default: none).
 func (e *Engine) SetPullLayers(n int) {

@@ -17,11 +17,13 @@ import (
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name string
-		disk *engine.DiskLimits
+		name       string
+		disk       *engine.DiskLimits
+		noSnapshot bool
 	}{
-		{"disk watched", nil},
-		{"disk enforced", &engine.DiskLimits{Enforced: true, StorageDriver: "fake"}},
+		{"disk watched", nil, false},
+		{"disk enforced", &engine.DiskLimits{Enforced: true, StorageDriver: "fake"}, false},
+		{"no snapshot", nil, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -30,6 +32,11 @@ func TestConformance(t *testing.T) {
 				if tc.disk != nil {
 					e.SetDiskLimits(*tc.disk)
 				}
+				if tc.noSnapshot {
+					c := fake.Capabilities()
+					c.Snapshot = false
+					e.SetCapabilities(c)
+				}
 				return e
 			})
 		})
@@ -37,6 +44,10 @@ func TestConformance(t *testing.T) {
 }
 
 func conformance(t *testing.T, newEngine func() *fake.Engine) {
+	unmodelled := map[string]string{"SnapshotFiles": "the fake keeps no files"}
+	if !newEngine().Capabilities().Snapshot {
+		unmodelled["Snapshot"] = "told it has no Snapshot"
+	}
 	enginetest.Run(t, enginetest.Harness{
 		New:   func(*testing.T) engine.Engine { return newEngine() },
 		Image: "enginetest-image",
@@ -58,5 +69,6 @@ func conformance(t *testing.T, newEngine func() *fake.Engine) {
 				t.Fatal(err)
 			}
 		},
+		Unmodelled: unmodelled,
 	})
 }

@@ -71,6 +71,8 @@ import (
 //   - AgentLink: false (every command is an API-server exec).
 //   - ImageBuild: false (templates map to image names the nodes have or
 //     pull).
+//   - Snapshot: false (no commit of a container, no image save or load in
+//     the Kubernetes API).
 //   - CPUsCappedToHost, StopsContainersWhenDown: false. The scheduler, not
 //     rtemu, checks requests against the nodes (an over-request fails the
 //     create); an unreachable API server does not end the pods.
