@@ -31,6 +31,10 @@ type Config struct {
 	SSHAddr   string
 	DataDir   string
 	Ephemeral bool
+	// Seed is a state archive to start from (docs/state.md): loaded into an
+	// empty data dir, kept as the seed POST /_emulator/reset {"to":"seed"}
+	// returns to.
+	Seed      string
 	Templates []sandbox.Template
 	APIKeys   []string
 	AuthOff   bool
@@ -113,6 +117,7 @@ var Settings = []Setting{
 	{"--ssh-addr", "RTEMU_SSH_ADDR"},
 	{"--data-dir", "RTEMU_DATA_DIR"},
 	{"--ephemeral", "RTEMU_EPHEMERAL"},
+	{"--seed", "RTEMU_SEED"},
 	{"--template", "RTEMU_TEMPLATES"},
 	{"--api-key", "RTEMU_API_KEYS"},
 	{"--auth", "RTEMU_AUTH"},
@@ -146,7 +151,7 @@ func isOff(setting, v string) (bool, error) {
 // the environment for every flag not given, once the set is parsed.
 type Flags struct {
 	fs                                                      *pflag.FlagSet
-	addr, sshAddr, dataDir, publicAddr, publicSSHAddr       string
+	addr, sshAddr, dataDir, publicAddr, publicSSHAddr, seed string
 	auth, execAgent, devListeners, sandboxNet, outputMemory string
 	engine, kubeconfig, kubeNamespace, kubePull             string
 	kubeHostFolders                                         bool
@@ -175,6 +180,7 @@ func AddFlags(fs *pflag.FlagSet) *Flags {
 	str(&f.sshAddr, "ssh-addr", "127.0.0.1:2222", "SSH gateway address")
 	str(&f.dataDir, "data-dir", "", "data directory (default $XDG_DATA_HOME/rtemu, else ~/.local/share/rtemu)")
 	fs.BoolVar(&f.ephemeral, "ephemeral", false, "temporary state, containers removed at exit"+env("ephemeral"))
+	str(&f.seed, "seed", "", "FILE: start from this saved state archive (rtemu state save); reset to it with POST /_emulator/reset {\"to\":\"seed\"}")
 	fs.StringArrayVar(&f.templates, "template", nil, "NAME=IMAGE, laid over the default templates (repeatable)"+env("template"))
 	fs.StringArrayVar(&f.keys, "api-key", nil, "accept only this key (repeatable)"+env("api-key"))
 	str(&f.auth, "auth", "on", "on or off: off accepts requests with any key or none")
@@ -226,7 +232,7 @@ func (f *Flags) Config(getenv func(string) string) (Config, error) {
 			}
 		}
 	}
-	cfg := Config{Addr: f.addr, SSHAddr: f.sshAddr, DataDir: f.dataDir, Ephemeral: f.ephemeral, StrictLifecycle: f.strict,
+	cfg := Config{Addr: f.addr, SSHAddr: f.sshAddr, DataDir: f.dataDir, Ephemeral: f.ephemeral, Seed: f.seed, StrictLifecycle: f.strict,
 		PublicAddr: f.publicAddr, PublicSSHAddr: f.publicSSHAddr, APIKeys: f.keys}
 	var err error
 	if cfg.AuthOff, err = isOff("--auth / RTEMU_AUTH", f.auth); err != nil {

@@ -171,6 +171,8 @@ func (a *api) routes() []route {
 		{http.MethodGet, "/v1/workspaces/:id/info/*", "file.info", a.fileInfo, false},
 
 		{http.MethodPost, "/_emulator/reset", "emulator.reset", a.reset, true},
+		{http.MethodGet, "/_emulator/state", "emulator.state.save", a.saveState, true},
+		{http.MethodPost, "/_emulator/state", "emulator.state.load", a.loadState, true},
 		{http.MethodGet, "/_emulator/faults", "emulator.faults.list", a.listFaults, true},
 		{http.MethodPost, "/_emulator/faults", "emulator.faults.arm", a.armFault, true},
 		{http.MethodDelete, "/_emulator/faults", "emulator.faults.clear", a.clearFaults, true},

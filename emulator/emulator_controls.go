@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -45,10 +46,26 @@ func (g *gate) shared(next echo.HandlerFunc) echo.HandlerFunc {
 		err := next(c)
 		if err != nil && gen.Err() != nil && client.Err() == nil && errors.Is(err, context.Canceled) {
 			return &apiError{status: http.StatusConflict, code: "conflict",
-				message: "the request was ended by POST /_emulator/reset"}
+				message: "the request was ended by POST /_emulator/reset (or a state save or load)"}
 		}
 		return err
 	}
+}
+
+// quiet runs fn alone like exclusive, but first lets the requests in flight
+// end on their own for up to grace (new ones wait meanwhile); those still
+// running then are ended as a reset ends them.
+func (g *gate) quiet(grace time.Duration, fn func() error) error {
+	g.genMu.Lock()
+	old := g.cancel
+	g.gen, g.cancel = context.WithCancel(context.Background())
+	g.genMu.Unlock()
+	t := time.AfterFunc(grace, old)
+	g.mu.Lock()
+	t.Stop()
+	old()
+	defer g.mu.Unlock()
+	return fn()
 }
 
 func (g *gate) exclusive(fn func() error) error {
@@ -123,16 +140,33 @@ func (a *api) versionHeader(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 func (a *api) reset(c echo.Context) error {
-	var removed int
+	var body resetBody
+	if err := decodeJSON(c, &body, true); err != nil {
+		return err
+	}
+	switch body.To {
+	case "", "empty", "seed":
+	default:
+		return &apiError{status: http.StatusBadRequest, code: "bad_request", message: "invalid request",
+			details: []fieldDetail{{Field: "to", Message: `must be "empty" (the default) or "seed"`}}}
+	}
+	if body.To == "seed" && !a.svc.HasSeed() {
+		return &apiError{status: http.StatusConflict, code: "conflict",
+			message: "no seed is loaded: start rtemu with --seed FILE (or load one with rtemu state load FILE) to reset to it"}
+	}
+	var n int
 	err := a.gate.exclusive(func() error {
 		var err error
-		removed, err = a.svc.Reset(c.Request().Context())
+		n, err = a.resetTo(c.Request().Context(), body.To)
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	return reply(c, http.StatusOK, map[string]any{"reset": true, "sandboxesRemoved": removed})
+	if body.To == "seed" {
+		return reply(c, http.StatusOK, map[string]any{"reset": true, "to": "seed", "sandboxesRestored": n})
+	}
+	return reply(c, http.StatusOK, map[string]any{"reset": true, "sandboxesRemoved": n})
 }
 
 // faultJSON is a fault on the wire.

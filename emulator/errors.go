@@ -15,6 +15,7 @@ import (
 
 	"github.com/rtemu-dev/rtemu/netguard"
 	"github.com/rtemu-dev/rtemu/sandbox"
+	"github.com/rtemu-dev/rtemu/state"
 )
 
 // envelope is every successful answer: {"data": …, "meta": {"requestId": …}}.
@@ -113,10 +114,14 @@ func (a *api) handleError(err error, c echo.Context) {
 		se     *sandbox.Error
 		he     *echo.HTTPError
 		mbe    *http.MaxBytesError
+		fe     *state.FormatError
 	)
 	switch {
 	case errors.As(err, &ae):
 		status, out.Code, out.Message, out.Details = ae.status, ae.code, ae.message, ae.details
+	case errors.As(err, &fe):
+		status, out.Code, out.Message = http.StatusBadRequest, "bad_request", fe.Msg
+		out.Details = []fieldDetail{{Field: "archive", Message: fe.Kind}}
 	case errors.As(err, &se):
 		m := kindStatus[se.Kind]
 		status, out.Code, out.Message = m.status, m.code, restMessage(se)

@@ -26,6 +26,7 @@ const maxUploadBody = sandbox.MaxUploadBytes + 64<<10
 var bodyLimits = map[string]int64{
 	"/v1/workspaces/:id/upload":   maxUploadBody,
 	"/v1/workspaces/:id/upload/*": maxUploadBody,
+	"/_emulator/state":            maxStateBody,
 }
 
 // fileJSON is one listing entry.

@@ -11,10 +11,13 @@ package emulatortest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,6 +88,10 @@ func WithAuthOff() Option { return func(s *settings) { s.cfg.AuthOff = true } }
 
 // WithDataDir keeps the state in dir (to restart rtemu on the same state).
 func WithDataDir(dir string) Option { return func(s *settings) { s.cfg.DataDir = dir } }
+
+// WithSeed starts rtemu from a state archive (rtemu state save, GET
+// /_emulator/state); Server.ResetToSeed goes back to it.
+func WithSeed(file string) Option { return func(s *settings) { s.cfg.Seed = file } }
 
 // WithContainersKept leaves the sandboxes' containers running at Close, as
 // a real rtemu does, so a test can start rtemu again on the same data dir.
@@ -282,4 +289,57 @@ func (s *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	return s.Server.Close(ctx)
+}
+
+// ResetToSeed brings rtemu back to the state it was seeded with (WithSeed,
+// or a load): POST /_emulator/reset {"to":"seed"}. It returns how many
+// sandboxes came back, each running or paused as it was saved.
+func (s *Server) ResetToSeed(ctx context.Context) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL+"/_emulator/reset", strings.NewReader(`{"to":"seed"}`))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-API-Key", s.APIKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Data struct {
+			SandboxesRestored int `json:"sandboxesRestored"`
+		} `json:"data"`
+		Error struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return 0, fmt.Errorf("reset to the seed: %s: %w", resp.Status, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("reset to the seed: %s: %s", resp.Status, out.Error.Message)
+	}
+	return out.Data.SandboxesRestored, nil
+}
+
+// SaveState writes the whole state as an archive to w (GET
+// /_emulator/state), for WithSeed.
+func (s *Server) SaveState(ctx context.Context, w io.Writer) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/_emulator/state", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("X-API-Key", s.APIKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return fmt.Errorf("save the state: %s: %s", resp.Status, b)
+	}
+	_, err = io.Copy(w, resp.Body)
+	return err
 }

@@ -50,6 +50,7 @@ type Store interface {
 	ProjectStore
 	SecretStore
 	FeedStore
+	StateStore
 }
 
 // Labels rtemu puts on every container it makes.
@@ -202,6 +203,7 @@ func (s *Service) Start(ctx context.Context) error {
 	if err := s.startWorkspaces(); err != nil {
 		return err
 	}
+	s.clearStateLeftovers(ctx)
 	reconciled := false
 	if err := s.reconcile(ctx); err == nil {
 		reconciled = true
@@ -468,6 +470,13 @@ func (s *Service) provision(ctx context.Context, sb *Sandbox) {
 	}
 	s.event(ctx, sb.ID, "running", "info", "Sandbox running", nil)
 	log.Info("sandbox running")
+	if sb.PausedAt != nil && s.caps.Pause {
+		// Only a sandbox of a state archive, saved paused, is made with a
+		// pause time: it is paused again once made (LoadState).
+		if _, _, err := s.freeze(ctx, sb.ID, s.pauseOp()); err != nil {
+			log.Warn("a sandbox saved paused could not be paused again", "err", err)
+		}
+	}
 }
 
 func (s *Service) makeContainer(ctx context.Context, sb *Sandbox, log *slog.Logger) error {

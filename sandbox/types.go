@@ -110,6 +110,10 @@ type Sandbox struct {
 	// Progress says, while the sandbox is creating, how far the pull or
 	// build of its image is ("pulling IMAGE: 3 of 7 layers"); "" otherwise.
 	Progress string
+	// Container is the container's name where it is not rtemu-<id>: a
+	// sandbox of a state archive, whose id may be another rtemu's on the
+	// same engine too (the original's, or another load's of the archive).
+	Container string
 }
 
 // Address is the sandbox's own address while it has a container ("" before
@@ -134,7 +138,12 @@ func (s *Sandbox) HasWritableWorkspaceMount() bool {
 
 // ContainerName is the engine's name for the sandbox's container. It is
 // derived from the id, so no container id has to be stored.
-func (s *Sandbox) ContainerName() string { return "rtemu-" + s.ID }
+func (s *Sandbox) ContainerName() string {
+	if s.Container != "" {
+		return s.Container
+	}
+	return "rtemu-" + s.ID
+}
 
 // SSHAuthMethod says how the sandbox may be reached over SSH.
 // everyRegisteredKey says that the sandbox takes every registered key (it

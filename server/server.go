@@ -103,6 +103,9 @@ func start(ctx context.Context, cfg config.Config, version string, log *slog.Log
 	if err := s.startService(ctx, made); err != nil {
 		return nil, err
 	}
+	if err := s.loadSeed(ctx); err != nil {
+		return nil, err
+	}
 	// One bound for every connection rtemu serves (API, dev URLs, SSH),
 	// under the file limit.
 	conns := netguard.ForFileLimit(log)
@@ -314,6 +317,9 @@ func (s *Server) Close(ctx context.Context) error {
 		s.svc.Close()
 		if s.removeAll {
 			err := s.svc.DestroyAll(ctx)
+			// The seed's images are this rtemu's too; its folder goes with
+			// the data dir (or stays with it, for a later start).
+			s.svc.RemoveSeedImages(ctx)
 			if err == nil {
 				s.unmarkDisposable()
 			}

@@ -205,6 +205,7 @@ type record struct {
 	LastActivityAt   *time.Time        `json:"lastActivityAt,omitempty"`
 	IP               string            `json:"ip,omitempty"`
 	Progress         string            `json:"progress,omitempty"`
+	Container        string            `json:"container,omitempty"`
 }
 
 type resources struct {
@@ -227,6 +228,7 @@ func encodeSandbox(sb *sandbox.Sandbox) (tags, data string, err error) {
 		ProjectID: sb.ProjectID, IdleTimeout: sb.IdleTimeout, SSHKeys: sb.SSHKeys, SSHKeysSet: sb.SSHKeysSet,
 		RootPasswordHash: sb.RootPasswordHash, Error: sb.Error, PausedAt: sb.PausedAt, PausedBy: sb.PausedBy, ResumedAt: sb.ResumedAt,
 		DestroyedAt: sb.DestroyedAt, LastActivityAt: sb.LastActivityAt, IP: sb.IP, Progress: sb.Progress,
+		Container: sb.Container,
 	}
 	for _, m := range sb.Mounts {
 		r.Mounts = append(r.Mounts, mount(m))
@@ -306,6 +308,7 @@ func scanSandboxWith(row scanner, dc *decodeCache) (*sandbox.Sandbox, error) {
 	sb.Image, sb.Resources, sb.Env, sb.Metadata = r.Image, sandbox.Resources(r.Resources), r.Env, r.Metadata
 	sb.ProjectID, sb.IdleTimeout, sb.SSHKeys, sb.SSHKeysSet = r.ProjectID, r.IdleTimeout, r.SSHKeys, r.SSHKeysSet
 	sb.RootPasswordHash, sb.Error, sb.PausedBy, sb.IP, sb.Progress = r.RootPasswordHash, r.Error, r.PausedBy, r.IP, r.Progress
+	sb.Container = r.Container
 	sb.PausedAt, sb.ResumedAt, sb.DestroyedAt, sb.LastActivityAt = r.PausedAt, r.ResumedAt, r.DestroyedAt, r.LastActivityAt
 	sb.Mounts = make([]sandbox.Mount, 0, len(r.Mounts))
 	for _, m := range r.Mounts {
@@ -548,20 +551,10 @@ func (s *Store) Reset(ctx context.Context) error {
 		return fmt.Errorf("reset: %w", err)
 	}
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT IN ('meta', 'sqlite_sequence') AND name NOT LIKE 'sqlite_%'`)
+	tables, err := userTables(ctx, tx)
 	if err != nil {
 		return fmt.Errorf("reset: %w", err)
 	}
-	var tables []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			rows.Close()
-			return err
-		}
-		tables = append(tables, n)
-	}
-	rows.Close()
 	for _, t := range tables {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM "`+strings.ReplaceAll(t, `"`, `""`)+`"`); err != nil {
 			return fmt.Errorf("reset %s: %w", t, err)

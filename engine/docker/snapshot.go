@@ -21,16 +21,25 @@ import (
 // made from an image inherits the image's labels: a snapshot would carry the
 // old container's rtemu labels (its sandbox, instance, agent link folder)
 // into every container made from it. Docker merges the container's labels
-// under the commit's, so each one is blanked here; a container made later
-// sets its own.
+// under the commit's, so each one the container's image did not have is
+// blanked here (the image's own, like rtemu.start, stay); a container made
+// later sets its own.
 func (d *Driver) Snapshot(ctx context.Context, name, ref string, labels map[string]string) error {
-	st, err := d.Inspect(ctx, name)
+	res, err := d.cli.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
 	if err != nil {
-		return err
+		return wrap(err, "inspect "+name)
+	}
+	var imageLabels map[string]string
+	if img, err := d.cli.ImageInspect(ctx, res.Container.Image); err == nil && img.Config != nil {
+		imageLabels = img.Config.Labels
 	}
 	cfg := &container.Config{Labels: map[string]string{}}
-	for k := range st.Labels {
-		cfg.Labels[k] = ""
+	if res.Container.Config != nil {
+		for k, v := range res.Container.Config.Labels {
+			if iv, ok := imageLabels[k]; !ok || iv != v {
+				cfg.Labels[k] = ""
+			}
+		}
 	}
 	maps.Copy(cfg.Labels, labels)
 	_, err = d.cli.ContainerCommit(ctx, name, client.ContainerCommitOptions{Reference: ref, Config: cfg})
