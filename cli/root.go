@@ -123,7 +123,7 @@ RUNTOOLS_API_KEY, so they work against the hosted service too.`,
 	serveFlags := config.AddFlags(root.Flags())
 	root.RunE = func(cmd *cobra.Command, _ []string) error { return serve(cmd.Context(), env, serveFlags) }
 	root.AddGroup(&cobra.Group{ID: "server", Title: "Running rtemu:"}, &cobra.Group{ID: "client", Title: "Client commands (the REST API at RUNTOOLS_API_URL):"})
-	for _, c := range []*cobra.Command{serveCmd(env), doctorCmd(env), envCmd(env), gcCmd(env), templatesCmd(env), versionCmd(env)} {
+	for _, c := range []*cobra.Command{serveCmd(env), doctorCmd(env), envCmd(env), gcCmd(env), stateCmd(env), templatesCmd(env), versionCmd(env)} {
 		c.GroupID = "server"
 		root.AddCommand(c)
 	}

@@ -702,3 +702,41 @@ func execEvent(event, data string, stdout, stderr io.Writer) (*ExecResult, error
 	}
 	return nil, nil
 }
+
+// SaveState streams the whole state as an archive (GET /_emulator/state)
+// to w.
+func (c *Client) SaveState(ctx context.Context, w io.Writer) error {
+	resp, err := c.send(ctx, http.MethodGet, "/_emulator/state", nil, nil, "")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(w, resp.Body)
+	return err
+}
+
+// StateLoaded is what a load brought back.
+type StateLoaded struct {
+	ID        string `json:"id"`
+	Sandboxes int    `json:"sandboxes"`
+	CreatedAt string `json:"createdAt"`
+}
+
+// LoadState replaces the whole state with an archive (POST
+// /_emulator/state).
+func (c *Client) LoadState(ctx context.Context, r io.Reader) (*StateLoaded, error) {
+	var out StateLoaded
+	resp, err := c.send(ctx, http.MethodPost, "/_emulator/state", nil, r, "application/x-tar")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var env struct {
+		Data StateLoaded `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&env); err != nil {
+		return nil, fmt.Errorf("POST /_emulator/state: %w", err)
+	}
+	out = env.Data
+	return &out, nil
+}

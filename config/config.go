@@ -369,3 +369,6 @@ func parseWarmPool(pairs []string, templates []sandbox.Template) (map[string]int
 	}
 	return out, nil
 }
+
+// Changed says whether a flag was given on the command line.
+func (f *Flags) Changed(name string) bool { return f.fs.Changed(name) }
