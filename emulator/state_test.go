@@ -1,6 +1,8 @@
 package emulator_test
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -14,6 +16,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/rtemu-dev/rtemu/emulatortest"
+	"github.com/rtemu-dev/rtemu/state"
 )
 
 // saveState saves a server's state to a file of the test.
@@ -91,6 +94,35 @@ func TestStateSaveSeedReset(t *testing.T) {
 		t.Fatalf("after the save: %q", got)
 	}
 	c.waitStatus(paused, "paused")
+
+	// A corrupt copy is refused after its images went into the engine: they
+	// go again, and the state is as it was.
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := state.ReadManifest(bytes.NewReader(raw))
+	if err != nil || len(m.Images) != 2 {
+		t.Fatalf("manifest: %+v %v", m, err)
+	}
+	bad := rewriteArchive(t, raw, func(h *tar.Header, body []byte) (*tar.Header, []byte) {
+		if h.Name == state.RecordsName {
+			body = bytes.Clone(body)
+			body[len(body)/2] ^= 0xff
+		}
+		return h, body
+	})
+	if r := c.do("POST", "/_emulator/state", bad, "Content-Type", "application/x-tar"); r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), "corrupt") {
+		t.Fatalf("corrupt archive: %d %s", r.Status, r.Body)
+	}
+	for _, ref := range m.Images {
+		if ok, err := emulatortest.Docker(t).ImagePresent(context.Background(), ref); err != nil || ok {
+			t.Errorf("image %s of a refused load: present %v, %v", ref, ok, err)
+		}
+	}
+	if got := c.sh(warm, "cat /opt/tool/version"); got != "toolchain\n" {
+		t.Fatalf("after a refused load: %q", got)
+	}
 
 	// Another rtemu on the same engine, seeded with it.
 	c2 := &client{t: t, srv: emulatortest.New(t, emulatortest.WithSeed(file)), key: emulatortest.APIKey}

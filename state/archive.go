@@ -378,6 +378,9 @@ func read(r io.Reader, h Handler) (err error) {
 		case hd.Name == RecordsName:
 			if h.Records != nil {
 				if err := h.Records(body); err != nil {
+					if isTarErr(err) {
+						return tarErr(err)
+					}
 					return err
 				}
 			}
