@@ -188,6 +188,7 @@ func run(ctx context.Context, s settings) (b *bench, rows []result, err error) {
 		{[]string{"exec_flood_rss"}, b.execFlood},
 		{[]string{"load_", "exec_30_one_sandbox"}, b.loadMix},
 		{[]string{"rss_", "startup_", "fleet_"}, b.fleetMetrics},
+		{[]string{"state_"}, b.stateMetrics},
 	}
 	if !s.short || s.plotDir != "" {
 		// The charts' points: not in the short run unless asked for.

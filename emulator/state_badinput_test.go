@@ -192,3 +192,28 @@ func TestStateLoadLeftoversGoAtStart(t *testing.T) {
 		t.Fatalf("%d sandboxes", n)
 	}
 }
+
+// On an engine that cannot capture a file system, a save with sandboxes is
+// refused naming each one; records alone save.
+func TestStateSaveWithoutSnapshot(t *testing.T) {
+	t.Parallel()
+	fe := emulatortest.Fake()
+	caps := fe.Capabilities()
+	caps.Snapshot = false
+	fe.SetCapabilities(caps)
+	c := startClient(t, emulatortest.WithEngine(fe))
+	c.workspace(map[string]any{"name": "records only"})
+	if r := c.do("GET", "/_emulator/state", nil); r.Status != http.StatusOK || !bytes.HasPrefix(r.Body[257:], []byte("ustar")) {
+		t.Fatalf("save without sandboxes: %d", r.Status)
+	}
+	a := c.create(map[string]any{"name": "a"})["id"].(string)
+	b := c.create(map[string]any{"name": "b"})["id"].(string)
+	r := c.do("GET", "/_emulator/state", nil)
+	if r.Status != http.StatusConflict || !strings.Contains(string(r.Body), a) || !strings.Contains(string(r.Body), b) ||
+		!strings.Contains(string(r.Body), "cannot capture its file system") {
+		t.Fatalf("save with sandboxes: %d %s", r.Status, r.Body)
+	}
+	if left, _ := filepath.Glob(filepath.Join(c.srv.DataDir, "state-*")); len(left) > 0 {
+		t.Fatalf("left by the refused save: %v", left)
+	}
+}

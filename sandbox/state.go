@@ -246,6 +246,7 @@ func (s *Service) LoadState(ctx context.Context, r io.Reader) (*LoadResult, erro
 		return fail(err)
 	}
 	gotRecords := false
+	began := time.Now()
 	err = state.Read(r, state.Handler{
 		Manifest: func(man state.Manifest) error {
 			m = man
@@ -308,10 +309,13 @@ func (s *Service) LoadState(ctx context.Context, r io.Reader) (*LoadResult, erro
 	if err := s.keepSeed(staging, m); err != nil {
 		return fail(err)
 	}
+	read := time.Since(began)
 	n, err := s.ResetToSeed(ctx)
 	if err != nil {
 		return nil, err
 	}
+	s.log.Info("state loaded", "id", m.ID, "sandboxes", n, "read", read.Round(time.Millisecond),
+		"made", (time.Since(began) - read).Round(time.Millisecond))
 	return &LoadResult{Manifest: m, Sandboxes: n}, nil
 }
 
