@@ -19,6 +19,15 @@ type infoJSON struct {
 	Engine      *engineJSON        `json:"engine"`
 	EngineError string             `json:"engineError,omitempty"`
 	Templates   []infoTemplateJSON `json:"templates"`
+	// Seed is the state a reset to the seed returns to; null for none.
+	Seed *seedJSON `json:"seed"`
+}
+
+// seedJSON is the seed as the dashboard shows it.
+type seedJSON struct {
+	ID        string `json:"id"`
+	CreatedAt string `json:"createdAt"`
+	Sandboxes int    `json:"sandboxes"`
 }
 
 // infoTemplateJSON is a template as /v1/templates has it, and how its image
@@ -69,6 +78,9 @@ func (a *api) info(c echo.Context) error {
 	for _, t := range tpls {
 		r := recipes[t.Name]
 		out.Templates = append(out.Templates, infoTemplateJSON{templateJSON: t, Recipe: r[0], Fallback: r[1]})
+	}
+	if m := a.svc.Seed(); m != nil {
+		out.Seed = &seedJSON{ID: m.ID, CreatedAt: m.CreatedAt.UTC().Format(time.RFC3339), Sandboxes: len(m.Sandboxes)}
 	}
 	return reply(c, http.StatusOK, out)
 }

@@ -402,6 +402,10 @@ func (s *Service) seedImages() map[string]bool {
 	return out
 }
 
+// Seed is the manifest of the state a reset to the seed returns to; nil
+// for none.
+func (s *Service) Seed() *state.Manifest { return s.seedManifest() }
+
 // HasSeed says whether a state was loaded, so a reset can go back to it.
 func (s *Service) HasSeed() bool { return s.seedManifest() != nil }
 

@@ -213,6 +213,7 @@ async function refreshUntilLoaded(es) {
 function reconnect() { connect(); }
 
 panels.initReset(() => refreshAll().catch((err) => toast(`Loading: ${err.readable || err.message}`, 'error')));
+panels.initState(() => refreshAll().catch((err) => toast(`Loading: ${err.readable || err.message}`, 'error')));
 
 // Check the key before opening the feed, so that strict mode asks at once.
 (async () => {

@@ -251,7 +251,12 @@ export function renderInfo(info) {
       : h('span', { class: 'error-text', id: 'info-engine' }, info.engineError || 'unavailable')],
     ['SSH gateway', h('span', { class: 'mono' }, info.sshAddr || '—')],
     ['Auth', AUTH[info.auth] || info.auth],
+    ['Seed', info.seed
+      ? h('span', { id: 'info-seed' }, `${info.seed.sandboxes} sandbox${info.seed.sandboxes === 1 ? '' : 'es'}, saved ${when(info.seed.createdAt)}`,
+        h('span', { class: 'mono small muted' }, ` (${info.seed.id})`))
+      : h('span', { class: 'muted', id: 'info-seed' }, 'none (rtemu --seed FILE)')],
   ];
+  $('#reset-seed-button').hidden = !info.seed;
   fill($('#emulator-body'),
     h('dl', { class: 'facts' }, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
     h('h3', { class: 'mini-title' }, 'Templates'),
@@ -280,6 +285,51 @@ export function initReset(done) {
       done();
     } catch (err) {
       toast(`Reset: ${err.readable || err.message}`, 'error');
+    }
+  });
+}
+
+// ---- State: save, reset to the seed ---------------------------------------
+
+/** Wires Save state (GET /_emulator/state, downloaded as a file) and Reset to seed (asks first). */
+export function initState(done) {
+  const save = $('#save-state-button');
+  save.addEventListener('click', async () => {
+    save.disabled = true;
+    const old = save.textContent;
+    save.textContent = 'Saving…';
+    try {
+      const res = await api.send('GET', '/_emulator/state', { accept: 'application/x-tar' });
+      const name = (/filename="([^"]+)"/.exec(res.headers.get('Content-Disposition') || '') || [])[1] || 'rtemu-state.tar';
+      const blob = await res.blob();
+      const a = h('a', { href: URL.createObjectURL(blob), download: name, hidden: true });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(a.href), 60000);
+      toast(`State saved: ${name} (${Math.max(1, Math.round(blob.size / 1048576))} MB)`);
+    } catch (err) {
+      toast(`Save state: ${err.readable || err.message}`, 'error');
+    } finally {
+      save.disabled = false;
+      save.textContent = old;
+    }
+  });
+  $('#reset-seed-button').addEventListener('click', async () => {
+    const ok = await confirmAction({
+      title: 'Reset to the seed?',
+      text: 'Every sandbox and record goes, and the loaded seed comes back: its sandboxes, workspaces, keys and records, ' +
+        'as they were saved. Requests in flight are ended.',
+      ok: 'Reset to the seed',
+    });
+    if (!ok) return;
+    try {
+      const body = await api.post('/_emulator/reset', { to: 'seed' });
+      const n = body.data ? body.data.sandboxesRestored : 0;
+      toast(`Back to the seed: ${n} sandbox${n === 1 ? '' : 'es'}`);
+      done();
+    } catch (err) {
+      toast(`Reset to seed: ${err.readable || err.message}`, 'error');
     }
   });
 }
