@@ -217,3 +217,26 @@ func TestStateSaveWithoutSnapshot(t *testing.T) {
 		t.Fatalf("left by the refused save: %v", left)
 	}
 }
+
+// A sandbox saved paused for idleness comes back paused for idleness: a
+// command wakes it, as before the save.
+func TestStateKeepsIdlePause(t *testing.T) {
+	t.Parallel()
+	c := startClient(t, emulatortest.WithFake())
+	id := c.create(map[string]any{"name": "sleepy"})["id"].(string)
+	c.must(http.StatusOK, "POST", "/_emulator/sandboxes/"+id+"/expire-idle", nil)
+	c.waitStatus(id, "paused")
+	var archive bytes.Buffer
+	if err := c.srv.SaveState(context.Background(), &archive); err != nil {
+		t.Fatal(err)
+	}
+	c2 := startClient(t, emulatortest.WithFake())
+	if r := c2.do("POST", "/_emulator/state", archive.Bytes(), "Content-Type", "application/x-tar"); r.Status != http.StatusOK {
+		t.Fatalf("load: %d %s", r.Status, r.Body)
+	}
+	c2.waitStatus(id, "paused")
+	if res := c2.exec(id, map[string]any{"command": "echo awake"}); res["stdout"] != "awake\n" {
+		t.Fatalf("exec on the loaded idle-paused sandbox: %v", res)
+	}
+	c2.waitStatus(id, "running")
+}

@@ -473,7 +473,11 @@ func (s *Service) provision(ctx context.Context, sb *Sandbox) {
 	if sb.PausedAt != nil && s.caps.Pause {
 		// Only a sandbox of a state archive, saved paused, is made with a
 		// pause time: it is paused again once made (LoadState).
-		if _, _, err := s.freeze(ctx, sb.ID, s.pauseOp()); err != nil {
+		op := s.pauseOp()
+		if by := sb.PausedBy; by != "" { // paused for idleness: so again
+			op.stamp = func(x *Sandbox, t time.Time) { x.PausedAt, x.PausedBy = &t, by }
+		}
+		if _, _, err := s.freeze(ctx, sb.ID, op); err != nil {
 			log.Warn("a sandbox saved paused could not be paused again", "err", err)
 		}
 	}
