@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"errors"
+	"sync"
 	"fmt"
 	"time"
 
@@ -274,6 +275,9 @@ func (s *Service) onEvent(ctx context.Context, ev engine.Event) {
 	}
 }
 
+// destroyAllSlots is how many containers DestroyAll removes at once.
+const destroyAllSlots = 8
+
 // DestroyAll removes every container of this instance and marks every live
 // sandbox destroyed (used by --ephemeral at exit).
 func (s *Service) DestroyAll(ctx context.Context) error {
@@ -284,29 +288,54 @@ func (s *Service) DestroyAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var errs []error
+	var (
+		errs []error
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		// The engine removes several containers at once faster than one
+		// after another (a reset of ten sandboxes waited on each in turn).
+		slots = make(chan struct{}, destroyAllSlots)
+	)
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
 	for _, sb := range live {
 		if sb.Status != StatusDestroying {
 			if _, err := s.transition(ctx, sb.ID, StatusDestroying, nil); err != nil {
-				errs = append(errs, err)
+				fail(err)
 				continue
 			}
 		}
-		if _, err := s.destroy(ctx, sb); err != nil {
-			errs = append(errs, err)
-		}
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			if _, err := s.destroy(ctx, sb); err != nil {
+				fail(err)
+			}
+		}()
 	}
+	wg.Wait()
 	// Containers of this instance with no live record (say, one being
 	// provisioned as rtemu stops).
 	cs, err := s.engine.List(ctx, map[string]string{LabelInstance: s.instance})
 	if err != nil {
-		return errors.Join(append(errs, s.engineErr(err))...)
+		fail(s.engineErr(err))
+		return errors.Join(errs...)
 	}
 	for _, c := range cs {
-		if err := s.engine.Remove(ctx, c.Name); err != nil {
-			errs = append(errs, err)
-		}
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			if err := s.engine.Remove(ctx, c.Name); err != nil {
+				fail(err)
+			}
+		}()
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
