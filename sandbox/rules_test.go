@@ -49,7 +49,9 @@ func TestTransitionTable(t *testing.T) {
 
 // No write but a transition changes a status: the service's other write
 // refuses one, and in the package's code only transitionIf assigns a
-// sandbox's Status (a new record starts creating, in Create).
+// sandbox's Status (a new record starts creating, in Create; restoredRecord
+// rewrites the records of a state archive before they are the store's:
+// each comes in as a new record, creating, or destroyed).
 func TestOnlyTransitionWritesStatus(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -84,7 +86,7 @@ func TestOnlyTransitionWritesStatus(t *testing.T) {
 				switch n := n.(type) {
 				case *ast.AssignStmt:
 					for _, l := range n.Lhs {
-						if sel, ok := l.(*ast.SelectorExpr); ok && sel.Sel.Name == "Status" && fn.Name.Name != "transitionIf" {
+						if sel, ok := l.(*ast.SelectorExpr); ok && sel.Sel.Name == "Status" && fn.Name.Name != "transitionIf" && fn.Name.Name != "restoredRecord" {
 							t.Errorf("%s: %s assigns a Status outside transitionIf", fset.Position(n.Pos()), fn.Name.Name)
 						}
 					}
