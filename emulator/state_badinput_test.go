@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -239,4 +240,65 @@ func TestStateKeepsIdlePause(t *testing.T) {
 		t.Fatalf("exec on the loaded idle-paused sandbox: %v", res)
 	}
 	c2.waitStatus(id, "running")
+}
+
+// Writes racing a save are in its archive whole or not at all: workspaces
+// made (record and folder, with a file) while saves run come back, each
+// with its file, and no folder comes back without its record.
+func TestStateSaveIsOneMoment(t *testing.T) {
+	t.Parallel()
+	c := startClient(t, emulatortest.WithFake())
+	stop := make(chan struct{})
+	done := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				done <- n
+				return
+			default:
+			}
+			r := c.do("POST", "/v1/workspaces", map[string]any{"name": fmt.Sprintf("w%d", n)})
+			if r.Status != http.StatusCreated {
+				continue // ended by a save's gate: not made
+			}
+			id := r.Data()["id"].(string)
+			c.do("POST", "/v1/workspaces/"+id+"/files", map[string]any{"name": "f.txt", "type": "file", "contents": id})
+			n++
+		}
+	}()
+	var archives [][]byte
+	for i := 0; i < 3; i++ {
+		var b bytes.Buffer
+		if err := c.srv.SaveState(context.Background(), &b); err != nil {
+			t.Fatal(err)
+		}
+		archives = append(archives, b.Bytes())
+	}
+	close(stop)
+	if n := <-done; n == 0 {
+		t.Fatal("no workspace was made during the saves")
+	}
+	for i, a := range archives {
+		c2 := startClient(t, emulatortest.WithFake())
+		if r := c2.do("POST", "/_emulator/state", a, "Content-Type", "application/x-tar"); r.Status != http.StatusOK {
+			t.Fatalf("load %d: %d %s", i, r.Status, r.Body)
+		}
+		list := c2.must(http.StatusOK, "GET", "/v1/workspaces", nil).Data()["workspaces"].([]any)
+		for _, w := range list {
+			id := w.(map[string]any)["id"].(string)
+			// The file may have come after the save; the folder may not.
+			if r := c2.do("GET", "/v1/workspaces/"+id+"/files", nil); r.Status != http.StatusOK {
+				t.Errorf("archive %d: workspace %s without its folder: %d %s", i, id, r.Status, r.Body)
+			}
+			if r := c2.do("GET", "/v1/workspaces/"+id+"/direct?path=/f.txt", nil); r.Status == http.StatusOK && string(r.Body) != id {
+				t.Errorf("archive %d: workspace %s's file holds %q", i, id, r.Body)
+			}
+		}
+		dirs, _ := os.ReadDir(filepath.Join(c2.srv.DataDir, "workspaces"))
+		if len(dirs) != len(list) {
+			t.Errorf("archive %d: %d workspace folders for %d records", i, len(dirs), len(list))
+		}
+	}
 }
