@@ -3,8 +3,8 @@ package sandbox
 import (
 	"context"
 	"errors"
-	"sync"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/rtemu-dev/rtemu/engine"
