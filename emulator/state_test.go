@@ -184,4 +184,27 @@ func TestStateSaveSeedReset(t *testing.T) {
 	if !containerGone(t, extra) {
 		t.Errorf("the container of a sandbox made after the seed is left")
 	}
+	for _, ref := range m.Images {
+		if ok, _ := emulatortest.Docker(t).ImagePresent(context.Background(), ref); !ok {
+			t.Errorf("the seed's image %s is gone after a reset to it", ref)
+		}
+	}
+
+	// Another load replaces the seed: the first one's images go.
+	file2 := saveState(t, c2.srv)
+	raw2, err := os.ReadFile(file2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c2.do("POST", "/_emulator/state", raw2, "Content-Type", "application/x-tar"); r.Status != http.StatusOK {
+		t.Fatalf("second load: %d %s", r.Status, r.Body)
+	}
+	for _, ref := range m.Images {
+		if ok, _ := emulatortest.Docker(t).ImagePresent(context.Background(), ref); ok {
+			t.Errorf("the replaced seed's image %s is left", ref)
+		}
+	}
+	if out := c2.sh(warm, "cat /opt/tool/version"); out != "toolchain\n" {
+		t.Fatalf("after the second load: %q", out)
+	}
 }

@@ -306,11 +306,18 @@ func (s *Service) LoadState(ctx context.Context, r io.Reader) (*LoadResult, erro
 		return fail(&state.FormatError{Kind: state.Corrupt, Msg: "the archive's records cannot be read: " + err.Error()})
 	}
 	// The archive is whole and ready: it becomes the seed.
-	if err := s.keepSeed(staging, m); err != nil {
+	drop, err := s.keepSeed(staging, m)
+	if err != nil {
 		return fail(err)
 	}
 	read := time.Since(began)
 	n, err := s.ResetToSeed(ctx)
+	// The previous seed's images, now that no container uses them.
+	for _, ref := range drop {
+		if rerr := s.engine.RemoveImage(context.WithoutCancel(ctx), ref); rerr != nil {
+			s.log.Warn("could not remove the previous seed's image", "image", ref, "err", rerr)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -350,29 +357,29 @@ func restoredRecord(sb *Sandbox, e state.Sandbox, instance string) error {
 }
 
 // keepSeed makes a checked load's folder the seed, in place of the one
-// before (whose images go unless the new seed has them too).
-func (s *Service) keepSeed(staging string, m state.Manifest) error {
+// before. It returns the previous seed's images the new one does not have:
+// the caller removes them once no container uses them.
+func (s *Service) keepSeed(staging string, m state.Manifest) ([]string, error) {
 	old := s.seedManifest()
 	dir := filepath.Join(s.dataDir, seedDir)
 	prev := dir + ".old-" + newStateID()
 	if err := os.Rename(dir, prev); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("load: %w", err)
+		return nil, fmt.Errorf("load: %w", err)
 	}
 	if err := os.Rename(staging, dir); err != nil {
 		_ = os.Rename(prev, dir)
-		return fmt.Errorf("load: %w", err)
+		return nil, fmt.Errorf("load: %w", err)
 	}
 	_ = os.RemoveAll(prev)
+	var drop []string
 	if old != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
 		for _, ref := range old.Images {
 			if !slices.Contains(m.Images, ref) {
-				_ = s.engine.RemoveImage(ctx, ref)
+				drop = append(drop, ref)
 			}
 		}
 	}
-	return nil
+	return drop, nil
 }
 
 // seedManifest is the manifest of the seed kept in the data dir; nil for
