@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rtemu-dev/rtemu/engine"
@@ -50,6 +51,9 @@ const (
 	// LabelState marks those images with their archive's id.
 	LabelState = "rtemu.state"
 )
+
+// snapshotSlots is how many containers a save snapshots at once.
+const snapshotSlots = 4
 
 // SavedState is a state captured at one moment (PrepareSave), ready to be
 // written as an archive any number of times until Close.
@@ -118,6 +122,7 @@ func (s *Service) PrepareSave(ctx context.Context, rtemuVersion string) (_ *Save
 		return nil, err
 	}
 	var cannot []string
+	var toSnap []*Sandbox
 	for _, sb := range sbs {
 		e := state.Sandbox{ID: sb.ID, Name: sb.Name, Status: string(sb.Status), Template: sb.Template, Capture: state.CaptureNone}
 		if hasContainer(sb.Status) {
@@ -126,18 +131,44 @@ func (s *Service) PrepareSave(ctx context.Context, rtemuVersion string) (_ *Save
 				continue
 			}
 			e.Capture, e.Image = state.CaptureSnapshot, snapshotRepo+sb.ID+":"+ss.manifest.ID
-			if err := s.engine.Snapshot(ctx, sb.ContainerName(), e.Image, map[string]string{LabelState: ss.manifest.ID}); err != nil {
-				if errors.Is(err, engine.ErrNotFound) {
-					return nil, conflict("the state cannot be saved: sandbox %s's container went away during the save; save again", sb.ID)
-				}
-				return nil, s.engineErr(err)
-			}
 			ss.manifest.Images = append(ss.manifest.Images, e.Image)
+			toSnap = append(toSnap, sb)
 		}
 		ss.manifest.Sandboxes = append(ss.manifest.Sandboxes, e)
 	}
 	if len(cannot) > 0 {
 		return nil, unsavable(cannot)
+	}
+	// A few at once: each commit waits on the engine's disk and hashing,
+	// and every running sandbox is frozen while its own runs.
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		slots = make(chan struct{}, snapshotSlots)
+	)
+	for _, sb := range toSnap {
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			ref := snapshotRepo + sb.ID + ":" + ss.manifest.ID
+			err := s.engine.Snapshot(ctx, sb.ContainerName(), ref, map[string]string{LabelState: ss.manifest.ID})
+			if errors.Is(err, engine.ErrNotFound) {
+				err = conflict("the state cannot be saved: sandbox %s's container went away during the save; save again", sb.ID)
+			} else if err != nil {
+				err = s.engineErr(err)
+			}
+			mu.Lock()
+			if first == nil {
+				first = err
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return nil, first
 	}
 	if s.ws.dir != "" {
 		ents, err := os.ReadDir(s.ws.dir)
@@ -427,9 +458,11 @@ func (s *Service) ResetToSeed(ctx context.Context) (int, error) {
 		return 0, conflict("no seed is loaded: start rtemu with --seed FILE, or load one with rtemu state load FILE")
 	}
 	dir := filepath.Join(s.dataDir, seedDir)
+	began := time.Now()
 	if _, err := s.Reset(ctx); err != nil {
 		return 0, err
 	}
+	cleared := time.Since(began)
 	s.suspendPool()
 	defer s.resumePool()
 	if err := s.store.ReplaceFrom(ctx, filepath.Join(dir, state.RecordsName)); err != nil {
@@ -454,6 +487,7 @@ func (s *Service) ResetToSeed(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	copied := time.Since(began)
 	var making []string
 	for _, sb := range live {
 		if sb.Status == StatusCreating {
@@ -479,6 +513,8 @@ func (s *Service) ResetToSeed(ctx context.Context) (int, error) {
 			}
 		}
 	}
+	s.log.Info("reset to the seed", "seed", m.ID, "sandboxes", len(making), "cleared", cleared.Round(time.Millisecond),
+		"records", (copied - cleared).Round(time.Millisecond), "made", (time.Since(began) - copied).Round(time.Millisecond))
 	return len(making), nil
 }
 
