@@ -49,7 +49,9 @@ func (s *Service) reconcile(ctx context.Context) (err error) {
 			if s.isProvisioning(sb.ID) {
 				continue // this rtemu is making it now
 			}
-			if has && c.Status == engine.Running {
+			// One of a state archive saved paused (a pause time while
+			// creating) is made again, so provision pauses it.
+			if has && c.Status == engine.Running && sb.PausedAt == nil {
 				if _, err := s.transition(ctx, sb.ID, StatusRunning, nil); err == nil {
 					s.event(ctx, sb.ID, "running", "info", "Sandbox running", nil)
 				}
