@@ -63,7 +63,7 @@ type SavedState struct {
 	manifest state.Manifest
 }
 
-// StateError lists the sandboxes a save cannot capture.
+// unsavable is the refusal of a save naming each sandbox it cannot capture.
 func unsavable(why []string) error {
 	return &Error{Kind: KindConflict, Message: "the state cannot be saved: " + strings.Join(why, "; ")}
 }
