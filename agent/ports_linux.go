@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/yamux"
 )
 
 // portDialTimeout bounds one connect inside the sandbox; a port nobody
@@ -37,6 +39,98 @@ func ServePorts(in io.Reader, out io.Writer) int {
 	// Each command's stream ends with the pipe, which kills the command.
 	m.WaitHandlers(DrainLimit)
 	return 0
+}
+
+// ServePortsYamux is ServePorts over yamux (EnvMux=MuxYamux): each stream
+// the host opens says what it is for with FramePort, and is answered as a
+// linked connection is (relayLinked).
+func ServePortsYamux(in io.Reader, out io.Writer) int {
+	if err := NewFrameWriter(out).Write(FrameReady, []byte(Version)); err != nil {
+		return 1
+	}
+	sess, err := yamux.Server(pipeConn{in, out, nil}, yamuxConfig())
+	if err != nil {
+		return 1
+	}
+	base := baseEnv()
+	var (
+		mu       sync.Mutex
+		streams  = map[*yamux.Stream]bool{}
+		handlers sync.WaitGroup
+	)
+	for {
+		st, err := sess.AcceptStream()
+		if err != nil {
+			break
+		}
+		mu.Lock()
+		streams[st] = true
+		mu.Unlock()
+		handlers.Add(1)
+		go func() {
+			defer handlers.Done()
+			serveYamuxStream(st, base)
+			mu.Lock()
+			delete(streams, st)
+			mu.Unlock()
+		}()
+	}
+	// The pipe ended (the session ends only so; its Close then finds its
+	// reads over): every stream ends with it (a command's loop sees its
+	// stream end and kills the command), and the handlers get a while.
+	_ = sess.Close()
+	done := make(chan struct{})
+	go func() { handlers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(DrainLimit):
+	}
+	return 0
+}
+
+// serveYamuxStream answers one stream's FramePort: commands, or a relay.
+func serveYamuxStream(st *yamux.Stream, base []string) {
+	defer st.Close()
+	w := NewFrameWriter(st)
+	typ, p, err := ReadFrame(st)
+	if err != nil || typ != FramePort {
+		return
+	}
+	var r PortRequest
+	if json.Unmarshal(p, &r) == nil && r.Commands {
+		if w.Write(FrameStarted, []byte("commands")) != nil {
+			return
+		}
+		serveLoop(bufio.NewReader(st), w, base, nil)
+		return
+	}
+	if err := json.Unmarshal(p, &r); err != nil || r.Port < 1 || r.Port > 65535 {
+		_ = w.Write(FrameFailed, []byte("bad port request"))
+		return
+	}
+	conn, err := dialInside(r.Port)
+	if err != nil {
+		_ = w.Write(FrameFailed, []byte(err.Error()))
+		return
+	}
+	defer conn.Close()
+	if w.Write(FrameStarted, []byte(conn.RemoteAddr().String())) != nil {
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := io.Copy(conn, st); err != nil {
+			conn.Close() // a reset from the host: nothing more goes either way
+			return
+		}
+		_ = conn.(*net.TCPConn).CloseWrite()
+	}()
+	if _, err := io.Copy(st, conn); err != nil {
+		conn.Close()
+	}
+	_ = st.Close() // a half close: the host's side may still send
+	<-done
 }
 
 // serveCommands runs commands on a stream of the relay until it ends.

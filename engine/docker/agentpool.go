@@ -363,7 +363,8 @@ func (d *Driver) startAgent(ctx context.Context, name string, argv []string) (*a
 }
 
 // startAgentAs starts the agent in one of its modes (agent.EnvServe).
-func (d *Driver) startAgentAs(ctx context.Context, name string, argv []string, mode string) (*agentConn, error) {
+// env is added to the agent's environment.
+func (d *Driver) startAgentAs(ctx context.Context, name string, argv []string, mode string, env ...string) (*agentConn, error) {
 	if argv == nil {
 		var err error
 		if argv, err = d.agentArgv(ctx, name); err != nil {
@@ -374,7 +375,7 @@ func (d *Driver) startAgentAs(ctx context.Context, name string, argv []string, m
 	started := d.execStarting(name)
 	defer started()
 	created, err := d.cli.ExecCreate(ctx, name, client.ExecCreateOptions{
-		Cmd: argv, Env: []string{agent.EnvServe + "=" + mode},
+		Cmd: argv, Env: append([]string{agent.EnvServe + "=" + mode}, env...),
 		AttachStdin: true, AttachStdout: true, AttachStderr: true,
 	})
 	if err != nil {

@@ -65,9 +65,32 @@ func (d *Driver) DialPort(ctx context.Context, name string, port int) (net.Conn,
 // used, that carries every connection to the container's ports.
 type portRelay struct {
 	conn *agentConn
-	mux  *agent.Mux
+	mux  relayMux
 	idle *time.Timer
 	last time.Time // when a stream was last opened; under agents.mu
+}
+
+// relayMux is the relay's multiplexer: agent.Mux, or yamux
+// (agent.YamuxRelay) when the driver was made WithRelayMux("yamux").
+type relayMux interface {
+	// Open opens a stream for req (an agent.PortRequest): a
+	// *agent.RefusedError when the agent could not connect, an error
+	// wrapping agent.ErrMuxClosed when the relay has ended.
+	Open(ctx context.Context, req []byte) (net.Conn, error)
+	Done() <-chan struct{}
+	Streams() int
+	Close()
+}
+
+// ownMux is agent.Mux as a relayMux.
+type ownMux struct{ *agent.Mux }
+
+func (m ownMux) Open(ctx context.Context, req []byte) (net.Conn, error) {
+	s, err := m.Mux.Open(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 func (r *portRelay) close() {
@@ -166,11 +189,26 @@ func (d *Driver) portRelay(ctx context.Context, name string) (*portRelay, error)
 }
 
 func (d *Driver) startRelay(ctx context.Context, name string, argv []string) (*portRelay, error) {
-	c, err := d.startAgentAs(ctx, name, argv, agent.ServePortsMode)
+	var env []string
+	if d.relayYamux {
+		env = []string{agent.EnvMux + "=" + agent.MuxYamux}
+	}
+	c, err := d.startAgentAs(ctx, name, argv, agent.ServePortsMode, env...)
 	if err != nil {
 		return nil, err
 	}
-	r := &portRelay{conn: c, mux: agent.NewMux(c.r, c.conn, nil), last: time.Now()}
+	var m relayMux
+	if d.relayYamux {
+		y, err := agent.NewYamuxRelay(c.r, c.conn, c.close)
+		if err != nil {
+			c.close()
+			return nil, err
+		}
+		m = y
+	} else {
+		m = ownMux{agent.NewMux(c.r, c.conn, nil)}
+	}
+	r := &portRelay{conn: c, mux: m, last: time.Now()}
 	r.idle = time.AfterFunc(agentIdleFor, func() { d.closeIdleRelay(name, r) })
 	return r, nil
 }
