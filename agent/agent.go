@@ -71,9 +71,6 @@ func Main() (code int, ok bool) {
 	case ServeCommands:
 		return Serve(os.Stdin, os.Stdout), true
 	case ServePortsMode:
-		if os.Getenv(EnvMux) == MuxYamux {
-			return ServePortsYamux(os.Stdin, os.Stdout), true
-		}
 		return ServePorts(os.Stdin, os.Stdout), true
 	case ServeLinkMode:
 		return ServeLink(os.Stdin, os.Stdout), true

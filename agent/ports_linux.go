@@ -19,32 +19,13 @@ import (
 const portDialTimeout = 10 * time.Second
 
 // ServePorts relays connections to the sandbox's ports until in ends (see
-// Mux), then closes them all. A stream that asks for commands
-// (PortRequest.Commands) runs commands as Serve does, so one Docker exec
-// carries every command of a sandbox at once; when in ends, what runs on
-// them is killed before the agent exits.
+// relay.go), then closes them all. Each stream the host opens says what it
+// is for with FramePort and is answered as a linked connection is
+// (relayLinked); a stream that asks for commands (PortRequest.Commands)
+// runs commands as Serve does, so one Docker exec carries every command of
+// a sandbox at once; when in ends, what runs on them is killed before the
+// agent exits.
 func ServePorts(in io.Reader, out io.Writer) int {
-	if err := NewFrameWriter(out).Write(FrameReady, []byte(Version)); err != nil {
-		return 1
-	}
-	base := baseEnv()
-	m := NewMux(in, out, func(s *Stream, req []byte) {
-		var r PortRequest
-		if json.Unmarshal(req, &r) == nil && r.Commands {
-			serveCommands(s, base)
-			return
-		}
-		relayPort(s, req)
-	})
-	// Each command's stream ends with the pipe, which kills the command.
-	m.WaitHandlers(DrainLimit)
-	return 0
-}
-
-// ServePortsYamux is ServePorts over yamux (EnvMux=MuxYamux): each stream
-// the host opens says what it is for with FramePort, and is answered as a
-// linked connection is (relayLinked).
-func ServePortsYamux(in io.Reader, out io.Writer) int {
 	if err := NewFrameWriter(out).Write(FrameReady, []byte(Version)); err != nil {
 		return 1
 	}
@@ -69,7 +50,7 @@ func ServePortsYamux(in io.Reader, out io.Writer) int {
 		handlers.Add(1)
 		go func() {
 			defer handlers.Done()
-			serveYamuxStream(st, base)
+			serveRelayStream(st, base)
 			mu.Lock()
 			delete(streams, st)
 			mu.Unlock()
@@ -88,8 +69,8 @@ func ServePortsYamux(in io.Reader, out io.Writer) int {
 	return 0
 }
 
-// serveYamuxStream answers one stream's FramePort: commands, or a relay.
-func serveYamuxStream(st *yamux.Stream, base []string) {
+// serveRelayStream answers one stream's FramePort: commands, or a relay.
+func serveRelayStream(st *yamux.Stream, base []string) {
 	defer st.Close()
 	w := NewFrameWriter(st)
 	typ, p, err := ReadFrame(st)
@@ -131,53 +112,6 @@ func serveYamuxStream(st *yamux.Stream, base []string) {
 	}
 	_ = st.Close() // a half close: the host's side may still send
 	<-done
-}
-
-// serveCommands runs commands on a stream of the relay until it ends.
-func serveCommands(s *Stream, base []string) {
-	if s.Accept("commands") != nil {
-		s.Close()
-		return
-	}
-	serveLoop(bufio.NewReader(s), NewFrameWriter(s), base, nil)
-	s.Close()
-}
-
-// relayPort connects to the requested port from inside the sandbox and
-// copies both ways until both directions are done.
-func relayPort(s *Stream, req []byte) {
-	var r PortRequest
-	if err := json.Unmarshal(req, &r); err != nil || r.Port < 1 || r.Port > 65535 {
-		_ = s.Refuse("bad port request")
-		return
-	}
-	conn, err := dialInside(r.Port)
-	if err != nil {
-		_ = s.Refuse(err.Error())
-		return
-	}
-	if s.Accept(conn.RemoteAddr().String()) != nil {
-		conn.Close()
-		return
-	}
-	var once sync.Once
-	end := func() { once.Do(func() { conn.Close(); s.Close() }) }
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if _, err := io.Copy(conn, s); err != nil {
-			end() // a reset from the host: nothing more goes either way
-			return
-		}
-		_ = conn.(*net.TCPConn).CloseWrite()
-	}()
-	if _, err := io.Copy(s, conn); err != nil {
-		end()
-	} else {
-		_ = s.CloseWrite()
-	}
-	<-done
-	end()
 }
 
 // dialInside connects to port on the sandbox's loopback addresses, then on

@@ -18,9 +18,6 @@ func Serve(io.Reader, io.Writer) int { return refuse() }
 // ServePorts refuses to run outside Linux.
 func ServePorts(io.Reader, io.Writer) int { return refuse() }
 
-// ServePortsYamux refuses to run outside Linux.
-func ServePortsYamux(io.Reader, io.Writer) int { return refuse() }
-
 // ServeLink refuses to run outside Linux.
 func ServeLink(io.Reader, io.Writer) int { return refuse() }
 

@@ -23,7 +23,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -53,10 +52,6 @@ type settings struct {
 	// the cluster kubeconfig names).
 	engine     string
 	kubeconfig string
-	// mux is the port relay's multiplexer: own, yamux, or both (mux.go);
-	// muxReps is how many rounds of each with both.
-	mux     string
-	muxReps int
 }
 
 func main() {
@@ -73,20 +68,12 @@ func main() {
 	flag.BoolVar(&s.agentStreams, "agent-streams", false, "run rtemu with --exec-agent streams (the agent on the engine's streams, as on Docker Desktop) instead of linked")
 	flag.StringVar(&s.engine, "engine", "docker", "the engine to measure: docker, or kubernetes (its own rows, on a cluster)")
 	flag.StringVar(&s.kubeconfig, "kubeconfig", "", "with -engine kubernetes: the cluster's kubeconfig (default $RTEMU_TEST_KUBECONFIG, else $KUBECONFIG, else as kubectl finds it)")
-	flag.StringVar(&s.mux, "mux", "own", "the port relay's multiplexer on the engine's streams: own, yamux, or both (each step run with each, -mux-reps rounds, side by side; implies -agent-streams)")
-	flag.IntVar(&s.muxReps, "mux-reps", 3, "with -mux both: rounds of each multiplexer per step")
 	flag.StringVar(&s.plotDir, "plot", "", "write PNG charts (exec and create latency against parallelism, churn) to this directory")
 	if len(os.Args) > 1 && os.Args[1] == "loadgen" {
 		loadgenMain(os.Args[2:]) // get_sandbox_rps's load, as its own process
 		return
 	}
 	flag.Parse()
-	if !slices.Contains(append(slices.Clone(muxNames), "both"), s.mux) {
-		fatal(fmt.Errorf("-mux %q: not own, yamux or both", s.mux))
-	}
-	if s.mux != "own" {
-		s.agentStreams = true // only the relay on the engine's streams is multiplexed
-	}
 	if s.short {
 		s.iters, s.rpsFor, s.fleet, s.parallel, s.records, s.startups = 4, 2*time.Second, 20, 10, 1000, 2
 		s.loadFor, s.churnFor, s.ref = 2*time.Second, 4*time.Second, 5
@@ -120,7 +107,6 @@ func main() {
 		fatal(fmt.Errorf("-engine %q: not docker or kubernetes", s.engine))
 	}
 	printTable(os.Stdout, rows)
-	printMuxTable(os.Stdout, rows)
 	if s.plotDir != "" && b != nil {
 		if perr := b.plot(s.plotDir); perr != nil {
 			err = errors.Join(err, perr)
@@ -150,8 +136,6 @@ type bench struct {
 	img      string
 	log      *slog.Logger
 	hostCPUs int
-	// curMux is the multiplexer of the step under way with -mux both.
-	curMux string
 	// What -plot draws, when the steps ran.
 	churnSeries [2]*loadResult // rtemu, raw
 	scalingData *scalingData
@@ -220,7 +204,7 @@ func run(ctx context.Context, s settings) (b *bench, rows []result, err error) {
 			return b, rows, ctx.Err()
 		}
 		b.log.Info("measuring", "metrics", st.metrics)
-		r, err := b.runMuxStep(ctx, st.fn)
+		r, err := st.fn(ctx)
 		rows = append(rows, r...)
 		if err != nil {
 			return b, rows, fmt.Errorf("%s: %w", st.metrics[0], err)
@@ -261,13 +245,6 @@ func (b *bench) defaultNanoCPUs() int64 { return int64(min(2, b.hostCPUs)) * 1e9
 func (b *bench) server(ctx context.Context, opts ...emulatortest.Option) (*emulatortest.Server, *api, error) {
 	if b.s.agentStreams {
 		opts = append(opts, emulatortest.WithExecAgentStreams())
-	}
-	mux := b.s.mux
-	if b.curMux != "" {
-		mux = b.curMux
-	}
-	if m := relayMuxOption(mux); m != "" {
-		opts = append(opts, emulatortest.WithRelayMux(m))
 	}
 	srv, err := emulatortest.Start(ctx, opts...)
 	if err != nil {

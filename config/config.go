@@ -41,9 +41,6 @@ type Config struct {
 	// socket (docs/exec-agent.md): commands and ports go by the engine's
 	// streams, as on Docker Desktop.
 	ExecAgentStreamsOnly bool
-	// RelayMux is the agent's port relay's multiplexer: "" (rtemu's own) or
-	// "yamux". No flag sets it: the bench does, to measure the two.
-	RelayMux string
 	// WarmPool is template → started containers kept ready for creates.
 	WarmPool map[string]int
 	// PublicAddr and PublicSSHAddr are the API's and the SSH gateway's

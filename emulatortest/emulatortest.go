@@ -124,12 +124,6 @@ func WithExecAgentStreams() Option {
 	return func(s *settings) { s.cfg.ExecAgentStreamsOnly = true }
 }
 
-// WithRelayMux picks the agent's port relay's multiplexer ("yamux", or ""
-// for rtemu's own), for the bench's comparison.
-func WithRelayMux(name string) Option {
-	return func(s *settings) { s.cfg.RelayMux = name }
-}
-
 // WithSharedSandboxNetwork lets sandboxes reach each other
 // (--sandbox-network shared).
 func WithSharedSandboxNetwork() Option {

@@ -160,9 +160,6 @@ func newEngine(ctx context.Context, cfg config.Config, dataDir string, log *slog
 		if cfg.SharedSandboxNetwork {
 			opts = append(opts, docker.WithSharedSandboxNetwork())
 		}
-		if cfg.RelayMux != "" {
-			opts = append(opts, docker.WithRelayMux(cfg.RelayMux))
-		}
 		if !cfg.ExecAgentStreamsOnly {
 			opts = append(opts, docker.WithLinkDir(filepath.Join(dataDir, "link")))
 		}

@@ -32,7 +32,8 @@ import (
 //  3. one built from rtemu's source with the local Go toolchain, once, and
 //     kept in the user's cache dir: what `go run .` and `go install` builds
 //     on macOS and Windows use. It needs no network: the agent imports only
-//     the standard library.
+//     the standard library and hashicorp/yamux, which building rtemu put in
+//     the module cache.
 //
 // When none of these can be had, every command runs by Docker exec, and
 // ports are relayed by a shell in the sandbox (see ports.go); `rtemu

@@ -25,7 +25,6 @@ import (
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 
-	"github.com/rtemu-dev/rtemu/agent"
 	"github.com/rtemu-dev/rtemu/engine"
 )
 
@@ -57,8 +56,6 @@ type Driver struct {
 	// unusedHubFor: how long a link's hub nobody has used is kept.
 	unusedHubFor time.Duration
 	linkOff      atomic.Bool
-	// relayYamux: the port relay speaks yamux, not agent.Mux (ports.go).
-	relayYamux bool
 	// gates keep exec starts and pauses apart (execgate.go).
 	gates execGates
 }
@@ -72,19 +69,11 @@ type options struct {
 	sharedNetwork bool // network.go
 	linkDir       string
 	unusedHubFor  time.Duration
-	relayYamux    bool
 }
 
 // WithoutExecAgent runs every command by Docker exec, not through the exec
 // agent (see agent.go), and relays ports by a shell in the sandbox.
 func WithoutExecAgent() Option { return func(o *options) { o.noAgent = true } }
-
-// WithRelayMux picks the port relay's multiplexer: "" or "own" is
-// agent.Mux, "yamux" is hashicorp/yamux. Only the bench sets it, to measure
-// the two side by side (BENCHMARKS.md).
-func WithRelayMux(name string) Option {
-	return func(o *options) { o.relayYamux = name == agent.MuxYamux }
-}
 
 // New connects the way the Docker CLI does: DOCKER_HOST, then the current
 // context (DOCKER_CONTEXT or ~/.docker/config.json), then the default socket.
@@ -115,7 +104,7 @@ func New(with ...Option) (*Driver, error) {
 	_, _ = cli.Ping(nctx, client.PingOptions{NegotiateAPIVersion: true})
 	cancel()
 	ctx, stop := context.WithCancel(context.Background())
-	d := &Driver{cli: cli, host: cli.DaemonHost(), stop: stop, linkDir: o.linkDir, unusedHubFor: unusedHubFor, relayYamux: o.relayYamux}
+	d := &Driver{cli: cli, host: cli.DaemonHost(), stop: stop, linkDir: o.linkDir, unusedHubFor: unusedHubFor}
 	if o.unusedHubFor > 0 {
 		d.unusedHubFor = o.unusedHubFor
 	}
