@@ -187,7 +187,7 @@ func (b *bench) ports(ctx context.Context) ([]result, error) {
 
 	vs := result{Metric: "download_ssh_forward_vs_sshd", Value: ptr(openSSHMBs), Unit: "MB/s", N: 3,
 		Baseline: fmt.Sprintf("OpenSSH sshd %.1f MB/s (the same ssh -L to the container's address)", sshdMBs),
-		Target: "≥ 1.0× sshd", Note: strings.TrimSpace(openSSHNote + " " + sshdNote)}
+		Target:   "≥ 1.0× sshd", Note: strings.TrimSpace(openSSHNote + " " + sshdNote)}
 	if sshdMBs > 0 {
 		ratio := math.Round(openSSHMBs/sshdMBs*100) / 100
 		vs.Ratio, vs.Met = ptr(ratio), ratio >= 1
