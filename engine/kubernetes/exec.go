@@ -51,6 +51,9 @@ exec "$@"`
 // command started is killed and the error is ctx.Err(). A paused or
 // stopped sandbox gives ErrNotRunning.
 func (e *Engine) Exec(ctx context.Context, name string, spec engine.ExecSpec) (int, error) {
+	if code, err, ok := e.execViaAgent(ctx, name, spec); ok {
+		return code, err
+	}
 	p, err := e.running(ctx, name)
 	if err != nil {
 		return -1, err
@@ -234,7 +237,9 @@ func (e *Engine) Pause(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	e.agentsPaused(p.Name, true)
 	if err := e.markPaused(ctx, p.Name, true); err != nil {
+		e.agentsPaused(p.Name, false)
 		return wrap(err, "pause "+name)
 	}
 	if _, err := e.run(ctx, p.Name, stopAll, "STOP"); err != nil {
@@ -243,6 +248,7 @@ func (e *Engine) Pause(ctx context.Context, name string) error {
 		defer cancel()
 		_, _ = e.run(cctx, p.Name, stopAll, "CONT")
 		_ = e.markPaused(cctx, p.Name, false)
+		e.agentsPaused(p.Name, false)
 		return fmt.Errorf("pause %s: %w", name, err)
 	}
 	return nil
@@ -260,7 +266,18 @@ func (e *Engine) Unpause(ctx context.Context, name string) error {
 	if _, err := e.run(ctx, p.Name, stopAll, "CONT"); err != nil {
 		return fmt.Errorf("unpause %s: %w", name, err)
 	}
-	return wrap(e.markPaused(ctx, p.Name, false), "unpause "+name)
+	if err := e.markPaused(ctx, p.Name, false); err != nil {
+		return wrap(err, "unpause "+name)
+	}
+	e.agentsPaused(p.Name, false)
+	return nil
+}
+
+// agentsPaused tells the pod's agents whether it is paused.
+func (e *Engine) agentsPaused(pod string, paused bool) {
+	if e.agents != nil {
+		e.agents.setPaused(pod, paused)
+	}
 }
 
 // markPaused sets or clears the pod's paused annotation.

@@ -17,7 +17,9 @@
 //     exec, and marks the pod (annotation) so that execs and dials are
 //     refused while it is paused; Unpause sends SIGCONT. Memory is kept, as
 //     the contract says; the CPU limit stays reserved.
-//   - Exec is the pods/exec subresource (WebSocket, SPDY as the fallback);
+//   - Exec runs a command on rtemu's exec agent in the pod, on an exec
+//     stream kept open (agent.go); a TTY, or a pod the agent cannot run
+//     in, takes the pods/exec subresource (WebSocket, SPDY as the fallback);
 //     its environment and working directory go through a small /bin/sh
 //     wrapper, because the subresource has neither. The API server cannot
 //     kill an exec: a cancelled one is killed by its tag from a second exec.
@@ -68,7 +70,8 @@ import (
 //     the write; rtemu's disk watch measures instead.
 //   - PeerNames: false (Aliases are ignored; no cluster DNS for pods).
 //   - UpdateLimits: true (in-place pod resize, waited for).
-//   - AgentLink: false (every command is an API-server exec).
+//   - AgentLink: false. Commands run on rtemu's exec agent, copied into
+//     the pod and kept on exec streams (agent.go); no socket link.
 //   - ImageBuild: false (templates map to image names the nodes have or
 //     pull).
 //   - CPUsCappedToHost, StopsContainersWhenDown: false. The scheduler, not
@@ -132,6 +135,12 @@ type Config struct {
 	// paths (a single-node cluster on rtemu's host): mounts become hostPath
 	// volumes and SharesFolder answers true. Off, mounts are refused.
 	HostFolders bool
+	// NoAgent runs every command by an API-server exec, without the exec
+	// agent in the pod (agent.go).
+	NoAgent bool
+	// AgentCache is where agents built for the nodes are kept ("": the
+	// user's cache dir, agent/dist).
+	AgentCache string
 	// Logger receives the engine's own notes (nil: slog.Default()).
 	Logger *slog.Logger
 }
@@ -148,6 +157,8 @@ type Engine struct {
 
 	policyOnce sync.Mutex
 	policyDone bool
+
+	agents *agents // nil: no agent in pods
 }
 
 // New connects to the cluster (it does not call it yet: Ping does).
@@ -171,6 +182,9 @@ func New(c Config) (*Engine, error) {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
 	e := &Engine{cfg: rc, cs: cs, ns: c.Namespace, pull: c.PullPolicy, ratio: c.RequestRatio, host: c.HostFolders, log: c.Logger}
+	if !c.NoAgent {
+		e.agents = newAgents(c.AgentCache)
+	}
 	if e.ns == "" {
 		e.ns = "default"
 	}
@@ -203,6 +217,14 @@ func LoadConfig(kubeconfig string) (*rest.Config, error) {
 		return nil, fmt.Errorf("no Kubernetes cluster configured (KUBECONFIG, ~/.kube/config or in-cluster): %w", err)
 	}
 	return rc, nil
+}
+
+// Close ends the streams to the agents in pods; the pods stay.
+func (e *Engine) Close() error {
+	if e.agents != nil {
+		e.agents.close()
+	}
+	return nil
 }
 
 // Namespace is where the engine keeps its pods.

@@ -347,3 +347,58 @@ func TestDialLoopback(t *testing.T) {
 		return
 	}
 }
+
+// Commands run on the exec agent the engine copies into the pod (the
+// command's parent is the agent), after a pause and resume too; without the
+// agent, and for a TTY, they are API-server execs.
+func TestExecAgent(t *testing.T) {
+	c := needCluster(t)
+	t.Parallel()
+	ctx := context.Background()
+	withAgent, without := c.newEngine(t), c.newEngineWith(t, kubernetes.Config{NoAgent: true})
+	c.waitImage(t, withAgent)
+	name := uniqueName(t, "agent")
+	if err := withAgent.Create(ctx, spec(name, c.image)); err != nil {
+		t.Fatal(err)
+	}
+	removeAtEnd(t, withAgent, name)
+	if err := withAgent.Start(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	parent := func(e *kubernetes.Engine, tty bool) string {
+		t.Helper()
+		var out, errOut syncWriter
+		code, err := e.Exec(ctx, name, engine.ExecSpec{Cmd: []string{"/bin/sh", "-c", `tr '\0' ' ' </proc/$PPID/cmdline 2>/dev/null; echo " (parent $PPID)"`}, Stdout: &out, Stderr: &errOut, Tty: tty})
+		if err != nil || code != 0 {
+			t.Fatalf("exec (tty %v): %d %v (%q, %q)", tty, code, err, out.String(), errOut.String())
+		}
+		return out.String()
+	}
+	agentPath := kubernetes.AgentMount + "/rtemu-agent-"
+	for i := range 3 {
+		if got := parent(withAgent, false); !strings.HasPrefix(got, agentPath) {
+			t.Fatalf("command %d's parent is %q, not the agent", i, got)
+		}
+	}
+	if err := withAgent.Pause(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := withAgent.Exec(ctx, name, engine.ExecSpec{Cmd: []string{"true"}}); !errors.Is(err, engine.ErrNotRunning) {
+		t.Fatalf("exec while paused: %v, want ErrNotRunning", err)
+	}
+	if err := withAgent.Unpause(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if got := parent(withAgent, false); !strings.HasPrefix(got, agentPath) {
+		t.Fatalf("after resume the parent is %q, not the agent", got)
+	}
+	for _, tt := range []struct {
+		what string
+		e    *kubernetes.Engine
+		tty  bool
+	}{{"without the agent", without, false}, {"a TTY", withAgent, true}} {
+		if got := parent(tt.e, tt.tty); strings.Contains(got, agentPath) {
+			t.Errorf("%s, the parent is the agent: %q", tt.what, got)
+		}
+	}
+}

@@ -78,7 +78,9 @@ func (e *Engine) podFor(spec engine.ContainerSpec) *corev1.Pod {
 		k, v, _ := strings.Cut(kv, "=")
 		c.Env = append(c.Env, corev1.EnvVar{Name: k, Value: v})
 	}
-	var vols []corev1.Volume
+	// The exec agent's folder (agent.go).
+	vols := []corev1.Volume{{Name: agentVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: agentVolume, MountPath: AgentMount})
 	for i, m := range spec.Mounts {
 		vname := fmt.Sprintf("mount-%d", i)
 		dir := corev1.HostPathDirectory
@@ -314,6 +316,9 @@ func containerStatus(p *corev1.Pod) *corev1.ContainerStatus {
 func (e *Engine) Remove(ctx context.Context, name string) error {
 	zero := int64(0)
 	pn := podName(name)
+	if e.agents != nil {
+		e.agents.forget(pn)
+	}
 	err := e.cs.CoreV1().Pods(e.ns).Delete(ctx, pn, metav1.DeleteOptions{GracePeriodSeconds: &zero})
 	if apierrors.IsNotFound(err) {
 		return nil
