@@ -178,7 +178,8 @@ func newEngine(ctx context.Context, cfg config.Config, dataDir string, log *slog
 			return madeEngine{}, err
 		}
 		k, err := kubernetes.New(kubernetes.Config{REST: rc, Namespace: cfg.Kube.Namespace,
-			PullPolicy: corev1.PullPolicy(cfg.Kube.PullPolicy), HostFolders: cfg.Kube.HostFolders, Logger: log})
+			PullPolicy: corev1.PullPolicy(cfg.Kube.PullPolicy), HostFolders: cfg.Kube.HostFolders,
+			WorkspaceClaim: cfg.Kube.WorkspaceClaim, WorkspaceRoot: sandbox.WorkspacesDir(dataDir), Logger: log})
 		if err != nil {
 			return madeEngine{}, err
 		}

@@ -38,6 +38,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -61,10 +62,13 @@ import (
 //     SIGSTOP from an exec (kill -STOP -1); memory is kept and the processes
 //     go on where they were after Unpause. It is not the cgroup freezer: a
 //     process that handles SIGCONT sees one.
-//   - SharedFolders: only when the engine is told (Config.HostFolders) that
-//     the cluster's only node sees rtemu's folders at the same paths (a
-//     single-node cluster on rtemu's own host, like the test cluster); then
-//     mounts are hostPath volumes.
+//   - SharedFolders: only when the engine is told how the pods see rtemu's
+//     workspace folders: Config.WorkspaceClaim (a PersistentVolumeClaim
+//     holding them, which rtemu mounts too; a mount is the claim with the
+//     workspace's folder as subPath) or Config.HostFolders (the cluster's
+//     only node sees rtemu's folders at the same paths: a single-node
+//     cluster on rtemu's own host, like the test cluster; mounts are
+//     hostPath volumes).
 //   - DiskQuota: false. A disk size becomes the pod's ephemeral-storage
 //     limit, which the kubelet enforces by evicting the pod, not by failing
 //     the write; rtemu's disk watch measures instead.
@@ -85,7 +89,7 @@ func (e *Engine) Capabilities() engine.Capabilities {
 	return engine.Capabilities{
 		Name:           "Kubernetes",
 		Pause:          true,
-		SharedFolders:  e.host,
+		SharedFolders:  e.host || e.claim != "",
 		UpdateLimits:   true,
 		ProvisionSlots: 8,
 	}
@@ -135,6 +139,14 @@ type Config struct {
 	// paths (a single-node cluster on rtemu's host): mounts become hostPath
 	// volumes and SharesFolder answers true. Off, mounts are refused.
 	HostFolders bool
+	// WorkspaceClaim is a PersistentVolumeClaim of the namespace whose
+	// root is rtemu's folder WorkspaceRoot (rtemu mounts the same volume
+	// there): a mount of a folder under WorkspaceRoot is the claim with the
+	// folder as its subPath. On a cluster of several nodes the claim must
+	// be ReadWriteMany (NFS, CephFS, a cloud file share). Empty: none.
+	WorkspaceClaim string
+	// WorkspaceRoot is the folder of rtemu's that WorkspaceClaim's root is.
+	WorkspaceRoot string
 	// NoAgent runs every command by an API-server exec, without the exec
 	// agent in the pod (agent.go).
 	NoAgent bool
@@ -153,6 +165,8 @@ type Engine struct {
 	pull  corev1.PullPolicy
 	ratio float64
 	host  bool
+	claim string // WorkspaceClaim
+	root  string // WorkspaceRoot, cleaned
 	log   *slog.Logger
 
 	policyOnce sync.Mutex
@@ -181,9 +195,16 @@ func New(c Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	e := &Engine{cfg: rc, cs: cs, ns: c.Namespace, pull: c.PullPolicy, ratio: c.RequestRatio, host: c.HostFolders, log: c.Logger}
+	e := &Engine{cfg: rc, cs: cs, ns: c.Namespace, pull: c.PullPolicy, ratio: c.RequestRatio, host: c.HostFolders,
+		claim: c.WorkspaceClaim, log: c.Logger}
 	if !c.NoAgent {
 		e.agents = newAgents(c.AgentCache)
+	}
+	if e.claim != "" {
+		if c.WorkspaceRoot == "" || !filepath.IsAbs(c.WorkspaceRoot) {
+			return nil, fmt.Errorf("kubernetes: the workspace claim %s needs the absolute folder it holds (WorkspaceRoot), not %q", e.claim, c.WorkspaceRoot)
+		}
+		e.root = filepath.Clean(c.WorkspaceRoot)
 	}
 	if e.ns == "" {
 		e.ns = "default"

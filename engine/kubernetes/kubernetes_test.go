@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -399,6 +400,62 @@ func TestExecAgent(t *testing.T) {
 	}{{"without the agent", without, false}, {"a TTY", withAgent, true}} {
 		if got := parent(tt.e, tt.tty); strings.Contains(got, agentPath) {
 			t.Errorf("%s, the parent is the agent: %q", tt.what, got)
+		}
+	}
+}
+
+// Standard input reaches the command whole, whatever its size and source
+// (a file, as the SSH gateway's SFTP uploads pass it) and also when the
+// command sends its stdout elsewhere and reads slowly (sh -c 'cat > FILE'):
+// containerd closes an exec's stdin once its stdout ends, and the engine
+// keeps the stdout open until the command has ended.
+func TestExecStdinWhole(t *testing.T) {
+	c := needCluster(t)
+	t.Parallel()
+	e := c.newEngine(t)
+	c.waitImage(t, e)
+	ctx := context.Background()
+	s := spec(uniqueName(t, "stdin"), c.image)
+	if err := e.Create(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	removeAtEnd(t, e, s.Name)
+	if err := e.Start(ctx, s.Name); err != nil {
+		t.Fatal(err)
+	}
+	body := bytes.Repeat([]byte("0123456789abcdef"), 1<<16+3) // 1 MiB and 48 bytes
+	f, err := os.CreateTemp(t.TempDir(), "stdin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(body); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, cmd string
+		in        func() io.Reader
+		want      int
+	}{
+		{"file into a file", `exec cat > "$1"`, func() io.Reader { _, _ = f.Seek(0, io.SeekStart); return f }, len(body)},
+		{"a slow reader into a file", `sleep 1; cat > "$1"`, func() io.Reader { return bytes.NewReader(body) }, len(body)},
+		{"counted", `wc -c > "$1"`, func() io.Reader { return bytes.NewReader(body) }, -1},
+		{"one byte", `cat > "$1"`, func() io.Reader { return strings.NewReader("x") }, 1},
+		{"nothing", `cat > "$1"`, func() io.Reader { return strings.NewReader("") }, 0},
+	} {
+		if code, err := e.Exec(ctx, s.Name, engine.ExecSpec{Cmd: []string{"/bin/sh", "-c", tc.cmd, "sh", "/tmp/in"}, Stdin: tc.in()}); err != nil || code != 0 {
+			t.Fatalf("%s: exit %d, %v", tc.name, code, err)
+		}
+		var out bytes.Buffer
+		if _, err := e.Exec(ctx, s.Name, engine.ExecSpec{Cmd: []string{"/bin/sh", "-c", "wc -c < /tmp/in; cat /tmp/in | head -c 20; rm /tmp/in"}, Stdout: &out}); err != nil {
+			t.Fatal(err)
+		}
+		got, _, _ := strings.Cut(out.String(), "\n")
+		want := strconv.Itoa(tc.want)
+		if tc.want < 0 { // the file holds wc's count of what it read
+			got, want = out.String(), "8\n"+strconv.Itoa(len(body))+"\n"
+		}
+		if strings.TrimSpace(got) != strings.TrimSpace(want) {
+			t.Errorf("%s: the command got %q bytes, want %s", tc.name, got, want)
 		}
 	}
 }
