@@ -23,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/rtemu-dev/rtemu/config"
+	"github.com/rtemu-dev/rtemu/engine/kubernetes"
 	"github.com/rtemu-dev/rtemu/internal/testwait"
 	"github.com/rtemu-dev/rtemu/sandbox"
 )
@@ -341,7 +342,12 @@ func TestKubernetesWorkspaceClaim(t *testing.T) {
 	for _, v := range pods.Items[0].Spec.Volumes {
 		claimed = claimed || v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ClaimName == name
 	}
-	mounts := pods.Items[0].Spec.Containers[0].VolumeMounts
+	var mounts []corev1.VolumeMount // but the exec agent's folder
+	for _, m := range pods.Items[0].Spec.Containers[0].VolumeMounts {
+		if m.MountPath != kubernetes.AgentMount {
+			mounts = append(mounts, m)
+		}
+	}
 	if !claimed || len(mounts) != 1 || mounts[0].SubPath != wsID || mounts[0].MountPath != "/workspace/data" {
 		t.Fatalf("the pod's volumes %+v and mounts %+v, want the claim %s with subPath %s", pods.Items[0].Spec.Volumes, mounts, name, wsID)
 	}

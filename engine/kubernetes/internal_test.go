@@ -196,13 +196,23 @@ func TestWorkspaceClaimMounts(t *testing.T) {
 		{Source: "/data/workspaces/aaa", Target: "/workspace/a"},
 		{Source: "/data/workspaces/bbb/", Target: "/workspace/b", ReadOnly: true},
 	}})
-	want := []corev1.VolumeMount{{Name: claimVolume, MountPath: "/workspace/a", SubPath: "aaa"},
+	// (After the exec agent's folder, which every pod has.)
+	want := []corev1.VolumeMount{{Name: agentVolume, MountPath: AgentMount},
+		{Name: claimVolume, MountPath: "/workspace/a", SubPath: "aaa"},
 		{Name: claimVolume, MountPath: "/workspace/b", SubPath: "bbb", ReadOnly: true}}
 	if got := p.Spec.Containers[0].VolumeMounts; !reflect.DeepEqual(got, want) {
 		t.Errorf("mounts %+v, want %+v", got, want)
 	}
-	if v := p.Spec.Volumes; len(v) != 1 || v[0].PersistentVolumeClaim == nil || v[0].PersistentVolumeClaim.ClaimName != "ws-claim" {
-		t.Errorf("volumes %+v, want the claim once", v)
+	claims := 0
+	for _, v := range p.Spec.Volumes {
+		if v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ClaimName == "ws-claim" {
+			claims++
+		} else if v.Name != agentVolume {
+			t.Errorf("volume %+v", v)
+		}
+	}
+	if claims != 1 {
+		t.Errorf("volumes %+v, want the claim once", p.Spec.Volumes)
 	}
 	for _, tc := range []struct {
 		dir  string
