@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/yamux"
 )
 
 // portDialTimeout bounds one connect inside the sandbox; a port nobody
@@ -17,73 +19,99 @@ import (
 const portDialTimeout = 10 * time.Second
 
 // ServePorts relays connections to the sandbox's ports until in ends (see
-// Mux), then closes them all. A stream that asks for commands
-// (PortRequest.Commands) runs commands as Serve does, so one Docker exec
-// carries every command of a sandbox at once; when in ends, what runs on
-// them is killed before the agent exits.
+// relay.go), then closes them all. Each stream the host opens says what it
+// is for with FramePort and is answered as a linked connection is
+// (relayLinked); a stream that asks for commands (PortRequest.Commands)
+// runs commands as Serve does, so one Docker exec carries every command of
+// a sandbox at once; when in ends, what runs on them is killed before the
+// agent exits.
 func ServePorts(in io.Reader, out io.Writer) int {
 	if err := NewFrameWriter(out).Write(FrameReady, []byte(Version)); err != nil {
 		return 1
 	}
+	sess, err := yamux.Server(pipeConn{in, out, nil}, yamuxConfig())
+	if err != nil {
+		return 1
+	}
 	base := baseEnv()
-	m := NewMux(in, out, func(s *Stream, req []byte) {
-		var r PortRequest
-		if json.Unmarshal(req, &r) == nil && r.Commands {
-			serveCommands(s, base)
-			return
+	var (
+		mu       sync.Mutex
+		streams  = map[*yamux.Stream]bool{}
+		handlers sync.WaitGroup
+	)
+	for {
+		st, err := sess.AcceptStream()
+		if err != nil {
+			break
 		}
-		relayPort(s, req)
-	})
-	// Each command's stream ends with the pipe, which kills the command.
-	m.WaitHandlers(DrainLimit)
+		mu.Lock()
+		streams[st] = true
+		mu.Unlock()
+		handlers.Add(1)
+		go func() {
+			defer handlers.Done()
+			serveRelayStream(st, base)
+			mu.Lock()
+			delete(streams, st)
+			mu.Unlock()
+		}()
+	}
+	// The pipe ended (the session ends only so; its Close then finds its
+	// reads over): every stream ends with it (a command's loop sees its
+	// stream end and kills the command), and the handlers get a while.
+	_ = sess.Close()
+	done := make(chan struct{})
+	go func() { handlers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(DrainLimit):
+	}
 	return 0
 }
 
-// serveCommands runs commands on a stream of the relay until it ends.
-func serveCommands(s *Stream, base []string) {
-	if s.Accept("commands") != nil {
-		s.Close()
+// serveRelayStream answers one stream's FramePort: commands, or a relay.
+func serveRelayStream(st *yamux.Stream, base []string) {
+	defer st.Close()
+	w := NewFrameWriter(st)
+	typ, p, err := ReadFrame(st)
+	if err != nil || typ != FramePort {
 		return
 	}
-	serveLoop(bufio.NewReader(s), NewFrameWriter(s), base, nil)
-	s.Close()
-}
-
-// relayPort connects to the requested port from inside the sandbox and
-// copies both ways until both directions are done.
-func relayPort(s *Stream, req []byte) {
 	var r PortRequest
-	if err := json.Unmarshal(req, &r); err != nil || r.Port < 1 || r.Port > 65535 {
-		_ = s.Refuse("bad port request")
+	if json.Unmarshal(p, &r) == nil && r.Commands {
+		if w.Write(FrameStarted, []byte("commands")) != nil {
+			return
+		}
+		serveLoop(bufio.NewReader(st), w, base, nil)
+		return
+	}
+	if err := json.Unmarshal(p, &r); err != nil || r.Port < 1 || r.Port > 65535 {
+		_ = w.Write(FrameFailed, []byte("bad port request"))
 		return
 	}
 	conn, err := dialInside(r.Port)
 	if err != nil {
-		_ = s.Refuse(err.Error())
+		_ = w.Write(FrameFailed, []byte(err.Error()))
 		return
 	}
-	if s.Accept(conn.RemoteAddr().String()) != nil {
-		conn.Close()
+	defer conn.Close()
+	if w.Write(FrameStarted, []byte(conn.RemoteAddr().String())) != nil {
 		return
 	}
-	var once sync.Once
-	end := func() { once.Do(func() { conn.Close(); s.Close() }) }
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if _, err := io.Copy(conn, s); err != nil {
-			end() // a reset from the host: nothing more goes either way
+		if _, err := io.Copy(conn, st); err != nil {
+			conn.Close() // a reset from the host: nothing more goes either way
 			return
 		}
 		_ = conn.(*net.TCPConn).CloseWrite()
 	}()
-	if _, err := io.Copy(s, conn); err != nil {
-		end()
-	} else {
-		_ = s.CloseWrite()
+	if _, err := io.Copy(st, conn); err != nil {
+		conn.Close()
 	}
+	_ = st.Close() // a half close: the host's side may still send
 	<-done
-	end()
 }
 
 // dialInside connects to port on the sandbox's loopback addresses, then on

@@ -32,8 +32,14 @@ const (
 	FrameHub     = 'U' // first on the connection of a hub started with its container: payload Link.Token
 )
 
-// Version names the protocol; the host refuses an agent that says another.
-const Version = "rtemu-agent/1"
+// Version names the protocol; the host refuses an agent that says another,
+// but for VersionOwnMux.
+const Version = "rtemu-agent/2"
+
+// VersionOwnMux is the agent before its port relay spoke yamux (its own
+// multiplexer): its commands and link are this version's, its relay is
+// not. A sandbox made by an older rtemu runs it from its own volume.
+const VersionOwnMux = "rtemu-agent/1"
 
 // MaxPayload bounds a frame, so a broken peer cannot make the other side
 // allocate without limit.

@@ -10,7 +10,7 @@ import (
 
 // The agent runs only inside a Linux container: rtemu built for macOS or
 // Windows never serves as one (the driver puts a Linux agent into the
-// sandbox instead; see engine/docker/agentsource.go). These say so and fail.
+// sandbox instead; see agent/dist). These say so and fail.
 
 // Serve refuses to run outside Linux.
 func Serve(io.Reader, io.Writer) int { return refuse() }

@@ -117,17 +117,29 @@ func (a *api) remove(ctx context.Context, id string) error {
 
 // execOut runs cmd and checks its output.
 func (a *api) execOut(ctx context.Context, id, cmd, want string) error {
+	out, err := a.execStdout(ctx, id, cmd)
+	if err != nil {
+		return err
+	}
+	if out != want {
+		return fmt.Errorf("exec %q: stdout %q, want %q", cmd, out, want)
+	}
+	return nil
+}
+
+// execStdout runs cmd, which must exit 0, and returns its stdout.
+func (a *api) execStdout(ctx context.Context, id, cmd string) (string, error) {
 	var res struct {
 		ExitCode int    `json:"exitCode"`
 		Stdout   string `json:"stdout"`
 	}
 	if _, err := a.call(ctx, "POST", "/v1/sandboxes/"+id+"/exec", map[string]any{"command": cmd}, &res); err != nil {
-		return err
+		return "", err
 	}
-	if res.ExitCode != 0 || res.Stdout != want {
-		return fmt.Errorf("exec %q: exit %d, stdout %q", cmd, res.ExitCode, res.Stdout)
+	if res.ExitCode != 0 {
+		return "", fmt.Errorf("exec %q: exit %d, stdout %q", cmd, res.ExitCode, res.Stdout)
 	}
-	return nil
+	return res.Stdout, nil
 }
 
 func (a *api) exec(ctx context.Context, id, cmd string) error {

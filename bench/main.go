@@ -177,7 +177,7 @@ func run(ctx context.Context, s settings) (b *bench, rows []result, err error) {
 	}{
 		{[]string{"create_to_running", "create_to_running_same_network", "create_to_running_warm"}, b.createToRunning},
 		{[]string{"create_then_exec", "create_then_exec_same_network", "create_then_exec_warm"}, b.createThenExec},
-		{[]string{"exec_true", "exec_true_vs_cli"}, b.execTrue},
+		{[]string{"exec_true", "exec_true_vs_cli", "agent_rss"}, b.execTrue},
 		{[]string{"exec_parallel"}, b.execParallel},
 		{[]string{"churn", "churn_same_network"}, b.churn},
 		{[]string{"pause", "resume"}, b.pauseResume},

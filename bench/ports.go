@@ -135,15 +135,39 @@ func (b *bench) ports(ctx context.Context) ([]result, error) {
 	}
 	// ssh -L itself: OpenSSH's client, as a user runs it, in a process of
 	// its own (password by sshpass).
-	var openSSHMBs float64
-	var openSSHNote string
+	// Beside it, the same client through OpenSSH's own sshd to the
+	// container's address: the transfers take turns, the best of three
+	// each.
+	var openSSHMBs, sshdMBs float64
+	var openSSHNote, sshdNote string
 	if fwd, stop, err := openSSHForward(ctx, srv.SSHAddr, id, "bench-pw", 8080); err != nil {
 		openSSHNote = "not measured: " + err.Error()
 	} else {
-		openSSHMBs, err = throughput(func() (time.Duration, error) { return fetch(ctx, hc, "http://"+fwd+"/big") })
-		stop()
-		if err != nil {
-			return nil, err
+		defer stop()
+		var viaSSHD func() (time.Duration, error)
+		if sfwd, sstop, err := sshdForward(ctx, net.JoinHostPort(ip, "8080")); err != nil {
+			sshdNote = "sshd not measured: " + err.Error()
+		} else {
+			defer sstop()
+			viaSSHD = func() (time.Duration, error) { return fetch(ctx, hc, "http://"+sfwd+"/big") }
+		}
+		best, bestSSHD := time.Duration(math.MaxInt64), time.Duration(math.MaxInt64)
+		for range 3 {
+			d, err := fetch(ctx, hc, "http://"+fwd+"/big")
+			if err != nil {
+				return nil, err
+			}
+			best = min(best, d)
+			if viaSSHD != nil {
+				if d, err = viaSSHD(); err != nil {
+					return nil, fmt.Errorf("through sshd: %w", err)
+				}
+				bestSSHD = min(bestSSHD, d)
+			}
+		}
+		openSSHMBs = math.Round(mb/best.Seconds()*10) / 10
+		if viaSSHD != nil {
+			sshdMBs = math.Round(mb/bestSSHD.Seconds()*10) / 10
 		}
 	}
 	rows := []result{req}
@@ -160,6 +184,15 @@ func (b *bench) ports(ctx context.Context) ([]result, error) {
 			BaselineP50: nil, Baseline: fmt.Sprintf("direct %.1f MB/s (%.0f MiB)", directMBs, mb), Target: "≥ 50% of direct", Met: ratio >= 0.5,
 			Note: strings.TrimSpace(r.note)})
 	}
+
+	vs := result{Metric: "download_ssh_forward_vs_sshd", Value: ptr(openSSHMBs), Unit: "MB/s", N: 3,
+		Baseline: fmt.Sprintf("OpenSSH sshd %.1f MB/s (the same ssh -L to the container's address)", sshdMBs),
+		Target:   "≥ 1.0× sshd", Note: strings.TrimSpace(openSSHNote + " " + sshdNote)}
+	if sshdMBs > 0 {
+		ratio := math.Round(openSSHMBs/sshdMBs*100) / 100
+		vs.Ratio, vs.Met = ptr(ratio), ratio >= 1
+	}
+	rows = append(rows, vs)
 
 	// websockets_64: 64 WebSockets through the dev URL, open at once, each
 	// echoing before and after a hold. They are opened one after another:
@@ -204,13 +237,22 @@ func (b *bench) ports(ctx context.Context) ([]result, error) {
 }
 
 // openSSHForward runs `ssh -N -L` (OpenSSH, the password given by sshpass)
-// to port of the sandbox user through the gateway at sshAddr, and returns
-// the local address once it accepts connections, and what stops it.
+// to rtemu's gateway at sshAddr as user, forwarding a local port to port
+// in the sandbox; it returns the local address and a stop.
 func openSSHForward(ctx context.Context, sshAddr, user, password string, port int) (string, func(), error) {
-	for _, tool := range []string{"ssh", "sshpass"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return "", nil, fmt.Errorf("no %s on this machine", tool)
-		}
+	if _, err := exec.LookPath("sshpass"); err != nil {
+		return "", nil, fmt.Errorf("no sshpass on this machine")
+	}
+	return sshForward(ctx, sshAddr, user, fmt.Sprintf("localhost:%d", port), []string{"SSHPASS=" + password},
+		"sshpass", "-e", "ssh", "-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no")
+}
+
+// sshForward runs `ssh -N -L local:target user@sshAddr` by argv (ssh and
+// its auth options, maybe behind a wrapper) and waits until the local port
+// answers.
+func sshForward(ctx context.Context, sshAddr, user, target string, env []string, argv ...string) (string, func(), error) {
+	if _, err := exec.LookPath("ssh"); err != nil {
+		return "", nil, fmt.Errorf("no ssh on this machine")
 	}
 	host, sshPort, err := net.SplitHostPort(sshAddr)
 	if err != nil {
@@ -222,11 +264,11 @@ func openSSHForward(ctx context.Context, sshAddr, user, password string, port in
 	}
 	local := ln.Addr().String()
 	ln.Close()
-	cmd := exec.CommandContext(ctx, "sshpass", "-e", "ssh", "-N", "-p", sshPort,
+	args := append(argv[1:], "-N", "-p", sshPort,
 		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-		"-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no", "-o", "ExitOnForwardFailure=yes",
-		"-L", fmt.Sprintf("%s:localhost:%d", local, port), user+"@"+host)
-	cmd.Env = append(os.Environ(), "SSHPASS="+password)
+		"-o", "ExitOnForwardFailure=yes", "-L", local+":"+target, user+"@"+host)
+	cmd := exec.CommandContext(ctx, argv[0], args...)
+	cmd.Env = append(os.Environ(), env...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

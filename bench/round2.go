@@ -164,7 +164,7 @@ func (b *bench) execParallel(ctx context.Context) ([]result, error) {
 func throughput(metric string, rt, base *loadResult, baseline string, minRatio float64, unit string) result {
 	r := result{Metric: metric, RtemuP50: ms(percentile(rt.lat, 50)), RtemuP95: ms(percentile(rt.lat, 95)),
 		RtemuP99: ms(percentile(rt.lat, 99)), N: len(rt.lat), Baseline: baseline,
-		Value: ptr(float64(int(rt.rate()*10)) / 10), Unit: unit, Target: fmt.Sprintf("rate ≥ %.1f× baseline", minRatio)}
+		Value: ptr(float64(int(rt.rate()*10)) / 10), Unit: unit, Target: fmt.Sprintf("rate ≥ %g× baseline", minRatio)}
 	r.BaselineP50, r.BaselineP95 = ptr(ms(percentile(base.lat, 50))), ptr(ms(percentile(base.lat, 95)))
 	r.BaselineValue = ptr(float64(int(base.rate()*10)) / 10)
 	if br := base.rate(); br > 0 {

@@ -21,18 +21,30 @@ func templatesCmd(env Env) *cobra.Command {
 		Short: "Build and list the template images made from rtemu's recipes",
 		Args:  noArgs,
 	}
-	var base string
+	var base, eng string
 	build := &cobra.Command{
 		Use:   "build NAME [--base IMAGE]",
 		Short: "Build a template's image from rtemu's recipe",
 		Long: `Build a template's image from rtemu's recipe (base-ubuntu, desktop-ubuntu), from
---base: any Debian or Ubuntu image, local ones too (offline).`,
+--base: any Debian or Ubuntu image, local ones too (offline). Images are built with
+Docker; with --engine kubernetes it says how to get the image to the cluster instead.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("engine") {
+				eng = env.Getenv("RTEMU_ENGINE")
+			}
+			switch strings.ToLower(eng) {
+			case "", "docker":
+			case "kubernetes":
+				return exit(noBuildOnKubernetes(args[0], env.Stderr))
+			default:
+				return usageError{fmt.Errorf("--engine / RTEMU_ENGINE: %q is not docker or kubernetes", eng)}
+			}
 			return exit(buildTemplate(cmd.Context(), args[0], base, env))
 		},
 	}
 	build.Flags().StringVar(&base, "base", "", "image to build from: any Debian or Ubuntu image (default "+templates.DefaultBase+")")
+	build.Flags().StringVar(&eng, "engine", "", "docker or kubernetes: the engine sandboxes run on (env RTEMU_ENGINE; kubernetes builds nothing)")
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "The recipes, their images and whether they are built",
@@ -88,6 +100,26 @@ func buildTemplate(ctx context.Context, name, base string, env Env) int {
 		fmt.Fprintf(stdout, "built %s: %s (from %s)\n", name, res.Image, res.Base)
 	}
 	return 0
+}
+
+// noBuildOnKubernetes is templates build with the Kubernetes engine, which
+// builds no images (its nodes pull them or have them): it says what to do
+// instead, naming the image the template maps to, and fails.
+func noBuildOnKubernetes(name string, stderr io.Writer) int {
+	r, err := templates.Lookup(name)
+	if err != nil {
+		fmt.Fprintln(stderr, "rtemu:", err)
+		return 2
+	}
+	img := r.Image()
+	fmt.Fprintf(stderr, `rtemu: the Kubernetes engine builds no images: a template there is an image name the cluster's nodes have or pull.
+Template %[1]s maps to %[2]s. Build it with Docker, then bring it to the nodes:
+  rtemu templates build %[1]s --engine docker
+  a registry the nodes pull from:  docker tag %[2]s REGISTRY/%[3]s && docker push REGISTRY/%[3]s
+                                   and serve with --template %[1]s=REGISTRY/%[3]s
+  or load it into the nodes:       kind load docker-image %[2]s  |  k3d image import %[2]s  |  docker save %[2]s | ctr -n k8s.io images import -
+`, name, img, strings.TrimPrefix(img, "rtemu/"))
+	return 1
 }
 
 func listTemplates(ctx context.Context, stdout, stderr io.Writer) int {

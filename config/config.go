@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -108,7 +109,14 @@ type Kube struct {
 	// same paths (a single-node cluster on rtemu's host), so workspace
 	// mounts are hostPath volumes.
 	HostFolders bool
+	// WorkspaceClaim is a PersistentVolumeClaim holding rtemu's workspaces
+	// folder, which rtemu mounts too: workspace mounts are the claim with
+	// the workspace's folder as subPath ("": none).
+	WorkspaceClaim string
 }
+
+// claimName is a Kubernetes object's name (a DNS subdomain).
+var claimName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
 
 // Settings are every flag and its variable; a test keeps the README's
 // configuration table in step with them.
@@ -134,6 +142,7 @@ var Settings = []Setting{
 	{"--kube-namespace", "RTEMU_KUBE_NAMESPACE"},
 	{"--kube-pull-policy", "RTEMU_KUBE_PULL_POLICY"},
 	{"--kube-host-folders", "RTEMU_KUBE_HOST_FOLDERS"},
+	{"--kube-workspace-claim", "RTEMU_KUBE_WORKSPACE_CLAIM"},
 }
 
 // isOff reads an on/off setting.
@@ -153,7 +162,7 @@ type Flags struct {
 	fs                                                      *pflag.FlagSet
 	addr, sshAddr, dataDir, publicAddr, publicSSHAddr, seed string
 	auth, execAgent, devListeners, sandboxNet, outputMemory string
-	engine, kubeconfig, kubeNamespace, kubePull             string
+	engine, kubeconfig, kubeNamespace, kubePull, kubeClaim  string
 	kubeHostFolders                                         bool
 	ephemeral, strict                                       bool
 	templates, keys, pools                                  []string
@@ -176,6 +185,7 @@ func AddFlags(fs *pflag.FlagSet) *Flags {
 	str(&f.kubeconfig, "kubeconfig", "", "with --engine kubernetes: the kubeconfig file (default: as kubectl finds the cluster)")
 	str(&f.kubeNamespace, "kube-namespace", "default", "with --engine kubernetes: the namespace of the sandboxes' pods")
 	str(&f.kubePull, "kube-pull-policy", "IfNotPresent", "with --engine kubernetes: IfNotPresent, Never (only images the nodes have) or Always")
+	str(&f.kubeClaim, "kube-workspace-claim", "", "with --engine kubernetes: a PersistentVolumeClaim holding rtemu's workspaces folder (mounted there in rtemu too): workspace mounts from it")
 	fs.BoolVar(&f.kubeHostFolders, "kube-host-folders", false, "with --engine kubernetes: the cluster's one node sees rtemu's folders (workspace mounts as hostPath)"+env("kube-host-folders"))
 	str(&f.sshAddr, "ssh-addr", "127.0.0.1:2222", "SSH gateway address")
 	str(&f.dataDir, "data-dir", "", "data directory (default $XDG_DATA_HOME/rtemu, else ~/.local/share/rtemu)")
@@ -264,7 +274,10 @@ func (f *Flags) Config(getenv func(string) string) (Config, error) {
 	if cfg.Engine = strings.ToLower(f.engine); cfg.Engine != "" && cfg.Engine != "docker" && cfg.Engine != "kubernetes" {
 		return cfg, fmt.Errorf("--engine / RTEMU_ENGINE: %q is not docker or kubernetes", cfg.Engine)
 	}
-	cfg.Kube = Kube{Kubeconfig: f.kubeconfig, Namespace: f.kubeNamespace, HostFolders: f.kubeHostFolders}
+	cfg.Kube = Kube{Kubeconfig: f.kubeconfig, Namespace: f.kubeNamespace, HostFolders: f.kubeHostFolders, WorkspaceClaim: f.kubeClaim}
+	if c := cfg.Kube.WorkspaceClaim; c != "" && !claimName.MatchString(c) {
+		return cfg, fmt.Errorf("--kube-workspace-claim / RTEMU_KUBE_WORKSPACE_CLAIM: %q is not a PersistentVolumeClaim's name (lowercase letters, digits, '-' and '.')", c)
+	}
 	switch strings.ToLower(f.kubePull) {
 	case "ifnotpresent":
 		cfg.Kube.PullPolicy = "IfNotPresent"

@@ -69,6 +69,11 @@ func TestParse(t *testing.T) {
 			func(c *Config) {
 				c.Engine, c.Kube = "kubernetes", Kube{Namespace: "ns", PullPolicy: "Always", HostFolders: true}
 			}},
+		{"kubernetes workspace claim", []string{"--engine", "kubernetes", "--kube-workspace-claim", "rtemu-workspaces"},
+			map[string]string{"HOME": "/home/u", "RTEMU_KUBE_WORKSPACE_CLAIM": "other"},
+			func(c *Config) {
+				c.Engine, c.Kube = "kubernetes", Kube{Namespace: "default", PullPolicy: "IfNotPresent", WorkspaceClaim: "rtemu-workspaces"}
+			}},
 		{"ephemeral env", nil, map[string]string{"HOME": "/home/u", "RTEMU_EPHEMERAL": "true"}, func(c *Config) { c.Ephemeral, c.DataDir = true, "" }},
 	}
 	for _, tt := range tests {
@@ -97,6 +102,7 @@ func TestParseRejects(t *testing.T) {
 		{"--public-addr", "nocolon"}, {"--public-ssh-addr", ":22"}, {"--dev-url-listeners", "perhaps"},
 		{"--exec-output-memory", "lots"}, {"--exec-output-memory", "512KiB"}, {"--exec-output-memory", "0MB"}, {"--exec-output-memory", "64GB"},
 		{"--engine", "podman"}, {"--kube-pull-policy", "sometimes"}, {"--kube-host-folders=maybe"},
+		{"--kube-workspace-claim", "Not_A_Name"},
 	} {
 		if _, err := Parse(args, func(string) string { return "" }, io.Discard); err == nil {
 			t.Errorf("%v accepted", args)
@@ -111,6 +117,7 @@ func TestParseRejectsEnv(t *testing.T) {
 		{"RTEMU_EPHEMERAL", "perhaps"}, {"RTEMU_STRICT_LIFECYCLE", "2"}, {"RTEMU_AUTH", "maybe"},
 		{"RTEMU_WARM_POOL", "base-ubuntu=x"}, {"RTEMU_TEMPLATES", "noequals"}, {"RTEMU_EXEC_OUTPUT_MEMORY", "lots"},
 		{"RTEMU_ENGINE", "podman"}, {"RTEMU_KUBE_PULL_POLICY", "sometimes"}, {"RTEMU_KUBE_HOST_FOLDERS", "maybe"},
+		{"RTEMU_KUBE_WORKSPACE_CLAIM", "-bad"},
 	} {
 		_, err := Parse(nil, func(k string) string { return map[string]string{kv[0]: kv[1], "HOME": "/h"}[k] }, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), kv[0]) {

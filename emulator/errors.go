@@ -102,6 +102,16 @@ var kindStatus = map[sandbox.Kind]struct {
 	sandbox.KindForbidden:   {http.StatusForbidden, "forbidden"},
 }
 
+// code is the contract's error code of a kind of failure: an engine that
+// does not answer is docker_unavailable on Docker, engine_unavailable on
+// any other engine.
+func (a *api) code(k sandbox.Kind) string {
+	if k == sandbox.KindUnavailable && a.engineKind != "docker" {
+		return "engine_unavailable"
+	}
+	return kindStatus[k].code
+}
+
 // handleError is the one place where errors become the contract's envelope.
 func (a *api) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
@@ -124,13 +134,13 @@ func (a *api) handleError(err error, c echo.Context) {
 		out.Details = []fieldDetail{{Field: "archive", Message: fe.Kind}}
 	case errors.As(err, &se):
 		m := kindStatus[se.Kind]
-		status, out.Code, out.Message = m.status, m.code, restMessage(se)
+		status, out.Code, out.Message = m.status, a.code(se.Kind), restMessage(se)
 		if se.Code != "" {
 			out.Code = se.Code
 		}
 		out.Details = restDetails(se)
 		if se.Kind == sandbox.KindUnavailable {
-			a.log.Warn("docker engine unavailable", "requestId", out.RequestID, "err", err)
+			a.log.Warn("engine unavailable", "engine", a.engineKind, "requestId", out.RequestID, "err", err)
 		}
 	case errors.Is(err, netguard.ErrBodyTimeout):
 		status, out.Code, out.Message = http.StatusRequestTimeout, "bad_request",
@@ -162,8 +172,8 @@ func (a *api) handleError(err error, c echo.Context) {
 	case a.svc != nil && errors.As(a.svc.Explain(err), &se):
 		// An unexpected failure while the engine does not answer: the
 		// engine's outage is the cause (never a 500).
-		status, out.Code, out.Message = http.StatusServiceUnavailable, "docker_unavailable", se.Message
-		a.log.Warn("docker engine unavailable", "requestId", out.RequestID, "err", err)
+		status, out.Code, out.Message = http.StatusServiceUnavailable, a.code(sandbox.KindUnavailable), se.Message
+		a.log.Warn("engine unavailable", "engine", a.engineKind, "requestId", out.RequestID, "err", err)
 	default:
 		status, out.Code, out.Message = http.StatusInternalServerError, "internal_error",
 			"internal error (request "+out.RequestID+"; rtemu's log has the cause)"

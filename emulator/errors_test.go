@@ -62,3 +62,25 @@ func TestRemediesWordedAsRoutes(t *testing.T) {
 		}
 	}
 }
+
+// An engine that does not answer is 503 docker_unavailable on Docker and
+// engine_unavailable on any other engine (the contract's codes).
+func TestUnavailableNamesTheEngine(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ kind, code string }{
+		{"docker", `"code":"docker_unavailable"`}, {"kubernetes", `"code":"engine_unavailable"`}, {"fake", `"code":"engine_unavailable"`},
+	} {
+		a := &api{log: slog.New(slog.NewTextHandler(io.Discard, nil)), engineKind: tc.kind}
+		e := echo.New()
+		e.HTTPErrorHandler = a.handleError
+		e.Use(requestID)
+		e.GET("/down", func(echo.Context) error {
+			return &sandbox.Error{Kind: sandbox.KindUnavailable, Message: "the engine does not answer"}
+		})
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/down", nil))
+		if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), tc.code) {
+			t.Errorf("%s: %d %s, want 503 and %s", tc.kind, rec.Code, rec.Body.String(), tc.code)
+		}
+	}
+}

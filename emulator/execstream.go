@@ -59,7 +59,7 @@ func (a *api) execStream(c echo.Context, p sandbox.ExecParams) error {
 		ev := errorEvent{Code: "internal_error", Message: "internal error (rtemu's log has the cause)"}
 		var se *sandbox.Error
 		if errors.As(err, &se) {
-			ev.Code, ev.Message = kindStatus[se.Kind].code, restMessage(se)
+			ev.Code, ev.Message = a.code(se.Kind), restMessage(se)
 		} else {
 			a.log.Error("streaming exec failed", "requestId", requestIDOf(c), "err", err)
 		}

@@ -185,7 +185,7 @@ func New(cfg Config) *Service {
 		s.log.Warn("could not clear the exec output spill folder", "err", err)
 	}
 	if cfg.DataDir != "" {
-		s.ws.dir = filepath.Join(cfg.DataDir, "workspaces")
+		s.ws.dir = WorkspacesDir(cfg.DataDir)
 	}
 	for _, t := range cfg.Templates {
 		if _, dup := s.templates[t.Name]; !dup {
@@ -1046,3 +1046,7 @@ func (s *Service) event(_ context.Context, sandboxID, typ, severity, title strin
 	s.waitEvent(s.enqueueEvent(Event{ID: "evt_" + newID()[len("sandbox-"):], SandboxID: sandboxID, Type: typ, Severity: severity,
 		Title: title, Attributes: attrs, CreatedAt: s.now()}))
 }
+
+// WorkspacesDir is the folder of a data dir that holds the workspaces' files
+// (one folder per workspace, named by its id).
+func WorkspacesDir(dataDir string) string { return filepath.Join(dataDir, "workspaces") }

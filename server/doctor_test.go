@@ -48,7 +48,7 @@ func TestDoctor(t *testing.T) {
 		// what the setup is and what it means
 		"info setup: Docker Engine",
 		"info container addresses: routable from here; rtemu does not use them",
-		"info exec agent: host executable for linux/",
+		"info exec agent: built with the local Go toolchain for linux/",
 		"info workspace mounts: the engine sees the data dir " + cfg.DataDir + " at the same path: mounts work",
 		"info agent link: commands and port connections go by a unix socket in " + filepath.Join(cfg.DataDir, "link"),
 		"disk limits: ",

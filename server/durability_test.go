@@ -78,6 +78,13 @@ func startRtemuVia(t *testing.T, dataDir string, wrapper ...string) *proc {
 	}
 	args := append(wrapper, rtemuBinary(t), "serve", "--addr", "127.0.0.1:0", "--ssh-addr", "127.0.0.1:0",
 		"--data-dir", dataDir, "--template", "base-ubuntu="+img)
+	return startRtemuArgs(t, args)
+}
+
+// startRtemuArgs runs a command line that starts rtemu and waits until it
+// says where its API is.
+func startRtemuArgs(t *testing.T, args []string) *proc {
+	t.Helper()
 	cmd := exec.Command(args[0], args[1:]...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -181,14 +181,14 @@ func newEngine(ctx context.Context, cfg config.Config, dataDir string, log *slog
 			return madeEngine{}, err
 		}
 		k, err := kubernetes.New(kubernetes.Config{REST: rc, Namespace: cfg.Kube.Namespace,
-			PullPolicy: corev1.PullPolicy(cfg.Kube.PullPolicy), HostFolders: cfg.Kube.HostFolders, Logger: log})
+			PullPolicy: corev1.PullPolicy(cfg.Kube.PullPolicy), HostFolders: cfg.Kube.HostFolders,
+			WorkspaceClaim: cfg.Kube.WorkspaceClaim, WorkspaceRoot: sandbox.WorkspacesDir(dataDir), Logger: log})
 		if err != nil {
 			return madeEngine{}, err
 		}
-		// Nothing to close (client-go's connections go with the process),
-		// but rtemu made it: the start-up sweep and the disposable marker
-		// apply as on Docker.
-		return madeEngine{Engine: k, host: rc.Host + " namespace " + k.Namespace(), close: func() error { return nil }}, nil
+		// Closing ends its streams to the agents in pods; rtemu made it:
+		// the start-up sweep and the disposable marker apply as on Docker.
+		return madeEngine{Engine: k, host: rc.Host + " namespace " + k.Namespace(), close: k.Close}, nil
 	}
 	return madeEngine{}, fmt.Errorf("--engine %q: not docker or kubernetes", cfg.Engine)
 }

@@ -109,6 +109,9 @@ func New(cfg Config) (*Gateway, error) {
 		},
 		RequestHandlers:   map[string]ssh.RequestHandler{},
 		SubsystemHandlers: map[string]ssh.SubsystemHandler{},
+		ServerConfigCallback: func(ssh.Context) *gossh.ServerConfig {
+			return &gossh.ServerConfig{Config: gossh.Config{Ciphers: serverCiphers}}
+		},
 	}
 	return g, nil
 }
@@ -294,3 +297,14 @@ func sandboxOf(ctx ssh.Context, conn *gossh.ServerConn) (string, bool) {
 // detach gives work that must outlive a closed connection (recording how a
 // session ended) a context that keeps the connection's values.
 func detach(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
+
+// serverCiphers are the ciphers the gateway offers: x/crypto's, without
+// chacha20-poly1305. A client takes the first of its own list that the
+// server offers, and OpenSSH lists chacha20-poly1305 first, which x/crypto
+// computes in plain Go (no assembly on amd64): through `ssh -L` the
+// gateway moved 46% of OpenSSH sshd's rate with it (chacha20 was a quarter
+// of the gateway's CPU), and as much as sshd without it (OpenSSH then
+// takes aes128-ctr with hmac-sha2-256-etm, both in assembly; see
+// BENCHMARKS.md, download_ssh_forward_vs_sshd). Every SSH client in use
+// has AES-CTR; GCM comes first for clients that prefer it.
+var serverCiphers = []string{gossh.CipherAES128GCM, gossh.CipherAES256GCM, gossh.CipherAES128CTR, gossh.CipherAES192CTR, gossh.CipherAES256CTR}

@@ -221,7 +221,7 @@ func (r *agentRun) settle(ctx context.Context) (Result, int, error) {
 			// process is, and the caller finds out why.
 			return Ran, 128 + 9, nil
 		}
-		if errors.Is(r.readErr, io.EOF) || errors.Is(r.readErr, io.ErrUnexpectedEOF) || errors.Is(r.readErr, agent.ErrMuxClosed) {
+		if errors.Is(r.readErr, io.EOF) || errors.Is(r.readErr, io.ErrUnexpectedEOF) || errors.Is(r.readErr, agent.ErrRelayClosed) {
 			// The agent (or the relay carrying the command) was killed
 			// under the command (kill -9 $PPID, a pkill): end what is left
 			// of the command too and report it killed, as an exec whose

@@ -34,3 +34,8 @@ const (
 // errNoAgent: the container cannot run the agent (no volume, another
 // protocol, a foreign architecture); it runs commands by Docker exec.
 var errNoAgent = errors.New("no exec agent in this container")
+
+// errOldRelay: the container's agent is of an older rtemu, whose port relay
+// speaks another multiplexer (agent.VersionOwnMux): its ports go by the
+// shell relay, its overlapping commands on agents of their own.
+var errOldRelay = errors.New("the exec agent in this container is too old for the port relay")

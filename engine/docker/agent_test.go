@@ -41,9 +41,9 @@ func dockerExecDriver(t *testing.T) *docker.Driver {
 // Env and WorkingDir applied the same way, and the same exit code and
 // output when it cannot start at all.
 //
-// It holds for each source of the agent: rtemu's own executable, and one
-// built with the local Go toolchain, as on a host whose executable cannot
-// run in the container (macOS, Windows, another architecture).
+// It holds for each source of the agent: the one built with the local Go
+// toolchain (a Linux host's first choice without an embedded one, and
+// macOS's and Windows's), and rtemu's own executable, the last resort.
 func TestAgentMatchesDockerExec(t *testing.T) {
 	t.Parallel()
 	sources := []struct {
@@ -51,11 +51,17 @@ func TestAgentMatchesDockerExec(t *testing.T) {
 		source string
 		opts   func(t *testing.T) []docker.Option
 	}{
-		{"host executable", docker.AgentFromHost, func(*testing.T) []docker.Option { return nil }},
-		{"built agent", docker.AgentFromBuild, func(t *testing.T) []docker.Option {
+		{"built agent", docker.AgentFromBuild, func(*testing.T) []docker.Option { return nil }},
+		{"built agent, host unusable", docker.AgentFromBuild, func(t *testing.T) []docker.Option {
 			return []docker.Option{docker.WithHostAgentUnusable(t.TempDir())}
 		}},
-		{"host executable, linked", docker.AgentFromHost, func(*testing.T) []docker.Option { return linkedOptions }},
+		{"built agent, linked", docker.AgentFromBuild, func(*testing.T) []docker.Option { return linkedOptions }},
+		{"host executable", docker.AgentFromHost, func(*testing.T) []docker.Option {
+			return []docker.Option{docker.WithHostAgentFirst()}
+		}},
+		{"host executable, linked", docker.AgentFromHost, func(*testing.T) []docker.Option {
+			return append([]docker.Option{docker.WithHostAgentFirst()}, linkedOptions...)
+		}},
 	}
 	for _, src := range sources {
 		t.Run(src.name, func(t *testing.T) {

@@ -58,6 +58,9 @@ type containerAgents struct {
 	// noRelayedCommands: its relay refused a stream for commands (an agent
 	// of an older build): each command starts an agent of its own.
 	noRelayedCommands bool
+	// oldRelay: its agent is of an older rtemu whose relay this one cannot
+	// speak (errOldRelay).
+	oldRelay bool
 	// agents counts its agents of their own (not streams of the relay)
 	// that are started and not closed, idle or busy; live holds them, so
 	// forgetting the container closes the busy ones too. (Both apart from
@@ -273,7 +276,7 @@ func (d *Driver) relayedAgent(ctx context.Context, name string) (*agentConn, err
 		a.ofLocked(name).noRelayedCommands = true
 		a.mu.Unlock()
 		return nil, err
-	case errors.Is(err, agent.ErrMuxClosed):
+	case errors.Is(err, agent.ErrRelayClosed):
 		d.dropRelay(name, r)
 		return nil, err
 	case err != nil:
@@ -402,6 +405,15 @@ func (d *Driver) startAgentAs(ctx context.Context, name string, argv []string, m
 		// Slow (a busy machine), not missing: the next command tries again.
 		c.close()
 		return nil, fmt.Errorf("start agent in %s: no word from it in 15 s", name)
+	}
+	if err == nil && typ == agent.FrameReady && string(p) == agent.VersionOwnMux {
+		// An agent of an older rtemu (the container's volume holds it):
+		// its commands and link are this one's, its port relay is not.
+		if mode != agent.ServePortsMode {
+			return c, nil
+		}
+		c.close()
+		return nil, fmt.Errorf("%w: %s", errOldRelay, name)
 	}
 	if err != nil || typ != agent.FrameReady || string(p) != agent.Version {
 		c.close()

@@ -9,6 +9,13 @@ func WithHostAgentUnusable(cacheDir string) Option {
 	return func(o *options) { o.agent = agentSourcing{hostUnusable: true, cacheDir: cacheDir} }
 }
 
+// WithHostAgentFirst makes the driver put rtemu's own executable into
+// containers, as it does when it has neither an embedded agent nor a Go
+// toolchain to build one.
+func WithHostAgentFirst() Option {
+	return func(o *options) { o.agent = agentSourcing{hostFirst: true} }
+}
+
 // DecideDiskLimits is the rule DiskLimits applies to what the engine said.
 var DecideDiskLimits = decideDiskLimits
 

@@ -24,7 +24,7 @@ import (
 // and it never uses the container's address, which the host cannot reach on
 // Docker Desktop, a VM or remote engine, or from rtemu in a container: the
 // connection is made from inside the sandbox's own network namespace, by
-// the exec agent relaying it over the one Docker exec it runs in (agent.Mux),
+// the exec agent relaying it over the one Docker exec it runs in (agent.Relay),
 // or, where the agent cannot run, by a shell relay (dialByShell). Made from
 // inside, it reaches a server bound to 127.0.0.1 or ::1 as well as one bound
 // to 0.0.0.0. Nothing listening is an error wrapping syscall.ECONNREFUSED.
@@ -36,7 +36,7 @@ func (d *Driver) DialPort(ctx context.Context, name string, port int) (net.Conn,
 	req, _ := json.Marshal(agent.PortRequest{Port: port})
 	for range 3 {
 		r, err := d.portRelay(ctx, name)
-		if errors.Is(err, errNoAgent) {
+		if errors.Is(err, errNoAgent) || errors.Is(err, errOldRelay) {
 			return d.dialByShell(ctx, name, port)
 		}
 		if err != nil {
@@ -49,7 +49,7 @@ func (d *Driver) DialPort(ctx context.Context, name string, port int) (net.Conn,
 			return s, nil
 		case errors.As(err, &refused):
 			return nil, fmt.Errorf("dial %s:%d: %s: %w", name, port, refused.Msg, syscall.ECONNREFUSED)
-		case errors.Is(err, agent.ErrMuxClosed):
+		case errors.Is(err, agent.ErrRelayClosed):
 			// The relay ended (its container restarted, or it was idle
 			// and closed): start another.
 			d.dropRelay(name, r)
@@ -65,7 +65,7 @@ func (d *Driver) DialPort(ctx context.Context, name string, port int) (net.Conn,
 // used, that carries every connection to the container's ports.
 type portRelay struct {
 	conn *agentConn
-	mux  *agent.Mux
+	mux  *agent.Relay
 	idle *time.Timer
 	last time.Time // when a stream was last opened; under agents.mu
 }
@@ -111,6 +111,9 @@ func (d *Driver) portRelay(ctx context.Context, name string) (*portRelay, error)
 		case ca.without:
 			a.mu.Unlock()
 			return nil, errNoAgent
+		case ca.oldRelay:
+			a.mu.Unlock()
+			return nil, errOldRelay
 		case ca.relayReady != nil:
 			ready := ca.relayReady
 			a.mu.Unlock()
@@ -150,6 +153,9 @@ func (d *Driver) portRelay(ctx context.Context, name string) (*portRelay, error)
 				ca.relay = r
 			case errors.Is(err, errNoAgent):
 				ca.without = true
+			case errors.Is(err, errOldRelay):
+				ca.oldRelay = true
+				startErr = err
 			default:
 				startErr = err
 			}
@@ -170,7 +176,12 @@ func (d *Driver) startRelay(ctx context.Context, name string, argv []string) (*p
 	if err != nil {
 		return nil, err
 	}
-	r := &portRelay{conn: c, mux: agent.NewMux(c.r, c.conn, nil), last: time.Now()}
+	m, err := agent.NewRelay(c.r, c.conn, c.close)
+	if err != nil {
+		c.close()
+		return nil, err
+	}
+	r := &portRelay{conn: c, mux: m, last: time.Now()}
 	r.idle = time.AfterFunc(agentIdleFor, func() { d.closeIdleRelay(name, r) })
 	return r, nil
 }

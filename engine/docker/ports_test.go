@@ -84,13 +84,33 @@ func TestDialPort(t *testing.T) {
 
 // Bytes go through the agent's relay unchanged both ways at once, many
 // connections share it, and a half close is passed on, so the echo server
-// sees the end of its input and closes.
+// sees the end of its input and closes. A connection nobody reads holds up
+// only itself (back-pressure): the others finish meanwhile, and then all it
+// was sent arrives.
 func TestDialPortStreams(t *testing.T) {
 	t.Parallel()
 	d, name := newContainer(t)
 	startServers(t, d, name)
 	get(t, d, name, 8080) // the servers are up
-	const conns, size = 8, 4 << 20
+	out, errOut, code, err := run(t, d, context.Background(), name,
+		`head -c 8388608 /dev/urandom >/tmp/blob && sha256sum /tmp/blob && (nc -ll -p 8091 -e cat /tmp/blob </dev/null >/dev/null 2>&1 &)`)
+	if err != nil || code != 0 {
+		t.Fatalf("blob server: code %d err %v: %s %s", code, err, out, errOut)
+	}
+	wantSum, _, _ := strings.Cut(out, " ")
+	var slow net.Conn
+	deadline := time.Now().Add(10 * time.Second)
+	for slow == nil {
+		if slow, err = d.DialPort(context.Background(), name, 8091); err != nil {
+			if !errors.Is(err, syscall.ECONNREFUSED) || time.Now().After(deadline) {
+				t.Fatalf("dial the blob server: %v", err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	defer slow.Close()
+
+	const conns, size = 16, 4 << 20
 	var wg sync.WaitGroup
 	for i := range conns {
 		wg.Add(1)
@@ -116,6 +136,11 @@ func TestDialPortStreams(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	_ = slow.SetReadDeadline(time.Now().Add(60 * time.Second))
+	got, err := io.ReadAll(slow)
+	if sum := fmt.Sprintf("%x", sha256.Sum256(got)); err != nil || sum != wantSum {
+		t.Errorf("the connection read last: %d bytes, sha256 %s, want %s, err %v", len(got), sum, wantSum, err)
+	}
 }
 
 // A dial to a paused container does not hang: it is refused as not

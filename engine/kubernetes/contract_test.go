@@ -57,11 +57,19 @@ func needCluster(t *testing.T) cluster {
 // hundredth of the limits: the suite's parallel cases fit a 2-CPU node.
 func (c cluster) newEngine(t *testing.T) *kubernetes.Engine {
 	t.Helper()
-	e, err := kubernetes.New(kubernetes.Config{REST: c.rc, Namespace: testNamespace, PullPolicy: corev1.PullNever,
-		RequestRatio: 0.01, HostFolders: c.local})
+	return c.newEngineWith(t, kubernetes.Config{})
+}
+
+// newEngineWith is newEngine with more of the config (NoAgent).
+func (c cluster) newEngineWith(t *testing.T, more kubernetes.Config) *kubernetes.Engine {
+	t.Helper()
+	cfg := more
+	cfg.REST, cfg.Namespace, cfg.PullPolicy, cfg.RequestRatio, cfg.HostFolders = c.rc, testNamespace, corev1.PullNever, 0.01, c.local
+	e, err := kubernetes.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { e.Close() })
 	return e
 }
 
@@ -76,10 +84,26 @@ func (c cluster) waitImage(t *testing.T, e *kubernetes.Engine) {
 }
 
 // The Kubernetes engine passes the contract's conformance suite on a real
-// cluster, as the Docker engine and the fake do.
+// cluster, as the Docker engine and the fake do: with the exec agent in
+// its pods, and with every command an API-server exec (the way a TTY, or
+// a pod the agent cannot run in, takes).
 func TestConformance(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		cfg  kubernetes.Config
+	}{
+		{"exec agent", kubernetes.Config{}},
+		{"API-server exec", kubernetes.Config{NoAgent: true}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			conformance(t, tt.cfg)
+		})
+	}
+}
+
+func conformance(t *testing.T, cfg kubernetes.Config) {
 	c := needCluster(t)
-	t.Parallel()
 	c.waitImage(t, c.newEngine(t))
 	unmodelled := map[string]string{}
 	unmodelled["Snapshot"] = "Snapshot: false (no commit of a container in the Kubernetes API)"
@@ -88,7 +112,7 @@ func TestConformance(t *testing.T) {
 		unmodelled["SharesFolder"] = "the cluster's nodes are not this host: they do not see its folders"
 	}
 	enginetest.Run(t, enginetest.Harness{
-		New:   func(t *testing.T) engine.Engine { return c.newEngine(t) },
+		New:   func(t *testing.T) engine.Engine { return c.newEngineWith(t, cfg) },
 		Image: c.image,
 		Serve: func(t *testing.T, e engine.Engine, name string, port int) {
 			// busybox nc in the background (TestDialLoopback has a server

@@ -35,15 +35,25 @@ const killByMarker = agent.KillByMarker
 
 // execWrapper gives an exec what the pods/exec subresource lacks: the
 // environment (and the tag) and the working directory. It runs as
-// sh -c WRAPPER rtemu-exec DIR SIZE NAME=VALUE... -- ARGV...
+// sh -c WRAPPER rtemu-exec DIR SIZE HOLD NAME=VALUE... -- ARGV...
 // SIZE ("ROWS COLS", or empty) is set on the terminal before the command
 // starts: the API server sends the first size only once the command runs,
 // and the first prompt must already have the right width.
-const execWrapper = `d=$1; sz=$2; shift 2
+//
+// HOLD (non-empty for a command given standard input without a terminal)
+// runs the command as the wrapper's child instead of in its place, so the
+// wrapper holds the exec's stdout and stderr open until the command ends.
+// containerd's CRI closes an exec's stdin stream as soon as its stdout
+// reaches EOF, dropping what the client sent but the command has not read
+// yet: a command that sends its stdout elsewhere (sh -c 'cat > FILE', the
+// SSH gateway's SFTP uploads) got only the first 32–192 KiB of its input
+// (containerd issues 12734 and 13934).
+const execWrapper = `d=$1; sz=$2; hold=$3; shift 3
 if [ -n "$sz" ]; then stty rows "${sz% *}" cols "${sz#* }" 2>/dev/null; fi
 while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do export "$1"; shift; done
 shift
 if [ -n "$d" ]; then cd "$d" || exit 126; fi
+if [ -n "$hold" ]; then "$@"; exit $?; fi
 exec "$@"`
 
 // Exec runs a command in the sandbox's running container through the API
@@ -51,6 +61,9 @@ exec "$@"`
 // command started is killed and the error is ctx.Err(). A paused or
 // stopped sandbox gives ErrNotRunning.
 func (e *Engine) Exec(ctx context.Context, name string, spec engine.ExecSpec) (int, error) {
+	if code, err, ok := e.execViaAgent(ctx, name, spec); ok {
+		return code, err
+	}
 	p, err := e.running(ctx, name)
 	if err != nil {
 		return -1, err
@@ -60,7 +73,11 @@ func (e *Engine) Exec(ctx context.Context, name string, spec engine.ExecSpec) (i
 	if spec.Tty && spec.Size != nil && spec.Size.Rows > 0 && spec.Size.Cols > 0 {
 		size = fmt.Sprintf("%d %d", spec.Size.Rows, spec.Size.Cols)
 	}
-	argv := append([]string{"/bin/sh", "-c", execWrapper, "rtemu-exec", spec.WorkingDir, size}, spec.Env...)
+	hold := ""
+	if spec.Stdin != nil && !spec.Tty {
+		hold = "1"
+	}
+	argv := append([]string{"/bin/sh", "-c", execWrapper, "rtemu-exec", spec.WorkingDir, size, hold}, spec.Env...)
 	argv = append(append(argv, execMarker+"="+tag, "--"), spec.Cmd...)
 	// client-go may still be writing when a cancelled exec returns: the
 	// writers are shut before Exec returns, so nothing is written after.
@@ -234,7 +251,9 @@ func (e *Engine) Pause(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	e.agentsPaused(p.Name, true)
 	if err := e.markPaused(ctx, p.Name, true); err != nil {
+		e.agentsPaused(p.Name, false)
 		return wrap(err, "pause "+name)
 	}
 	if _, err := e.run(ctx, p.Name, stopAll, "STOP"); err != nil {
@@ -243,6 +262,7 @@ func (e *Engine) Pause(ctx context.Context, name string) error {
 		defer cancel()
 		_, _ = e.run(cctx, p.Name, stopAll, "CONT")
 		_ = e.markPaused(cctx, p.Name, false)
+		e.agentsPaused(p.Name, false)
 		return fmt.Errorf("pause %s: %w", name, err)
 	}
 	return nil
@@ -260,7 +280,18 @@ func (e *Engine) Unpause(ctx context.Context, name string) error {
 	if _, err := e.run(ctx, p.Name, stopAll, "CONT"); err != nil {
 		return fmt.Errorf("unpause %s: %w", name, err)
 	}
-	return wrap(e.markPaused(ctx, p.Name, false), "unpause "+name)
+	if err := e.markPaused(ctx, p.Name, false); err != nil {
+		return wrap(err, "unpause "+name)
+	}
+	e.agentsPaused(p.Name, false)
+	return nil
+}
+
+// agentsPaused tells the pod's agents whether it is paused.
+func (e *Engine) agentsPaused(pod string, paused bool) {
+	if e.agents != nil {
+		e.agents.setPaused(pod, paused)
+	}
 }
 
 // markPaused sets or clears the pod's paused annotation.

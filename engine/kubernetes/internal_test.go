@@ -185,3 +185,55 @@ func TestNormalImage(t *testing.T) {
 		}
 	}
 }
+
+// With a workspace claim, mounts of folders under its root are the claim
+// with the folder as subPath (one volume for all of them); folders
+// elsewhere are shared only where the node sees rtemu's folders.
+func TestWorkspaceClaimMounts(t *testing.T) {
+	t.Parallel()
+	e := &Engine{ratio: 0.1, claim: "ws-claim", root: "/data/workspaces"}
+	p := e.podFor(engine.ContainerSpec{Name: "x", Image: "i", Mounts: []engine.Mount{
+		{Source: "/data/workspaces/aaa", Target: "/workspace/a"},
+		{Source: "/data/workspaces/bbb/", Target: "/workspace/b", ReadOnly: true},
+	}})
+	// (After the exec agent's folder, which every pod has.)
+	want := []corev1.VolumeMount{{Name: agentVolume, MountPath: AgentMount},
+		{Name: claimVolume, MountPath: "/workspace/a", SubPath: "aaa"},
+		{Name: claimVolume, MountPath: "/workspace/b", SubPath: "bbb", ReadOnly: true}}
+	if got := p.Spec.Containers[0].VolumeMounts; !reflect.DeepEqual(got, want) {
+		t.Errorf("mounts %+v, want %+v", got, want)
+	}
+	claims := 0
+	for _, v := range p.Spec.Volumes {
+		if v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ClaimName == "ws-claim" {
+			claims++
+		} else if v.Name != agentVolume {
+			t.Errorf("volume %+v", v)
+		}
+	}
+	if claims != 1 {
+		t.Errorf("volumes %+v, want the claim once", p.Spec.Volumes)
+	}
+	for _, tc := range []struct {
+		dir  string
+		host bool
+		ok   bool
+	}{
+		{"/data/workspaces", false, true}, {"/data/workspaces/x/y", false, true},
+		{"/data/workspaces-other", false, false}, {"/data/workspaces/../secrets", false, false}, {"/elsewhere", false, false},
+		{"/elsewhere", true, true},
+	} {
+		e.host = tc.host
+		if ok, err := e.SharesFolder(t.Context(), tc.dir, "", nil); err != nil || ok != tc.ok {
+			t.Errorf("SharesFolder(%s) with host folders %v = %v, %v; want %v", tc.dir, tc.host, ok, err, tc.ok)
+		}
+	}
+	e.host = false
+	if err := e.Create(t.Context(), engine.ContainerSpec{Name: "x", Mounts: []engine.Mount{{Source: "/elsewhere", Target: "/w"}}}); err == nil ||
+		!strings.Contains(err.Error(), "not in the workspace claim ws-claim's folder") {
+		t.Errorf("a mount outside the claim: %v", err)
+	}
+	if c := e.Capabilities(); !c.SharedFolders {
+		t.Error("an engine with a workspace claim says it shares no folders")
+	}
+}

@@ -17,7 +17,9 @@
 //     exec, and marks the pod (annotation) so that execs and dials are
 //     refused while it is paused; Unpause sends SIGCONT. Memory is kept, as
 //     the contract says; the CPU limit stays reserved.
-//   - Exec is the pods/exec subresource (WebSocket, SPDY as the fallback);
+//   - Exec runs a command on rtemu's exec agent in the pod, on an exec
+//     stream kept open (agent.go); a TTY, or a pod the agent cannot run
+//     in, takes the pods/exec subresource (WebSocket, SPDY as the fallback);
 //     its environment and working directory go through a small /bin/sh
 //     wrapper, because the subresource has neither. The API server cannot
 //     kill an exec: a cancelled one is killed by its tag from a second exec.
@@ -36,6 +38,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -59,16 +62,20 @@ import (
 //     SIGSTOP from an exec (kill -STOP -1); memory is kept and the processes
 //     go on where they were after Unpause. It is not the cgroup freezer: a
 //     process that handles SIGCONT sees one.
-//   - SharedFolders: only when the engine is told (Config.HostFolders) that
-//     the cluster's only node sees rtemu's folders at the same paths (a
-//     single-node cluster on rtemu's own host, like the test cluster); then
-//     mounts are hostPath volumes.
+//   - SharedFolders: only when the engine is told how the pods see rtemu's
+//     workspace folders: Config.WorkspaceClaim (a PersistentVolumeClaim
+//     holding them, which rtemu mounts too; a mount is the claim with the
+//     workspace's folder as subPath) or Config.HostFolders (the cluster's
+//     only node sees rtemu's folders at the same paths: a single-node
+//     cluster on rtemu's own host, like the test cluster; mounts are
+//     hostPath volumes).
 //   - DiskQuota: false. A disk size becomes the pod's ephemeral-storage
 //     limit, which the kubelet enforces by evicting the pod, not by failing
 //     the write; rtemu's disk watch measures instead.
 //   - PeerNames: false (Aliases are ignored; no cluster DNS for pods).
 //   - UpdateLimits: true (in-place pod resize, waited for).
-//   - AgentLink: false (every command is an API-server exec).
+//   - AgentLink: false. Commands run on rtemu's exec agent, copied into
+//     the pod and kept on exec streams (agent.go); no socket link.
 //   - ImageBuild: false (templates map to image names the nodes have or
 //     pull).
 //   - Snapshot: false (no commit of a container, no image save or load in
@@ -84,7 +91,7 @@ func (e *Engine) Capabilities() engine.Capabilities {
 	return engine.Capabilities{
 		Name:           "Kubernetes",
 		Pause:          true,
-		SharedFolders:  e.host,
+		SharedFolders:  e.host || e.claim != "",
 		UpdateLimits:   true,
 		ProvisionSlots: 8,
 	}
@@ -134,6 +141,20 @@ type Config struct {
 	// paths (a single-node cluster on rtemu's host): mounts become hostPath
 	// volumes and SharesFolder answers true. Off, mounts are refused.
 	HostFolders bool
+	// WorkspaceClaim is a PersistentVolumeClaim of the namespace whose
+	// root is rtemu's folder WorkspaceRoot (rtemu mounts the same volume
+	// there): a mount of a folder under WorkspaceRoot is the claim with the
+	// folder as its subPath. On a cluster of several nodes the claim must
+	// be ReadWriteMany (NFS, CephFS, a cloud file share). Empty: none.
+	WorkspaceClaim string
+	// WorkspaceRoot is the folder of rtemu's that WorkspaceClaim's root is.
+	WorkspaceRoot string
+	// NoAgent runs every command by an API-server exec, without the exec
+	// agent in the pod (agent.go).
+	NoAgent bool
+	// AgentCache is where agents built for the nodes are kept ("": the
+	// user's cache dir, agent/dist).
+	AgentCache string
 	// Logger receives the engine's own notes (nil: slog.Default()).
 	Logger *slog.Logger
 }
@@ -146,10 +167,14 @@ type Engine struct {
 	pull  corev1.PullPolicy
 	ratio float64
 	host  bool
+	claim string // WorkspaceClaim
+	root  string // WorkspaceRoot, cleaned
 	log   *slog.Logger
 
 	policyOnce sync.Mutex
 	policyDone bool
+
+	agents *agents // nil: no agent in pods
 }
 
 // New connects to the cluster (it does not call it yet: Ping does).
@@ -172,7 +197,17 @@ func New(c Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	e := &Engine{cfg: rc, cs: cs, ns: c.Namespace, pull: c.PullPolicy, ratio: c.RequestRatio, host: c.HostFolders, log: c.Logger}
+	e := &Engine{cfg: rc, cs: cs, ns: c.Namespace, pull: c.PullPolicy, ratio: c.RequestRatio, host: c.HostFolders,
+		claim: c.WorkspaceClaim, log: c.Logger}
+	if !c.NoAgent {
+		e.agents = newAgents(c.AgentCache)
+	}
+	if e.claim != "" {
+		if c.WorkspaceRoot == "" || !filepath.IsAbs(c.WorkspaceRoot) {
+			return nil, fmt.Errorf("kubernetes: the workspace claim %s needs the absolute folder it holds (WorkspaceRoot), not %q", e.claim, c.WorkspaceRoot)
+		}
+		e.root = filepath.Clean(c.WorkspaceRoot)
+	}
 	if e.ns == "" {
 		e.ns = "default"
 	}
@@ -205,6 +240,14 @@ func LoadConfig(kubeconfig string) (*rest.Config, error) {
 		return nil, fmt.Errorf("no Kubernetes cluster configured (KUBECONFIG, ~/.kube/config or in-cluster): %w", err)
 	}
 	return rc, nil
+}
+
+// Close ends the streams to the agents in pods; the pods stay.
+func (e *Engine) Close() error {
+	if e.agents != nil {
+		e.agents.close()
+	}
+	return nil
 }
 
 // Namespace is where the engine keeps its pods.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -345,5 +346,116 @@ func TestDialLoopback(t *testing.T) {
 			t.Fatalf("GET through DialPort: %q %v", b, err)
 		}
 		return
+	}
+}
+
+// Commands run on the exec agent the engine copies into the pod (the
+// command's parent is the agent), after a pause and resume too; without the
+// agent, and for a TTY, they are API-server execs.
+func TestExecAgent(t *testing.T) {
+	c := needCluster(t)
+	t.Parallel()
+	ctx := context.Background()
+	withAgent, without := c.newEngine(t), c.newEngineWith(t, kubernetes.Config{NoAgent: true})
+	c.waitImage(t, withAgent)
+	name := uniqueName(t, "agent")
+	if err := withAgent.Create(ctx, spec(name, c.image)); err != nil {
+		t.Fatal(err)
+	}
+	removeAtEnd(t, withAgent, name)
+	if err := withAgent.Start(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	parent := func(e *kubernetes.Engine, tty bool) string {
+		t.Helper()
+		var out, errOut syncWriter
+		code, err := e.Exec(ctx, name, engine.ExecSpec{Cmd: []string{"/bin/sh", "-c", `tr '\0' ' ' </proc/$PPID/cmdline 2>/dev/null; echo " (parent $PPID)"`}, Stdout: &out, Stderr: &errOut, Tty: tty})
+		if err != nil || code != 0 {
+			t.Fatalf("exec (tty %v): %d %v (%q, %q)", tty, code, err, out.String(), errOut.String())
+		}
+		return out.String()
+	}
+	agentPath := kubernetes.AgentMount + "/rtemu-agent-"
+	for i := range 3 {
+		if got := parent(withAgent, false); !strings.HasPrefix(got, agentPath) {
+			t.Fatalf("command %d's parent is %q, not the agent", i, got)
+		}
+	}
+	if err := withAgent.Pause(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := withAgent.Exec(ctx, name, engine.ExecSpec{Cmd: []string{"true"}}); !errors.Is(err, engine.ErrNotRunning) {
+		t.Fatalf("exec while paused: %v, want ErrNotRunning", err)
+	}
+	if err := withAgent.Unpause(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if got := parent(withAgent, false); !strings.HasPrefix(got, agentPath) {
+		t.Fatalf("after resume the parent is %q, not the agent", got)
+	}
+	for _, tt := range []struct {
+		what string
+		e    *kubernetes.Engine
+		tty  bool
+	}{{"without the agent", without, false}, {"a TTY", withAgent, true}} {
+		if got := parent(tt.e, tt.tty); strings.Contains(got, agentPath) {
+			t.Errorf("%s, the parent is the agent: %q", tt.what, got)
+		}
+	}
+}
+
+// Standard input reaches the command whole, whatever its size and source
+// (a file, as the SSH gateway's SFTP uploads pass it) and also when the
+// command sends its stdout elsewhere and reads slowly (sh -c 'cat > FILE'):
+// containerd closes an exec's stdin once its stdout ends, and the engine
+// keeps the stdout open until the command has ended.
+func TestExecStdinWhole(t *testing.T) {
+	c := needCluster(t)
+	t.Parallel()
+	e := c.newEngine(t)
+	c.waitImage(t, e)
+	ctx := context.Background()
+	s := spec(uniqueName(t, "stdin"), c.image)
+	if err := e.Create(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	removeAtEnd(t, e, s.Name)
+	if err := e.Start(ctx, s.Name); err != nil {
+		t.Fatal(err)
+	}
+	body := bytes.Repeat([]byte("0123456789abcdef"), 1<<16+3) // 1 MiB and 48 bytes
+	f, err := os.CreateTemp(t.TempDir(), "stdin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(body); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, cmd string
+		in        func() io.Reader
+		want      int
+	}{
+		{"file into a file", `exec cat > "$1"`, func() io.Reader { _, _ = f.Seek(0, io.SeekStart); return f }, len(body)},
+		{"a slow reader into a file", `sleep 1; cat > "$1"`, func() io.Reader { return bytes.NewReader(body) }, len(body)},
+		{"counted", `wc -c > "$1"`, func() io.Reader { return bytes.NewReader(body) }, -1},
+		{"one byte", `cat > "$1"`, func() io.Reader { return strings.NewReader("x") }, 1},
+		{"nothing", `cat > "$1"`, func() io.Reader { return strings.NewReader("") }, 0},
+	} {
+		if code, err := e.Exec(ctx, s.Name, engine.ExecSpec{Cmd: []string{"/bin/sh", "-c", tc.cmd, "sh", "/tmp/in"}, Stdin: tc.in()}); err != nil || code != 0 {
+			t.Fatalf("%s: exit %d, %v", tc.name, code, err)
+		}
+		var out bytes.Buffer
+		if _, err := e.Exec(ctx, s.Name, engine.ExecSpec{Cmd: []string{"/bin/sh", "-c", "wc -c < /tmp/in; cat /tmp/in | head -c 20; rm /tmp/in"}, Stdout: &out}); err != nil {
+			t.Fatal(err)
+		}
+		got, _, _ := strings.Cut(out.String(), "\n")
+		want := strconv.Itoa(tc.want)
+		if tc.want < 0 { // the file holds wc's count of what it read
+			got, want = out.String(), "8\n"+strconv.Itoa(len(body))+"\n"
+		}
+		if strings.TrimSpace(got) != strings.TrimSpace(want) {
+			t.Errorf("%s: the command got %q bytes, want %s", tc.name, got, want)
+		}
 	}
 }

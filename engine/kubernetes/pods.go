@@ -27,6 +27,9 @@ import (
 // commands (Docker's Init: true).
 var keepAlive = []string{"/bin/sh", "-c", "while :; do sleep 86400; done"}
 
+// claimVolume is the pod's volume of the workspace claim.
+const claimVolume = "workspaces"
+
 // droppedCaps are dropped from the runtime's default set, as on Docker: raw
 // sockets (forged packets on the pod network) and device nodes.
 var droppedCaps = []corev1.Capability{"NET_RAW", "MKNOD"}
@@ -36,8 +39,13 @@ var droppedCaps = []corev1.Capability{"NET_RAW", "MKNOD"}
 // ErrNotFound when the pods never pull and no node has the image, and with
 // ErrUnschedulable when the sandbox asks for more than any node has.
 func (e *Engine) Create(ctx context.Context, spec engine.ContainerSpec) error {
-	if len(spec.Mounts) > 0 && !e.host {
-		return fmt.Errorf("create %s: this engine does not share rtemu's folders with the cluster's nodes, so a sandbox cannot mount one", spec.Name)
+	for _, m := range spec.Mounts {
+		if _, ok := e.claimPath(m.Source); !ok && !e.host {
+			if e.claim != "" {
+				return fmt.Errorf("create %s: %s is not in the workspace claim %s's folder %s, the only folder of rtemu's the pods see", spec.Name, m.Source, e.claim, e.root)
+			}
+			return fmt.Errorf("create %s: this engine does not share rtemu's folders with the cluster's nodes, so a sandbox cannot mount one", spec.Name)
+		}
 	}
 	nodes, err := e.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -78,8 +86,22 @@ func (e *Engine) podFor(spec engine.ContainerSpec) *corev1.Pod {
 		k, v, _ := strings.Cut(kv, "=")
 		c.Env = append(c.Env, corev1.EnvVar{Name: k, Value: v})
 	}
-	var vols []corev1.Volume
+	// The exec agent's folder (agent.go).
+	vols := []corev1.Volume{{Name: agentVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: agentVolume, MountPath: AgentMount})
 	for i, m := range spec.Mounts {
+		if sub, ok := e.claimPath(m.Source); ok {
+			// One volume of the claim, each mount its folder of it.
+			if len(vols) == 0 || vols[0].Name != claimVolume {
+				vols = append([]corev1.Volume{{Name: claimVolume, VolumeSource: corev1.VolumeSource{
+					PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: e.claim}}}}, vols...)
+			}
+			if sub == "." {
+				sub = ""
+			}
+			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: claimVolume, MountPath: m.Target, SubPath: sub, ReadOnly: m.ReadOnly})
+			continue
+		}
 		vname := fmt.Sprintf("mount-%d", i)
 		dir := corev1.HostPathDirectory
 		vols = append(vols, corev1.Volume{Name: vname, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: m.Source, Type: &dir}}})
@@ -314,6 +336,9 @@ func containerStatus(p *corev1.Pod) *corev1.ContainerStatus {
 func (e *Engine) Remove(ctx context.Context, name string) error {
 	zero := int64(0)
 	pn := podName(name)
+	if e.agents != nil {
+		e.agents.forget(pn)
+	}
 	err := e.cs.CoreV1().Pods(e.ns).Delete(ctx, pn, metav1.DeleteOptions{GracePeriodSeconds: &zero})
 	if apierrors.IsNotFound(err) {
 		return nil

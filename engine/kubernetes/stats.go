@@ -3,6 +3,7 @@ package kubernetes
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -130,9 +131,27 @@ func (e *Engine) DiskUsed(ctx context.Context, name string) (int64, error) {
 	return values(out)["disk"] << 10, nil
 }
 
-// SharesFolder answers whether the cluster's node sees rtemu's folders at
-// the same paths: what the engine was told (Config.HostFolders), since
-// nothing in the API says where rtemu runs.
-func (e *Engine) SharesFolder(_ context.Context, _, _ string, _ map[string]string) (bool, error) {
+// SharesFolder answers whether the sandboxes' pods see the folder: one
+// under the workspace claim's root (Config.WorkspaceClaim), or any where
+// the cluster's node sees rtemu's folders at the same paths (what the
+// engine was told: Config.HostFolders; nothing in the API says where rtemu
+// runs).
+func (e *Engine) SharesFolder(_ context.Context, dir, _ string, _ map[string]string) (bool, error) {
+	if _, ok := e.claimPath(dir); ok {
+		return true, nil
+	}
 	return e.host, nil
+}
+
+// claimPath is the folder's path inside the workspace claim, when the
+// engine has one and the folder is its root or under it.
+func (e *Engine) claimPath(dir string) (string, bool) {
+	if e.claim == "" {
+		return "", false
+	}
+	rel, err := filepath.Rel(e.root, filepath.Clean(dir))
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || filepath.IsAbs(rel) {
+		return "", false
+	}
+	return filepath.ToSlash(rel), true
 }

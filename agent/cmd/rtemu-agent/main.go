@@ -1,9 +1,7 @@
-// Command rtemu-agent is rtemu's exec agent on its own: what rtemu puts into
-// sandboxes when its own executable cannot run there (rtemu built for macOS
-// or Windows, or an engine of another architecture). It is built for
-// linux/amd64 and linux/arm64 by `go generate ./engine/docker` for release
-// builds, or by rtemu itself with the local Go toolchain (see
-// engine/docker/agentsource.go).
+// Command rtemu-agent is rtemu's exec agent on its own, a small static
+// program: what rtemu puts into sandboxes, on every engine. It is built for
+// linux/amd64 and linux/arm64 by `go generate ./agent/dist` for release
+// builds, or by rtemu itself with the local Go toolchain (see agent/dist).
 package main
 
 import (

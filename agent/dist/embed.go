@@ -1,6 +1,6 @@
 //go:build rtemu_agents
 
-package docker
+package dist
 
 import (
 	"embed"
@@ -10,10 +10,10 @@ import (
 // made by the go:generate line in agentembed_none.go.
 //
 //go:embed agents/rtemu-agent-linux-*
-var embeddedAgents embed.FS
+var embeddedFiles embed.FS
 
-func embeddedAgent(goarch string) []byte {
-	b, err := embeddedAgents.ReadFile("agents/rtemu-agent-linux-" + goarch)
+func embedded(goarch string) []byte {
+	b, err := embeddedFiles.ReadFile("agents/rtemu-agent-linux-" + goarch)
 	if err != nil {
 		return nil
 	}
