@@ -7,7 +7,7 @@ import (
 
 // TestCiphers: OpenSSH's client, with its own default preferences, gets
 // AES (the gateway does not offer chacha20-poly1305, which x/crypto
-// computes without assembly: half of sshd's rate through ssh -L); a client
+// computes without assembly: two thirds of sshd's rate through ssh -L); a client
 // that asks for AES-GCM gets it; one that will take only chacha20-poly1305
 // is told there is no cipher in common.
 func TestCiphers(t *testing.T) {
