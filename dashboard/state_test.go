@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,23 +38,33 @@ func TestStatePanel(t *testing.T) {
 	}
 	d.do(chromedp.Click(chromedp.CSS("#save-state-button")))
 	d.waitFor("the toast", `document.querySelector('#toasts').textContent.includes('State saved')`, 20*time.Second)
+	// The download is whole once it reads to its trailer (the browser
+	// may show the file before it has written it all).
 	var file string
+	var m state.Manifest
+	var readErr error
 	testwait.Until(t, 20*time.Second, func() bool {
 		ms, _ := filepath.Glob(filepath.Join(dir, "rtemu-state-*.tar"))
-		if len(ms) == 1 {
-			file = ms[0]
+		if len(ms) != 1 {
+			return false
 		}
-		return file != ""
-	}, "no archive downloaded in %s", dir)
+		f, err := os.Open(ms[0])
+		if err != nil {
+			return false
+		}
+		defer f.Close()
+		file = ms[0]
+		readErr = state.Read(f, state.Handler{Manifest: func(got state.Manifest) error { m = got; return nil }})
+		return readErr == nil
+	}, "no whole archive downloaded in %s", dir)
+	if len(m.Sandboxes) != 1 || m.Sandboxes[0].ID != kept {
+		t.Fatalf("the downloaded archive: %+v", m)
+	}
 	f, err := os.Open(file)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	m, err := state.ReadManifest(f)
-	if err != nil || len(m.Sandboxes) != 1 || m.Sandboxes[0].ID != kept {
-		t.Fatalf("the downloaded archive: %+v %v", m, err)
-	}
 
 	// Loaded (the API), the page offers the reset to it.
 	if _, err := f.Seek(0, 0); err != nil {
@@ -81,7 +92,20 @@ func TestStatePanel(t *testing.T) {
 	d.do(chromedp.Click(chromedp.CSS("#reset-seed-button")))
 	d.waitFor("the confirmation", `document.querySelector('#confirm-dialog').open`, 5*time.Second)
 	d.do(chromedp.Click(chromedp.CSS("#confirm-ok")))
-	d.waitFor("the toast", `document.querySelector('#toasts').textContent.includes('Back to the seed: 1 sandbox')`, 20*time.Second)
+	var toasts []string
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		toast := js[string](d, `document.querySelector('#toasts').textContent`)
+		if strings.Contains(toast, "Back to the seed: 1 sandbox") {
+			break
+		}
+		if toast != "" && (len(toasts) == 0 || toasts[len(toasts)-1] != toast) {
+			toasts = append(toasts, toast)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no toast of the reset in 20s; the toasts said %q; the dialog open: %v", toasts, js[bool](d, `document.querySelector('#confirm-dialog').open`))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	d.waitFor("the seed's rows", row(extra)+` === null && `+row(kept)+` !== null`, 10*time.Second)
 	if st, out := d.call("GET", "/v1/sandboxes/"+kept, nil); st != http.StatusOK || out["data"].(map[string]any)["status"] != "running" {
 		t.Errorf("after the reset to the seed: %d %v", st, out)

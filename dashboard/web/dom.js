@@ -124,7 +124,15 @@ export function confirmAction({ title, text, ok }) {
   fill(document.getElementById('confirm-ok'), ok);
   dialog.returnValue = '';
   return new Promise((resolve) => {
-    dialog.addEventListener('close', () => resolve(dialog.returnValue === 'ok'), { once: true });
+    // The close event comes in a task of its own: one of an earlier
+    // showing (closed by Escape, then opened again at once) can arrive
+    // while this one is open, and must not answer it.
+    const closed = () => {
+      if (dialog.open) return;
+      dialog.removeEventListener('close', closed);
+      resolve(dialog.returnValue === 'ok');
+    };
+    dialog.addEventListener('close', closed);
     dialog.showModal();
   });
 }
