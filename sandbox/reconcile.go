@@ -261,9 +261,15 @@ func (s *Service) onEvent(ctx context.Context, ev engine.Event) {
 		s.event(ctx, sb.ID, "oom", "warning", "Out of memory: the kernel killed a process in the sandbox",
 			map[string]any{"memory": sb.Resources.Memory})
 	case engine.EventDied:
+		if s.staleEvent(ctx, sb, true) {
+			return
+		}
 		s.outage.sawDie(sb.ID, s.now())
 		s.markError(ctx, sb.ID, fmt.Sprintf("the sandbox's container stopped outside rtemu (exit code %d)", ev.ExitCode))
 	case engine.EventRemoved:
+		if s.staleEvent(ctx, sb, false) {
+			return
+		}
 		s.markError(ctx, sb.ID, "the sandbox's container was removed outside rtemu")
 	case engine.EventPaused, engine.EventUnpaused:
 		// The event may be stale: a pause event can come after rtemu's own
@@ -351,4 +357,18 @@ func (s *Service) pooledInUse(ctx context.Context, c engine.Container) bool {
 	}
 	sb, err := s.store.GetSandbox(ctx, c.Labels[LabelSandbox])
 	return err == nil && sb.Status != StatusDestroyed
+}
+
+// staleEvent says whether a die (died) or remove event is of a container
+// the sandbox's name had before the one it has now: a reset to a seed
+// removes the sandboxes' containers and makes them again under the same
+// names, and the engine's stream may bring the old ones' events after the
+// new ones run. What the engine says of the name now is the answer; when
+// it cannot say, the event counts.
+func (s *Service) staleEvent(ctx context.Context, sb *Sandbox, died bool) bool {
+	st, err := s.engine.Inspect(ctx, sb.ContainerName())
+	if err != nil {
+		return false
+	}
+	return !died || st.Status == engine.Running || st.Status == engine.Paused
 }
