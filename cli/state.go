@@ -59,21 +59,30 @@ func stateTarget(ctx context.Context, env Env, f *config.Flags, apiURL string) (
 	return client.New(apiURL, apiKey, &http.Client{}), cfg, nil
 }
 
+// stateRun gives c the flags of a state command (rtemu's, and --api-url)
+// and runs do on the rtemu they name: cl is the running one's client, or
+// nil for a stopped data dir (cfg).
+func stateRun(c *cobra.Command, env Env, do func(ctx context.Context, cl *client.Client, cfg config.Config, args []string) error) func(*cobra.Command, []string) error {
+	f := config.AddFlags(c.Flags())
+	var apiURL string
+	c.Flags().StringVar(&apiURL, "api-url", "", "the running rtemu's origin (env RUNTOOLS_API_URL; default: the one serving --data-dir); its key: --api-key or RUNTOOLS_API_KEY")
+	return func(cmd *cobra.Command, args []string) error {
+		ctx := cmd.Context()
+		cl, cfg, err := stateTarget(ctx, env, f, apiURL)
+		if err != nil {
+			return err
+		}
+		return do(ctx, cl, cfg, args)
+	}
+}
+
 func stateSaveCmd(env Env) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "save FILE",
 		Short: "Write the whole state to FILE",
 		Args:  exactArgs(1),
 	}
-	f := config.AddFlags(c.Flags())
-	var apiURL string
-	c.Flags().StringVar(&apiURL, "api-url", "", "the running rtemu's origin (env RUNTOOLS_API_URL; default: the one serving --data-dir); its key: --api-key or RUNTOOLS_API_KEY")
-	c.RunE = func(cmd *cobra.Command, args []string) error {
-		ctx := cmd.Context()
-		cl, cfg, err := stateTarget(ctx, env, f, apiURL)
-		if err != nil {
-			return err
-		}
+	c.RunE = stateRun(c, env, func(ctx context.Context, cl *client.Client, cfg config.Config, args []string) error {
 		// Into a file beside FILE, renamed at the end: FILE is a whole
 		// archive or is not touched.
 		tmp, err := os.CreateTemp(filepath.Dir(args[0]), "."+filepath.Base(args[0])+".partial-*")
@@ -98,7 +107,7 @@ func stateSaveCmd(env Env) *cobra.Command {
 		st, _ := os.Stat(args[0])
 		fmt.Fprintf(env.Stdout, "saved the state to %s (%d MB)\n", args[0], st.Size()>>20)
 		return nil
-	}
+	})
 	return c
 }
 
@@ -108,15 +117,7 @@ func stateLoadCmd(env Env) *cobra.Command {
 		Short: "Replace the whole state with FILE's (it becomes the seed to reset to)",
 		Args:  exactArgs(1),
 	}
-	f := config.AddFlags(c.Flags())
-	var apiURL string
-	c.Flags().StringVar(&apiURL, "api-url", "", "the running rtemu's origin (env RUNTOOLS_API_URL; default: the one serving --data-dir); its key: --api-key or RUNTOOLS_API_KEY")
-	c.RunE = func(cmd *cobra.Command, args []string) error {
-		ctx := cmd.Context()
-		cl, cfg, err := stateTarget(ctx, env, f, apiURL)
-		if err != nil {
-			return err
-		}
+	c.RunE = stateRun(c, env, func(ctx context.Context, cl *client.Client, cfg config.Config, args []string) error {
 		in, err := os.Open(args[0])
 		if err != nil {
 			return err
@@ -138,7 +139,7 @@ func stateLoadCmd(env Env) *cobra.Command {
 		}
 		fmt.Fprintf(env.Stdout, "loaded %s: %d sandboxes\n", args[0], n)
 		return nil
-	}
+	})
 	return c
 }
 
