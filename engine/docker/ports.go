@@ -92,7 +92,7 @@ func (d *Driver) portRelay(ctx context.Context, name string) (*portRelay, error)
 		a.mu.Lock()
 		ca := a.ofLocked(name)
 		switch {
-		case ca.paused:
+		case a.kept.Paused(name):
 			a.mu.Unlock()
 			return nil, ErrNotRunning
 		case ca.relay != nil:

@@ -37,8 +37,9 @@ import (
 //     with the local Go toolchain, for the node's architecture) into it
 //     through one exec, once per pod and rtemu.
 //   - A stream to it: an exec of the agent in its commands mode
-//     (agent.EnvServe); client.Run speaks its frames. Up to agentsKept
-//     streams a pod are kept open between commands.
+//     (agent.EnvServe); client.Exec runs a command on a kept stream or a
+//     new one, and client.Pool keeps up to agentsKept streams a pod open
+//     between commands.
 //   - Anything the agent cannot do (a TTY, an image without /bin/sh or
 //     env, a pod made by an older rtemu without the emptyDir, a stream that
 //     broke) goes the API-server exec's way, as before.
@@ -69,29 +70,30 @@ type agents struct {
 	cache string // where agent/dist keeps agents ("": its default)
 
 	mu        sync.Mutex
-	installed map[string]string  // pod → the agent's path in it
-	unusable  map[string]string  // pod → why commands there go the API-server way
-	idle      map[string][]*conn // pod → streams ready for a command
-	paused    map[string]bool    // pods this engine paused
-	bins      map[string][]byte  // GOARCH → the agent
-	archs     map[string]string  // node → GOARCH
-	closed    bool
+	installed map[string]string // pod → the agent's path in it
+	unusable  map[string]string // pod → why commands there go the API-server way
+	bins      map[string][]byte // GOARCH → the agent
+	archs     map[string]string // node → GOARCH
+
+	// kept holds the streams ready for a command, per pod; it is paused
+	// with the pod.
+	kept *agentclient.Pool[*conn]
 
 	installs singleflight.Group
 }
 
 func newAgents(cache string) *agents {
 	return &agents{cache: cache, installed: map[string]string{}, unusable: map[string]string{},
-		idle: map[string][]*conn{}, paused: map[string]bool{}, bins: map[string][]byte{}, archs: map[string]string{}}
+		bins: map[string][]byte{}, archs: map[string]string{},
+		kept: agentclient.NewPool(agentclient.PoolOptions[*conn]{Keep: agentsKept, IdleFor: agentIdleFor})}
 }
 
 // conn is one stream to an agent in a pod.
 type conn struct {
-	r      *bufio.Reader
-	w      *agent.FrameWriter
-	once   sync.Once
-	stop   func()
-	idleAt time.Time
+	r    *bufio.Reader
+	w    *agent.FrameWriter
+	once sync.Once
+	stop func()
 }
 
 func (c *conn) Reader() *bufio.Reader      { return c.r }
@@ -126,41 +128,37 @@ func (h agentHost) Running(ctx context.Context, name string) (bool, error) {
 	return stateOf(p).Status == engine.Running, nil
 }
 
-// execViaAgent runs spec through an agent in the pod. handled is false when
-// no agent could run it: the caller then runs it by an API-server exec.
+// execViaAgent runs spec through an agent in the pod (agentclient.Exec).
+// handled is false when no agent could run it: the caller then runs it by
+// an API-server exec.
 func (e *Engine) execViaAgent(ctx context.Context, name string, spec engine.ExecSpec) (code int, err error, handled bool) {
 	if e.agents == nil || spec.Tty {
 		return 0, nil, false
 	}
-	pod := podName(name)
-	for range 3 {
-		c, fresh, err := e.agentConn(ctx, name, pod)
-		if err != nil {
-			return 0, nil, false
-		}
-		res, code, err, keep := agentclient.Run(ctx, agentHost{e, pod}, name, c, agentclient.Command{
-			Argv: spec.Cmd, Env: spec.Env, Dir: spec.WorkingDir, Stdin: spec.Stdin, Stdout: spec.Stdout, Stderr: spec.Stderr})
-		switch res {
-		case agentclient.Ran:
-			if keep {
-				e.agents.put(pod, c)
-			}
-			return code, err, true
-		case agentclient.Refused:
-			e.agents.put(pod, c)
-			return 0, nil, false
-		case agentclient.Broken:
-			c.Close()
-			if fresh {
-				// A new agent broke at once: the pod (or its container)
-				// went away, or was restarted without the agent's file.
-				e.agents.forgetInstall(pod)
-				return 0, nil, false
-			}
-			// A kept one may have ended with its pod's restart: a fresh one.
-		}
+	return agentclient.Exec(ctx, podStreams{agentHost{e, podName(name)}}, name, agentclient.Command{
+		Argv: spec.Cmd, Env: spec.Env, Dir: spec.WorkingDir, Stdin: spec.Stdin, Stdout: spec.Stdout, Stderr: spec.Stderr})
+}
+
+// podStreams are the streams to the agent in one pod.
+type podStreams struct{ agentHost }
+
+func (s podStreams) Stream(ctx context.Context, name string) (agentclient.Conn, bool, error) {
+	c, fresh, err := s.e.agentConn(ctx, name, s.pod)
+	if err != nil {
+		return nil, false, err
 	}
-	return 0, nil, false
+	return c, fresh, nil
+}
+
+func (s podStreams) Keep(_ string, c agentclient.Conn) { s.e.agents.kept.Put(s.pod, c.(*conn)) }
+
+// Broke: a new agent that broke at once means the pod (or its container)
+// went away, or was restarted without the agent's file: the next command
+// copies it again.
+func (s podStreams) Broke(_ string, _ agentclient.Conn, fresh bool) {
+	if fresh {
+		s.e.agents.forgetInstall(s.pod)
+	}
 }
 
 // agentConn gives a kept stream to the pod's agent, or opens a new one
@@ -168,25 +166,20 @@ func (e *Engine) execViaAgent(ctx context.Context, name string, spec engine.Exec
 func (e *Engine) agentConn(ctx context.Context, name, pod string) (c *conn, fresh bool, err error) {
 	a := e.agents
 	a.mu.Lock()
-	if why, ok := a.unusable[pod]; ok {
-		a.mu.Unlock()
+	why, unusable := a.unusable[pod]
+	path, installed := a.installed[pod]
+	a.mu.Unlock()
+	if unusable {
 		return nil, false, errors.New(why)
 	}
-	if a.paused[pod] || a.closed {
-		a.mu.Unlock()
-		return nil, false, engine.ErrNotRunning
+	c, ok, err := a.kept.Get(pod)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: %v", engine.ErrNotRunning, err)
 	}
-	for l := a.idle[pod]; len(l) > 0; l = a.idle[pod] {
-		c, a.idle[pod] = l[len(l)-1], l[:len(l)-1]
-		if time.Since(c.idleAt) < agentIdleFor {
-			a.mu.Unlock()
-			return c, false, nil
-		}
-		c.Close()
+	if ok {
+		return c, false, nil
 	}
-	path, ok := a.installed[pod]
-	a.mu.Unlock()
-	if !ok {
+	if !installed {
 		v, err, _ := a.installs.Do(pod, func() (any, error) { return e.installAgentIn(ctx, name, pod) })
 		if err != nil {
 			return nil, false, err
@@ -337,18 +330,6 @@ func (e *Engine) openAgent(ctx context.Context, pod, path string) (*conn, error)
 	return c, nil
 }
 
-// put keeps c for the pod's next command, or closes it.
-func (a *agents) put(pod string, c *conn) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.closed || a.paused[pod] || len(a.idle[pod]) >= agentsKept {
-		c.Close()
-		return
-	}
-	c.idleAt = time.Now()
-	a.idle[pod] = append(a.idle[pod], c)
-}
-
 // markUnusable remembers why commands in the pod go the API-server way.
 func (a *agents) markUnusable(pod, why string) error {
 	a.mu.Lock()
@@ -364,41 +345,23 @@ func (a *agents) forgetInstall(pod string) {
 	a.mu.Unlock()
 }
 
-// setPaused marks the pod paused (closing its kept streams) or not.
+// setPaused marks the pod paused (closing its kept streams: a stopped
+// agent's stream would not serve again) or not.
 func (a *agents) setPaused(pod string, paused bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if !paused {
-		delete(a.paused, pod)
-		return
+	a.kept.SetPaused(pod, paused)
+	if paused {
+		a.kept.CloseIdle(pod)
 	}
-	a.paused[pod] = true
-	a.closeIdleLocked(pod)
 }
 
 // forget drops all the engine knows of the pod (it was removed).
 func (a *agents) forget(pod string) {
+	a.kept.Forget(pod)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.closeIdleLocked(pod)
 	delete(a.installed, pod)
 	delete(a.unusable, pod)
-	delete(a.paused, pod)
-}
-
-func (a *agents) closeIdleLocked(pod string) {
-	for _, c := range a.idle[pod] {
-		c.Close()
-	}
-	delete(a.idle, pod)
 }
 
 // close ends every kept stream.
-func (a *agents) close() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.closed = true
-	for pod := range a.idle {
-		a.closeIdleLocked(pod)
-	}
-}
+func (a *agents) close() { a.kept.Close() }
