@@ -40,6 +40,8 @@ type agents struct {
 	// commands, and the busy agents of their own, which forgetting the
 	// container closes; it is paused with the container.
 	kept *agentclient.Pool[*agentConn]
+	// relays are the containers' port relays (ports.go).
+	relays *agentclient.Relays
 }
 
 // containerAgents is what a driver knows of one container's agents, but
@@ -51,18 +53,11 @@ type containerAgents struct {
 	own bool
 	// without: it runs commands by Docker exec.
 	without bool
-	// relay carries connections to the container's ports (ports.go);
-	// relayReady is closed when one being started is up (or failed).
-	relay      *portRelay
-	relayReady chan struct{}
 	// link is the container's link (agentlink.go); nil without one.
 	link *agentLink
 	// noRelayedCommands: its relay refused a stream for commands (an agent
 	// of an older build): each command starts an agent of its own.
 	noRelayedCommands bool
-	// oldRelay: its agent is of an older rtemu whose relay this one cannot
-	// speak (errOldRelay).
-	oldRelay bool
 	// agents counts its agents of their own (not streams of the relay)
 	// that are started (or being started) and not closed, idle or busy
 	// (apart from agents.mu: an agent may be closed under it).
@@ -96,6 +91,11 @@ func newAgents(ctx context.Context, d *Driver, how agentSourcing) *agents {
 				return 1
 			},
 		})}
+	a.relays = agentclient.NewRelays(ctx, agentclient.RelayOptions{
+		Open:    func(ctx context.Context, name string) (*agent.Relay, error) { return d.startRelay(ctx, name) },
+		IdleFor: agentIdleFor, StartTimeout: relayStartTimeout,
+		Lasting: func(err error) bool { return errors.Is(err, errNoAgent) || errors.Is(err, errOldRelay) },
+	})
 	// Find (or build) the agent now, so the first sandbox need not wait.
 	go a.resolve(d)
 	return a
@@ -135,12 +135,9 @@ func (d *Driver) Agent(ctx context.Context) AgentInfo {
 	}
 }
 
-// forgetLocked drops what is known of a container's relay and link.
+// forgetLocked drops what is known of a container's link.
 func (a *agents) forgetLocked(name string) {
 	if ca := a.byName[name]; ca != nil {
-		if ca.relay != nil {
-			ca.relay.close()
-		}
 		if ca.link != nil {
 			ca.link.closeLocked()
 		}
@@ -157,6 +154,7 @@ func (a *agents) forget(name string) {
 	a.mu.Lock()
 	a.forgetLocked(name)
 	a.mu.Unlock()
+	a.relays.Forget(name)
 	a.kept.Forget(name)
 }
 
@@ -171,6 +169,7 @@ func (a *agents) closeAll() {
 		a.forgetLocked(name)
 	}
 	a.mu.Unlock()
+	a.relays.Close()
 	a.kept.Close()
 }
 
@@ -263,7 +262,7 @@ func (d *Driver) relayedAgent(ctx context.Context, name string) (*agentConn, err
 		return nil, err
 	}
 	req, _ := json.Marshal(agent.PortRequest{Commands: true})
-	s, err := r.mux.Open(ctx, req)
+	s, err := r.Open(ctx, req)
 	var refused *agent.RefusedError
 	switch {
 	case errors.As(err, &refused):
@@ -273,7 +272,7 @@ func (d *Driver) relayedAgent(ctx context.Context, name string) (*agentConn, err
 		a.mu.Unlock()
 		return nil, err
 	case errors.Is(err, agent.ErrRelayClosed):
-		d.dropRelay(name, r)
+		d.agents.relays.Drop(name, r)
 		return nil, err
 	case err != nil:
 		return nil, err
