@@ -45,6 +45,9 @@ import (
 //     broke) goes the API-server exec's way, as before.
 //   - Pause closes the pod's kept streams and sends later commands the
 //     API-server way (which refuses them while the pod is paused).
+//   - Ports (port.go): an exec of the agent in its ports mode is the pod's
+//     port relay (client.Relays: started on the first dial, closed when
+//     idle); a dial is a stream of it, made from inside the pod.
 const (
 	// AgentMount is where a sandbox's pod has the agent's folder.
 	AgentMount = "/.rtemu"
@@ -54,6 +57,9 @@ const (
 	agentsKept = 4
 	// agentIdleFor: a stream idle longer is closed rather than used.
 	agentIdleFor = 5 * time.Minute
+	// relayStartWait bounds starting a pod's port relay (the agent copied
+	// into the pod first if need be), whoever asked for it first.
+	relayStartWait = 30 * time.Second
 	// agentReadyWait bounds the wait for a new agent's first frame.
 	agentReadyWait = 15 * time.Second
 	// agentStopWait bounds the wait for a closed stream's agent to exit.
@@ -78,22 +84,34 @@ type agents struct {
 	// kept holds the streams ready for a command, per pod; it is paused
 	// with the pod.
 	kept *agentclient.Pool[*conn]
+	// relays are the sandboxes' port relays, by sandbox name.
+	relays *agentclient.Relays
+	end    context.CancelFunc // ends a relay's start
 
 	installs singleflight.Group
 }
 
-func newAgents(cache string) *agents {
+func newAgents(e *Engine, cache string) *agents {
+	ctx, end := context.WithCancel(context.Background())
 	return &agents{cache: cache, installed: map[string]string{}, unusable: map[string]string{},
 		bins: map[string][]byte{}, archs: map[string]string{},
-		kept: agentclient.NewPool(agentclient.PoolOptions[*conn]{Keep: agentsKept, IdleFor: agentIdleFor})}
+		kept: agentclient.NewPool(agentclient.PoolOptions[*conn]{Keep: agentsKept, IdleFor: agentIdleFor}),
+		relays: agentclient.NewRelays(ctx, agentclient.RelayOptions{
+			Open: e.startRelay, IdleFor: agentIdleFor, StartTimeout: relayStartWait,
+			Lasting: func(err error) bool { return errors.As(err, new(*unusableError)) },
+		}),
+		end: end}
 }
 
 // conn is one stream to an agent in a pod.
 type conn struct {
 	r    *bufio.Reader
 	w    *agent.FrameWriter
+	raw  io.Writer // under w
 	once sync.Once
 	stop func()
+	// endRead ends a read of r under way (and the stream with it).
+	endRead func()
 }
 
 func (c *conn) Reader() *bufio.Reader      { return c.r }
@@ -167,10 +185,9 @@ func (e *Engine) agentConn(ctx context.Context, name, pod string) (c *conn, fres
 	a := e.agents
 	a.mu.Lock()
 	why, unusable := a.unusable[pod]
-	path, installed := a.installed[pod]
 	a.mu.Unlock()
 	if unusable {
-		return nil, false, errors.New(why)
+		return nil, false, &unusableError{why}
 	}
 	c, ok, err := a.kept.Get(pod)
 	if err != nil {
@@ -179,16 +196,60 @@ func (e *Engine) agentConn(ctx context.Context, name, pod string) (c *conn, fres
 	if ok {
 		return c, false, nil
 	}
-	if !installed {
-		v, err, _ := a.installs.Do(pod, func() (any, error) { return e.installAgentIn(ctx, name, pod) })
-		if err != nil {
-			return nil, false, err
-		}
-		path = v.(string)
+	path, err := e.agentPath(ctx, name, pod)
+	if err != nil {
+		return nil, false, err
 	}
-	c, err = e.openAgent(ctx, pod, path)
+	c, err = e.openAgent(ctx, pod, path, agent.ServeCommands)
 	return c, true, err
 }
+
+// agentPath is where the agent is in the pod, copied there first if need
+// be; an *unusableError when the pod cannot run it.
+func (e *Engine) agentPath(ctx context.Context, name, pod string) (string, error) {
+	a := e.agents
+	a.mu.Lock()
+	why, unusable := a.unusable[pod]
+	path, installed := a.installed[pod]
+	a.mu.Unlock()
+	switch {
+	case unusable:
+		return "", &unusableError{why}
+	case installed:
+		return path, nil
+	}
+	v, err, _ := a.installs.Do(pod, func() (any, error) { return e.installAgentIn(ctx, name, pod) })
+	if err != nil {
+		return "", err
+	}
+	return v.(string), nil
+}
+
+// startRelay starts the sandbox's port relay: the agent in its ports mode
+// on an exec stream (agentclient.RelayOptions.Open).
+func (e *Engine) startRelay(ctx context.Context, name string) (*agent.Relay, error) {
+	pod := podName(name)
+	path, err := e.agentPath(ctx, name, pod)
+	if err != nil {
+		return nil, err
+	}
+	c, err := e.openAgent(ctx, pod, path, agent.ServePortsMode)
+	if err != nil {
+		return nil, err
+	}
+	m, err := agent.NewRelay(c.r, c.raw, func() { c.Close(); c.endRead() })
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// unusableError says why the agent cannot run in a pod: its commands go
+// the API-server way, its ports by port-forward.
+type unusableError struct{ why string }
+
+func (e *unusableError) Error() string { return e.why }
 
 // installAgentIn copies the agent for the pod's node into the pod's agent
 // folder. A pod that cannot take it (no folder: made by an older rtemu; no
@@ -285,16 +346,17 @@ func (e *Engine) agentBinary(ctx context.Context, arch string) ([]byte, error) {
 	return b, nil
 }
 
-// openAgent starts the agent at path in the pod on an exec stream of its
-// own and waits for its first frame.
-func (e *Engine) openAgent(ctx context.Context, pod, path string) (*conn, error) {
+// openAgent starts the agent at path in the pod, in the mode given
+// (agent.EnvServe), on an exec stream of its own and waits for its first
+// frame.
+func (e *Engine) openAgent(ctx context.Context, pod, path, mode string) (*conn, error) {
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_, err := e.stream(sctx, pod, []string{"env", agent.EnvServe + "=" + agent.ServeCommands, path},
+		_, err := e.stream(sctx, pod, []string{"env", agent.EnvServe + "=" + mode, path},
 			remotecommand.StreamOptions{Stdin: inR, Stdout: outW, Stderr: io.Discard})
 		if err == nil {
 			err = io.EOF
@@ -305,7 +367,7 @@ func (e *Engine) openAgent(ctx context.Context, pod, path string) (*conn, error)
 	// Closing ends the agent's stdin, so it exits and the stream ends by
 	// itself (its output read to the end meanwhile); one that has not
 	// ended in agentStopWait is cut.
-	c := &conn{r: bufio.NewReader(outR), w: agent.NewFrameWriter(inW), stop: func() {
+	c := &conn{r: bufio.NewReader(outR), w: agent.NewFrameWriter(inW), raw: inW, endRead: func() { outR.Close() }, stop: func() {
 		inW.Close()
 		go func() { _, _ = io.Copy(io.Discard, outR) }()
 		go func() {
@@ -335,7 +397,7 @@ func (a *agents) markUnusable(pod, why string) error {
 	a.mu.Lock()
 	a.unusable[pod] = why
 	a.mu.Unlock()
-	return errors.New(why)
+	return &unusableError{why}
 }
 
 // forgetInstall makes the next command copy the agent again.
@@ -354,8 +416,9 @@ func (a *agents) setPaused(pod string, paused bool) {
 	}
 }
 
-// forget drops all the engine knows of the pod (it was removed).
-func (a *agents) forget(pod string) {
+// forget drops all the engine knows of the sandbox's pod (it was removed).
+func (a *agents) forget(name, pod string) {
+	a.relays.Forget(name)
 	a.kept.Forget(pod)
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -363,5 +426,9 @@ func (a *agents) forget(pod string) {
 	delete(a.unusable, pod)
 }
 
-// close ends every kept stream.
-func (a *agents) close() { a.kept.Close() }
+// close ends every kept stream and port relay.
+func (a *agents) close() {
+	a.end()
+	a.relays.Close()
+	a.kept.Close()
+}
