@@ -4,8 +4,10 @@
 // socket, a stream of the port relay, a Kubernetes exec's stream). An engine
 // says how the agent gets into a sandbox and how to open a stream to it
 // (Conn), and how to kill a command and tell whether a container runs
-// (Engine); this package speaks the agent's frames. The agent itself never
-// imports it: the binary in every sandbox stays small.
+// (Engine); this package speaks the agent's frames (Run), keeps the idle
+// streams between commands (Pool), and tries kept streams then a fresh one
+// for a command (Exec). The agent itself never imports it: the binary in
+// every sandbox stays small.
 package client
 
 import (

@@ -11,10 +11,12 @@ import (
 // container without it (made before, or by another build) runs commands by
 // Docker exec, as does any command with a terminal.
 //
-// Three jobs, a file each: the agent's volume and the files in it
-// (agentvolume.go), the pool of started agents per container
-// (agentpool.go), and one command's run on an agent (agentrun.go). Where
-// the agent comes from is agentsource.go.
+// The agent's volume and the files in it are agentvolume.go; how a stream
+// to it is opened (an agent of its own on a Docker exec, a stream of the
+// port relay, the link's connection) is agentpool.go, ports.go and
+// agentlink.go; where the agent comes from is agentsource.go. Keeping the
+// streams between commands (client.Pool), the exec loop (client.Exec) and
+// a command's run (client.Run) are the engine-neutral agent/client's.
 const (
 	// AgentMount is where the agent's files appear in a sandbox.
 	AgentMount = "/.rtemu"

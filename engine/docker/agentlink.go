@@ -246,7 +246,7 @@ func (d *Driver) link(ctx context.Context, name string) (*agentLink, error) {
 	ca := a.ofLocked(name)
 	l := ca.link
 	switch {
-	case ca.paused:
+	case a.kept.Paused(name):
 		a.mu.Unlock()
 		return nil, ErrNotRunning
 	case l == nil || l.failed || ca.without || a.argv == nil:

@@ -7,10 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net"
 	"os"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,37 +35,33 @@ type agents struct {
 	argv    []string  // starts the agent from the volume; nil until it is filled
 	retryAt time.Time // after a failure to fill the volume
 	byName  map[string]*containerAgents
+
+	// kept holds the idle agents (and streams of the relay) between
+	// commands, and the busy agents of their own, which forgetting the
+	// container closes; it is paused with the container.
+	kept *agentclient.Pool[*agentConn]
+	// relays are the containers' port relays (ports.go).
+	relays *agentclient.Relays
 }
 
-// containerAgents is what a driver knows of one container's agents.
+// containerAgents is what a driver knows of one container's agents, but
+// for the kept ones (agents.kept).
 type containerAgents struct {
-	idle []*agentConn
 	// own: made with the volume by this driver, so its agent starts with
 	// argv without reading the volume's "current" (the engine takes tens
 	// of ms to copy a file out of a container).
 	own bool
 	// without: it runs commands by Docker exec.
 	without bool
-	paused  bool
-	// relay carries connections to the container's ports (ports.go);
-	// relayReady is closed when one being started is up (or failed).
-	relay      *portRelay
-	relayReady chan struct{}
 	// link is the container's link (agentlink.go); nil without one.
 	link *agentLink
 	// noRelayedCommands: its relay refused a stream for commands (an agent
 	// of an older build): each command starts an agent of its own.
 	noRelayedCommands bool
-	// oldRelay: its agent is of an older rtemu whose relay this one cannot
-	// speak (errOldRelay).
-	oldRelay bool
 	// agents counts its agents of their own (not streams of the relay)
-	// that are started and not closed, idle or busy; live holds them, so
-	// forgetting the container closes the busy ones too. (Both apart from
-	// agents.mu: an agent may be closed under it.)
+	// that are started (or being started) and not closed, idle or busy
+	// (apart from agents.mu: an agent may be closed under it).
 	agents atomic.Int32
-	liveMu sync.Mutex
-	live   map[*agentConn]bool
 }
 
 // ofLocked returns the container's entry, making it if need be.
@@ -81,7 +75,27 @@ func (a *agents) ofLocked(name string) *containerAgents {
 }
 
 func newAgents(ctx context.Context, d *Driver, how agentSourcing) *agents {
-	a := &agents{how: how, ctx: ctx, byName: map[string]*containerAgents{}}
+	a := &agents{how: how, ctx: ctx, byName: map[string]*containerAgents{},
+		kept: agentclient.NewPool(agentclient.PoolOptions[*agentConn]{
+			Keep: agentsKept, IdleFor: agentIdleFor,
+			// An agent of its own is handed out before a stream of the
+			// relay (which costs a few hops more per command), and kept
+			// before one (which costs nothing to open again: the relay
+			// stays, where the agent costs a Docker exec; a burst whose
+			// streams came back first must not end the sandbox's own
+			// agent).
+			Rank: func(c *agentConn) int {
+				if c.relayed {
+					return 0
+				}
+				return 1
+			},
+		})}
+	a.relays = agentclient.NewRelays(ctx, agentclient.RelayOptions{
+		Open:    func(ctx context.Context, name string) (*agent.Relay, error) { return d.startRelay(ctx, name) },
+		IdleFor: agentIdleFor, StartTimeout: relayStartTimeout,
+		Lasting: func(err error) bool { return errors.Is(err, errNoAgent) || errors.Is(err, errOldRelay) },
+	})
 	// Find (or build) the agent now, so the first sandbox need not wait.
 	go a.resolve(d)
 	return a
@@ -121,58 +135,51 @@ func (d *Driver) Agent(ctx context.Context) AgentInfo {
 	}
 }
 
-// forgetLocked drops what is known of a container's agents.
+// forgetLocked drops what is known of a container's link.
 func (a *agents) forgetLocked(name string) {
 	if ca := a.byName[name]; ca != nil {
-		for _, c := range ca.idle {
-			c.idle.Stop()
-			c.close()
-		}
-		if ca.relay != nil {
-			ca.relay.close()
-		}
 		if ca.link != nil {
 			ca.link.closeLocked()
-		}
-		ca.liveMu.Lock()
-		busy := slices.Collect(maps.Keys(ca.live))
-		ca.liveMu.Unlock()
-		for _, c := range busy {
-			c.close() // the agent sees its stdin end and kills its command
 		}
 		delete(a.byName, name)
 	}
 }
 
+// forget drops what is known of a container's agents, closing them, the
+// busy ones too (each sees its stdin end and kills its command).
 func (a *agents) forget(name string) {
 	if a == nil {
 		return
 	}
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	a.forgetLocked(name)
+	a.mu.Unlock()
+	a.relays.Forget(name)
+	a.kept.Forget(name)
 }
 
-// closeAll ends every idle agent (each sees its stdin close and exits) and
+// closeAll ends every agent (each sees its stdin close and exits) and
 // forgets every container.
 func (a *agents) closeAll() {
 	if a == nil {
 		return
 	}
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	for name := range a.byName {
 		a.forgetLocked(name)
 	}
+	a.mu.Unlock()
+	a.relays.Close()
+	a.kept.Close()
 }
 
+// setPaused marks the container paused (a frozen agent would not answer)
+// or not. Its idle agents are kept for the thaw.
 func (a *agents) setPaused(name string, paused bool) {
 	if a == nil {
 		return
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.ofLocked(name).paused = paused
+	a.kept.SetPaused(name, paused)
 }
 
 // get hands out a linked connection (agentlink.go) unless noLink, or an
@@ -186,31 +193,24 @@ func (d *Driver) getAgent(ctx context.Context, name string, noLink bool) (c *age
 	a := d.agents
 	a.mu.Lock()
 	ca := a.ofLocked(name)
-	if ca.without || ca.paused {
+	if ca.without {
 		a.mu.Unlock()
 		return nil, false, errNoAgent
+	}
+	// An idle agent of its own first, then an idle stream of the relay
+	// (the pool's rank); none while the container is paused.
+	c, ok, err := a.kept.Get(name)
+	if err != nil {
+		a.mu.Unlock()
+		return nil, false, fmt.Errorf("%w: %v", errNoAgent, err)
+	}
+	if ok {
+		a.mu.Unlock()
+		return c, false, nil
 	}
 	var argv []string
 	if ca.own {
 		argv = a.argv
-	}
-	// An idle agent of its own first (a stream of the relay costs a few
-	// hops more per command), then an idle stream of the relay.
-	for len(ca.idle) > 0 {
-		i := len(ca.idle) - 1
-		for j := i; j >= 0; j-- {
-			if !ca.idle[j].relayed {
-				i = j
-				break
-			}
-		}
-		c = ca.idle[i]
-		ca.idle = slices.Delete(ca.idle, i, i+1)
-		if c.idle.Stop() {
-			a.mu.Unlock()
-			return c, false, nil
-		}
-		// Its timer fired: it is being closed.
 	}
 	// The sandbox's first agent is one of its own (one Docker exec);
 	// commands that come while it is busy go on streams of the relay (one
@@ -231,20 +231,15 @@ func (d *Driver) getAgent(ctx context.Context, name string, noLink bool) (c *age
 	if err != nil {
 		ca.agents.Add(-1)
 	} else {
-		ca.liveMu.Lock()
-		if ca.live == nil {
-			ca.live = map[*agentConn]bool{}
-		}
-		ca.live[c] = true
-		ca.liveMu.Unlock()
+		// Tracked while it is open, idle or busy: forgetting the
+		// container closes it.
 		closeAgent := c.closeFn
 		c.closeFn = func() {
 			closeAgent()
 			ca.agents.Add(-1)
-			ca.liveMu.Lock()
-			delete(ca.live, c)
-			ca.liveMu.Unlock()
+			a.kept.Untrack(name, c)
 		}
+		a.kept.Track(name, c)
 	}
 	if errors.Is(err, errNoAgent) {
 		a.mu.Lock()
@@ -267,7 +262,7 @@ func (d *Driver) relayedAgent(ctx context.Context, name string) (*agentConn, err
 		return nil, err
 	}
 	req, _ := json.Marshal(agent.PortRequest{Commands: true})
-	s, err := r.mux.Open(ctx, req)
+	s, err := r.Open(ctx, req)
 	var refused *agent.RefusedError
 	switch {
 	case errors.As(err, &refused):
@@ -277,7 +272,7 @@ func (d *Driver) relayedAgent(ctx context.Context, name string) (*agentConn, err
 		a.mu.Unlock()
 		return nil, err
 	case errors.Is(err, agent.ErrRelayClosed):
-		d.dropRelay(name, r)
+		d.agents.relays.Drop(name, r)
 		return nil, err
 	case err != nil:
 		return nil, err
@@ -285,7 +280,9 @@ func (d *Driver) relayedAgent(ctx context.Context, name string) (*agentConn, err
 	return &agentConn{conn: s, closeFn: func() { s.Close() }, r: newFrameReader(s), w: agent.NewFrameWriter(s), relayed: true}, nil
 }
 
-// putAgent keeps an agent for the container's next command.
+// putAgent keeps an agent for the container's next command: a linked
+// connection goes back to its link, any other to the pool (which closes it
+// when the container is paused or has enough kept).
 func (d *Driver) putAgent(name string, c *agentConn) {
 	if c.link != nil {
 		c.putLinked()
@@ -293,36 +290,13 @@ func (d *Driver) putAgent(name string, c *agentConn) {
 	}
 	a := d.agents
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	ca := a.ofLocked(name)
-	if ca.without || ca.paused {
+	without := a.byName[name] != nil && a.byName[name].without
+	a.mu.Unlock()
+	if without {
 		c.close()
 		return
 	}
-	if len(ca.idle) >= agentsKept {
-		// Full: an agent of its own is kept before a stream of the relay,
-		// which costs nothing to open again (the relay stays), where the
-		// agent costs a Docker exec. A burst whose streams came back first
-		// must not end the sandbox's own agent.
-		i := slices.IndexFunc(ca.idle, func(x *agentConn) bool { return x.relayed })
-		if c.relayed || i < 0 {
-			c.close()
-			return
-		}
-		evicted := ca.idle[i]
-		ca.idle = slices.Delete(ca.idle, i, i+1)
-		evicted.idle.Stop()
-		evicted.close()
-	}
-	c.idle = time.AfterFunc(agentIdleFor, func() {
-		a.mu.Lock()
-		if ca := a.byName[name]; ca != nil {
-			ca.idle = slices.DeleteFunc(ca.idle, func(x *agentConn) bool { return x == c })
-		}
-		a.mu.Unlock()
-		c.close()
-	})
-	ca.idle = append(ca.idle, c)
+	a.kept.Put(name, c)
 }
 
 // agentConn is one agent: its exec's hijacked stream, or a linked
@@ -334,7 +308,6 @@ type agentConn struct {
 	relayed bool // a stream of the port relay (relayedAgent)
 	r       *bufio.Reader
 	w       *agent.FrameWriter
-	idle    *time.Timer // set while idle
 	once    sync.Once
 }
 
@@ -422,39 +395,38 @@ func (d *Driver) startAgentAs(ctx context.Context, name string, argv []string, m
 	return c, nil
 }
 
-// execViaAgent runs spec through an agent. handled is false when no agent
-// could run it: the caller then runs it by Docker exec, which also gives
-// Docker's own words for a command that cannot start.
+// execViaAgent runs spec through an agent (agentclient.Exec). handled is
+// false when no agent could run it: the caller then runs it by Docker
+// exec, which also gives Docker's own words for a command that cannot
+// start.
 func (d *Driver) execViaAgent(ctx context.Context, name string, spec ExecSpec) (code int, err error, handled bool) {
 	if d.agents == nil || spec.Tty {
 		return 0, nil, false
 	}
-	for brokenLinks := 0; ; {
-		c, fresh, err := d.getAgent(ctx, name, brokenLinks >= 3)
-		if err != nil {
-			return 0, nil, false
-		}
-		res, code, err, keep := agentclient.Run(ctx, agentHost{d}, name, c, agentclient.Command{
-			Argv: spec.Cmd, Env: spec.Env, Dir: spec.WorkingDir, Stdin: spec.Stdin, Stdout: spec.Stdout, Stderr: spec.Stderr})
-		switch res {
-		case agentclient.Ran:
-			if keep {
-				d.putAgent(name, c)
-			}
-			return code, err, true
-		case agentclient.Refused:
-			d.putAgent(name, c)
-			return 0, nil, false
-		case agentclient.Broken:
-			c.close()
-			if fresh {
-				return 0, nil, false
-			}
-			if c.link != nil {
-				brokenLinks++
-			}
-			// An idle agent may have ended with its container's restart:
-			// try a fresh one.
-		}
+	return agentclient.Exec(ctx, &execStreams{agentHost: agentHost{d}}, name, agentclient.Command{
+		Argv: spec.Cmd, Env: spec.Env, Dir: spec.WorkingDir, Stdin: spec.Stdin, Stdout: spec.Stdout, Stderr: spec.Stderr})
+}
+
+// execStreams are the container's streams for one command: a linked
+// connection, a kept agent, or a new one (getAgent). After three linked
+// connections that broke, the link is passed over.
+type execStreams struct {
+	agentHost
+	brokenLinks int
+}
+
+func (s *execStreams) Stream(ctx context.Context, name string) (agentclient.Conn, bool, error) {
+	c, fresh, err := s.d.getAgent(ctx, name, s.brokenLinks >= 3)
+	if err != nil {
+		return nil, false, err
+	}
+	return c, fresh, nil
+}
+
+func (s *execStreams) Keep(name string, c agentclient.Conn) { s.d.putAgent(name, c.(*agentConn)) }
+
+func (s *execStreams) Broke(_ string, c agentclient.Conn, _ bool) {
+	if c.(*agentConn).link != nil {
+		s.brokenLinks++
 	}
 }

@@ -42,7 +42,7 @@ func (d *Driver) DialPort(ctx context.Context, name string, port int) (net.Conn,
 		if err != nil {
 			return nil, fmt.Errorf("dial %s:%d: %w", name, port, err)
 		}
-		s, err := r.mux.Open(ctx, req)
+		s, err := r.Open(ctx, req)
 		var refused *agent.RefusedError
 		switch {
 		case err == nil:
@@ -52,7 +52,7 @@ func (d *Driver) DialPort(ctx context.Context, name string, port int) (net.Conn,
 		case errors.Is(err, agent.ErrRelayClosed):
 			// The relay ended (its container restarted, or it was idle
 			// and closed): start another.
-			d.dropRelay(name, r)
+			d.agents.relays.Drop(name, r)
 			continue
 		default:
 			return nil, fmt.Errorf("dial %s:%d: %w", name, port, err)
@@ -61,118 +61,50 @@ func (d *Driver) DialPort(ctx context.Context, name string, port int) (net.Conn,
 	return nil, fmt.Errorf("dial %s:%d: the port relay in the sandbox keeps ending", name, port)
 }
 
-// portRelay is a container's relay agent: one Docker exec, kept while it is
-// used, that carries every connection to the container's ports.
-type portRelay struct {
-	conn *agentConn
-	mux  *agent.Relay
-	idle *time.Timer
-	last time.Time // when a stream was last opened; under agents.mu
-}
-
-func (r *portRelay) close() {
-	r.idle.Stop()
-	r.mux.Close()
-	r.conn.close()
-}
-
 // relayStartTimeout bounds starting a relay, whoever asked for it first: a
 // caller with a shorter deadline stops waiting, the start goes on for the
 // next.
 const relayStartTimeout = 20 * time.Second
 
-// portRelay returns the container's relay, starting it if need be;
-// errNoAgent when the container cannot run the agent.
-func (d *Driver) portRelay(ctx context.Context, name string) (*portRelay, error) {
+// portRelay returns the container's port relay (agents.relays): one Docker
+// exec of the agent in its ports mode, kept while it is used, that carries
+// every connection to the container's ports; errNoAgent when the
+// container cannot run the agent, errOldRelay when its agent is too old.
+func (d *Driver) portRelay(ctx context.Context, name string) (*agent.Relay, error) {
 	a := d.agents
 	if a == nil {
 		return nil, errNoAgent
 	}
-	for {
-		a.mu.Lock()
-		ca := a.ofLocked(name)
-		switch {
-		case ca.paused:
-			a.mu.Unlock()
-			return nil, ErrNotRunning
-		case ca.relay != nil:
-			r := ca.relay
-			select {
-			case <-r.mux.Done():
-				ca.relay = nil
-				a.mu.Unlock()
-				r.close()
-				continue
-			default:
-			}
-			r.last = time.Now()
-			a.mu.Unlock()
-			return r, nil
-		case ca.without:
-			a.mu.Unlock()
-			return nil, errNoAgent
-		case ca.oldRelay:
-			a.mu.Unlock()
-			return nil, errOldRelay
-		case ca.relayReady != nil:
-			ready := ca.relayReady
-			a.mu.Unlock()
-			select {
-			case <-ready:
-				continue
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		}
-		ready := make(chan struct{})
-		ca.relayReady = ready
-		var argv []string
-		if ca.own {
-			argv = a.argv
-		}
-		a.mu.Unlock()
-		var startErr error
-		go func() {
-			defer close(ready)
-			sctx, cancel := context.WithTimeout(a.ctx, relayStartTimeout)
-			defer cancel()
-			r, err := d.startRelay(sctx, name, argv)
-			a.mu.Lock()
-			defer a.mu.Unlock()
-			ca := a.byName[name]
-			if ca == nil || ca.relayReady != ready {
-				// Forgotten meanwhile (removed, or made again).
-				if r != nil {
-					r.close()
-				}
-				return
-			}
-			ca.relayReady = nil
-			switch {
-			case err == nil:
-				ca.relay = r
-			case errors.Is(err, errNoAgent):
-				ca.without = true
-			case errors.Is(err, errOldRelay):
-				ca.oldRelay = true
-				startErr = err
-			default:
-				startErr = err
-			}
-		}()
-		select {
-		case <-ready:
-			if startErr != nil {
-				return nil, startErr
-			}
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+	if a.kept.Paused(name) {
+		return nil, ErrNotRunning
 	}
+	a.mu.Lock()
+	without := a.byName[name] != nil && a.byName[name].without
+	a.mu.Unlock()
+	if without {
+		return nil, errNoAgent
+	}
+	return a.relays.Get(ctx, name)
 }
 
-func (d *Driver) startRelay(ctx context.Context, name string, argv []string) (*portRelay, error) {
+// startRelay starts the container's agent in its ports mode and the relay
+// on its stream (agentclient.RelayOptions.Open).
+func (d *Driver) startRelay(ctx context.Context, name string) (*agent.Relay, error) {
+	a := d.agents
+	a.mu.Lock()
+	var argv []string
+	if a.ofLocked(name).own {
+		argv = a.argv
+	}
+	a.mu.Unlock()
 	c, err := d.startAgentAs(ctx, name, argv, agent.ServePortsMode)
+	if errors.Is(err, errNoAgent) {
+		a.mu.Lock()
+		if ca := a.byName[name]; ca != nil { // not forgotten meanwhile
+			ca.without = true
+		}
+		a.mu.Unlock()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -181,39 +113,7 @@ func (d *Driver) startRelay(ctx context.Context, name string, argv []string) (*p
 		c.close()
 		return nil, err
 	}
-	r := &portRelay{conn: c, mux: m, last: time.Now()}
-	r.idle = time.AfterFunc(agentIdleFor, func() { d.closeIdleRelay(name, r) })
-	return r, nil
-}
-
-// closeIdleRelay ends a relay nothing has used for agentIdleFor: it holds a
-// few MB of the sandbox's memory.
-func (d *Driver) closeIdleRelay(name string, r *portRelay) {
-	a := d.agents
-	a.mu.Lock()
-	ca := a.byName[name]
-	if ca == nil || ca.relay != r {
-		a.mu.Unlock()
-		return
-	}
-	if since := time.Since(r.last); r.mux.Streams() > 0 || since < agentIdleFor {
-		r.idle.Reset(agentIdleFor - min(since, agentIdleFor/2))
-		a.mu.Unlock()
-		return
-	}
-	ca.relay = nil
-	a.mu.Unlock()
-	r.close()
-}
-
-func (d *Driver) dropRelay(name string, r *portRelay) {
-	a := d.agents
-	a.mu.Lock()
-	if ca := a.byName[name]; ca != nil && ca.relay == r {
-		ca.relay = nil
-	}
-	a.mu.Unlock()
-	r.close()
+	return m, nil
 }
 
 // relayScript connects to port $1 from inside the sandbox, on 127.0.0.1

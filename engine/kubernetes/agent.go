@@ -37,13 +37,17 @@ import (
 //     with the local Go toolchain, for the node's architecture) into it
 //     through one exec, once per pod and rtemu.
 //   - A stream to it: an exec of the agent in its commands mode
-//     (agent.EnvServe); client.Run speaks its frames. Up to agentsKept
-//     streams a pod are kept open between commands.
+//     (agent.EnvServe); client.Exec runs a command on a kept stream or a
+//     new one, and client.Pool keeps up to agentsKept streams a pod open
+//     between commands.
 //   - Anything the agent cannot do (a TTY, an image without /bin/sh or
 //     env, a pod made by an older rtemu without the emptyDir, a stream that
 //     broke) goes the API-server exec's way, as before.
 //   - Pause closes the pod's kept streams and sends later commands the
 //     API-server way (which refuses them while the pod is paused).
+//   - Ports (port.go): an exec of the agent in its ports mode is the pod's
+//     port relay (client.Relays: started on the first dial, closed when
+//     idle); a dial is a stream of it, made from inside the pod.
 const (
 	// AgentMount is where a sandbox's pod has the agent's folder.
 	AgentMount = "/.rtemu"
@@ -53,6 +57,9 @@ const (
 	agentsKept = 4
 	// agentIdleFor: a stream idle longer is closed rather than used.
 	agentIdleFor = 5 * time.Minute
+	// relayStartWait bounds starting a pod's port relay (the agent copied
+	// into the pod first if need be), whoever asked for it first.
+	relayStartWait = 30 * time.Second
 	// agentReadyWait bounds the wait for a new agent's first frame.
 	agentReadyWait = 15 * time.Second
 	// agentStopWait bounds the wait for a closed stream's agent to exit.
@@ -69,29 +76,42 @@ type agents struct {
 	cache string // where agent/dist keeps agents ("": its default)
 
 	mu        sync.Mutex
-	installed map[string]string  // pod → the agent's path in it
-	unusable  map[string]string  // pod → why commands there go the API-server way
-	idle      map[string][]*conn // pod → streams ready for a command
-	paused    map[string]bool    // pods this engine paused
-	bins      map[string][]byte  // GOARCH → the agent
-	archs     map[string]string  // node → GOARCH
-	closed    bool
+	installed map[string]string // pod → the agent's path in it
+	unusable  map[string]string // pod → why commands there go the API-server way
+	bins      map[string][]byte // GOARCH → the agent
+	archs     map[string]string // node → GOARCH
+
+	// kept holds the streams ready for a command, per pod; it is paused
+	// with the pod.
+	kept *agentclient.Pool[*conn]
+	// relays are the sandboxes' port relays, by sandbox name.
+	relays *agentclient.Relays
+	end    context.CancelFunc // ends a relay's start
 
 	installs singleflight.Group
 }
 
-func newAgents(cache string) *agents {
+func newAgents(e *Engine, cache string) *agents {
+	ctx, end := context.WithCancel(context.Background())
 	return &agents{cache: cache, installed: map[string]string{}, unusable: map[string]string{},
-		idle: map[string][]*conn{}, paused: map[string]bool{}, bins: map[string][]byte{}, archs: map[string]string{}}
+		bins: map[string][]byte{}, archs: map[string]string{},
+		kept: agentclient.NewPool(agentclient.PoolOptions[*conn]{Keep: agentsKept, IdleFor: agentIdleFor}),
+		relays: agentclient.NewRelays(ctx, agentclient.RelayOptions{
+			Open: e.startRelay, IdleFor: agentIdleFor, StartTimeout: relayStartWait,
+			Lasting: func(err error) bool { return errors.As(err, new(*unusableError)) },
+		}),
+		end: end}
 }
 
 // conn is one stream to an agent in a pod.
 type conn struct {
-	r      *bufio.Reader
-	w      *agent.FrameWriter
-	once   sync.Once
-	stop   func()
-	idleAt time.Time
+	r    *bufio.Reader
+	w    *agent.FrameWriter
+	raw  io.Writer // under w
+	once sync.Once
+	stop func()
+	// endRead ends a read of r under way (and the stream with it).
+	endRead func()
 }
 
 func (c *conn) Reader() *bufio.Reader      { return c.r }
@@ -126,41 +146,37 @@ func (h agentHost) Running(ctx context.Context, name string) (bool, error) {
 	return stateOf(p).Status == engine.Running, nil
 }
 
-// execViaAgent runs spec through an agent in the pod. handled is false when
-// no agent could run it: the caller then runs it by an API-server exec.
+// execViaAgent runs spec through an agent in the pod (agentclient.Exec).
+// handled is false when no agent could run it: the caller then runs it by
+// an API-server exec.
 func (e *Engine) execViaAgent(ctx context.Context, name string, spec engine.ExecSpec) (code int, err error, handled bool) {
 	if e.agents == nil || spec.Tty {
 		return 0, nil, false
 	}
-	pod := podName(name)
-	for range 3 {
-		c, fresh, err := e.agentConn(ctx, name, pod)
-		if err != nil {
-			return 0, nil, false
-		}
-		res, code, err, keep := agentclient.Run(ctx, agentHost{e, pod}, name, c, agentclient.Command{
-			Argv: spec.Cmd, Env: spec.Env, Dir: spec.WorkingDir, Stdin: spec.Stdin, Stdout: spec.Stdout, Stderr: spec.Stderr})
-		switch res {
-		case agentclient.Ran:
-			if keep {
-				e.agents.put(pod, c)
-			}
-			return code, err, true
-		case agentclient.Refused:
-			e.agents.put(pod, c)
-			return 0, nil, false
-		case agentclient.Broken:
-			c.Close()
-			if fresh {
-				// A new agent broke at once: the pod (or its container)
-				// went away, or was restarted without the agent's file.
-				e.agents.forgetInstall(pod)
-				return 0, nil, false
-			}
-			// A kept one may have ended with its pod's restart: a fresh one.
-		}
+	return agentclient.Exec(ctx, podStreams{agentHost{e, podName(name)}}, name, agentclient.Command{
+		Argv: spec.Cmd, Env: spec.Env, Dir: spec.WorkingDir, Stdin: spec.Stdin, Stdout: spec.Stdout, Stderr: spec.Stderr})
+}
+
+// podStreams are the streams to the agent in one pod.
+type podStreams struct{ agentHost }
+
+func (s podStreams) Stream(ctx context.Context, name string) (agentclient.Conn, bool, error) {
+	c, fresh, err := s.e.agentConn(ctx, name, s.pod)
+	if err != nil {
+		return nil, false, err
 	}
-	return 0, nil, false
+	return c, fresh, nil
+}
+
+func (s podStreams) Keep(_ string, c agentclient.Conn) { s.e.agents.kept.Put(s.pod, c.(*conn)) }
+
+// Broke: a new agent that broke at once means the pod (or its container)
+// went away, or was restarted without the agent's file: the next command
+// copies it again.
+func (s podStreams) Broke(_ string, _ agentclient.Conn, fresh bool) {
+	if fresh {
+		s.e.agents.forgetInstall(s.pod)
+	}
 }
 
 // agentConn gives a kept stream to the pod's agent, or opens a new one
@@ -168,34 +184,72 @@ func (e *Engine) execViaAgent(ctx context.Context, name string, spec engine.Exec
 func (e *Engine) agentConn(ctx context.Context, name, pod string) (c *conn, fresh bool, err error) {
 	a := e.agents
 	a.mu.Lock()
-	if why, ok := a.unusable[pod]; ok {
-		a.mu.Unlock()
-		return nil, false, errors.New(why)
-	}
-	if a.paused[pod] || a.closed {
-		a.mu.Unlock()
-		return nil, false, engine.ErrNotRunning
-	}
-	for l := a.idle[pod]; len(l) > 0; l = a.idle[pod] {
-		c, a.idle[pod] = l[len(l)-1], l[:len(l)-1]
-		if time.Since(c.idleAt) < agentIdleFor {
-			a.mu.Unlock()
-			return c, false, nil
-		}
-		c.Close()
-	}
-	path, ok := a.installed[pod]
+	why, unusable := a.unusable[pod]
 	a.mu.Unlock()
-	if !ok {
-		v, err, _ := a.installs.Do(pod, func() (any, error) { return e.installAgentIn(ctx, name, pod) })
-		if err != nil {
-			return nil, false, err
-		}
-		path = v.(string)
+	if unusable {
+		return nil, false, &unusableError{why}
 	}
-	c, err = e.openAgent(ctx, pod, path)
+	c, ok, err := a.kept.Get(pod)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: %v", engine.ErrNotRunning, err)
+	}
+	if ok {
+		return c, false, nil
+	}
+	path, err := e.agentPath(ctx, name, pod)
+	if err != nil {
+		return nil, false, err
+	}
+	c, err = e.openAgent(ctx, pod, path, agent.ServeCommands)
 	return c, true, err
 }
+
+// agentPath is where the agent is in the pod, copied there first if need
+// be; an *unusableError when the pod cannot run it.
+func (e *Engine) agentPath(ctx context.Context, name, pod string) (string, error) {
+	a := e.agents
+	a.mu.Lock()
+	why, unusable := a.unusable[pod]
+	path, installed := a.installed[pod]
+	a.mu.Unlock()
+	switch {
+	case unusable:
+		return "", &unusableError{why}
+	case installed:
+		return path, nil
+	}
+	v, err, _ := a.installs.Do(pod, func() (any, error) { return e.installAgentIn(ctx, name, pod) })
+	if err != nil {
+		return "", err
+	}
+	return v.(string), nil
+}
+
+// startRelay starts the sandbox's port relay: the agent in its ports mode
+// on an exec stream (agentclient.RelayOptions.Open).
+func (e *Engine) startRelay(ctx context.Context, name string) (*agent.Relay, error) {
+	pod := podName(name)
+	path, err := e.agentPath(ctx, name, pod)
+	if err != nil {
+		return nil, err
+	}
+	c, err := e.openAgent(ctx, pod, path, agent.ServePortsMode)
+	if err != nil {
+		return nil, err
+	}
+	m, err := agent.NewRelay(c.r, c.raw, func() { c.Close(); c.endRead() })
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// unusableError says why the agent cannot run in a pod: its commands go
+// the API-server way, its ports by port-forward.
+type unusableError struct{ why string }
+
+func (e *unusableError) Error() string { return e.why }
 
 // installAgentIn copies the agent for the pod's node into the pod's agent
 // folder. A pod that cannot take it (no folder: made by an older rtemu; no
@@ -292,16 +346,17 @@ func (e *Engine) agentBinary(ctx context.Context, arch string) ([]byte, error) {
 	return b, nil
 }
 
-// openAgent starts the agent at path in the pod on an exec stream of its
-// own and waits for its first frame.
-func (e *Engine) openAgent(ctx context.Context, pod, path string) (*conn, error) {
+// openAgent starts the agent at path in the pod, in the mode given
+// (agent.EnvServe), on an exec stream of its own and waits for its first
+// frame.
+func (e *Engine) openAgent(ctx context.Context, pod, path, mode string) (*conn, error) {
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_, err := e.stream(sctx, pod, []string{"env", agent.EnvServe + "=" + agent.ServeCommands, path},
+		_, err := e.stream(sctx, pod, []string{"env", agent.EnvServe + "=" + mode, path},
 			remotecommand.StreamOptions{Stdin: inR, Stdout: outW, Stderr: io.Discard})
 		if err == nil {
 			err = io.EOF
@@ -312,7 +367,7 @@ func (e *Engine) openAgent(ctx context.Context, pod, path string) (*conn, error)
 	// Closing ends the agent's stdin, so it exits and the stream ends by
 	// itself (its output read to the end meanwhile); one that has not
 	// ended in agentStopWait is cut.
-	c := &conn{r: bufio.NewReader(outR), w: agent.NewFrameWriter(inW), stop: func() {
+	c := &conn{r: bufio.NewReader(outR), w: agent.NewFrameWriter(inW), raw: inW, endRead: func() { outR.Close() }, stop: func() {
 		inW.Close()
 		go func() { _, _ = io.Copy(io.Discard, outR) }()
 		go func() {
@@ -337,24 +392,12 @@ func (e *Engine) openAgent(ctx context.Context, pod, path string) (*conn, error)
 	return c, nil
 }
 
-// put keeps c for the pod's next command, or closes it.
-func (a *agents) put(pod string, c *conn) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.closed || a.paused[pod] || len(a.idle[pod]) >= agentsKept {
-		c.Close()
-		return
-	}
-	c.idleAt = time.Now()
-	a.idle[pod] = append(a.idle[pod], c)
-}
-
 // markUnusable remembers why commands in the pod go the API-server way.
 func (a *agents) markUnusable(pod, why string) error {
 	a.mu.Lock()
 	a.unusable[pod] = why
 	a.mu.Unlock()
-	return errors.New(why)
+	return &unusableError{why}
 }
 
 // forgetInstall makes the next command copy the agent again.
@@ -364,41 +407,28 @@ func (a *agents) forgetInstall(pod string) {
 	a.mu.Unlock()
 }
 
-// setPaused marks the pod paused (closing its kept streams) or not.
+// setPaused marks the pod paused (closing its kept streams: a stopped
+// agent's stream would not serve again) or not.
 func (a *agents) setPaused(pod string, paused bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if !paused {
-		delete(a.paused, pod)
-		return
+	a.kept.SetPaused(pod, paused)
+	if paused {
+		a.kept.CloseIdle(pod)
 	}
-	a.paused[pod] = true
-	a.closeIdleLocked(pod)
 }
 
-// forget drops all the engine knows of the pod (it was removed).
-func (a *agents) forget(pod string) {
+// forget drops all the engine knows of the sandbox's pod (it was removed).
+func (a *agents) forget(name, pod string) {
+	a.relays.Forget(name)
+	a.kept.Forget(pod)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.closeIdleLocked(pod)
 	delete(a.installed, pod)
 	delete(a.unusable, pod)
-	delete(a.paused, pod)
 }
 
-func (a *agents) closeIdleLocked(pod string) {
-	for _, c := range a.idle[pod] {
-		c.Close()
-	}
-	delete(a.idle, pod)
-}
-
-// close ends every kept stream.
+// close ends every kept stream and port relay.
 func (a *agents) close() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.closed = true
-	for pod := range a.idle {
-		a.closeIdleLocked(pod)
-	}
+	a.end()
+	a.relays.Close()
+	a.kept.Close()
 }

@@ -200,7 +200,7 @@ func New(c Config) (*Engine, error) {
 	e := &Engine{cfg: rc, cs: cs, ns: c.Namespace, pull: c.PullPolicy, ratio: c.RequestRatio, host: c.HostFolders,
 		claim: c.WorkspaceClaim, log: c.Logger}
 	if !c.NoAgent {
-		e.agents = newAgents(c.AgentCache)
+		e.agents = newAgents(e, c.AgentCache)
 	}
 	if e.claim != "" {
 		if c.WorkspaceRoot == "" || !filepath.IsAbs(c.WorkspaceRoot) {

@@ -306,7 +306,9 @@ func TestPauseKeepsProcesses(t *testing.T) {
 }
 
 // A server bound to 127.0.0.1 inside the sandbox is reached (dev URLs and
-// ssh -L reach such servers on Docker too).
+// ssh -L reach such servers on Docker too): through the agent's port relay,
+// and by port-forward by an engine without the agent; a port nothing
+// listens on is ECONNREFUSED either way.
 func TestDialLoopback(t *testing.T) {
 	c := needCluster(t)
 	t.Parallel()
@@ -326,26 +328,35 @@ func TestDialLoopback(t *testing.T) {
 	if err != nil || code != 0 {
 		t.Fatalf("start httpd: %d %v", code, err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		conn, err := e.DialPort(ctx, name, 8091)
-		if errors.Is(err, syscall.ECONNREFUSED) && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-			continue
+	without := c.newEngineWith(t, kubernetes.Config{NoAgent: true})
+	for _, x := range []struct {
+		how string
+		e   *kubernetes.Engine
+	}{{"agent relay", e}, {"port-forward", without}} {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			conn, err := x.e.DialPort(ctx, name, 8091)
+			if errors.Is(err, syscall.ECONNREFUSED) && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			if err != nil {
+				t.Fatalf("DialPort (%s): %v", x.how, err)
+			}
+			_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+			if _, err := io.WriteString(conn, "GET / HTTP/1.0\r\n\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			b, err := io.ReadAll(conn)
+			conn.Close()
+			if err != nil || !strings.Contains(string(b), "loopback-only") {
+				t.Fatalf("GET through DialPort (%s): %q %v", x.how, b, err)
+			}
+			break
 		}
-		if err != nil {
-			t.Fatalf("DialPort: %v", err)
+		if _, err := x.e.DialPort(ctx, name, 8092); !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("DialPort (%s) to a port nothing listens on: %v; want ECONNREFUSED", x.how, err)
 		}
-		defer conn.Close()
-		_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
-		if _, err := io.WriteString(conn, "GET / HTTP/1.0\r\n\r\n"); err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(conn)
-		if err != nil || !strings.Contains(string(b), "loopback-only") {
-			t.Fatalf("GET through DialPort: %q %v", b, err)
-		}
-		return
 	}
 }
 

@@ -337,7 +337,7 @@ func (e *Engine) Remove(ctx context.Context, name string) error {
 	zero := int64(0)
 	pn := podName(name)
 	if e.agents != nil {
-		e.agents.forget(pn)
+		e.agents.forget(name, pn)
 	}
 	err := e.cs.CoreV1().Pods(e.ns).Delete(ctx, pn, metav1.DeleteOptions{GracePeriodSeconds: &zero})
 	if apierrors.IsNotFound(err) {

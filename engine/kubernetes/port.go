@@ -2,6 +2,8 @@ package kubernetes
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,18 +18,22 @@ import (
 	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/transport/spdy"
+
+	"github.com/rtemu-dev/rtemu/agent"
 )
 
 // listening exits 0 when a TCP server listens on the port ($1, in the
 // kernel's hexadecimal) in the pod's network namespace.
 const listening = `grep -qs ":$1 [0-9A-F:]* 0A " /proc/net/tcp /proc/net/tcp6`
 
-// DialPort connects to a port inside the sandbox's pod through the API
-// server's pods/portforward subresource, which dials localhost in the pod's
-// network namespace: a server bound to 127.0.0.1 there is reached. When
-// nothing listens on the port the error wraps syscall.ECONNREFUSED (a
-// port-forward stream opens whatever listens, so the engine looks first);
-// a paused or stopped sandbox gives ErrNotRunning.
+// DialPort connects to a port inside the sandbox's pod, from inside its
+// network namespace, so a server bound to 127.0.0.1 there is reached: as a
+// stream of the pod's port relay (the exec agent in its ports mode, on one
+// exec stream that carries every connection), or, where the agent cannot
+// run, through the API server's pods/portforward subresource. When nothing
+// listens on the port the error wraps syscall.ECONNREFUSED (a port-forward
+// stream opens whatever listens, so the engine looks first); a paused or
+// stopped sandbox gives ErrNotRunning.
 func (e *Engine) DialPort(ctx context.Context, name string, port int) (net.Conn, error) {
 	if port <= 0 || port > 65535 {
 		return nil, fmt.Errorf("dial %s: port %d out of range", name, port)
@@ -36,13 +42,58 @@ func (e *Engine) DialPort(ctx context.Context, name string, port int) (net.Conn,
 	if err != nil {
 		return nil, err
 	}
-	if _, err := e.run(ctx, p.Name, listening, fmt.Sprintf("%04X", port)); err != nil {
+	if c, err, ok := e.dialByRelay(ctx, name, port); ok {
+		return c, err
+	}
+	return e.dialByForward(ctx, name, p.Name, port)
+}
+
+// dialByRelay opens a stream of the sandbox's port relay to the port; ok
+// is false when the relay cannot (no agent for the pod, or it cannot
+// start): the port-forward's turn.
+func (e *Engine) dialByRelay(ctx context.Context, name string, port int) (c net.Conn, err error, ok bool) {
+	if e.agents == nil {
+		return nil, nil, false
+	}
+	req, _ := json.Marshal(agent.PortRequest{Port: port})
+	for range 3 {
+		m, err := e.agents.relays.Get(ctx, name)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err(), true
+			}
+			e.log.Debug("no port relay: port-forward", "sandbox", name, "err", err)
+			return nil, nil, false
+		}
+		s, err := m.Open(ctx, req)
+		var refused *agent.RefusedError
+		switch {
+		case err == nil:
+			return s, nil, true
+		case errors.As(err, &refused):
+			return nil, fmt.Errorf("dial %s port %d: %s: %w", name, port, refused.Msg, syscall.ECONNREFUSED), true
+		case ctx.Err() != nil:
+			return nil, ctx.Err(), true
+		case errors.Is(err, agent.ErrRelayClosed):
+			// The relay ended (its pod restarted, or it was idle and
+			// closed): start another.
+			e.agents.relays.Drop(name, m)
+		default:
+			return nil, nil, false
+		}
+	}
+	return nil, nil, false
+}
+
+// dialByForward connects to the port through a port-forward of the pod.
+func (e *Engine) dialByForward(ctx context.Context, name, pod string, port int) (net.Conn, error) {
+	if _, err := e.run(ctx, pod, listening, fmt.Sprintf("%04X", port)); err != nil {
 		if strings.Contains(err.Error(), "exit code") {
 			return nil, fmt.Errorf("dial %s port %d: nothing listens there: %w", name, port, syscall.ECONNREFUSED)
 		}
 		return nil, fmt.Errorf("dial %s port %d: %w", name, port, err)
 	}
-	sc, err := e.portForward(p.Name)
+	sc, err := e.portForward(pod)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s port %d: %w", name, port, err)
 	}
