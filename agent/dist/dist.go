@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -49,8 +50,8 @@ func Static(ctx context.Context, goarch, cache string) (path, source string, err
 		cache = CacheDir()
 	}
 	var why []string
-	if b := embedded(goarch); b != nil {
-		p, err := writeCached(cache, "embedded-linux-"+goarch, b)
+	if src := embedded(goarch); src != nil {
+		p, err := writeCached(cache, "embedded-linux-"+goarch, src, embeddedName(goarch))
 		if err == nil {
 			return p, FromEmbedded, nil
 		}
@@ -64,15 +65,25 @@ func Static(ctx context.Context, goarch, cache string) (path, source string, err
 	return "", "", errors.New(strings.Join(why, "; "))
 }
 
-// writeCached writes b to the cache dir under a name made of its content's
-// hash, once.
-func writeCached(dir, name string, b []byte) (string, error) {
+// embeddedName is the name of the agent for linux/goarch among the
+// embedded ones.
+func embeddedName(goarch string) string { return "rtemu-agent-linux-" + goarch }
+
+// writeCached writes the file src/file to the cache dir under a name made
+// of its content's hash, once. It streams the file (hashing it, then
+// copying it when the cache has no such file), so that the executable's
+// embedded agents never sit on the heap.
+func writeCached(dir, name string, src fs.FS, file string) (string, error) {
 	if dir == "" {
 		return "", errors.New("no cache dir")
 	}
-	sum := sha256.Sum256(b)
-	p := filepath.Join(dir, "rtemu-agent-"+name+"-"+hex.EncodeToString(sum[:8]))
-	if fi, err := os.Stat(p); err == nil && fi.Size() == int64(len(b)) {
+	h := sha256.New()
+	size, err := copyFrom(h, src, file)
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, "rtemu-agent-"+name+"-"+hex.EncodeToString(h.Sum(nil)[:8]))
+	if fi, err := os.Stat(p); err == nil && fi.Size() == size {
 		return p, nil
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -82,7 +93,7 @@ func writeCached(dir, name string, b []byte) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	_, err = tmp.Write(b)
+	_, err = copyFrom(tmp, src, file)
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
@@ -97,6 +108,16 @@ func writeCached(dir, name string, b []byte) (string, error) {
 		return "", err
 	}
 	return p, nil
+}
+
+// copyFrom copies src/file to w.
+func copyFrom(w io.Writer, src fs.FS, file string) (int64, error) {
+	f, err := src.Open(file)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return io.Copy(w, f)
 }
 
 // agentMain is the agent's own main package, for building it on its own.

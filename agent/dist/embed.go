@@ -4,18 +4,25 @@ package dist
 
 import (
 	"embed"
+	"io/fs"
 )
 
 // Release builds carry agents for both architectures engines commonly run,
-// made by the go:generate line in agentembed_none.go.
+// made by the go:generate lines in embed_none.go.
 //
 //go:embed agents/rtemu-agent-linux-*
 var embeddedFiles embed.FS
 
-func embedded(goarch string) []byte {
-	b, err := embeddedFiles.ReadFile("agents/rtemu-agent-linux-" + goarch)
+// embedded is the agent for linux/goarch in the executable; nil when
+// there is none. It is read as a file (not embed.FS.ReadFile, which copies
+// the 3 MB onto the heap at every start).
+func embedded(goarch string) fs.FS {
+	sub, err := fs.Sub(embeddedFiles, "agents")
 	if err != nil {
 		return nil
 	}
-	return b
+	if _, err := fs.Stat(sub, embeddedName(goarch)); err != nil {
+		return nil
+	}
+	return sub
 }

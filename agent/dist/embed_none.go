@@ -2,6 +2,8 @@
 
 package dist
 
+import "io/fs"
+
 // Release builds embed linux/amd64 and linux/arm64 agents: run
 //
 //	go generate ./agent/dist && go build -tags rtemu_agents .
@@ -12,4 +14,4 @@ package dist
 //go:generate env CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath "-ldflags=-s -w" -o agents/rtemu-agent-linux-amd64 ../cmd/rtemu-agent
 //go:generate env CGO_ENABLED=0 GOOS=linux GOARCH=arm64 go build -trimpath "-ldflags=-s -w" -o agents/rtemu-agent-linux-arm64 ../cmd/rtemu-agent
 
-func embedded(string) []byte { return nil }
+func embedded(string) fs.FS { return nil }

@@ -16,7 +16,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/httpstream"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/remotecommand"
 	utilexec "k8s.io/client-go/util/exec"
 
@@ -113,7 +112,7 @@ func (e *Engine) stream(ctx context.Context, pod string, argv []string, opts rem
 		VersionedParams(&corev1.PodExecOptions{
 			Container: containerName, Command: argv,
 			Stdin: opts.Stdin != nil, Stdout: opts.Stdout != nil, Stderr: opts.Stderr != nil, TTY: opts.Tty,
-		}, scheme.ParameterCodec)
+		}, e.cs.params)
 	ws, err := remotecommand.NewWebSocketExecutor(e.cfg, "GET", req.URL().String())
 	if err != nil {
 		return -1, err

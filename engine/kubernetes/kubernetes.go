@@ -47,7 +47,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -162,7 +161,7 @@ type Config struct {
 // Engine runs sandboxes as pods of one namespace.
 type Engine struct {
 	cfg   *rest.Config
-	cs    kubernetes.Interface
+	cs    *clientset
 	ns    string
 	pull  corev1.PullPolicy
 	ratio float64
@@ -193,7 +192,7 @@ func New(c Config) (*Engine, error) {
 		// would queue a busy rtemu behind itself.
 		rc.QPS, rc.Burst = 100, 200
 	}
-	cs, err := kubernetes.NewForConfig(rc)
+	cs, err := newClientset(rc)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
@@ -256,7 +255,7 @@ func (e *Engine) Namespace() string { return e.ns }
 // Ping asks the API server for its version and the nodes for their CPUs:
 // CPUs is the largest node's allocatable CPU, the most one sandbox can use.
 func (e *Engine) Ping(ctx context.Context) (engine.Info, error) {
-	v, err := e.cs.Discovery().ServerVersion()
+	v, err := e.cs.ServerVersion(ctx)
 	if err != nil {
 		return engine.Info{}, wrap(err, "ping the API server")
 	}

@@ -65,7 +65,7 @@ var needed = []Permission{
 // API server did not answer.
 func (e *Engine) ClusterReport(ctx context.Context) (Report, error) {
 	r := Report{Host: e.cfg.Host, Namespace: e.ns}
-	v, err := e.cs.Discovery().ServerVersion()
+	v, err := e.cs.ServerVersion(ctx)
 	if err != nil {
 		return r, wrap(err, "ping the API server")
 	}
