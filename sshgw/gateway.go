@@ -313,6 +313,6 @@ func detach(ctx context.Context) context.Context { return context.WithoutCancel(
 // hmac-sha2-256-etm. Offering hmac-sha2-512-etm alone would not be
 // cheaper where the CPU has SHA instructions (Go's SHA-256 uses them, its
 // SHA-512 cannot: HMAC-SHA-512 ran at 0.4x of HMAC-SHA-256 on the bench's
-// machine); the MAC is about a fifth of the gateway's CPU time in a
+// machine); the MAC is a fifth to a quarter of the gateway's CPU time in a
 // download through ssh -L.
 var serverCiphers = []string{gossh.CipherAES128GCM, gossh.CipherAES256GCM, gossh.CipherAES128CTR, gossh.CipherAES192CTR, gossh.CipherAES256CTR}
