@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -19,15 +18,6 @@ import (
 // clockTick is USER_HZ, the unit of /proc/PID/stat's times (100 on every
 // Linux architecture Go runs on).
 const clockTick = 10 * time.Millisecond
-
-// selfCPU is this process's user and system time.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // procStat is a process's parent and its user and system time.
 func procStat(pid int) (ppid int, cpu time.Duration, ok bool) {
