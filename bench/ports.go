@@ -139,35 +139,59 @@ func (b *bench) ports(ctx context.Context) ([]result, error) {
 	// container's address: the transfers take turns, the best of three
 	// each.
 	var openSSHMBs, sshdMBs float64
-	var openSSHNote, sshdNote string
-	if fwd, stop, err := openSSHForward(ctx, srv.SSHAddr, id, "bench-pw", 8080); err != nil {
+	var openSSHNote, sshdNote, cpuNote string
+	if fwd, err := openSSHForward(ctx, srv.SSHAddr, id, "bench-pw", 8080); err != nil {
 		openSSHNote = "not measured: " + err.Error()
 	} else {
-		defer stop()
+		defer fwd.stop()
 		var viaSSHD func() (time.Duration, error)
-		if sfwd, sstop, err := sshdForward(ctx, net.JoinHostPort(ip, "8080")); err != nil {
+		var sfwd *forward
+		if sfwd, err = sshdForward(ctx, net.JoinHostPort(ip, "8080")); err != nil {
 			sshdNote = "sshd not measured: " + err.Error()
 		} else {
-			defer sstop()
-			viaSSHD = func() (time.Duration, error) { return fetch(ctx, hc, "http://"+sfwd+"/big") }
+			defer sfwd.stop()
+			viaSSHD = func() (time.Duration, error) { return fetch(ctx, hc, "http://"+sfwd.addr+"/big") }
 		}
+		// The CPU time of each transfer, every process it goes through:
+		// see cpu.go.
+		box := ins.Container.State.Pid
+		rtMeter := cpuMeter{client: fwd.client, container: box}
+		var sshdMeter cpuMeter
+		if sfwd != nil {
+			sshdMeter = cpuMeter{client: sfwd.client, server: sfwd.server, container: box}
+		}
+		var rtCPU, sshdCPU cpuSample
 		best, bestSSHD := time.Duration(math.MaxInt64), time.Duration(math.MaxInt64)
-		for range 3 {
-			d, err := fetch(ctx, hc, "http://"+fwd+"/big")
+		const turns = 3
+		for range turns {
+			before := rtMeter.read()
+			d, err := fetch(ctx, hc, "http://"+fwd.addr+"/big")
 			if err != nil {
 				return nil, err
 			}
+			rtCPU = rtCPU.add(rtMeter.read().sub(before))
 			best = min(best, d)
 			if viaSSHD != nil {
+				before := sshdMeter.read()
 				if d, err = viaSSHD(); err != nil {
 					return nil, fmt.Errorf("through sshd: %w", err)
 				}
+				sshdCPU = sshdCPU.add(sshdMeter.read().sub(before))
 				bestSSHD = min(bestSSHD, d)
 			}
 		}
 		openSSHMBs = math.Round(mb/best.Seconds()*10) / 10
 		if viaSSHD != nil {
 			sshdMBs = math.Round(mb/bestSSHD.Seconds()*10) / 10
+			// The bench's own HTTP client reads both downloads in this
+			// process: sshd's side's "self" is that client alone, so
+			// rtemu's gateway is rtemu's "self" less it.
+			per := func(d time.Duration) float64 { return math.Round(perGiB(d, turns, mb)) }
+			cpuNote = fmt.Sprintf("CPU ms a GiB: through rtemu %.0f (this process %.0f, ssh %.0f, container %.0f), "+
+				"through sshd %.0f (this process %.0f, ssh %.0f, sshd %.0f, container %.0f); servers alone: rtemu's gateway and agent %.0f, sshd %.0f",
+				per(rtCPU.total()), per(rtCPU.self), per(rtCPU.client), per(rtCPU.container),
+				per(sshdCPU.total()), per(sshdCPU.self), per(sshdCPU.client), per(sshdCPU.server), per(sshdCPU.container),
+				per(rtCPU.self-sshdCPU.self+rtCPU.container-sshdCPU.container), per(sshdCPU.server))
 		}
 	}
 	rows := []result{req}
@@ -187,7 +211,7 @@ func (b *bench) ports(ctx context.Context) ([]result, error) {
 
 	vs := result{Metric: "download_ssh_forward_vs_sshd", Value: ptr(openSSHMBs), Unit: "MB/s", N: 3,
 		Baseline: fmt.Sprintf("OpenSSH sshd %.1f MB/s (the same ssh -L to the container's address)", sshdMBs),
-		Target:   "≥ 1.0× sshd", Note: strings.TrimSpace(openSSHNote + " " + sshdNote)}
+		Target:   "≥ 1.0× sshd", Note: strings.TrimSpace(openSSHNote + " " + sshdNote + " " + cpuNote)}
 	if sshdMBs > 0 {
 		ratio := math.Round(openSSHMBs/sshdMBs*100) / 100
 		vs.Ratio, vs.Met = ptr(ratio), ratio >= 1
@@ -239,28 +263,37 @@ func (b *bench) ports(ctx context.Context) ([]result, error) {
 // openSSHForward runs `ssh -N -L` (OpenSSH, the password given by sshpass)
 // to rtemu's gateway at sshAddr as user, forwarding a local port to port
 // in the sandbox; it returns the local address and a stop.
-func openSSHForward(ctx context.Context, sshAddr, user, password string, port int) (string, func(), error) {
+func openSSHForward(ctx context.Context, sshAddr, user, password string, port int) (*forward, error) {
 	if _, err := exec.LookPath("sshpass"); err != nil {
-		return "", nil, fmt.Errorf("no sshpass on this machine")
+		return nil, fmt.Errorf("no sshpass on this machine")
 	}
 	return sshForward(ctx, sshAddr, user, fmt.Sprintf("localhost:%d", port), []string{"SSHPASS=" + password},
 		"sshpass", "-e", "ssh", "-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no")
 }
 
+// forward is a running `ssh -N -L`: its local address, the pids of the
+// client (or the wrapper that started it) and of the server's daemon
+// where the bench started one (sshd), and a stop.
+type forward struct {
+	addr           string
+	client, server int
+	stop           func()
+}
+
 // sshForward runs `ssh -N -L local:target user@sshAddr` by argv (ssh and
 // its auth options, maybe behind a wrapper) and waits until the local port
 // answers.
-func sshForward(ctx context.Context, sshAddr, user, target string, env []string, argv ...string) (string, func(), error) {
+func sshForward(ctx context.Context, sshAddr, user, target string, env []string, argv ...string) (*forward, error) {
 	if _, err := exec.LookPath("ssh"); err != nil {
-		return "", nil, fmt.Errorf("no ssh on this machine")
+		return nil, fmt.Errorf("no ssh on this machine")
 	}
 	host, sshPort, err := net.SplitHostPort(sshAddr)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	local := ln.Addr().String()
 	ln.Close()
@@ -272,7 +305,7 @@ func sshForward(ctx context.Context, sshAddr, user, target string, env []string,
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
@@ -281,16 +314,16 @@ func sshForward(ctx context.Context, sshAddr, user, target string, env []string,
 	for {
 		if c, err := net.Dial("tcp", local); err == nil {
 			c.Close()
-			return local, stop, nil
+			return &forward{addr: local, client: cmd.Process.Pid, stop: stop}, nil
 		}
 		select {
 		case <-exited:
-			return "", nil, fmt.Errorf("ssh -L ended: %s", strings.TrimSpace(stderr.String()))
+			return nil, fmt.Errorf("ssh -L ended: %s", strings.TrimSpace(stderr.String()))
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			stop()
-			return "", nil, fmt.Errorf("ssh -L did not listen within 20s: %s", strings.TrimSpace(stderr.String()))
+			return nil, fmt.Errorf("ssh -L did not listen within 20s: %s", strings.TrimSpace(stderr.String()))
 		}
 	}
 }

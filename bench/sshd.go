@@ -15,28 +15,28 @@ import (
 // sshdForward starts OpenSSH's own sshd on a loopback port (keys made
 // for it, key auth only) and `ssh -N -L` through it to target: the same
 // forward as rtemu's gateway makes, by the SSH server users compare it
-// with. It returns the forward's local address and a stop for both.
-func sshdForward(ctx context.Context, target string) (string, func(), error) {
+// with. Its stop ends both.
+func sshdForward(ctx context.Context, target string) (*forward, error) {
 	sshd, err := exec.LookPath("sshd")
 	if err != nil {
 		if _, serr := os.Stat("/usr/sbin/sshd"); serr != nil {
-			return "", nil, fmt.Errorf("no sshd on this machine (Debian: openssh-server)")
+			return nil, fmt.Errorf("no sshd on this machine (Debian: openssh-server)")
 		}
 		sshd = "/usr/sbin/sshd"
 	}
 	u, err := user.Current()
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "rtemu-bench-sshd-")
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	cleanup := func() { os.RemoveAll(dir) }
 	for _, k := range []string{"host", "user"} {
 		if out, err := exec.CommandContext(ctx, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(dir, k)).CombinedOutput(); err != nil {
 			cleanup()
-			return "", nil, fmt.Errorf("ssh-keygen: %v: %s", err, out)
+			return nil, fmt.Errorf("ssh-keygen: %v: %s", err, out)
 		}
 	}
 	pub, err := os.ReadFile(filepath.Join(dir, "user.pub"))
@@ -49,7 +49,7 @@ func sshdForward(ctx context.Context, target string) (string, func(), error) {
 	}
 	if err != nil {
 		cleanup()
-		return "", nil, err
+		return nil, err
 	}
 	addr := ln.Addr().String()
 	_, port, _ := net.SplitHostPort(addr)
@@ -69,14 +69,14 @@ func sshdForward(ctx context.Context, target string) (string, func(), error) {
 	cfg := filepath.Join(dir, "sshd_config")
 	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
 		cleanup()
-		return "", nil, err
+		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, sshd, "-D", "-e", "-f", cfg)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		cleanup()
-		return "", nil, err
+		return nil, err
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
@@ -89,19 +89,21 @@ func sshdForward(ctx context.Context, target string) (string, func(), error) {
 		select {
 		case <-exited:
 			cleanup()
-			return "", nil, fmt.Errorf("sshd ended: %s", strings.TrimSpace(stderr.String()))
+			return nil, fmt.Errorf("sshd ended: %s", strings.TrimSpace(stderr.String()))
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			stopSSHD()
-			return "", nil, fmt.Errorf("sshd did not listen within 10s: %s", strings.TrimSpace(stderr.String()))
+			return nil, fmt.Errorf("sshd did not listen within 10s: %s", strings.TrimSpace(stderr.String()))
 		}
 	}
-	local, stopFwd, err := sshForward(ctx, addr, u.Username, target, nil,
+	fwd, err := sshForward(ctx, addr, u.Username, target, nil,
 		"ssh", "-i", filepath.Join(dir, "user"), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes")
 	if err != nil {
 		stopSSHD()
-		return "", nil, fmt.Errorf("%w (sshd: %s)", err, strings.TrimSpace(stderr.String()))
+		return nil, fmt.Errorf("%w (sshd: %s)", err, strings.TrimSpace(stderr.String()))
 	}
-	return local, func() { stopFwd(); stopSSHD() }, nil
+	stopFwd := fwd.stop
+	fwd.server, fwd.stop = cmd.Process.Pid, func() { stopFwd(); stopSSHD() }
+	return fwd, nil
 }
