@@ -84,13 +84,21 @@ func hasContainer(st Status) bool {
 	return false
 }
 
+// SaveOptions are a save's choices.
+type SaveOptions struct {
+	// ReferenceImages: each snapshot's base image (the one its sandbox
+	// was made from) is referred to by name instead of being in the
+	// archive, where the engine has it; a load needs it in its engine.
+	ReferenceImages bool
+}
+
 // PrepareSave captures the state: the records as of one moment, a
 // snapshot of each sandbox's container, and a copy of each workspace's
 // files. The caller keeps API writes out while it runs (the front door's
 // gate), so none is half in it; writing the archive (WriteTo) needs no such
 // pause. Where the engine cannot capture a sandbox's files, the save is
 // refused, naming each such sandbox.
-func (s *Service) PrepareSave(ctx context.Context, rtemuVersion string) (_ *SavedState, err error) {
+func (s *Service) PrepareSave(ctx context.Context, rtemuVersion string, opts SaveOptions) (_ *SavedState, err error) {
 	base := s.dataDir
 	if base == "" {
 		base = os.TempDir()
@@ -123,6 +131,8 @@ func (s *Service) PrepareSave(ctx context.Context, rtemuVersion string) (_ *Save
 	}
 	var cannot []string
 	var toSnap []*Sandbox
+	seed := s.seedManifest()
+	bases := map[string]bool{}
 	for _, sb := range sbs {
 		e := state.Sandbox{ID: sb.ID, Name: sb.Name, Status: string(sb.Status), Template: sb.Template, Capture: state.CaptureNone}
 		if hasContainer(sb.Status) {
@@ -133,12 +143,19 @@ func (s *Service) PrepareSave(ctx context.Context, rtemuVersion string) (_ *Save
 			e.Capture, e.Image = state.CaptureSnapshot, snapshotRepo+sb.ID+":"+ss.manifest.ID
 			ss.manifest.Images = append(ss.manifest.Images, e.Image)
 			toSnap = append(toSnap, sb)
+			if opts.ReferenceImages {
+				e.Base = s.baseImage(ctx, sb, seed, bases)
+			}
 		}
 		ss.manifest.Sandboxes = append(ss.manifest.Sandboxes, e)
 	}
 	if len(cannot) > 0 {
 		return nil, unsavable(cannot)
 	}
+	for ref := range bases {
+		ss.manifest.Referenced = append(ss.manifest.Referenced, ref)
+	}
+	slices.Sort(ss.manifest.Referenced)
 	// A few at once: each commit waits on the engine's disk and hashing,
 	// and every running sandbox is frozen while its own runs.
 	var (
@@ -194,6 +211,33 @@ func (s *Service) PrepareSave(ctx context.Context, rtemuVersion string) (_ *Save
 	return ss, nil
 }
 
+// baseImage is the image a sandbox's snapshot is built on, by the name a
+// save refers to it with (and records in bases): the image the sandbox was
+// made from, or, for one made from a seed's snapshot, the image the seed
+// referred to, or else its template's image. "" when the engine has no
+// image of that name (then the archive holds it).
+func (s *Service) baseImage(ctx context.Context, sb *Sandbox, seed *state.Manifest, bases map[string]bool) string {
+	ref := sb.Image
+	if strings.HasPrefix(ref, snapshotRepo) {
+		ref = s.templates[sb.Template].Image
+		if seed != nil {
+			for _, e := range seed.Sandboxes {
+				if e.Image == sb.Image && e.Base != "" {
+					ref = e.Base
+				}
+			}
+		}
+	}
+	if ref == "" || strings.HasPrefix(ref, snapshotRepo) {
+		return ""
+	}
+	if ok, err := s.engine.ImagePresent(ctx, ref); err != nil || !ok {
+		return ""
+	}
+	bases[ref] = true
+	return ref
+}
+
 // Manifest is what the archive's manifest says.
 func (ss *SavedState) Manifest() state.Manifest { return ss.manifest }
 
@@ -213,7 +257,8 @@ func (ss *SavedState) WriteTo(ctx context.Context, w io.Writer) error {
 	}
 	if len(ss.manifest.Images) > 0 {
 		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(ss.s.engine.SaveImages(ctx, ss.manifest.Images, pw)) }()
+		opts := engine.SaveOptions{Without: ss.manifest.Referenced, Dir: ss.dir}
+		go func() { pw.CloseWithError(ss.s.engine.SaveImages(ctx, ss.manifest.Images, opts, pw)) }()
 		err := aw.Images(pr)
 		pr.CloseWithError(errors.New("the archive's writer stopped"))
 		if err != nil {
@@ -287,6 +332,9 @@ func (s *Service) LoadState(ctx context.Context, r io.Reader) (*LoadResult, erro
 			if len(m.Images) > 0 && !s.caps.Snapshot {
 				return conflict("the archive holds sandboxes' file systems and %s cannot load them", s.theEngine())
 			}
+			if err := s.checkReferenced(ctx, m.Referenced); err != nil {
+				return err
+			}
 			// Written first, so a start after a kill knows which images
 			// this load may have brought.
 			b, _ := json.Marshal(m)
@@ -355,6 +403,26 @@ func (s *Service) LoadState(ctx context.Context, r io.Reader) (*LoadResult, erro
 	s.log.Info("state loaded", "id", m.ID, "sandboxes", n, "read", read.Round(time.Millisecond),
 		"made", (time.Since(began) - read).Round(time.Millisecond))
 	return &LoadResult{Manifest: m, Sandboxes: n}, nil
+}
+
+// checkReferenced refuses an archive that refers to images the engine does
+// not have, naming them, before anything is loaded.
+func (s *Service) checkReferenced(ctx context.Context, refs []string) error {
+	var missing []string
+	for _, ref := range refs {
+		ok, err := s.engine.ImagePresent(ctx, ref)
+		if err != nil {
+			return s.engineErr(err)
+		}
+		if !ok {
+			missing = append(missing, ref)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return &Error{Kind: KindInvalid, Message: fmt.Sprintf("the archive was saved referring to images by name and %s does not have %s: pull or build them first (or save the archive without referring to images)",
+		s.theEngine(), strings.Join(missing, ", "))}
 }
 
 // restoredRecord is a sandbox record as a load brings it back: one saved

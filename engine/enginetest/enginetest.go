@@ -602,7 +602,7 @@ func testSnapshot(t *testing.T, h Harness) {
 		t.Fatalf("ImagePresent(snapshot) = %v, %v", ok, err)
 	}
 	var archive bytes.Buffer
-	if err := f.e.SaveImages(f.ctx, []string{ref}, &archive); err != nil {
+	if err := f.e.SaveImages(f.ctx, []string{ref}, engine.SaveOptions{}, &archive); err != nil {
 		t.Fatalf("SaveImages: %v", err)
 	}
 	if err := f.e.RemoveImage(f.ctx, ref); err != nil {
@@ -658,7 +658,7 @@ func testSnapshotFiles(t *testing.T, h Harness) {
 		t.Fatalf("after Snapshot of a running container: %s", s)
 	}
 	var archive bytes.Buffer
-	if err := f.e.SaveImages(f.ctx, []string{ref}, &archive); err != nil {
+	if err := f.e.SaveImages(f.ctx, []string{ref}, engine.SaveOptions{}, &archive); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.e.RemoveImage(f.ctx, ref); err != nil {
@@ -686,7 +686,7 @@ func testSnapshotUnsupported(t *testing.T, h Harness) {
 	}
 	calls := map[string]error{
 		"Snapshot":    f.e.Snapshot(f.ctx, "any", "rtemu-enginetest-none:x", nil),
-		"SaveImages":  f.e.SaveImages(f.ctx, []string{"rtemu-enginetest-none:x"}, io.Discard),
+		"SaveImages":  f.e.SaveImages(f.ctx, []string{"rtemu-enginetest-none:x"}, engine.SaveOptions{}, io.Discard),
 		"LoadImages":  f.e.LoadImages(f.ctx, strings.NewReader("")),
 		"RemoveImage": f.e.RemoveImage(f.ctx, "rtemu-enginetest-none:x"),
 	}
