@@ -384,19 +384,31 @@ func (s *Service) LoadState(ctx context.Context, r io.Reader) (*LoadResult, erro
 	}); err != nil {
 		return fail(&state.FormatError{Kind: state.Corrupt, Msg: "the archive's records cannot be read: " + err.Error()})
 	}
-	// The archive is whole and ready: it becomes the seed.
-	drop, err := s.keepSeed(staging, m)
-	if err != nil {
-		return fail(err)
-	}
-	read := time.Since(began)
-	n, err := s.ResetToSeed(ctx)
-	// The previous seed's images, now that no container uses them.
-	for _, ref := range drop {
-		if rerr := s.engine.RemoveImage(context.WithoutCancel(ctx), ref); rerr != nil {
-			s.log.Warn("could not remove the previous seed's image", "image", ref, "err", rerr)
+	// The archive is whole and ready: it becomes the seed, and the state
+	// the seed's. From the journal on, a kill is finished by the next start
+	// (finishSwap); before it, the next start removes the load's folder and
+	// images (clearStateLeftovers).
+	var drop []string // the previous seed's images the new one does not have
+	if old := s.seedManifest(); old != nil {
+		for _, ref := range old.Images {
+			if !slices.Contains(m.Images, ref) {
+				drop = append(drop, ref)
+			}
 		}
 	}
+	crashPoint("load-read")
+	j := swapJournal{Seed: m.ID, Staging: filepath.Base(staging), Drop: drop}
+	if err := s.writeJournal(j); err != nil {
+		return fail(err)
+	}
+	crashPoint("load-journaled")
+	if err := s.moveSeed(staging); err != nil {
+		_ = s.removeJournal()
+		return fail(err)
+	}
+	s.removeOldSeeds()
+	read := time.Since(began)
+	n, err := s.swapToSeed(ctx, j)
 	if err != nil {
 		return nil, err
 	}
@@ -455,30 +467,14 @@ func restoredRecord(sb *Sandbox, e state.Sandbox, instance string) error {
 	return nil
 }
 
-// keepSeed makes a checked load's folder the seed, in place of the one
-// before. It returns the previous seed's images the new one does not have:
-// the caller removes them once no container uses them.
-func (s *Service) keepSeed(staging string, m state.Manifest) ([]string, error) {
-	old := s.seedManifest()
-	dir := filepath.Join(s.dataDir, seedDir)
-	prev := dir + ".old-" + newStateID()
-	if err := os.Rename(dir, prev); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("load: %w", err)
-	}
-	if err := os.Rename(staging, dir); err != nil {
-		_ = os.Rename(prev, dir)
-		return nil, fmt.Errorf("load: %w", err)
-	}
-	_ = os.RemoveAll(prev)
-	var drop []string
-	if old != nil {
-		for _, ref := range old.Images {
-			if !slices.Contains(m.Images, ref) {
-				drop = append(drop, ref)
-			}
+// removeOldSeeds removes the seeds a load replaced.
+func (s *Service) removeOldSeeds() {
+	old, _ := filepath.Glob(filepath.Join(s.dataDir, seedDir+".old-*"))
+	for _, dir := range old {
+		if err := os.RemoveAll(dir); err != nil {
+			s.log.Warn("could not remove a replaced seed's folder", "dir", dir, "err", err)
 		}
 	}
-	return drop, nil
 }
 
 // seedManifest is the manifest of the seed kept in the data dir; nil for
@@ -525,31 +521,38 @@ func (s *Service) ResetToSeed(ctx context.Context) (int, error) {
 	if m == nil {
 		return 0, conflict("no seed is loaded: start rtemu with --seed FILE, or load one with rtemu state load FILE")
 	}
-	dir := filepath.Join(s.dataDir, seedDir)
+	j := swapJournal{Seed: m.ID}
+	if err := s.writeJournal(j); err != nil {
+		return 0, err
+	}
+	return s.swapToSeed(ctx, j)
+}
+
+// swapToSeed makes the state the seed's, under the journal j written
+// before: every container and record goes, the seed's records come in one
+// transaction and its workspaces' files after (then the journal says so),
+// and its sandboxes are made; then the previous seed's images go, and the
+// journal. A kill anywhere in it leaves the journal, and the next start
+// finishes the swap.
+func (s *Service) swapToSeed(ctx context.Context, j swapJournal) (int, error) {
+	m := s.seedManifest()
+	if m == nil {
+		return 0, conflict("no seed is loaded")
+	}
 	began := time.Now()
 	if _, err := s.Reset(ctx); err != nil {
 		return 0, err
 	}
+	crashPoint("swap-cleared")
 	cleared := time.Since(began)
 	s.suspendPool()
 	defer s.resumePool()
-	if err := s.store.ReplaceFrom(ctx, filepath.Join(dir, state.RecordsName)); err != nil {
+	if err := s.swapRecords(ctx, m); err != nil {
 		return 0, err
 	}
-	s.keys.forget()
-	if ps, err := s.store.ListProjects(ctx); err == nil {
-		for _, p := range ps {
-			if p.IsDefault {
-				s.defaultProject.Store(p.ID)
-			}
-		}
-	}
-	if s.ws.dir != "" {
-		for _, id := range m.Workspaces {
-			if err := copyTree(filepath.Join(dir, "workspaces", id), filepath.Join(s.ws.dir, id)); err != nil {
-				return 0, fmt.Errorf("reset to the seed: workspace %s: %w", id, err)
-			}
-		}
+	j.RecordsDone = true
+	if err := s.writeJournal(j); err != nil {
+		return 0, err
 	}
 	live, err := s.store.LiveSandboxes(ctx)
 	if err != nil {
@@ -565,7 +568,7 @@ func (s *Service) ResetToSeed(ctx context.Context) (int, error) {
 		s.Publish(Change{Kind: "sandbox", ID: sb.ID, Status: sb.Status})
 	}
 	// Wait until every one is made (and paused where it was).
-	for _, id := range making {
+	for i, id := range making {
 		for {
 			sb, err := s.store.GetSandbox(ctx, id)
 			if err != nil {
@@ -580,7 +583,11 @@ func (s *Service) ResetToSeed(ctx context.Context) (int, error) {
 			case <-time.After(20 * time.Millisecond):
 			}
 		}
+		if i == 0 {
+			crashPoint("swap-making")
+		}
 	}
+	s.dropSwapped(ctx, &j)
 	s.log.Info("reset to the seed", "seed", m.ID, "sandboxes", len(making), "cleared", cleared.Round(time.Millisecond),
 		"records", (copied - cleared).Round(time.Millisecond), "made", (time.Since(began) - copied).Round(time.Millisecond))
 	return len(making), nil
@@ -629,7 +636,7 @@ func (s *Service) clearStateLeftovers(ctx context.Context) {
 			}
 			s.log.Info("removing what an interrupted state load left", "dir", dir, "images", len(images))
 			s.dropLoad(dir, images)
-		case strings.HasPrefix(e.Name(), saveTmpPrefix), strings.HasPrefix(e.Name(), seedDir+".old-"):
+		case strings.HasPrefix(e.Name(), saveTmpPrefix), strings.HasPrefix(e.Name(), seedDir+".old-"), e.Name() == swapJournalFile+".tmp":
 			_ = os.RemoveAll(dir)
 		}
 	}
