@@ -122,3 +122,65 @@ func TestStateReferenceImages(t *testing.T) {
 		}
 	}
 }
+
+// A load as on another machine: the engine has none of what the archive
+// carries (the sandboxes' snapshots, and the image they were made from, an
+// image of this test's own), and the data dir is new; the sandboxes run
+// with their files and the workspace has its files.
+func TestStateLoadOnAnotherMachine(t *testing.T) {
+	t.Parallel()
+	emulatortest.SkipIfNoDocker(t)
+	own := emulatortest.OwnTestImage(t)
+	c := newClient(t, emulatortest.WithTemplate("own", own))
+	ws := c.workspace(map[string]any{"name": "src"})
+	c.must(http.StatusOK, "POST", "/v1/workspaces/"+ws+"/files", map[string]any{"name": "main.go", "type": "file", "contents": "package main"})
+	run := c.create(map[string]any{"name": "run", "template": "own", "mounts": []map[string]any{{"workspaceId": ws, "path": "/workspace/src"}}})["id"].(string)
+	c.sh(run, "mkdir -p /opt/tool && echo toolchain > /opt/tool/version")
+	paused := c.create(map[string]any{"name": "cold", "template": "own"})["id"].(string)
+	c.sh(paused, "echo cold > /root/f.txt")
+	c.must(http.StatusOK, "POST", "/v1/sandboxes/"+paused+"/pause", nil)
+	c.waitStatus(paused, "paused")
+	archive := saveStateBytes(t, c.srv)
+	m := readManifest(t, archive)
+	if len(m.Images) != 2 || len(m.Referenced) != 0 {
+		t.Fatalf("manifest: %+v", m)
+	}
+
+	// Everything the archive carries leaves the engine.
+	for _, id := range []string{run, paused} {
+		c.must(http.StatusOK, "DELETE", "/v1/sandboxes/"+id, nil)
+	}
+	testwait.Until(t, time.Minute, func() bool { return containerGone(t, run) && containerGone(t, paused) }, "containers not removed")
+	if err := emulatortest.Docker(t).RemoveImage(context.Background(), own); err != nil {
+		t.Fatal(err)
+	}
+	if left := imagesPresent(t, append([]string{own}, m.Images...)); len(left) > 0 {
+		t.Fatalf("still in the engine: %v", left)
+	}
+
+	c2 := newClient(t, emulatortest.WithDataDir(t.TempDir()))
+	if r := c2.do("POST", "/_emulator/state", archive, "Content-Type", "application/x-tar"); r.Status != http.StatusOK {
+		t.Fatalf("load: %d %s", r.Status, r.Body)
+	}
+	if st := c2.must(http.StatusOK, "GET", "/v1/sandboxes/"+run, nil).Data()["status"]; st != "running" {
+		t.Fatalf("run is %v", st)
+	}
+	if out := c2.sh(run, "cat /opt/tool/version /workspace/src/main.go"); out != "toolchain\npackage main" {
+		t.Fatalf("run's files: %q", out)
+	}
+	// The image's own file, from the base layers the archive brought.
+	if out := c2.sh(run, "cat /etc/rtemu-test-image"); !strings.Contains(own, "own-"+strings.TrimSpace(out)+":") {
+		t.Fatalf("the base image's file: %q (image %s)", out, own)
+	}
+	if st := c2.must(http.StatusOK, "GET", "/v1/sandboxes/"+paused, nil).Data()["status"]; st != "paused" {
+		t.Fatalf("cold is %v", st)
+	}
+	c2.must(http.StatusOK, "POST", "/v1/sandboxes/"+paused+"/resume", nil)
+	c2.waitStatus(paused, "running")
+	if out := c2.sh(paused, "cat /root/f.txt"); out != "cold\n" {
+		t.Fatalf("cold's files: %q", out)
+	}
+	if r := c2.must(http.StatusOK, "GET", "/v1/workspaces/"+ws+"/direct?path=/main.go", nil); string(r.Body) != "package main" {
+		t.Fatalf("workspace file: %q", r.Body)
+	}
+}
