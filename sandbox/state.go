@@ -397,7 +397,7 @@ func (s *Service) LoadState(ctx context.Context, r io.Reader) (*LoadResult, erro
 		}
 	}
 	crashPoint("load-read")
-	j := swapJournal{Seed: m.ID, Staging: filepath.Base(staging), Drop: drop}
+	j := swapJournal{Seed: m.ID, Staging: filepath.Base(staging), Drop: append(drop, s.pendingDrop()...)}
 	if err := s.writeJournal(j); err != nil {
 		return fail(err)
 	}
@@ -521,7 +521,7 @@ func (s *Service) ResetToSeed(ctx context.Context) (int, error) {
 	if m == nil {
 		return 0, conflict("no seed is loaded: start rtemu with --seed FILE, or load one with rtemu state load FILE")
 	}
-	j := swapJournal{Seed: m.ID}
+	j := swapJournal{Seed: m.ID, Drop: s.pendingDrop()}
 	if err := s.writeJournal(j); err != nil {
 		return 0, err
 	}

@@ -96,6 +96,15 @@ func (s *Service) readJournal() (swapJournal, bool) {
 	return j, true
 }
 
+// pendingDrop is what a journal left by an earlier swap still has to drop
+// (a start whose reconcile failed keeps it): a new journal takes it over.
+func (s *Service) pendingDrop() []string {
+	if j, ok := s.readJournal(); ok {
+		return j.Drop
+	}
+	return nil
+}
+
 func (s *Service) removeJournal() error {
 	err := os.Remove(filepath.Join(s.dataDir, swapJournalFile))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
