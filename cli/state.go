@@ -12,6 +12,7 @@ import (
 
 	"github.com/rtemu-dev/rtemu/client"
 	"github.com/rtemu-dev/rtemu/config"
+	"github.com/rtemu-dev/rtemu/sandbox"
 	"github.com/rtemu-dev/rtemu/server"
 )
 
@@ -82,6 +83,8 @@ func stateSaveCmd(env Env) *cobra.Command {
 		Short: "Write the whole state to FILE",
 		Args:  exactArgs(1),
 	}
+	var reference bool
+	c.Flags().BoolVar(&reference, "reference-images", false, "refer to the sandboxes' base images by name instead of putting them in FILE (smaller; a load needs those images in its engine)")
 	c.RunE = stateRun(c, env, func(ctx context.Context, cl *client.Client, cfg config.Config, args []string) error {
 		// Into a file beside FILE, renamed at the end: FILE is a whole
 		// archive or is not touched.
@@ -91,9 +94,9 @@ func stateSaveCmd(env Env) *cobra.Command {
 		}
 		defer os.Remove(tmp.Name())
 		if cl != nil {
-			err = cl.SaveState(ctx, tmp)
+			err = cl.SaveStateWith(ctx, tmp, client.SaveStateOptions{ReferenceImages: reference})
 		} else {
-			err = server.SaveStopped(ctx, cfg, env.Version, quietLog(env), tmp)
+			err = server.SaveStopped(ctx, cfg, env.Version, quietLog(env), sandbox.SaveOptions{ReferenceImages: reference}, tmp)
 		}
 		if cerr := tmp.Close(); err == nil {
 			err = cerr

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rtemu-dev/rtemu/client"
 	"github.com/rtemu-dev/rtemu/emulatortest"
+	"github.com/rtemu-dev/rtemu/state"
 )
 
 // rtemu state save writes a running rtemu's state; rtemu state load puts it
@@ -44,6 +45,20 @@ func TestStateSaveLoadCommands(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
 		t.Fatalf("beside the archive: %v", ents)
+	}
+	// Referring to the base image by name.
+	thin := filepath.Join(t.TempDir(), "thin.tar")
+	if r := run(t, map[string]string{"RUNTOOLS_API_URL": srv.URL, "HOME": home}, "state", "save", "--reference-images", thin); r.code != 0 {
+		t.Fatalf("state save --reference-images: exit %d: %q %q", r.code, r.stdout, r.stderr)
+	}
+	if f, err := os.Open(thin); err != nil {
+		t.Fatal(err)
+	} else {
+		m, err := state.ReadManifest(f)
+		f.Close()
+		if err != nil || m.Version != 2 || len(m.Referenced) != 1 || m.Referenced[0] != img {
+			t.Fatalf("manifest of state save --reference-images: %+v %v", m, err)
+		}
 	}
 
 	// Into a stopped (never started) data dir.

@@ -706,7 +706,23 @@ func execEvent(event, data string, stdout, stderr io.Writer) (*ExecResult, error
 // SaveState streams the whole state as an archive (GET /_emulator/state)
 // to w.
 func (c *Client) SaveState(ctx context.Context, w io.Writer) error {
-	resp, err := c.send(ctx, http.MethodGet, "/_emulator/state", nil, nil, "")
+	return c.SaveStateWith(ctx, w, SaveStateOptions{})
+}
+
+// SaveStateOptions are a save's choices.
+type SaveStateOptions struct {
+	// ReferenceImages: the sandboxes' base images are referred to by name,
+	// not held in the archive (?referenceImages=true); a load needs them.
+	ReferenceImages bool
+}
+
+// SaveStateWith is SaveState with choices.
+func (c *Client) SaveStateWith(ctx context.Context, w io.Writer, opts SaveStateOptions) error {
+	var q url.Values
+	if opts.ReferenceImages {
+		q = url.Values{"referenceImages": {"true"}}
+	}
+	resp, err := c.send(ctx, http.MethodGet, "/_emulator/state", q, nil, "")
 	if err != nil {
 		return err
 	}

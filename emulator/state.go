@@ -23,10 +23,18 @@ const saveGrace = 10 * time.Second
 // streamed after, with the API open again.
 func (a *api) saveState(c echo.Context) error {
 	ctx := c.Request().Context()
+	var opts sandbox.SaveOptions
+	switch v := c.QueryParam("referenceImages"); v {
+	case "", "false":
+	case "true":
+		opts.ReferenceImages = true
+	default:
+		return &sandbox.Error{Kind: sandbox.KindInvalid, Message: fmt.Sprintf("referenceImages must be true or false, not %q", v)}
+	}
 	var saved *sandbox.SavedState
 	err := a.gate.quiet(saveGrace, func() error {
 		var err error
-		saved, err = a.svc.PrepareSave(ctx, a.version)
+		saved, err = a.svc.PrepareSave(ctx, a.version, opts)
 		return err
 	})
 	if err != nil {

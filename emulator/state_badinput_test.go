@@ -122,7 +122,7 @@ func TestStateLoadRefusesBadArchives(t *testing.T) {
 		{"not a tar", state.Foreign, "not an rtemu state archive", []byte(strings.Repeat("plain text, not an archive\n", 100))},
 		{"another tar", state.Foreign, "first entry is", foreignTar},
 		{"another JSON manifest", state.Foreign, "does not name the format", editManifest(t, good, func(m map[string]any) { m["format"] = "cloud-pod" })},
-		{"newer format", state.Newer, "format version 2", editManifest(t, good, func(m map[string]any) { m["version"] = 2 })},
+		{"newer format", state.Newer, fmt.Sprintf("format version %d", state.Version+1), editManifest(t, good, func(m map[string]any) { m["version"] = state.Version + 1 })},
 		{"newer records", state.Newer, "newer rtemu", editManifest(t, good, func(m map[string]any) { m["schema"] = 999 })},
 		{"cut in half", state.Truncated, "truncated", good[:len(good)/2]},
 		{"cut before its trailer", state.Truncated, "without its trailer", noTrailer},

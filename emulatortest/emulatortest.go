@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -323,10 +324,28 @@ func (s *Server) ResetToSeed(ctx context.Context) (int, error) {
 	return out.Data.SandboxesRestored, nil
 }
 
+// SaveOption is a choice of SaveState.
+type SaveOption func(*url.Values)
+
+// ReferenceImages makes SaveState refer to the sandboxes' base images by
+// name instead of holding them (?referenceImages=true): the archive is
+// smaller, and a load needs those images in the engine.
+func ReferenceImages() SaveOption {
+	return func(q *url.Values) { q.Set("referenceImages", "true") }
+}
+
 // SaveState writes the whole state as an archive to w (GET
 // /_emulator/state), for WithSeed.
-func (s *Server) SaveState(ctx context.Context, w io.Writer) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/_emulator/state", nil)
+func (s *Server) SaveState(ctx context.Context, w io.Writer, opts ...SaveOption) error {
+	q := url.Values{}
+	for _, o := range opts {
+		o(&q)
+	}
+	u := s.URL + "/_emulator/state"
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package emulatortest
 import (
 	"archive/tar"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"testing"
 
 	"github.com/moby/moby/client"
 )
@@ -69,7 +71,7 @@ func buildTestImage(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("busybox --list: %w", err)
 	}
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(writeRootfs(pw, bin, strings.Fields(string(out)))) }()
+	go func() { pw.CloseWithError(writeRootfs(pw, bin, strings.Fields(string(out)), nil)) }()
 	rc, err := cli.ImageImport(ctx, client.ImageImportSource{Source: pr, SourceName: "-"}, ref, client.ImageImportOptions{})
 	if err != nil {
 		return "", fmt.Errorf("import test image: %w", err)
@@ -81,7 +83,9 @@ func buildTestImage(ctx context.Context) (string, error) {
 	return ref, nil
 }
 
-func writeRootfs(w io.Writer, busybox []byte, applets []string) error {
+// writeRootfs writes the image's files; mark, when not nil, goes in
+// /etc/rtemu-test-image (an image of its own, sharing no layer).
+func writeRootfs(w io.Writer, busybox []byte, applets []string, mark []byte) error {
 	tw := tar.NewWriter(w)
 	dir := func(name string, mode int64) error {
 		return tw.WriteHeader(&tar.Header{Name: name + "/", Typeflag: tar.TypeDir, Mode: mode})
@@ -119,5 +123,63 @@ func writeRootfs(w io.Writer, busybox []byte, applets []string) error {
 	if err := file("etc/group", 0o644, []byte("root:x:0:\nnogroup:x:65534:\n")); err != nil {
 		return err
 	}
+	if mark != nil {
+		if err := file("etc/rtemu-test-image", 0o644, mark); err != nil {
+			return err
+		}
+	}
 	return tw.Close()
+}
+
+// OwnTestImage makes an image like TestImage's that shares no layer with
+// any other (its one layer holds a mark of its own), named
+// rtemu-test/own-<mark>:1, for a test that removes it or its layers from
+// the engine. It is removed when the test ends.
+func OwnTestImage(t testing.TB) string {
+	t.Helper()
+	routeEngine()
+	var bin []byte
+	var binPath string
+	for _, p := range busyboxPaths {
+		if b, err := os.ReadFile(p); err == nil {
+			bin, binPath = b, p
+			break
+		}
+	}
+	if bin == nil {
+		t.Skip(ErrNoBusybox)
+	}
+	mark := make([]byte, 6)
+	_, _ = rand.Read(mark)
+	ref := "rtemu-test/own-" + hex.EncodeToString(mark) + ":1"
+	ctx := t.Context()
+	out, err := exec.CommandContext(ctx, binPath, "--list").Output()
+	if err != nil {
+		t.Fatalf("busybox --list: %v", err)
+	}
+	cli, err := client.New(client.FromEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	pr, pw := io.Pipe()
+	go func() {
+		pw.CloseWithError(writeRootfs(pw, bin, strings.Fields(string(out)), []byte(hex.EncodeToString(mark)+"\n")))
+	}()
+	rc, err := cli.ImageImport(ctx, client.ImageImportSource{Source: pr, SourceName: "-"}, ref, client.ImageImportOptions{})
+	if err != nil {
+		t.Fatalf("import an image of the test's own: %v", err)
+	}
+	_, err = io.Copy(io.Discard, rc)
+	rc.Close()
+	if err != nil {
+		t.Fatalf("import an image of the test's own: %v", err)
+	}
+	t.Cleanup(func() {
+		d := Docker(t)
+		if err := d.RemoveImage(context.Background(), ref); err != nil {
+			t.Logf("remove %s: %v", ref, err)
+		}
+	})
+	return ref
 }

@@ -55,13 +55,26 @@ type Engine interface {
 	// the image.
 	Snapshot(ctx context.Context, name, ref string, labels map[string]string) error
 	// SaveImages writes the images as one tar archive (layers they share
-	// once); LoadImages reads such an archive back into the engine, where
-	// its images then have the same refs. RemoveImage removes an image
-	// (its ref); a missing one is no error. Without Capabilities.Snapshot
-	// all four are ErrUnsupported.
-	SaveImages(ctx context.Context, refs []string, w io.Writer) error
+	// once; opts.Without's left out); LoadImages reads such an archive
+	// back into the engine, where its images then have the same refs (an
+	// archive saved without some images' layers loads where those images
+	// are). RemoveImage removes an image (its ref); a missing one is no
+	// error. Without Capabilities.Snapshot all four are ErrUnsupported.
+	SaveImages(ctx context.Context, refs []string, opts SaveOptions, w io.Writer) error
 	LoadImages(ctx context.Context, r io.Reader) error
 	RemoveImage(ctx context.Context, ref string) error
+}
+
+// SaveOptions are SaveImages' choices.
+type SaveOptions struct {
+	// Without names images (by ref) whose layers the archive leaves out
+	// where the saved images are built on them: the engine that loads it
+	// must have those images. One the saved images do not build on costs
+	// nothing.
+	Without []string
+	// Dir is a folder the engine may write a copy of the archive to while
+	// it works (Without needs one on Docker); "" for the system's.
+	Dir string
 }
 
 // Capabilities says what an engine can do. The service reads it instead of

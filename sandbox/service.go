@@ -203,10 +203,15 @@ func (s *Service) Start(ctx context.Context) error {
 	if err := s.startWorkspaces(); err != nil {
 		return err
 	}
+	swap, err := s.finishSwap(ctx)
+	if err != nil {
+		return fmt.Errorf("finishing a swap to the seed that was cut short: %w", err)
+	}
 	s.clearStateLeftovers(ctx)
 	reconciled := false
 	if err := s.reconcile(ctx); err == nil {
 		reconciled = true
+		s.dropSwapped(ctx, swap)
 	} else if !errors.Is(err, ErrUnavailable) {
 		return err
 	} else {

@@ -84,13 +84,21 @@ func hasContainer(st Status) bool {
 	return false
 }
 
+// SaveOptions are a save's choices.
+type SaveOptions struct {
+	// ReferenceImages: each snapshot's base image (the one its sandbox
+	// was made from) is referred to by name instead of being in the
+	// archive, where the engine has it; a load needs it in its engine.
+	ReferenceImages bool
+}
+
 // PrepareSave captures the state: the records as of one moment, a
 // snapshot of each sandbox's container, and a copy of each workspace's
 // files. The caller keeps API writes out while it runs (the front door's
 // gate), so none is half in it; writing the archive (WriteTo) needs no such
 // pause. Where the engine cannot capture a sandbox's files, the save is
 // refused, naming each such sandbox.
-func (s *Service) PrepareSave(ctx context.Context, rtemuVersion string) (_ *SavedState, err error) {
+func (s *Service) PrepareSave(ctx context.Context, rtemuVersion string, opts SaveOptions) (_ *SavedState, err error) {
 	base := s.dataDir
 	if base == "" {
 		base = os.TempDir()
@@ -123,6 +131,8 @@ func (s *Service) PrepareSave(ctx context.Context, rtemuVersion string) (_ *Save
 	}
 	var cannot []string
 	var toSnap []*Sandbox
+	seed := s.seedManifest()
+	bases := map[string]bool{}
 	for _, sb := range sbs {
 		e := state.Sandbox{ID: sb.ID, Name: sb.Name, Status: string(sb.Status), Template: sb.Template, Capture: state.CaptureNone}
 		if hasContainer(sb.Status) {
@@ -133,12 +143,19 @@ func (s *Service) PrepareSave(ctx context.Context, rtemuVersion string) (_ *Save
 			e.Capture, e.Image = state.CaptureSnapshot, snapshotRepo+sb.ID+":"+ss.manifest.ID
 			ss.manifest.Images = append(ss.manifest.Images, e.Image)
 			toSnap = append(toSnap, sb)
+			if opts.ReferenceImages {
+				e.Base = s.baseImage(ctx, sb, seed, bases)
+			}
 		}
 		ss.manifest.Sandboxes = append(ss.manifest.Sandboxes, e)
 	}
 	if len(cannot) > 0 {
 		return nil, unsavable(cannot)
 	}
+	for ref := range bases {
+		ss.manifest.Referenced = append(ss.manifest.Referenced, ref)
+	}
+	slices.Sort(ss.manifest.Referenced)
 	// A few at once: each commit waits on the engine's disk and hashing,
 	// and every running sandbox is frozen while its own runs.
 	var (
@@ -194,6 +211,33 @@ func (s *Service) PrepareSave(ctx context.Context, rtemuVersion string) (_ *Save
 	return ss, nil
 }
 
+// baseImage is the image a sandbox's snapshot is built on, by the name a
+// save refers to it with (and records in bases): the image the sandbox was
+// made from, or, for one made from a seed's snapshot, the image the seed
+// referred to, or else its template's image. "" when the engine has no
+// image of that name (then the archive holds it).
+func (s *Service) baseImage(ctx context.Context, sb *Sandbox, seed *state.Manifest, bases map[string]bool) string {
+	ref := sb.Image
+	if strings.HasPrefix(ref, snapshotRepo) {
+		ref = s.templates[sb.Template].Image
+		if seed != nil {
+			for _, e := range seed.Sandboxes {
+				if e.Image == sb.Image && e.Base != "" {
+					ref = e.Base
+				}
+			}
+		}
+	}
+	if ref == "" || strings.HasPrefix(ref, snapshotRepo) {
+		return ""
+	}
+	if ok, err := s.engine.ImagePresent(ctx, ref); err != nil || !ok {
+		return ""
+	}
+	bases[ref] = true
+	return ref
+}
+
 // Manifest is what the archive's manifest says.
 func (ss *SavedState) Manifest() state.Manifest { return ss.manifest }
 
@@ -213,7 +257,8 @@ func (ss *SavedState) WriteTo(ctx context.Context, w io.Writer) error {
 	}
 	if len(ss.manifest.Images) > 0 {
 		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(ss.s.engine.SaveImages(ctx, ss.manifest.Images, pw)) }()
+		opts := engine.SaveOptions{Without: ss.manifest.Referenced, Dir: ss.dir}
+		go func() { pw.CloseWithError(ss.s.engine.SaveImages(ctx, ss.manifest.Images, opts, pw)) }()
 		err := aw.Images(pr)
 		pr.CloseWithError(errors.New("the archive's writer stopped"))
 		if err != nil {
@@ -287,6 +332,9 @@ func (s *Service) LoadState(ctx context.Context, r io.Reader) (*LoadResult, erro
 			if len(m.Images) > 0 && !s.caps.Snapshot {
 				return conflict("the archive holds sandboxes' file systems and %s cannot load them", s.theEngine())
 			}
+			if err := s.checkReferenced(ctx, m.Referenced); err != nil {
+				return err
+			}
 			// Written first, so a start after a kill knows which images
 			// this load may have brought.
 			b, _ := json.Marshal(m)
@@ -336,25 +384,57 @@ func (s *Service) LoadState(ctx context.Context, r io.Reader) (*LoadResult, erro
 	}); err != nil {
 		return fail(&state.FormatError{Kind: state.Corrupt, Msg: "the archive's records cannot be read: " + err.Error()})
 	}
-	// The archive is whole and ready: it becomes the seed.
-	drop, err := s.keepSeed(staging, m)
-	if err != nil {
-		return fail(err)
-	}
-	read := time.Since(began)
-	n, err := s.ResetToSeed(ctx)
-	// The previous seed's images, now that no container uses them.
-	for _, ref := range drop {
-		if rerr := s.engine.RemoveImage(context.WithoutCancel(ctx), ref); rerr != nil {
-			s.log.Warn("could not remove the previous seed's image", "image", ref, "err", rerr)
+	// The archive is whole and ready: it becomes the seed, and the state
+	// the seed's. From the journal on, a kill is finished by the next start
+	// (finishSwap); before it, the next start removes the load's folder and
+	// images (clearStateLeftovers).
+	var drop []string // the previous seed's images the new one does not have
+	if old := s.seedManifest(); old != nil {
+		for _, ref := range old.Images {
+			if !slices.Contains(m.Images, ref) {
+				drop = append(drop, ref)
+			}
 		}
 	}
+	crashPoint("load-read")
+	j := swapJournal{Seed: m.ID, Staging: filepath.Base(staging), Drop: append(drop, s.pendingDrop()...)}
+	if err := s.writeJournal(j); err != nil {
+		return fail(err)
+	}
+	crashPoint("load-journaled")
+	if err := s.moveSeed(staging); err != nil {
+		_ = s.removeJournal()
+		return fail(err)
+	}
+	s.removeOldSeeds()
+	read := time.Since(began)
+	n, err := s.swapToSeed(ctx, j)
 	if err != nil {
 		return nil, err
 	}
 	s.log.Info("state loaded", "id", m.ID, "sandboxes", n, "read", read.Round(time.Millisecond),
 		"made", (time.Since(began) - read).Round(time.Millisecond))
 	return &LoadResult{Manifest: m, Sandboxes: n}, nil
+}
+
+// checkReferenced refuses an archive that refers to images the engine does
+// not have, naming them, before anything is loaded.
+func (s *Service) checkReferenced(ctx context.Context, refs []string) error {
+	var missing []string
+	for _, ref := range refs {
+		ok, err := s.engine.ImagePresent(ctx, ref)
+		if err != nil {
+			return s.engineErr(err)
+		}
+		if !ok {
+			missing = append(missing, ref)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return &Error{Kind: KindInvalid, Message: fmt.Sprintf("the archive was saved referring to images by name and %s does not have %s: pull or build them first (or save the archive without referring to images)",
+		s.theEngine(), strings.Join(missing, ", "))}
 }
 
 // restoredRecord is a sandbox record as a load brings it back: one saved
@@ -387,30 +467,14 @@ func restoredRecord(sb *Sandbox, e state.Sandbox, instance string) error {
 	return nil
 }
 
-// keepSeed makes a checked load's folder the seed, in place of the one
-// before. It returns the previous seed's images the new one does not have:
-// the caller removes them once no container uses them.
-func (s *Service) keepSeed(staging string, m state.Manifest) ([]string, error) {
-	old := s.seedManifest()
-	dir := filepath.Join(s.dataDir, seedDir)
-	prev := dir + ".old-" + newStateID()
-	if err := os.Rename(dir, prev); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("load: %w", err)
-	}
-	if err := os.Rename(staging, dir); err != nil {
-		_ = os.Rename(prev, dir)
-		return nil, fmt.Errorf("load: %w", err)
-	}
-	_ = os.RemoveAll(prev)
-	var drop []string
-	if old != nil {
-		for _, ref := range old.Images {
-			if !slices.Contains(m.Images, ref) {
-				drop = append(drop, ref)
-			}
+// removeOldSeeds removes the seeds a load replaced.
+func (s *Service) removeOldSeeds() {
+	old, _ := filepath.Glob(filepath.Join(s.dataDir, seedDir+".old-*"))
+	for _, dir := range old {
+		if err := os.RemoveAll(dir); err != nil {
+			s.log.Warn("could not remove a replaced seed's folder", "dir", dir, "err", err)
 		}
 	}
-	return drop, nil
 }
 
 // seedManifest is the manifest of the seed kept in the data dir; nil for
@@ -457,31 +521,38 @@ func (s *Service) ResetToSeed(ctx context.Context) (int, error) {
 	if m == nil {
 		return 0, conflict("no seed is loaded: start rtemu with --seed FILE, or load one with rtemu state load FILE")
 	}
-	dir := filepath.Join(s.dataDir, seedDir)
+	j := swapJournal{Seed: m.ID, Drop: s.pendingDrop()}
+	if err := s.writeJournal(j); err != nil {
+		return 0, err
+	}
+	return s.swapToSeed(ctx, j)
+}
+
+// swapToSeed makes the state the seed's, under the journal j written
+// before: every container and record goes, the seed's records come in one
+// transaction and its workspaces' files after (then the journal says so),
+// and its sandboxes are made; then the previous seed's images go, and the
+// journal. A kill anywhere in it leaves the journal, and the next start
+// finishes the swap.
+func (s *Service) swapToSeed(ctx context.Context, j swapJournal) (int, error) {
+	m := s.seedManifest()
+	if m == nil {
+		return 0, conflict("no seed is loaded")
+	}
 	began := time.Now()
 	if _, err := s.Reset(ctx); err != nil {
 		return 0, err
 	}
+	crashPoint("swap-cleared")
 	cleared := time.Since(began)
 	s.suspendPool()
 	defer s.resumePool()
-	if err := s.store.ReplaceFrom(ctx, filepath.Join(dir, state.RecordsName)); err != nil {
+	if err := s.swapRecords(ctx, m); err != nil {
 		return 0, err
 	}
-	s.keys.forget()
-	if ps, err := s.store.ListProjects(ctx); err == nil {
-		for _, p := range ps {
-			if p.IsDefault {
-				s.defaultProject.Store(p.ID)
-			}
-		}
-	}
-	if s.ws.dir != "" {
-		for _, id := range m.Workspaces {
-			if err := copyTree(filepath.Join(dir, "workspaces", id), filepath.Join(s.ws.dir, id)); err != nil {
-				return 0, fmt.Errorf("reset to the seed: workspace %s: %w", id, err)
-			}
-		}
+	j.RecordsDone = true
+	if err := s.writeJournal(j); err != nil {
+		return 0, err
 	}
 	live, err := s.store.LiveSandboxes(ctx)
 	if err != nil {
@@ -497,7 +568,7 @@ func (s *Service) ResetToSeed(ctx context.Context) (int, error) {
 		s.Publish(Change{Kind: "sandbox", ID: sb.ID, Status: sb.Status})
 	}
 	// Wait until every one is made (and paused where it was).
-	for _, id := range making {
+	for i, id := range making {
 		for {
 			sb, err := s.store.GetSandbox(ctx, id)
 			if err != nil {
@@ -512,7 +583,11 @@ func (s *Service) ResetToSeed(ctx context.Context) (int, error) {
 			case <-time.After(20 * time.Millisecond):
 			}
 		}
+		if i == 0 {
+			crashPoint("swap-making")
+		}
 	}
+	s.dropSwapped(ctx, &j)
 	s.log.Info("reset to the seed", "seed", m.ID, "sandboxes", len(making), "cleared", cleared.Round(time.Millisecond),
 		"records", (copied - cleared).Round(time.Millisecond), "made", (time.Since(began) - copied).Round(time.Millisecond))
 	return len(making), nil
@@ -561,7 +636,7 @@ func (s *Service) clearStateLeftovers(ctx context.Context) {
 			}
 			s.log.Info("removing what an interrupted state load left", "dir", dir, "images", len(images))
 			s.dropLoad(dir, images)
-		case strings.HasPrefix(e.Name(), saveTmpPrefix), strings.HasPrefix(e.Name(), seedDir+".old-"):
+		case strings.HasPrefix(e.Name(), saveTmpPrefix), strings.HasPrefix(e.Name(), seedDir+".old-"), e.Name() == swapJournalFile+".tmp":
 			_ = os.RemoveAll(dir)
 		}
 	}

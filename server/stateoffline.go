@@ -26,9 +26,9 @@ func WithStopped(ctx context.Context, cfg config.Config, version string, log *sl
 }
 
 // SaveStopped writes the state of a data dir no rtemu serves to w.
-func SaveStopped(ctx context.Context, cfg config.Config, version string, log *slog.Logger, w io.Writer) error {
+func SaveStopped(ctx context.Context, cfg config.Config, version string, log *slog.Logger, opts sandbox.SaveOptions, w io.Writer) error {
 	return WithStopped(ctx, cfg, version, log, func(svc *sandbox.Service) error {
-		saved, err := svc.PrepareSave(ctx, version)
+		saved, err := svc.PrepareSave(ctx, version, opts)
 		if err != nil {
 			return err
 		}

@@ -28,9 +28,11 @@ import (
 
 const (
 	// Format names the archive; Version is the newest version this rtemu
-	// writes and reads.
+	// writes and reads. An archive is written as the oldest version that
+	// holds what it has: 1, or 2 when it refers to images by name
+	// (Manifest.Referenced), which a reader of version 1 would not check.
 	Format  = "rtemu-state"
-	Version = 1
+	Version = 2
 
 	// The archive's entries, in their order.
 	ManifestName  = "rtemu-state.json"
@@ -64,6 +66,10 @@ type Manifest struct {
 	Workspaces []string  `json:"workspaces"`
 	// Images are the image names in images/, as the engine loads them.
 	Images []string `json:"images"`
+	// Referenced are the images that Images are built on and that the
+	// archive leaves out (saved referencing images by name, version 2):
+	// a load needs each in the engine under that name.
+	Referenced []string `json:"referenced,omitempty"`
 	// SecretKey is the SHA-256 of the key the records' secrets are
 	// encrypted with (hex, first 16 digits): a load into a data dir with
 	// another key keeps the secrets but cannot reveal them.
@@ -79,6 +85,9 @@ type Sandbox struct {
 	Capture  string `json:"capture"`
 	// Image is the snapshot's image name (CaptureSnapshot).
 	Image string `json:"image,omitempty"`
+	// Base is the image the snapshot is built on when the archive refers
+	// to it by name (one of Manifest.Referenced) instead of holding it.
+	Base string `json:"base,omitempty"`
 }
 
 // Trailer closes the archive: proof that it is whole. CRC32C is the
@@ -124,7 +133,10 @@ type Writer struct {
 
 // NewWriter starts an archive with its manifest.
 func NewWriter(w io.Writer, m Manifest) (*Writer, error) {
-	m.Format, m.Version = Format, Version
+	m.Format, m.Version = Format, 1
+	if len(m.Referenced) > 0 {
+		m.Version = 2
+	}
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return nil, err

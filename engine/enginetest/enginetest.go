@@ -72,6 +72,7 @@ func Run(t *testing.T, h Harness) {
 		{"DiskEnforced", testDiskEnforced},
 		{"Snapshot", testSnapshot},
 		{"SnapshotFiles", testSnapshotFiles},
+		{"SnapshotWithoutBase", testSnapshotWithout},
 		{"SnapshotUnsupported", testSnapshotUnsupported},
 	}
 	for _, c := range cases {
@@ -602,7 +603,7 @@ func testSnapshot(t *testing.T, h Harness) {
 		t.Fatalf("ImagePresent(snapshot) = %v, %v", ok, err)
 	}
 	var archive bytes.Buffer
-	if err := f.e.SaveImages(f.ctx, []string{ref}, &archive); err != nil {
+	if err := f.e.SaveImages(f.ctx, []string{ref}, engine.SaveOptions{}, &archive); err != nil {
 		t.Fatalf("SaveImages: %v", err)
 	}
 	if err := f.e.RemoveImage(f.ctx, ref); err != nil {
@@ -658,7 +659,7 @@ func testSnapshotFiles(t *testing.T, h Harness) {
 		t.Fatalf("after Snapshot of a running container: %s", s)
 	}
 	var archive bytes.Buffer
-	if err := f.e.SaveImages(f.ctx, []string{ref}, &archive); err != nil {
+	if err := f.e.SaveImages(f.ctx, []string{ref}, engine.SaveOptions{}, &archive); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.e.RemoveImage(f.ctx, ref); err != nil {
@@ -678,6 +679,50 @@ func testSnapshotFiles(t *testing.T, h Harness) {
 	}
 }
 
+// An archive saved without the image a container was made from
+// (SaveOptions.Without) is no bigger than one with it, and loads back where
+// that image is: a container of the snapshot has the files written.
+func testSnapshotWithout(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	if !f.e.Capabilities().Snapshot {
+		t.Skip("the engine cannot snapshot")
+	}
+	name := f.started("w")
+	if _, errs, code, err := f.sh(name, "echo mine > /without.txt", nil); err != nil || code != 0 {
+		t.Fatalf("write: %q %d %v", errs, code, err)
+	}
+	ref := f.snapshotRef("w")
+	if err := f.e.Snapshot(f.ctx, name, ref, nil); err != nil {
+		t.Fatalf("Snapshot: %v", err)
+	}
+	var full, thin bytes.Buffer
+	if err := f.e.SaveImages(f.ctx, []string{ref}, engine.SaveOptions{}, &full); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.e.SaveImages(f.ctx, []string{ref}, engine.SaveOptions{Without: []string{h.Image}, Dir: t.TempDir()}, &thin); err != nil {
+		t.Fatalf("SaveImages without the base: %v", err)
+	}
+	if thin.Len() > full.Len() {
+		t.Errorf("the archive without the base is %d bytes, with it %d", thin.Len(), full.Len())
+	}
+	t.Logf("archive: %d bytes with the base image, %d without", full.Len(), thin.Len())
+	if err := f.e.RemoveImage(f.ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.e.LoadImages(f.ctx, &thin); err != nil {
+		t.Fatalf("LoadImages of the archive without the base: %v", err)
+	}
+	spec := f.spec("w2")
+	spec.Image = ref
+	made := f.createSpec(spec)
+	if err := f.e.Start(f.ctx, made); err != nil {
+		t.Fatal(err)
+	}
+	if out, errs, code, err := f.sh(made, "cat /without.txt", nil); err != nil || code != 0 || out != "mine\n" {
+		t.Fatalf("files of the snapshot loaded without its base: %q %q %d %v", out, errs, code, err)
+	}
+}
+
 // An engine without Snapshot says so, with ErrUnsupported, on every call.
 func testSnapshotUnsupported(t *testing.T, h Harness) {
 	f := newFixture(t, h)
@@ -686,7 +731,7 @@ func testSnapshotUnsupported(t *testing.T, h Harness) {
 	}
 	calls := map[string]error{
 		"Snapshot":    f.e.Snapshot(f.ctx, "any", "rtemu-enginetest-none:x", nil),
-		"SaveImages":  f.e.SaveImages(f.ctx, []string{"rtemu-enginetest-none:x"}, io.Discard),
+		"SaveImages":  f.e.SaveImages(f.ctx, []string{"rtemu-enginetest-none:x"}, engine.SaveOptions{}, io.Discard),
 		"LoadImages":  f.e.LoadImages(f.ctx, strings.NewReader("")),
 		"RemoveImage": f.e.RemoveImage(f.ctx, "rtemu-enginetest-none:x"),
 	}

@@ -44,7 +44,7 @@ func TestConformance(t *testing.T) {
 }
 
 func conformance(t *testing.T, newEngine func() *fake.Engine) {
-	unmodelled := map[string]string{"SnapshotFiles": "the fake keeps no files"}
+	unmodelled := map[string]string{"SnapshotFiles": "the fake keeps no files", "SnapshotWithoutBase": "the fake keeps no files"}
 	if !newEngine().Capabilities().Snapshot {
 		unmodelled["Snapshot"] = "told it has no Snapshot"
 	}

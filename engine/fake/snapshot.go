@@ -33,8 +33,9 @@ func (e *Engine) Snapshot(ctx context.Context, name, ref string, labels map[stri
 	return nil
 }
 
-// SaveImages writes the images as a tar of one empty file per image.
-func (e *Engine) SaveImages(ctx context.Context, refs []string, w io.Writer) error {
+// SaveImages writes the images as a tar of one empty file per image (the
+// fake's images have no layers: opts.Without leaves nothing out).
+func (e *Engine) SaveImages(ctx context.Context, refs []string, opts engine.SaveOptions, w io.Writer) error {
 	if err := e.cannot("save images", func(c engine.Capabilities) bool { return c.Snapshot }); err != nil {
 		return fmt.Errorf("%w: %v", engine.ErrUnsupported, err)
 	}

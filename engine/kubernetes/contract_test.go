@@ -108,6 +108,7 @@ func conformance(t *testing.T, cfg kubernetes.Config) {
 	unmodelled := map[string]string{}
 	unmodelled["Snapshot"] = "Snapshot: false (no commit of a container in the Kubernetes API)"
 	unmodelled["SnapshotFiles"] = unmodelled["Snapshot"]
+	unmodelled["SnapshotWithoutBase"] = unmodelled["Snapshot"]
 	if !c.local {
 		unmodelled["SharesFolder"] = "the cluster's nodes are not this host: they do not see its folders"
 	}

@@ -20,7 +20,7 @@ func (e *Engine) Snapshot(ctx context.Context, name, ref string, labels map[stri
 }
 
 // SaveImages is unsupported (errNoSnapshot).
-func (e *Engine) SaveImages(ctx context.Context, refs []string, w io.Writer) error {
+func (e *Engine) SaveImages(ctx context.Context, refs []string, opts engine.SaveOptions, w io.Writer) error {
 	return errNoSnapshot
 }
 
