@@ -43,17 +43,20 @@ func TestImage(ctx context.Context) (string, error) {
 	return imageRef, imageErr
 }
 
-func buildTestImage(ctx context.Context) (string, error) {
-	var bin []byte
-	var binPath string
+// readBusybox reads the first static busybox found, and says where it was.
+func readBusybox() ([]byte, string, error) {
 	for _, p := range busyboxPaths {
 		if b, err := os.ReadFile(p); err == nil {
-			bin, binPath = b, p
-			break
+			return b, p, nil
 		}
 	}
-	if bin == nil {
-		return "", ErrNoBusybox
+	return nil, "", ErrNoBusybox
+}
+
+func buildTestImage(ctx context.Context) (string, error) {
+	bin, binPath, err := readBusybox()
+	if err != nil {
+		return "", err
 	}
 	sum := sha256.Sum256(bin)
 	ref := "rtemu-test/busybox:" + hex.EncodeToString(sum[:6])
@@ -138,16 +141,9 @@ func writeRootfs(w io.Writer, busybox []byte, applets []string, mark []byte) err
 func OwnTestImage(t testing.TB) string {
 	t.Helper()
 	routeEngine()
-	var bin []byte
-	var binPath string
-	for _, p := range busyboxPaths {
-		if b, err := os.ReadFile(p); err == nil {
-			bin, binPath = b, p
-			break
-		}
-	}
-	if bin == nil {
-		t.Skip(ErrNoBusybox)
+	bin, binPath, err := readBusybox()
+	if err != nil {
+		t.Skip(err)
 	}
 	mark := make([]byte, 6)
 	_, _ = rand.Read(mark)
