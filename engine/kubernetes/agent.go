@@ -66,6 +66,10 @@ const (
 	agentStopWait = 5 * time.Second
 )
 
+// startAgent runs the agent at $0 in the mode $1 (agent.EnvServe), by the
+// shell its copy needed already: an image without env(1) runs it too.
+const startAgent = `export ` + agent.EnvServe + `="$1"; exec "$0"`
+
 // install copies the agent from stdin into the folder, as the name given.
 const installAgent = `set -e
 f="$1"; t="$f.tmp.$$"
@@ -356,7 +360,7 @@ func (e *Engine) openAgent(ctx context.Context, pod, path, mode string) (*conn, 
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_, err := e.stream(sctx, pod, []string{"env", agent.EnvServe + "=" + mode, path},
+		_, err := e.stream(sctx, pod, []string{"/bin/sh", "-c", startAgent, path, mode},
 			remotecommand.StreamOptions{Stdin: inR, Stdout: outW, Stderr: io.Discard})
 		if err == nil {
 			err = io.EOF
