@@ -139,9 +139,16 @@ func (p *proc) doRaw(method, path string, body any) (int, string) {
 		b, _ := json.Marshal(body)
 		rd = bytes.NewReader(b)
 	}
-	req, _ := http.NewRequest(method, p.url+path, rd)
+	return p.send(method, path, "application/json", rd)
+}
+
+// send sends a request with a body of the type given, and returns the
+// status and the body as text; a request that fails (a process killed
+// meanwhile) answers code 0 and the error.
+func (p *proc) send(method, path, contentType string, body io.Reader) (int, string) {
+	req, _ := http.NewRequest(method, p.url+path, body)
 	req.Header.Set("X-API-Key", emulatortest.APIKey)
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", contentType)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, err.Error()

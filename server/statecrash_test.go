@@ -3,7 +3,6 @@ package server_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -76,16 +75,7 @@ func (p *proc) postArchive(file string) (int, string) {
 		p.t.Fatal(err)
 	}
 	defer f.Close()
-	req, _ := http.NewRequest("POST", p.url+"/_emulator/state", f)
-	req.Header.Set("X-API-Key", emulatortest.APIKey)
-	req.Header.Set("Content-Type", "application/x-tar")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return p.send("POST", "/_emulator/state", "application/x-tar", f)
 }
 
 // exitedKilled waits for rtemu to end on its own, and says whether SIGKILL
